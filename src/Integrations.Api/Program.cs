@@ -1,0 +1,72 @@
+using System.Text.Json;
+using Integrations;
+using Integrations.Api;
+using Integrations.Infrastructure.Http;
+using Integrations.Infrastructure.Security;
+using Integrations.Infrastructure.Telemetry;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Http.Json;
+
+if (args.Length > 0 && HostCommands.IsCommand(args[0]))
+{
+    return await HostCommands.RunAsync(args);
+}
+
+var builder = WebApplication.CreateBuilder(args);
+builder.Logging.ClearProviders().AddJsonConsole(o => o.IncludeScopes = false);
+
+builder.Services.AddIntegrations(builder.Configuration);
+builder.Services.AddHostedService<TelemetryProviders>();
+builder.Services.Configure<JsonOptions>(o =>
+{
+    o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+    o.SerializerOptions.DictionaryKeyPolicy = null;
+});
+builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+builder.Services.AddProblemDetails();
+builder.Services.AddExceptionHandler<UnexpectedExceptionHandler>();
+builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
+    .AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+builder.Services.AddAuthorization();
+builder.Services.AddOpenApi(o => o.AddDocumentTransformer((document, _, _) =>
+{
+    document.Info.Title = "Integrations";
+    document.Info.Description = "Governed integrations for AI agents: BYOK LLM integrations, MCP servers, datasources, audit.";
+    return Task.CompletedTask;
+}));
+builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: ["ready"]);
+builder.WebHost.ConfigureKestrel(o => o.Limits.MaxRequestBodySize = RequestBodyLimit.MaxBytes);
+
+var app = builder.Build();
+
+app.UseExceptionHandler();
+app.UseStatusCodePages(async context =>
+{
+    var status = context.HttpContext.Response.StatusCode;
+    var error = status switch
+    {
+        404 => Integrations.Common.Error.NotFound("resource"),
+        405 => new Integrations.Common.Error("method_not_allowed", 405, "Method not allowed.", "This route does not accept that method."),
+        415 => new Integrations.Common.Error("unsupported_media_type", 415, "Unsupported media type.", "Send the body as application/json."),
+        _ => new Integrations.Common.Error("http_" + status, status, "Request failed."),
+    };
+    await Problems.WriteAsync(context.HttpContext, error);
+});
+app.Use(RequestBodyLimit.Enforce);
+app.UseAuthentication();
+app.UseAuthorization();
+
+app.MapOpenApi("/openapi/{documentName}.json");
+app.UseSwaggerUI(o =>
+{
+    o.RoutePrefix = "docs";
+    o.SwaggerEndpoint("/openapi/v1.json", "Integrations v1");
+});
+app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false }).ExcludeFromDescription();
+app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains("ready") }).ExcludeFromDescription();
+app.MapIntegrationsApi();
+
+await app.RunAsync();
+return 0;
+
+public partial class Program;

@@ -1,0 +1,44 @@
+using System.Buffers.Text;
+
+namespace Integrations.Common;
+
+/// <summary>Opaque keyset cursors: the last row's key, base64url-encoded.</summary>
+public static class Cursor
+{
+    public static string Encode(Guid lastId) => Base64Url.EncodeToString(lastId.ToByteArray(bigEndian: true));
+
+    public static string Encode(long lastSeq) => Base64Url.EncodeToString(BitConverter.GetBytes(lastSeq));
+
+    public static bool TryDecode(string? cursor, out Guid lastId)
+    {
+        lastId = Guid.Empty;
+        if (string.IsNullOrEmpty(cursor)) return true;
+        if (Decode(cursor) is not { Length: 16 } bytes) return false;
+        lastId = new Guid(bytes, bigEndian: true);
+        return true;
+    }
+
+    public static bool TryDecode(string? cursor, out long lastSeq)
+    {
+        lastSeq = long.MaxValue;
+        if (string.IsNullOrEmpty(cursor)) return true;
+        if (Decode(cursor) is not { Length: 8 } bytes) return false;
+        lastSeq = BitConverter.ToInt64(bytes);
+        return lastSeq > 0;
+    }
+
+    private static byte[]? Decode(string cursor)
+    {
+        if (cursor.Length > 32) return null;
+        try
+        {
+            return Base64Url.DecodeFromChars(cursor);
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+}
+
+public sealed record Page<T>(IReadOnlyList<T> Items, string? NextCursor);

@@ -1,0 +1,46 @@
+namespace Integrations.Common;
+
+/// <summary>An expected failure: a stable <see cref="Code"/>, the HTTP status it maps to, and what the caller can act on.</summary>
+public sealed record Error(
+    string Code,
+    int Status,
+    string Title,
+    string? Detail = null,
+    IReadOnlyDictionary<string, string[]>? FieldErrors = null,
+    IReadOnlyDictionary<string, object?>? Extensions = null)
+{
+    public static Error Validation(IReadOnlyDictionary<string, string[]> fieldErrors, string? detail = null) =>
+        new("validation_failed", 400, "The request is not valid.", detail ?? "See 'errors' for each field.", fieldErrors);
+
+    public static Error Validation(string field, string message) =>
+        Validation(new Dictionary<string, string[]> { [field] = [message] });
+
+    public static Error Unauthenticated(string detail = "A valid API key is required.") =>
+        new("unauthenticated", 401, "Authentication required.", detail);
+
+    public static Error Forbidden(string detail) => new("forbidden", 403, "Forbidden.", detail);
+
+    public static Error NotFound(string subject) =>
+        new("not_found", 404, "Not found.", $"The {subject} does not exist.");
+
+    public static Error Conflict(string detail) => new("conflict", 409, "Conflict.", detail);
+
+    public static Error InvalidTransition(string subject, string from, string action) =>
+        new("invalid_transition", 409, "Invalid state transition.", $"A {subject} in status '{from}' cannot be {action}.",
+            Extensions: new Dictionary<string, object?> { ["current_status"] = from });
+
+    public static Error PolicyDenied(string rule, string detail) =>
+        new("policy_denied", 403, "Denied by policy.", detail, Extensions: new Dictionary<string, object?> { ["rule"] = rule });
+
+    public static Error RateLimited(TimeSpan retryAfter, string detail) =>
+        new("rate_limited", 429, "Rate limit exceeded.", detail,
+            Extensions: new Dictionary<string, object?> { ["retry_after_seconds"] = (int)Math.Ceiling(retryAfter.TotalSeconds) });
+
+    public static Error SsrfBlocked(string detail) => new("ssrf_blocked", 422, "Address not allowed.", detail);
+
+    public static Error UpstreamTimeout(string detail) => new("upstream_timeout", 504, "Upstream timed out.", detail);
+
+    public static Error UpstreamError(string detail) => new("upstream_error", 502, "Upstream error.", detail);
+
+    public static Error Unavailable(string detail) => new("unavailable", 503, "Service unavailable.", detail);
+}

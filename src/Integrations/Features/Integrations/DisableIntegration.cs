@@ -1,0 +1,32 @@
+using Integrations.Common;
+using Integrations.Infrastructure.Http;
+using MediatR;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Integrations.Features.Integrations;
+
+public static class DisableIntegration
+{
+    public sealed record Command(Guid Id) : IOperation<Integration.Response>, IAudited
+    {
+        public static string Operation => "integrations.disable";
+        public static string Scope => Scopes.Write;
+    }
+
+    internal sealed class Handler(IntegrationLifecycle lifecycle) : IRequestHandler<Command, Result<Integration.Response>>
+    {
+        public Task<Result<Integration.Response>> Handle(Command request, CancellationToken ct) =>
+            lifecycle.MoveAsync(request.Id, ["enabled", "error"], "disabled", "disabled", ct);
+    }
+
+    internal static void Map(RouteGroupBuilder group) =>
+        group.MapPost("/{id:guid}/disable", async (Guid id, IMediator mediator, HttpContext http) =>
+                (await mediator.Send(new Command(id), http.RequestAborted)).ToHttp(http))
+            .WithName(Command.Operation)
+            .WithSummary("Disable an enabled integration.")
+            .Produces<Integration.Response>()
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict);
+}

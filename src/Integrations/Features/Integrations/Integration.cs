@@ -1,0 +1,102 @@
+using FluentValidation;
+using Integrations.Infrastructure.Network;
+using Integrations.Infrastructure.Vault;
+
+namespace Integrations.Features.Integrations;
+
+/// <summary>What the integrations.* slices share: the shape they answer with, the row they read, and the field rules.</summary>
+public static class Integration
+{
+    public const string SubjectType = "integration";
+
+    public static readonly string[] Providers = ["openai", "anthropic", "azure_openai", "google", "openai_compatible"];
+    public static readonly string[] Statuses = ["created", "enabled", "disabled", "error"];
+    public static readonly string[] Healths = ["unknown", "healthy", "degraded", "failing"];
+
+    public sealed record Limits(int? RequestsPerMinute = null, long? TokensPerMonth = null, long? BudgetCentsPerMonth = null);
+
+    public sealed record Response(
+        Guid Id,
+        string Name,
+        string Provider,
+        string? BaseUrl,
+        string? CredentialRef,
+        string Status,
+        string Health,
+        DateTimeOffset? HealthCheckedAt,
+        string? HealthMessage,
+        Limits Limits,
+        IReadOnlyList<string> AllowedModels,
+        DateTimeOffset CreatedAt,
+        DateTimeOffset UpdatedAt);
+
+    internal const string Columns = """
+        id, name, provider, base_url, credential_ref, status, health, health_checked_at, health_message,
+        requests_per_minute, tokens_per_month, budget_cents_per_month, allowed_models, created_at, updated_at
+        """;
+
+    /// <summary>A class rather than a positional record: Dapper maps text[] columns onto properties, not constructor parameters.</summary>
+    internal sealed class Row
+    {
+        public Guid Id { get; init; }
+        public required string Name { get; init; }
+        public required string Provider { get; init; }
+        public string? BaseUrl { get; init; }
+        public string? CredentialRef { get; init; }
+        public required string Status { get; init; }
+        public required string Health { get; init; }
+        public DateTime? HealthCheckedAt { get; init; }
+        public string? HealthMessage { get; init; }
+        public int? RequestsPerMinute { get; init; }
+        public long? TokensPerMonth { get; init; }
+        public long? BudgetCentsPerMonth { get; init; }
+        public string[] AllowedModels { get; init; } = [];
+        public DateTime CreatedAt { get; init; }
+        public DateTime UpdatedAt { get; init; }
+
+        public Response ToResponse() => new(
+            Id, Name, Provider, BaseUrl, CredentialRef, Status, Health, Utc(HealthCheckedAt), HealthMessage,
+            new Limits(RequestsPerMinute, TokensPerMonth, BudgetCentsPerMonth), AllowedModels, Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value);
+
+        private static DateTimeOffset? Utc(DateTime? value) =>
+            value is { } v ? new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)) : null;
+    }
+
+    internal static IRuleBuilderOptions<T, string?> ValidName<T>(this IRuleBuilder<T, string?> rule) =>
+        rule.NotEmpty().WithMessage("Name is required.")
+            .MaximumLength(200).WithMessage("Name may be at most 200 characters.")
+            .Must(n => n is null || n.Trim() == n).WithMessage("Name may not start or end with whitespace.");
+
+    internal static IRuleBuilderOptions<T, string?> ValidBaseUrl<T>(this IRuleBuilder<T, string?> rule, TrustedHosts trustedHosts) =>
+        rule.Must(url => IsAcceptableBaseUrl(url, trustedHosts))
+            .WithMessage("Base URL must be an absolute https URL (http only for hosts the configuration trusts), without credentials in it.");
+
+    internal static IRuleBuilderOptions<T, string?> ValidCredentialRef<T>(this IRuleBuilder<T, string?> rule, Func<string> tenantId) =>
+        rule.Must((owner, value, context) =>
+        {
+            if (CredentialReference.TryParse(value, tenantId(), systemScope: false, out _, out var error)) return true;
+            context.MessageFormatter.AppendArgument("Reason", error);
+            return false;
+        }).WithMessage("{Reason}");
+
+    internal static void ValidLimits<T>(this AbstractValidator<T> validator, Func<T, Limits?> limits)
+    {
+        validator.RuleFor(x => limits(x)!.RequestsPerMinute).GreaterThanOrEqualTo(0).WithMessage("Requests per minute must be zero or more.").OverridePropertyName("Limits.RequestsPerMinute")
+            .When(x => limits(x) is not null);
+        validator.RuleFor(x => limits(x)!.TokensPerMonth).GreaterThanOrEqualTo(0).WithMessage("Tokens per month must be zero or more.").OverridePropertyName("Limits.TokensPerMonth")
+            .When(x => limits(x) is not null);
+        validator.RuleFor(x => limits(x)!.BudgetCentsPerMonth).GreaterThanOrEqualTo(0).WithMessage("Budget cents per month must be zero or more.").OverridePropertyName("Limits.BudgetCentsPerMonth")
+            .When(x => limits(x) is not null);
+    }
+
+    internal static IRuleBuilderOptions<T, IReadOnlyList<string>?> ValidModels<T>(this IRuleBuilder<T, IReadOnlyList<string>?> rule) =>
+        rule.Must(models => models is null || (models.Count <= 100 && models.All(m => !string.IsNullOrWhiteSpace(m) && m.Length <= 200)))
+            .WithMessage("Allowed models: at most 100 names of 1-200 characters each.");
+
+    private static bool IsAcceptableBaseUrl(string? url, TrustedHosts trustedHosts)
+    {
+        if (url is null) return true;
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || !string.IsNullOrEmpty(uri.UserInfo)) return false;
+        return uri.Scheme == Uri.UriSchemeHttps || (uri.Scheme == Uri.UriSchemeHttp && trustedHosts.Contains(uri.Host));
+    }
+}

@@ -1,0 +1,84 @@
+namespace Integrations.Infrastructure.Vault;
+
+public enum CredentialReferenceKind { CusVault, Encrypted, Env }
+
+/// <summary>
+/// A pointer to a secret, never the secret: <c>cus-vault://&lt;tenant&gt;/&lt;credential-id&gt;</c>,
+/// <c>encrypted://&lt;base64&gt;</c>, or <c>env://NAME</c> (system scope only).
+/// </summary>
+public sealed record CredentialReference(CredentialReferenceKind Kind, string Value, string? TenantId = null, Guid CredentialId = default)
+{
+    public const string CusVaultScheme = "cus-vault://";
+    public const string EncryptedScheme = "encrypted://";
+    public const string EnvScheme = "env://";
+
+    /// <summary>
+    /// Parses a reference for an object owned by <paramref name="tenantId"/> (or by the system when
+    /// <paramref name="systemScope"/>); the error text tells the user what to do instead.
+    /// </summary>
+    public static bool TryParse(string? value, string tenantId, bool systemScope, out CredentialReference? reference, out string error)
+    {
+        reference = null;
+        error = string.Empty;
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            error = "A credential reference is required.";
+            return false;
+        }
+        if (value.StartsWith(CusVaultScheme, StringComparison.Ordinal))
+        {
+            var rest = value[CusVaultScheme.Length..];
+            var slash = rest.IndexOf('/');
+            if (slash <= 0 || !Guid.TryParse(rest[(slash + 1)..], out var credentialId))
+            {
+                error = "A vault reference looks like cus-vault://<tenant_id>/<credential_id>.";
+                return false;
+            }
+            if (!systemScope && rest[..slash] != tenantId)
+            {
+                error = "The vault reference names another tenant: a credential can only be used by its own tenant.";
+                return false;
+            }
+            reference = new CredentialReference(CredentialReferenceKind.CusVault, value, rest[..slash], credentialId);
+            return true;
+        }
+        if (value.StartsWith(EncryptedScheme, StringComparison.Ordinal))
+        {
+            if (value.Length == EncryptedScheme.Length)
+            {
+                error = "An encrypted reference carries its ciphertext: encrypted://<base64>.";
+                return false;
+            }
+            reference = new CredentialReference(CredentialReferenceKind.Encrypted, value);
+            return true;
+        }
+        if (value.StartsWith(EnvScheme, StringComparison.Ordinal))
+        {
+            if (!systemScope)
+            {
+                error = "env:// references are for system configuration only; store the secret with POST /credentials and use its cus-vault:// reference.";
+                return false;
+            }
+            reference = new CredentialReference(CredentialReferenceKind.Env, value);
+            return true;
+        }
+        if (value.StartsWith("vault://", StringComparison.Ordinal))
+        {
+            error = "Legacy vault:// references are no longer supported; store the secret with POST /credentials and use its cus-vault:// reference.";
+            return false;
+        }
+        error = value.Contains("://", StringComparison.Ordinal)
+            ? "Unknown credential reference scheme; use cus-vault:// or encrypted://."
+            : "This looks like a raw secret. Never send keys here: store it with POST /credentials and use the cus-vault:// reference it returns.";
+        return false;
+    }
+
+    /// <summary>A form safe for audit details and logs: the encrypted blob is not repeated.</summary>
+    public static string Describe(string? value) => value switch
+    {
+        null => "none",
+        _ when value.StartsWith(EncryptedScheme, StringComparison.Ordinal) => "encrypted://(redacted)",
+        _ when value.StartsWith(CusVaultScheme, StringComparison.Ordinal) || value.StartsWith(EnvScheme, StringComparison.Ordinal) => value,
+        _ => "(invalid)",
+    };
+}

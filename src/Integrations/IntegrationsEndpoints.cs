@@ -1,0 +1,28 @@
+using Integrations.Features.Audit;
+using Integrations.Features.Integrations;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Integrations;
+
+/// <summary>One route group per feature area; each slice adds its own route, named by its operation.</summary>
+public static class IntegrationsEndpoints
+{
+    public static IEndpointRouteBuilder MapIntegrationsApi(this IEndpointRouteBuilder app)
+    {
+        var integrations = app.MapGroup("/integrations").WithTags("Integrations").RequireAuthorization();
+        CreateIntegration.Map(integrations);
+        QueryIntegrations.Map(integrations);
+        GetIntegration.Map(integrations);
+        UpdateIntegration.Map(integrations);
+        EnableIntegration.Map(integrations);
+        DisableIntegration.Map(integrations);
+        DeleteIntegration.Map(integrations);
+
+        var audit = app.MapGroup("/audit").WithTags("Audit").RequireAuthorization();
+        ListAuditEvents.Map(audit);
+        VerifyAuditChain.Map(audit);
+        return app;
+    }
+}

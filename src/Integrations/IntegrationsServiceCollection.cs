@@ -1,0 +1,69 @@
+using Dapper;
+using FluentValidation;
+using Integrations.Common;
+using Integrations.Features.Integrations;
+using Integrations.Infrastructure.Audit;
+using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Network;
+using Integrations.Infrastructure.Security;
+using Integrations.Pipeline;
+using MediatR;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Npgsql;
+
+namespace Integrations;
+
+public static class IntegrationsServiceCollection
+{
+    /// <summary>
+    /// Everything an in-process caller needs to send commands through the same pipeline as HTTP:
+    /// the mediator, its behaviors (outermost first), the handlers and validators of every slice,
+    /// PostgreSQL, the audit trail, and the start-up migration run.
+    /// </summary>
+    public static IServiceCollection AddIntegrations(this IServiceCollection services, IConfiguration configuration)
+    {
+        DefaultTypeMap.MatchNamesWithUnderscores = true;
+
+        var connectionString = configuration.GetConnectionString("Integrations");
+        if (string.IsNullOrWhiteSpace(connectionString))
+        {
+            throw new InvalidOperationException(
+                "ConnectionStrings:Integrations is not set. Use ./build.sh run (it starts a local PostgreSQL) " +
+                "or set ConnectionStrings__Integrations.");
+        }
+        services.TryAddSingleton(_ => new NpgsqlDataSourceBuilder(connectionString) { Name = "integrations" }.Build());
+
+        services.AddSingleton(TrustedHosts.FromConfiguration(configuration));
+        services.AddSingleton<MigrationRunner>();
+        services.AddSingleton<ApiKeys>();
+        if (configuration.GetValue("Integrations:Database:MigrateOnStart", true))
+        {
+            services.AddHostedService<MigrateOnStart>();
+        }
+
+        services.AddScoped<CallerContext>();
+        services.AddScoped<TenantSession>();
+        services.AddScoped<AuditTrail>();
+        services.AddScoped<IntegrationLifecycle>();
+
+        services.AddScoped<ServiceFactory>(sp => sp.GetService!);
+        services.AddScoped<IMediator, Mediator>();
+        services.AddTransient(typeof(IPipelineBehavior<,>), typeof(TracingBehavior<,>));
+        services.AddTransient(typeof(IPipelineBehavior<,>), typeof(AuthorizationBehavior<,>));
+        services.AddTransient(typeof(IPipelineBehavior<,>), typeof(ValidationBehavior<,>));
+        services.AddTransient(typeof(IPipelineBehavior<,>), typeof(AuditBehavior<,>));
+
+        foreach (var type in typeof(IntegrationsServiceCollection).Assembly.GetTypes().Where(t => t is { IsClass: true, IsAbstract: false, IsGenericTypeDefinition: false }))
+        {
+            foreach (var contract in type.GetInterfaces().Where(i => i.IsGenericType))
+            {
+                var definition = contract.GetGenericTypeDefinition();
+                if (definition == typeof(IRequestHandler<,>)) services.AddTransient(contract, type);
+                else if (definition == typeof(IValidator<>)) services.AddScoped(contract, type);
+            }
+        }
+        return services;
+    }
+}

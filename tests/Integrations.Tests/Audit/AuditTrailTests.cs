@@ -1,0 +1,150 @@
+using Integrations.Features.Audit;
+using Integrations.Features.Integrations;
+using Integrations.Tests.Support;
+using Npgsql;
+
+namespace Integrations.Tests.Audit;
+
+public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<ServiceFixture>
+{
+    private ServiceHost Host => fixture.Host;
+
+    [Fact]
+    public async Task Each_successful_write_leaves_exactly_one_audit_event_named_by_its_operation()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var created = (await Host.SendAsync(new CreateIntegration.Command("a", "openai", CredentialRef: "encrypted://c2VjcmV0"), tenant)).Value;
+        await Host.SendAsync(new UpdateIntegration.Command(created.Id, new UpdateIntegration.Body(Name: "b")), tenant);
+        await Host.SendAsync(new EnableIntegration.Command(created.Id), tenant);
+        await Host.SendAsync(new DisableIntegration.Command(created.Id), tenant);
+        await Host.SendAsync(new DeleteIntegration.Command(created.Id), tenant);
+        await Host.SendAsync(new GetIntegration.Query(created.Id), tenant);
+        await Host.SendAsync(new QueryIntegrations.Query(), tenant);
+
+        var events = (await Host.SendAsync(new ListAuditEvents.Query(), tenant)).Value.Items;
+
+        Assert.Equal(
+            ["integrations.delete", "integrations.disable", "integrations.enable", "integrations.update", "integrations.create"],
+            events.Select(e => e.Action));
+        Assert.All(events, e => Assert.Equal(("integration", created.Id.ToString()), (e.SubjectType, e.SubjectId)));
+        Assert.All(events, e => Assert.Equal($"test:{tenant}", e.Actor));
+        Assert.Equal("encrypted://(redacted)", events[^1].Details.GetProperty("credential_ref").GetString());
+    }
+
+    [Fact]
+    public async Task A_failing_write_leaves_no_audit_event()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var created = (await Host.SendAsync(new CreateIntegration.Command("a", "openai"), tenant)).Value;
+        await Host.SendAsync(new CreateIntegration.Command("b", "openai"), tenant);
+        var before = await Db.AuditCountAsync(Host.ConnectionString, tenant);
+
+        await Host.SendAsync(new CreateIntegration.Command("a", "openai"), tenant);                                   // conflict
+        await Host.SendAsync(new UpdateIntegration.Command(created.Id, new UpdateIntegration.Body(Name: "b")), tenant); // unique violation
+        await Host.SendAsync(new DisableIntegration.Command(created.Id), tenant);                                       // invalid transition
+        await Host.SendAsync(new CreateIntegration.Command("", "nope"), tenant);                                        // validation
+        await Host.SendAsync(new DeleteIntegration.Command(Guid.NewGuid()), tenant);                                     // not found
+
+        Assert.Equal(before, await Db.AuditCountAsync(Host.ConnectionString, tenant));
+    }
+
+    [Theory]
+    [InlineData("UPDATE audit_events SET actor = 'someone else'")]
+    [InlineData("DELETE FROM audit_events")]
+    [InlineData("TRUNCATE audit_events")]
+    public async Task Audit_events_refuse_update_delete_and_truncate_even_for_the_owner(string sql)
+    {
+        var tenant = TestEnvironment.NewTenant();
+        await Host.SendAsync(new CreateIntegration.Command("a", "openai"), tenant);
+
+        var error = await Assert.ThrowsAsync<PostgresException>(() => Db.ExecuteAsync(Host.ConnectionString, sql));
+
+        Assert.Contains("append-only", error.MessageText);
+        Assert.Equal(1, await Db.AuditCountAsync(Host.ConnectionString, tenant));
+    }
+
+    [Fact]
+    public async Task The_hash_chain_verifies_and_links_each_event_to_the_one_before()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        for (var i = 0; i < 5; i++) await Host.SendAsync(new CreateIntegration.Command($"n{i}", "openai"), tenant);
+
+        var verified = (await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value;
+        var events = (await Host.SendAsync(new ListAuditEvents.Query(), tenant)).Value.Items;
+
+        Assert.Equal(new VerifyAuditChain.Response(true, 5, null, null), verified);
+        Assert.Equal([5L, 4, 3, 2, 1], events.Select(e => e.Seq));
+        Assert.Equal(5, events.Select(e => e.Hash).Distinct().Count());
+    }
+
+    [Fact]
+    public async Task Tampering_with_an_event_is_detected_at_that_event()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        for (var i = 0; i < 4; i++) await Host.SendAsync(new CreateIntegration.Command($"n{i}", "openai"), tenant);
+
+        // An attacker with owner rights can bypass triggers; the chain still tells.
+        await Db.ExecuteAsync(Host.ConnectionString, """
+            SET session_replication_role = replica;
+            UPDATE audit_events SET details = '{"name":"forged"}' WHERE tenant_id = @tenant AND seq = 3;
+            """, new { tenant });
+
+        var verified = (await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value;
+        Assert.False(verified.Valid);
+        Assert.Equal((3L, "hash_mismatch"), (verified.FirstBrokenSeq, verified.Problem));
+    }
+
+    [Fact]
+    public async Task Deleting_events_is_detected()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        for (var i = 0; i < 4; i++) await Host.SendAsync(new CreateIntegration.Command($"n{i}", "openai"), tenant);
+
+        await Db.ExecuteAsync(Host.ConnectionString,
+            "SET session_replication_role = replica; DELETE FROM audit_events WHERE tenant_id = @tenant AND seq = 2", new { tenant });
+        Assert.Equal((false, 3L), await VerifyAsync(tenant));
+
+        await Db.ExecuteAsync(Host.ConnectionString,
+            "SET session_replication_role = replica; DELETE FROM audit_events WHERE tenant_id = @tenant AND seq >= 2", new { tenant });
+        Assert.Equal((false, 2L), await VerifyAsync(tenant));
+    }
+
+    private async Task<(bool, long?)> VerifyAsync(string tenant)
+    {
+        var result = (await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value;
+        return (result.Valid, result.FirstBrokenSeq);
+    }
+
+    [Fact]
+    public async Task Concurrent_writers_of_one_tenant_keep_one_unbroken_chain()
+    {
+        var tenant = TestEnvironment.NewTenant();
+
+        await Task.WhenAll(Enumerable.Range(0, 20).Select(i => Host.SendAsync(new CreateIntegration.Command($"c{i}", "openai"), tenant)));
+
+        var verified = (await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value;
+        Assert.Equal((true, 20L), (verified.Valid, verified.EventsChecked));
+    }
+
+    [Fact]
+    public async Task Audit_list_filters_by_action_and_subject_and_pages()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var a = (await Host.SendAsync(new CreateIntegration.Command("a", "openai"), tenant)).Value;
+        await Host.SendAsync(new CreateIntegration.Command("b", "openai"), tenant);
+        await Host.SendAsync(new EnableIntegration.Command(a.Id), tenant);
+
+        var enables = (await Host.SendAsync(new ListAuditEvents.Query(Action: "integrations.enable"), tenant)).Value.Items;
+        Assert.Single(enables);
+        var aEvents = (await Host.SendAsync(new ListAuditEvents.Query(SubjectType: "integration", SubjectId: a.Id.ToString()), tenant)).Value.Items;
+        Assert.Equal(2, aEvents.Count);
+
+        var first = (await Host.SendAsync(new ListAuditEvents.Query(Limit: 2), tenant)).Value;
+        var second = (await Host.SendAsync(new ListAuditEvents.Query(Limit: 2, Cursor: first.NextCursor), tenant)).Value;
+        Assert.Equal([3L, 2, 1], first.Items.Concat(second.Items).Select(e => e.Seq));
+        Assert.Null(second.NextCursor);
+
+        var future = (await Host.SendAsync(new ListAuditEvents.Query(From: DateTimeOffset.UtcNow.AddHours(1)), tenant)).Value;
+        Assert.Empty(future.Items);
+    }
+}

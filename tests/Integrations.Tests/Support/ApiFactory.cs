@@ -1,0 +1,41 @@
+using System.Net.Http.Headers;
+using Integrations.Common;
+using Integrations.Infrastructure.Security;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Integrations.Tests.Support;
+
+/// <summary>The HTTP host (Program) on the test database, and clients that carry a fresh API key.</summary>
+public sealed class ApiFactory : WebApplicationFactory<Program>
+{
+    private readonly string _connectionString;
+
+    private ApiFactory(string connectionString) => _connectionString = connectionString;
+
+    public static async Task<ApiFactory> StartAsync() => new(await TestEnvironment.ConnectionStringAsync());
+
+    public string ConnectionString => _connectionString;
+
+    protected override void ConfigureWebHost(IWebHostBuilder builder)
+    {
+        builder.UseEnvironment("Testing");
+        foreach (var (key, value) in TestEnvironment.Configuration(_connectionString).AsEnumerable())
+        {
+            if (value is not null) builder.UseSetting(key, value);
+        }
+    }
+
+    public async Task<HttpClient> ClientForAsync(string tenantId, params string[] scopes)
+    {
+        var key = await KeyForAsync(tenantId, scopes);
+        var client = CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key.Key);
+        return client;
+    }
+
+    public Task<CreatedApiKey> KeyForAsync(string tenantId, params string[] scopes) =>
+        Services.GetRequiredService<ApiKeys>().CreateAsync(tenantId, "test", scopes.Length == 0 ? Scopes.All : scopes, CancellationToken.None);
+}

@@ -1,0 +1,105 @@
+using Integrations.Common;
+using Integrations.Infrastructure.Database;
+using MediatR;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace Integrations.Tests.Support;
+
+/// <summary>
+/// One migrated database per test run, in the PostgreSQL that ./build.sh test starts (INTEGRATIONS_TEST_DB).
+/// Tests isolate themselves by tenant, so classes run in parallel against it.
+/// </summary>
+public static class TestEnvironment
+{
+    private static readonly Lazy<Task<string>> Database = new(() => CreateMigratedDatabaseAsync("it"));
+
+    public static Task<string> ConnectionStringAsync() => Database.Value;
+
+    public static string AdminConnectionString =>
+        Environment.GetEnvironmentVariable("INTEGRATIONS_TEST_DB")
+        ?? throw new InvalidOperationException(
+            "INTEGRATIONS_TEST_DB is not set: run the tests with ./build.sh test, which starts a throwaway PostgreSQL.");
+
+    public static async Task<string> CreateDatabaseAsync(string prefix)
+    {
+        var name = $"{prefix}_{Guid.NewGuid():N}"[..30];
+        await using (var admin = new NpgsqlConnection(AdminConnectionString))
+        {
+            await admin.OpenAsync();
+            await using var create = new NpgsqlCommand($"CREATE DATABASE \"{name}\"", admin);
+            await create.ExecuteNonQueryAsync();
+        }
+        return new NpgsqlConnectionStringBuilder(AdminConnectionString) { Database = name }.ConnectionString;
+    }
+
+    public static async Task<string> CreateMigratedDatabaseAsync(string prefix)
+    {
+        var connectionString = await CreateDatabaseAsync(prefix);
+        await using var dataSource = NpgsqlDataSource.Create(connectionString);
+        await new MigrationRunner(dataSource, NullLogger<MigrationRunner>.Instance).RunAsync(CancellationToken.None);
+        return connectionString;
+    }
+
+    public static IConfiguration Configuration(string connectionString, IDictionary<string, string?>? extra = null)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:Integrations"] = connectionString,
+            ["Integrations:Database:MigrateOnStart"] = "false",
+            ["Integrations:Network:TrustedHosts:0"] = "127.0.0.1",
+            ["Integrations:Network:TrustedHosts:1"] = "localhost",
+        };
+        foreach (var (key, value) in extra ?? new Dictionary<string, string?>()) settings[key] = value;
+        return new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
+    }
+
+    public static string NewTenant() => $"t-{Guid.NewGuid():N}";
+
+    public static Caller CallerFor(string tenantId, params string[] scopes) =>
+        new(tenantId, $"test:{tenantId}", (scopes.Length == 0 ? Scopes.All : scopes).ToHashSet());
+}
+
+/// <summary>The service as an in-process caller sees it: AddIntegrations and IMediator, one scope per request.</summary>
+public sealed class ServiceHost : IAsyncDisposable
+{
+    private ServiceHost(ServiceProvider services, string connectionString)
+    {
+        Services = services;
+        ConnectionString = connectionString;
+    }
+
+    public ServiceProvider Services { get; }
+
+    public string ConnectionString { get; }
+
+    public NpgsqlDataSource DataSource => Services.GetRequiredService<NpgsqlDataSource>();
+
+    public static async Task<ServiceHost> StartAsync(IDictionary<string, string?>? settings = null, Action<IServiceCollection>? configure = null)
+    {
+        var connectionString = await TestEnvironment.ConnectionStringAsync();
+        var services = new ServiceCollection();
+        var configuration = TestEnvironment.Configuration(connectionString, settings);
+        services.AddSingleton(configuration);
+        services.AddLogging(b => b.SetMinimumLevel(LogLevel.Warning));
+        services.AddIntegrations(configuration);
+        configure?.Invoke(services);
+        return new ServiceHost(services.BuildServiceProvider(new ServiceProviderOptions { ValidateScopes = true }), connectionString);
+    }
+
+    /// <summary>Sends a request through the real pipeline as <paramref name="caller"/> (or with no caller context at all).</summary>
+    public async Task<Result<T>> SendAsync<T>(IRequest<Result<T>> request, Caller? caller)
+    {
+        await using var scope = Services.CreateAsyncScope();
+        if (caller is not null) scope.ServiceProvider.GetRequiredService<CallerContext>().Set(caller);
+        return await scope.ServiceProvider.GetRequiredService<IMediator>().Send(request);
+    }
+
+    public Task<Result<T>> SendAsync<T>(IRequest<Result<T>> request, string tenantId, params string[] scopes) =>
+        SendAsync(request, TestEnvironment.CallerFor(tenantId, scopes));
+
+    public ValueTask DisposeAsync() => Services.DisposeAsync();
+}
