@@ -36,6 +36,7 @@ public static class IntegrationsServiceCollection
         services.TryAddSingleton(_ => new NpgsqlDataSourceBuilder(connectionString) { Name = "integrations" }.Build());
 
         services.AddSingleton(TrustedHosts.FromConfiguration(configuration));
+        services.AddSingleton<SsrfGuard>();
         services.AddSingleton<MigrationRunner>();
         services.AddSingleton<ApiKeys>();
         if (configuration.GetValue("Integrations:Database:MigrateOnStart", true))
