@@ -42,5 +42,8 @@ public sealed record Error(
 
     public static Error UpstreamError(string detail) => new("upstream_error", 502, "Upstream error.", detail);
 
+    /// <summary>No connection could be made (refused, reset before an answer, circuit open): the upstream never answered.</summary>
+    public static Error UpstreamUnreachable(string detail) => new("upstream_unreachable", 502, "Upstream unreachable.", detail);
+
     public static Error Unavailable(string detail) => new("unavailable", 503, "Service unavailable.", detail);
 }

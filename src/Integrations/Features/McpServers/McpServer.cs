@@ -1,0 +1,105 @@
+using System.Text.Json;
+using Dapper;
+using FluentValidation;
+using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Mcp;
+
+namespace Integrations.Features.McpServers;
+
+/// <summary>What the mcp_servers.* slices share: the shape they answer with, the row they read, and the field rules.</summary>
+public static class McpServer
+{
+    public const string SubjectType = "mcp_server";
+
+    public static readonly string[] Statuses = ["pending", "active", "degraded", "unreachable", "disabled"];
+
+    public sealed record Response(
+        Guid Id,
+        string Name,
+        string Url,
+        string Transport,
+        string? CredentialRef,
+        string AuthHeader,
+        string Status,
+        string? ProtocolVersion,
+        string? ServerName,
+        string? ServerVersion,
+        JsonElement Capabilities,
+        int ToolCount,
+        DateTimeOffset? DiscoveredAt,
+        DateTimeOffset? LastHealthCheckAt,
+        int? HealthLatencyMs,
+        string? HealthDetail,
+        DateTimeOffset CreatedAt,
+        DateTimeOffset UpdatedAt);
+
+    /// <summary>Columns of <see cref="Row"/>, for a query that names mcp_servers <c>s</c>.</summary>
+    internal const string Columns = """
+        s.id, s.name, s.url, s.transport, s.credential_ref, s.auth_header, s.status, s.protocol_version, s.server_name,
+        s.server_version, s.capabilities::text AS capabilities, s.discovered_at, s.last_health_check_at, s.health_latency_ms,
+        s.health_detail, s.created_at, s.updated_at,
+        (SELECT count(*)::int FROM mcp_tools t WHERE t.tenant_id = s.tenant_id AND t.server_id = s.id AND t.status <> 'removed') AS tool_count
+        """;
+
+    internal sealed class Row
+    {
+        public Guid Id { get; init; }
+        public required string Name { get; init; }
+        public required string Url { get; init; }
+        public required string Transport { get; init; }
+        public string? CredentialRef { get; init; }
+        public required string AuthHeader { get; init; }
+        public required string Status { get; init; }
+        public string? ProtocolVersion { get; init; }
+        public string? ServerName { get; init; }
+        public string? ServerVersion { get; init; }
+        public string Capabilities { get; init; } = "{}";
+        public DateTime? DiscoveredAt { get; init; }
+        public DateTime? LastHealthCheckAt { get; init; }
+        public int? HealthLatencyMs { get; init; }
+        public string? HealthDetail { get; init; }
+        public DateTime CreatedAt { get; init; }
+        public DateTime UpdatedAt { get; init; }
+        public int ToolCount { get; init; }
+
+        public Response ToResponse() => new(
+            Id, Name, Url, Transport, CredentialRef, AuthHeader, Status, ProtocolVersion, ServerName, ServerVersion,
+            JsonDocument.Parse(Capabilities).RootElement.Clone(), ToolCount, Utc(DiscoveredAt), Utc(LastHealthCheckAt),
+            HealthLatencyMs, HealthDetail, Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value);
+
+        public McpEndpoint Endpoint(string tenantId, McpServerAuth? auth) => new(tenantId, Id, new Uri(Url), auth);
+    }
+
+    /// <summary>The live server with this id in the request's tenant, or null.</summary>
+    internal static async Task<Row?> FindAsync(TenantSession session, Guid id, CancellationToken ct, bool forUpdate = false)
+    {
+        var connection = await session.ConnectionAsync(ct);
+        var sql = $"SELECT {Columns} FROM mcp_servers s WHERE s.tenant_id = @TenantId AND s.id = @Id AND s.deleted_at IS NULL"
+            + (forUpdate ? " FOR UPDATE OF s" : string.Empty);
+        return await connection.QuerySingleOrDefaultAsync<Row>(new CommandDefinition(sql, new { session.TenantId, Id = id }, cancellationToken: ct));
+    }
+
+    internal static DateTimeOffset? Utc(DateTime? value) =>
+        value is { } v ? new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)) : null;
+
+    /// <summary>
+    /// Shape only: an absolute URL without credentials or fragment. Whether the scheme and address may be reached
+    /// is the SSRF guard's call, so those refusals answer <c>ssrf_blocked</c>, not a validation error.
+    /// </summary>
+    internal static IRuleBuilderOptions<T, string?> ValidServerUrl<T>(this IRuleBuilder<T, string?> rule) =>
+        rule.NotEmpty().WithMessage("Url is required.")
+            .MaximumLength(2048).WithMessage("Url may be at most 2048 characters.")
+            .Must(url => url is null || (Uri.TryCreate(url, UriKind.Absolute, out var uri) && string.IsNullOrEmpty(uri.UserInfo) && string.IsNullOrEmpty(uri.Fragment)))
+            .WithMessage("Url must be an absolute URL without user info or fragment, e.g. https://mcp.example.com/mcp.");
+
+    // Headers the transport itself owns; a secret must not replace them.
+    private static readonly HashSet<string> ReservedHeaders = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "Host", "Content-Type", "Content-Length", "Transfer-Encoding", "Connection", "Accept", "Cookie", "Upgrade",
+        "Mcp-Session-Id", "Mcp-Protocol-Version", "Mcp-Method", "Mcp-Name", "Last-Event-ID",
+    };
+
+    internal static IRuleBuilderOptions<T, string?> ValidAuthHeader<T>(this IRuleBuilder<T, string?> rule) =>
+        rule.Must(h => h is null || (h.Length is > 0 and <= 100 && h.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_') && !ReservedHeaders.Contains(h)))
+            .WithMessage("Auth header must be a plain header name (letters, digits, '-', '_'), not one the MCP transport uses itself.");
+}

@@ -1,0 +1,143 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Dapper;
+using Integrations.Common;
+using ModelContextProtocol;
+using ModelContextProtocol.Protocol;
+using Npgsql;
+
+namespace Integrations.Features.McpServers;
+
+/// <summary>
+/// A tool of a registered MCP server, as stored in <c>mcp_tools</c> and as the tool slices answer.
+/// tools.invoke may call a tool only when <see cref="Row.IsInvocable"/>: enabled, status active (its current
+/// definition is the approved one, so <c>input_schema</c> is the pinned schema), on a live server.
+/// </summary>
+public static class McpTool
+{
+    public const string SubjectType = "mcp_tool";
+
+    public const string Active = "active";
+    public const string Drifted = "drifted";
+    public const string Removed = "removed";
+
+    public static readonly string[] Statuses = [Active, Drifted, Removed];
+
+    public sealed record Response(
+        Guid Id,
+        Guid ServerId,
+        string Name,
+        string? Title,
+        string? Description,
+        JsonElement InputSchema,
+        JsonElement? Annotations,
+        string Status,
+        bool Enabled,
+        string RiskLevel,
+        bool RiskOverridden,
+        string RiskReason,
+        string DefinitionHash,
+        string ApprovedHash,
+        int? RateLimitPerMinute,
+        DateTimeOffset DiscoveredAt,
+        DateTimeOffset UpdatedAt);
+
+    internal const string Columns = """
+        t.id, t.server_id, t.name, t.title, t.description, t.input_schema::text AS input_schema, t.annotations::text AS annotations,
+        t.definition_hash, t.approved_hash, t.approved_definition::text AS approved_definition, t.risk_level, t.risk_overridden,
+        t.risk_reason, t.enabled, t.status, t.rate_limit_per_minute, t.discovered_at, t.updated_at
+        """;
+
+    public sealed class Row
+    {
+        public Guid Id { get; init; }
+        public Guid ServerId { get; init; }
+        public required string Name { get; init; }
+        public string? Title { get; init; }
+        public string? Description { get; init; }
+        public required string InputSchema { get; init; }
+        public string? Annotations { get; init; }
+        public required string DefinitionHash { get; init; }
+        public required string ApprovedHash { get; init; }
+        public required string ApprovedDefinition { get; init; }
+        public required string RiskLevel { get; init; }
+        public bool RiskOverridden { get; init; }
+        public required string RiskReason { get; init; }
+        public bool Enabled { get; init; }
+        public required string Status { get; init; }
+        public int? RateLimitPerMinute { get; init; }
+        public DateTime DiscoveredAt { get; init; }
+        public DateTime UpdatedAt { get; init; }
+
+        public bool IsInvocable => Enabled && Status == Active && DefinitionHash == ApprovedHash;
+
+        public Response ToResponse() => new(
+            Id, ServerId, Name, Title, Description, Parse(InputSchema), Annotations is null ? null : Parse(Annotations),
+            Status, Enabled, RiskLevel, RiskOverridden, RiskReason, DefinitionHash, ApprovedHash, RateLimitPerMinute,
+            McpServer.Utc(DiscoveredAt)!.Value, McpServer.Utc(UpdatedAt)!.Value);
+    }
+
+    /// <summary>The live server's tools, locked for update when a slice is about to rewrite them.</summary>
+    internal static async Task<List<Row>> ForServerAsync(NpgsqlConnection connection, string tenantId, Guid serverId, CancellationToken ct) =>
+        (await connection.QueryAsync<Row>(new CommandDefinition(
+            $"SELECT {Columns} FROM mcp_tools t WHERE t.tenant_id = @TenantId AND t.server_id = @ServerId ORDER BY t.name FOR UPDATE",
+            new { TenantId = tenantId, ServerId = serverId }, cancellationToken: ct))).AsList();
+
+    /// <summary>
+    /// A tool as a server announced it: its pinnable definition (name, description, inputSchema), the hash of that
+    /// definition's canonical JSON, and the classified risk.
+    /// </summary>
+    public sealed record Definition(
+        string Name,
+        string? Title,
+        string? Description,
+        string InputSchemaJson,
+        string? AnnotationsJson,
+        string PinnedJson,
+        string Hash,
+        string RiskLevel,
+        string RiskReason)
+    {
+        private static readonly JsonElement EmptyObjectSchema = JsonDocument.Parse("""{"type":"object"}""").RootElement.Clone();
+
+        public static Definition From(Tool tool)
+        {
+            var schema = tool.InputSchema.ValueKind == JsonValueKind.Object ? tool.InputSchema : EmptyObjectSchema;
+            var pinned = new JsonObject
+            {
+                ["name"] = tool.Name,
+                ["description"] = tool.Description,
+                ["inputSchema"] = JsonNode.Parse(schema.GetRawText()),
+            };
+            var pinnedElement = JsonSerializer.SerializeToElement(pinned);
+            var (risk, reason) = ToolRisk.Classify(tool.Name, tool.Annotations);
+            return new Definition(
+                tool.Name,
+                tool.Title,
+                tool.Description,
+                schema.GetRawText(),
+                tool.Annotations is null ? null : JsonSerializer.Serialize(tool.Annotations, McpJsonUtilities.DefaultOptions),
+                System.Text.Encoding.UTF8.GetString(CanonicalJson.Serialize(pinnedElement)),
+                CanonicalJson.Sha256(pinnedElement),
+                risk,
+                reason);
+        }
+
+        /// <summary>Which parts of the pinned definition differ from an approved one (stored as canonical JSON).</summary>
+        public IReadOnlyList<string> ChangedFrom(string approvedDefinitionJson)
+        {
+            var approved = JsonDocument.Parse(approvedDefinitionJson).RootElement;
+            var current = JsonDocument.Parse(PinnedJson).RootElement;
+            var changed = new List<string>();
+            var (was, now) = (approved.GetProperty("description"), current.GetProperty("description"));
+            if (was.ValueKind != now.ValueKind || (now.ValueKind == JsonValueKind.String && was.GetString() != now.GetString())) changed.Add("description");
+            if (CanonicalJson.Sha256(approved.GetProperty("inputSchema")) != CanonicalJson.Sha256(current.GetProperty("inputSchema")))
+            {
+                changed.Add("input_schema");
+            }
+            return changed;
+        }
+    }
+
+    private static JsonElement Parse(string json) => JsonDocument.Parse(json).RootElement.Clone();
+}
