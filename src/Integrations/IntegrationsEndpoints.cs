@@ -1,4 +1,5 @@
 using Integrations.Features.Audit;
+using Integrations.Features.Credentials;
 using Integrations.Features.Integrations;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -23,6 +24,8 @@ public static class IntegrationsEndpoints
         var audit = app.MapGroup("/audit").WithTags("Audit").RequireAuthorization();
         ListAuditEvents.Map(audit);
         VerifyAuditChain.Map(audit);
+
+        app.MapCredentialsApi();
         return app;
     }
 }
