@@ -1,6 +1,7 @@
 using Integrations.Features.Audit;
 using Integrations.Features.Credentials;
 using Integrations.Features.Integrations;
+using Integrations.Features.McpServers;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -26,6 +27,7 @@ public static class IntegrationsEndpoints
         VerifyAuditChain.Map(audit);
 
         app.MapCredentialsApi();
+        app.MapMcpServersApi();
         return app;
     }
 }

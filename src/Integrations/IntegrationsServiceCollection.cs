@@ -3,6 +3,7 @@ using FluentValidation;
 using Integrations.Common;
 using Integrations.Features.Credentials;
 using Integrations.Features.Integrations;
+using Integrations.Features.McpServers;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Network;
@@ -58,6 +59,7 @@ public static class IntegrationsServiceCollection
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(AuditBehavior<,>));
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(CredentialBehavior<,>)); // innermost: secrets only once everything else allowed the request
         services.AddCredentials(configuration);
+        services.AddMcpServers(configuration);
 
         foreach (var type in typeof(IntegrationsServiceCollection).Assembly.GetTypes().Where(t => t is { IsClass: true, IsAbstract: false, IsGenericTypeDefinition: false }))
         {

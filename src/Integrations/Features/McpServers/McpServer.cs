@@ -1,8 +1,10 @@
 using System.Text.Json;
 using Dapper;
 using FluentValidation;
+using Integrations.Common;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Mcp;
+using Integrations.Infrastructure.Vault;
 
 namespace Integrations.Features.McpServers;
 
@@ -77,6 +79,23 @@ public static class McpServer
         var sql = $"SELECT {Columns} FROM mcp_servers s WHERE s.tenant_id = @TenantId AND s.id = @Id AND s.deleted_at IS NULL"
             + (forUpdate ? " FOR UPDATE OF s" : string.Empty);
         return await connection.QuerySingleOrDefaultAsync<Row>(new CommandDefinition(sql, new { session.TenantId, Id = id }, cancellationToken: ct));
+    }
+
+    /// <summary>
+    /// The header a resolved credential becomes: a key or token goes in the server's auth header (Bearer for
+    /// Authorization), a basic_auth credential becomes <c>Authorization: Basic</c>. No credential, no header.
+    /// </summary>
+    internal static Result<McpServerAuth?> AuthFrom(ResolvedCredential? credential, string authHeader)
+    {
+        if (credential is null) return Result<McpServerAuth?>.Ok(null);
+        if (credential.Token is { Length: > 0 } token) return McpServerAuth.Token(authHeader, token);
+        if (credential is { Type: CredentialTypes.BasicAuth, Username: { } user, Password: { } password }
+            && string.Equals(authHeader, McpServerAuth.DefaultHeader, StringComparison.OrdinalIgnoreCase))
+        {
+            return McpServerAuth.Basic(user, password);
+        }
+        return Error.Validation("credential_ref",
+            $"The attached credential (type {credential.Type}) carries no token for the '{authHeader}' header; attach an api_key or bearer_token credential.");
     }
 
     internal static DateTimeOffset? Utc(DateTime? value) =>

@@ -83,6 +83,23 @@ public static class McpTool
             $"SELECT {Columns} FROM mcp_tools t WHERE t.tenant_id = @TenantId AND t.server_id = @ServerId ORDER BY t.name FOR UPDATE",
             new { TenantId = tenantId, ServerId = serverId }, cancellationToken: ct))).AsList();
 
+    /// <summary>A tool seen for the first time: its definition is approved as seen (pinned), enabled as the caller decides.</summary>
+    internal const string InsertSql = """
+        INSERT INTO mcp_tools (id, tenant_id, server_id, name, title, description, input_schema, annotations,
+            definition_hash, approved_hash, approved_definition, risk_level, risk_reason, enabled)
+        VALUES (@Id, @TenantId, @ServerId, @Name, @Title, @Description, @InputSchema::jsonb, @Annotations::jsonb,
+            @Hash, @Hash, @Pinned::jsonb, @RiskLevel, @RiskReason, @Enabled)
+        """;
+
+    internal sealed record NewTool(
+        Guid Id, string TenantId, Guid ServerId, string Name, string? Title, string? Description, string InputSchema,
+        string? Annotations, string Hash, string Pinned, string RiskLevel, string RiskReason, bool Enabled);
+
+    internal static NewTool InsertArgs(string tenantId, Guid serverId, Definition definition, bool enabled) => new(
+        Guid.CreateVersion7(), tenantId, serverId, definition.Name, definition.Title, definition.Description,
+        definition.InputSchemaJson, definition.AnnotationsJson, definition.Hash, definition.PinnedJson,
+        definition.RiskLevel, definition.RiskReason, enabled);
+
     /// <summary>
     /// A tool as a server announced it: its pinnable definition (name, description, inputSchema), the hash of that
     /// definition's canonical JSON, and the classified risk.

@@ -5,28 +5,33 @@ using ModelContextProtocol.Protocol;
 namespace Integrations.Infrastructure.Mcp;
 
 /// <summary>
-/// The secret a server is called with, already resolved by the handler from the server's credential reference.
-/// A class, not a record, so the secret is never printed by a generated ToString.
+/// The header a server is called with, built by the handler from the secret it resolved through the vault
+/// (never from the caller's own credentials). A class, not a record, so no generated ToString prints it.
 /// </summary>
 public sealed class McpServerAuth
 {
     public const string DefaultHeader = "Authorization";
 
-    public McpServerAuth(string headerName, string secret)
+    private McpServerAuth(string headerName, string headerValue)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(headerName);
-        ArgumentException.ThrowIfNullOrEmpty(secret);
         HeaderName = headerName;
-        Secret = secret;
+        HeaderValue = headerValue;
     }
 
     public string HeaderName { get; }
 
-    public string Secret { get; }
+    public string HeaderValue { get; }
 
-    /// <summary><c>Authorization</c> carries <c>Bearer &lt;secret&gt;</c>; any other header the raw secret.</summary>
-    public string HeaderValue =>
-        string.Equals(HeaderName, DefaultHeader, StringComparison.OrdinalIgnoreCase) ? "Bearer " + Secret : Secret;
+    /// <summary><c>Authorization</c> carries <c>Bearer &lt;token&gt;</c>; any other header the raw token.</summary>
+    public static McpServerAuth Token(string headerName, string token)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(headerName);
+        ArgumentException.ThrowIfNullOrEmpty(token);
+        return new(headerName, string.Equals(headerName, DefaultHeader, StringComparison.OrdinalIgnoreCase) ? "Bearer " + token : token);
+    }
+
+    public static McpServerAuth Basic(string username, string password) =>
+        new(DefaultHeader, "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes($"{username}:{password}")));
 
     public override string ToString() => $"{HeaderName}: (redacted)";
 }
@@ -37,7 +42,7 @@ public sealed record McpEndpoint(string TenantId, Guid ServerId, Uri Url, McpSer
     /// <summary>Changes when the URL, header or secret changes, so a rotated credential gets a new session.</summary>
     internal string Fingerprint()
     {
-        var material = $"{Url.AbsoluteUri}\n{Auth?.HeaderName}\n{Auth?.Secret}";
+        var material = $"{Url.AbsoluteUri}\n{Auth?.HeaderName}\n{Auth?.HeaderValue}";
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(material)));
     }
 }

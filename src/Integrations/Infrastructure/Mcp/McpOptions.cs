@@ -42,7 +42,10 @@ public sealed class McpOptions
     /// <summary>A health probe slower than this reports the server as degraded.</summary>
     public TimeSpan DegradedLatency { get; set; } = TimeSpan.FromSeconds(2);
 
-    /// <summary>How often the background sweep checks servers' health; zero turns the sweep off.</summary>
+    /// <summary>
+    /// How often the background sweep checks servers' health; zero turns it off. When unset, the service-wide
+    /// <c>Integrations:Health:SweepInterval</c> applies, so one setting can stop every sweep.
+    /// </summary>
     public TimeSpan HealthSweepInterval { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>tools/list pages followed at most, and tools accepted at most, before the server is refused.</summary>
@@ -56,6 +59,11 @@ public sealed class McpOptions
     public static McpOptions FromConfiguration(IConfiguration configuration)
     {
         var options = configuration.GetSection(Section).Get<McpOptions>() ?? new McpOptions();
+        if (configuration[$"{Section}:{nameof(HealthSweepInterval)}"] is null
+            && configuration.GetValue<TimeSpan?>("Integrations:Health:SweepInterval") is { } shared)
+        {
+            options.HealthSweepInterval = shared;
+        }
         if (options.RequestTimeout <= TimeSpan.Zero || options.CallTimeout <= TimeSpan.Zero || options.ConnectTimeout <= TimeSpan.Zero)
         {
             throw new InvalidOperationException($"{Section}: RequestTimeout, CallTimeout and ConnectTimeout must be positive.");

@@ -1,0 +1,73 @@
+using Dapper;
+using Integrations.Common;
+using Integrations.Infrastructure.Mcp;
+using MediatR;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace Integrations.Features.McpServers;
+
+/// <summary>
+/// Every <c>Integrations:Mcp:HealthSweepInterval</c> (zero turns it off) sends mcp_servers.health for each live,
+/// not disabled server whose last check is older than the interval, as a system caller of its tenant, through
+/// the same pipeline (credential grant, access log, audit) as a user's check.
+/// </summary>
+internal sealed class McpHealthSweep(
+    IServiceScopeFactory scopes, NpgsqlDataSource dataSource, McpOptions options, ILogger<McpHealthSweep> logger)
+    : BackgroundService
+{
+    public const string Actor = "system:mcp-health-sweep";
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (options.HealthSweepInterval <= TimeSpan.Zero) return;
+        using var timer = new PeriodicTimer(options.HealthSweepInterval);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            try
+            {
+                await RunOnceAsync(stoppingToken);
+            }
+            catch (Exception e) when (e is NpgsqlException or TimeoutException)
+            {
+                logger.LogWarning("MCP health sweep stopped early: the database is unavailable ({Error}).", e.GetType().Name);
+            }
+        }
+    }
+
+    private sealed record Due(string TenantId, Guid Id);
+
+    /// <summary>One pass (as the owner: across tenants) over the servers due for a check; answers how many were checked.</summary>
+    public async Task<int> RunOnceAsync(CancellationToken ct)
+    {
+        List<Due> due;
+        await using (var connection = await dataSource.OpenConnectionAsync(ct))
+        {
+            due = (await connection.QueryAsync<Due>(new CommandDefinition("""
+                SELECT tenant_id, id FROM mcp_servers
+                WHERE deleted_at IS NULL AND status <> 'disabled'
+                  AND (last_health_check_at IS NULL OR last_health_check_at <= now() - @Interval)
+                ORDER BY last_health_check_at NULLS FIRST, id
+                LIMIT 1000
+                """, new { Interval = options.HealthSweepInterval }, cancellationToken: ct))).AsList();
+        }
+        foreach (var server in due)
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            scope.ServiceProvider.GetRequiredService<CallerContext>()
+                .Set(new Caller(server.TenantId, Actor, new HashSet<string> { Scopes.Write }, IsSystem: true));
+            var result = await scope.ServiceProvider.GetRequiredService<IMediator>().Send(new CheckMcpServerHealth.Command(server.Id), ct);
+            if (result.IsSuccess)
+            {
+                logger.LogInformation("Health of MCP server {ServerId} (tenant {TenantId}): {Status}", server.Id, server.TenantId, result.Value.Status);
+            }
+            else
+            {
+                logger.LogWarning("Health check of MCP server {ServerId} (tenant {TenantId}) did not run: {Code}", server.Id, server.TenantId, result.Error!.Code);
+            }
+        }
+        return due.Count;
+    }
+}

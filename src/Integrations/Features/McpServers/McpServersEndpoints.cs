@@ -1,0 +1,39 @@
+using Integrations.Infrastructure.Mcp;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Integrations.Features.McpServers;
+
+/// <summary>The MCP servers area: its routes under <c>/integrations/mcp-servers</c>, and the services it brings.</summary>
+public static class McpServersEndpoints
+{
+    public static IEndpointRouteBuilder MapMcpServersApi(this IEndpointRouteBuilder app)
+    {
+        var servers = app.MapGroup("/integrations/mcp-servers").WithTags("MCP servers").RequireAuthorization();
+        RegisterMcpServer.Map(servers);
+        ListMcpServers.Map(servers);
+        GetMcpServer.Map(servers);
+        DeleteMcpServer.Map(servers);
+        DiscoverMcpServer.Map(servers);
+        CheckMcpServerHealth.Map(servers);
+        ListMcpServerTools.Map(servers);
+        UpdateMcpTool.Map(servers);
+        return app;
+    }
+
+    /// <summary>
+    /// The MCP session pool (settings from <c>Integrations:Mcp</c>), the tenant risk ceiling, and the health sweep.
+    /// </summary>
+    public static IServiceCollection AddMcpServers(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddSingleton(McpOptions.FromConfiguration(configuration));
+        services.AddSingleton<McpSessions>();
+        services.AddSingleton<ToolRiskCeiling>();
+        services.AddSingleton<McpHealthSweep>();
+        services.AddHostedService(sp => sp.GetRequiredService<McpHealthSweep>());
+        return services;
+    }
+}
