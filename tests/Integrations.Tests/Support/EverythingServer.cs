@@ -1,0 +1,158 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Integrations.Tests.Support;
+
+/// <summary>
+/// The reference MCP server (<c>@modelcontextprotocol/server-everything</c>, pinned in tests/fixtures/package-lock.json),
+/// started as a real process on a free loopback port with <c>PORT=&lt;port&gt; mcp-server-everything streamableHttp</c>,
+/// and killed (with its children) at the end. When tests/fixtures/node_modules is missing it runs
+/// <c>npm ci</c> first, so a plain <c>dotnet test</c> works.
+/// </summary>
+public sealed class EverythingServer : IAsyncLifetime
+{
+    private const string ReadyLine = "listening on port";
+    private static readonly SemaphoreSlim InstallLock = new(1, 1);
+
+    private Process? _process;
+    private readonly StringBuilder _output = new();
+
+    public Uri Endpoint { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        var fixtures = FixturesDirectory();
+        var executable = Path.Combine(fixtures, "node_modules", ".bin", "mcp-server-everything");
+        await InstallAsync(fixtures, executable);
+
+        for (var attempt = 1; ; attempt++)
+        {
+            var port = FreePort();
+            if (await TryStartAsync(executable, port)) break;
+            if (attempt == 3) throw new InvalidOperationException($"server-everything did not start:\n{Output}");
+        }
+    }
+
+    private string Output
+    {
+        get
+        {
+            lock (_output) return _output.ToString();
+        }
+    }
+
+    private async Task<bool> TryStartAsync(string executable, int port)
+    {
+        var start = new ProcessStartInfo(executable, "streamableHttp")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        // A clean environment: the server has a tool that returns its whole environment.
+        start.Environment.Clear();
+        start.Environment["PATH"] = Environment.GetEnvironmentVariable("PATH") ?? "/usr/local/bin:/usr/bin:/bin";
+        start.Environment["PORT"] = port.ToString();
+
+        var ready = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var process = new Process { StartInfo = start, EnableRaisingEvents = true };
+        process.OutputDataReceived += (_, e) => Append(e.Data);
+        process.ErrorDataReceived += (_, e) =>
+        {
+            Append(e.Data);
+            if (e.Data?.Contains(ReadyLine, StringComparison.OrdinalIgnoreCase) == true) ready.TrySetResult(true);
+        };
+        process.Exited += (_, _) => ready.TrySetResult(false);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+
+        var started = await ready.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        if (!started)
+        {
+            process.Dispose();
+            return false;
+        }
+        _process = process;
+        Endpoint = new Uri($"http://127.0.0.1:{port}/mcp");
+        return true;
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null) return;
+        lock (_output) _output.AppendLine(line);
+    }
+
+    private static async Task InstallAsync(string fixtures, string executable)
+    {
+        await InstallLock.WaitAsync();
+        try
+        {
+            if (File.Exists(executable)) return;
+            using var npm = Process.Start(new ProcessStartInfo("npm", ["ci", "--no-audit", "--no-fund", "--prefix", fixtures])
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            }) ?? throw new InvalidOperationException("npm could not be started; install Node.js 20+.");
+            var stdout = npm.StandardOutput.ReadToEndAsync();
+            var stderr = npm.StandardError.ReadToEndAsync();
+            await npm.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(5));
+            if (npm.ExitCode != 0 || !File.Exists(executable))
+            {
+                throw new InvalidOperationException($"npm ci --prefix {fixtures} failed ({npm.ExitCode}):\n{await stdout}\n{await stderr}");
+            }
+        }
+        finally
+        {
+            InstallLock.Release();
+        }
+    }
+
+    private static string FixturesDirectory()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "tests", "fixtures");
+            if (File.Exists(Path.Combine(candidate, "package-lock.json"))) return candidate;
+        }
+        throw new InvalidOperationException("tests/fixtures/package-lock.json not found above " + AppContext.BaseDirectory);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    public Task DisposeAsync()
+    {
+        if (_process is { } process)
+        {
+            try
+            {
+                if (!process.HasExited)
+                {
+                    process.Kill(entireProcessTree: true);
+                    process.WaitForExit(5000);
+                }
+            }
+            catch (InvalidOperationException)
+            {
+                // Already gone.
+            }
+            process.Dispose();
+        }
+        return Task.CompletedTask;
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class EverythingServerCollection : ICollectionFixture<EverythingServer>
+{
+    public const string Name = "server-everything";
+}
