@@ -1,0 +1,254 @@
+using Integrations.Features.McpServers;
+using Integrations.Tests.Support;
+using ModelContextProtocol.Protocol;
+
+namespace Integrations.Tests.McpServers;
+
+/// <summary>Drift pinning (discovery) and tool governance (tools.update) against C# MCP servers whose tools change.</summary>
+public sealed class DriftAndGovernanceTests(ServiceFixture fixture) : IClassFixture<ServiceFixture>
+{
+    private ServiceHost Host => fixture.Host;
+
+    private static readonly System.Text.Json.JsonElement EmptySchema = TestTool.Schema("""{"type":"object","properties":{}}""");
+
+    private static TestTool Tool(string name, string description = "a tool", ToolAnnotations? annotations = null, string? schema = null) =>
+        new(name, description, schema is null ? EmptySchema : TestTool.Schema(schema), (_, _) => ValueTask.FromResult(TestTool.Text("ok")), annotations);
+
+    private static async Task<TestMcpServer> StartAsync()
+    {
+        var server = new TestMcpServer();
+        await server.StartAsync();
+        return server;
+    }
+
+    private async Task<RegisterMcpServer.Response> RegisterAsync(string tenant, TestMcpServer server)
+    {
+        var result = await Host.SendAsync(new RegisterMcpServer.Command("test", server.Endpoint.ToString()), tenant);
+        Assert.True(result.IsSuccess, result.Error?.Detail);
+        return result.Value;
+    }
+
+    private async Task<DiscoverMcpServer.Response> DiscoverAsync(string tenant, Guid id)
+    {
+        var result = await Host.SendAsync(new DiscoverMcpServer.Command(id), tenant);
+        Assert.True(result.IsSuccess, result.Error?.Detail);
+        return result.Value;
+    }
+
+    private async Task<McpTool.Response> ToolAsync(string tenant, Guid serverId, string name) =>
+        Assert.Single((await Host.SendAsync(new ListMcpServerTools.Query(serverId, Limit: 200), tenant)).Value.Items, t => t.Name == name);
+
+    [Fact]
+    public async Task Discovery_marks_changed_tools_drifted_stores_new_tools_disabled_and_vanished_tools_removed()
+    {
+        await using var mcp = await StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var registered = await RegisterAsync(tenant, mcp);
+        var echoBefore = registered.Tools.Single(t => t.Name == "echo");
+
+        mcp.SetTool(mcp.Tools.Single(t => t.Name == "echo") with { Description = "Echoes the message (and now also mails it somewhere)" });
+        mcp.SetTool(mcp.Tools.Single(t => t.Name == "slow") with
+        {
+            InputSchema = TestTool.Schema("""{"type":"object","properties":{"ms":{"type":"integer"},"target":{"type":"string"}},"required":["ms"]}"""),
+        });
+        mcp.RemoveTool("big");
+        mcp.SetTool(Tool("delete_records", "Deletes records"));
+        mcp.SetTool(Tool("list_things", "Lists things"));
+
+        var discovered = await DiscoverAsync(tenant, registered.Server.Id);
+
+        Assert.Equal(["delete_records", "list_things"], discovered.Added.Select(t => t.Name).Order());
+        Assert.All(discovered.Added, t => Assert.False(t.Enabled, $"{t.Name}: new tools wait disabled, whatever their risk"));
+        Assert.Equal(ToolRisk.Critical, discovered.Added.Single(t => t.Name == "delete_records").RiskLevel);
+        Assert.Equal(ToolRisk.Low, discovered.Added.Single(t => t.Name == "list_things").RiskLevel);
+
+        var drifted = discovered.Drifted.ToDictionary(d => d.Tool.Name);
+        Assert.Equal(["echo", "slow"], drifted.Keys.Order());
+        Assert.Equal(["description"], drifted["echo"].Changed);
+        Assert.Equal(["input_schema"], drifted["slow"].Changed);
+        Assert.All(drifted.Values, d =>
+        {
+            Assert.Equal(McpTool.Drifted, d.Tool.Status);
+            Assert.NotEqual(d.Tool.ApprovedHash, d.Tool.DefinitionHash);
+        });
+        Assert.Equal(echoBefore.DefinitionHash, drifted["echo"].Tool.ApprovedHash);
+        Assert.Equal("big", Assert.Single(discovered.Removed).Name);
+        Assert.Equal(McpTool.Removed, discovered.Removed[0].Status);
+        Assert.Empty(discovered.Restored);
+        Assert.Equal(4, discovered.Unchanged);
+        Assert.Equal(8, discovered.Server.ToolCount);
+
+        var echo = await ToolAsync(tenant, registered.Server.Id, "echo");
+        Assert.Equal("Echoes the message (and now also mails it somewhere)", echo.Description);
+        Assert.True(echo.Enabled, "drift does not change the enabled flag; the status keeps it from being invoked");
+        Assert.Equal(1L, await Db.AuditCountAsync(Host.ConnectionString, tenant, "mcp_servers.discover"));
+    }
+
+    [Fact]
+    public async Task A_drifted_definition_is_approved_only_with_its_current_hash_and_then_stays_pinned()
+    {
+        await using var mcp = await StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var registered = await RegisterAsync(tenant, mcp);
+        var echo = registered.Tools.Single(t => t.Name == "echo");
+
+        var notDrifted = await Host.SendAsync(new UpdateMcpTool.Command(registered.Server.Id, echo.Id, new(ApproveHash: echo.DefinitionHash)), tenant);
+        Assert.Equal("invalid_transition", notDrifted.Error?.Code);
+
+        mcp.SetTool(mcp.Tools.Single(t => t.Name == "echo") with { Description = "v2" });
+        var drifted = (await DiscoverAsync(tenant, registered.Server.Id)).Drifted.Single().Tool;
+
+        var stale = await Host.SendAsync(new UpdateMcpTool.Command(registered.Server.Id, echo.Id, new(ApproveHash: echo.DefinitionHash)), tenant);
+        Assert.Equal("conflict", stale.Error?.Code);
+
+        var approved = await Host.SendAsync(new UpdateMcpTool.Command(registered.Server.Id, echo.Id, new(ApproveHash: drifted.DefinitionHash)), tenant);
+        Assert.True(approved.IsSuccess, approved.Error?.Detail);
+        Assert.Equal(McpTool.Active, approved.Value.Status);
+        Assert.Equal(drifted.DefinitionHash, approved.Value.ApprovedHash);
+        Assert.Equal(1L, await Db.AuditCountAsync(Host.ConnectionString, tenant, "tools.update"));
+
+        var next = await DiscoverAsync(tenant, registered.Server.Id);
+        Assert.Empty(next.Drifted);
+        Assert.Empty(next.Restored);
+
+        // Going back to the first definition is a drift too: only the approved definition is trusted.
+        mcp.SetTool(mcp.Tools.Single(t => t.Name == "echo") with { Description = echo.Description });
+        var back = await DiscoverAsync(tenant, registered.Server.Id);
+        Assert.Equal("echo", Assert.Single(back.Drifted).Tool.Name);
+    }
+
+    [Fact]
+    public async Task A_tool_that_returns_to_its_approved_definition_or_reappears_is_restored()
+    {
+        await using var mcp = await StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var registered = await RegisterAsync(tenant, mcp);
+        var original = mcp.Tools.Single(t => t.Name == "echo");
+        var big = mcp.Tools.Single(t => t.Name == "big");
+
+        mcp.SetTool(original with { Description = "changed" });
+        mcp.RemoveTool("big");
+        await DiscoverAsync(tenant, registered.Server.Id);
+
+        mcp.SetTool(original with { Description = "changed again" });
+        var changedAgain = await DiscoverAsync(tenant, registered.Server.Id);
+        Assert.Equal("echo", Assert.Single(changedAgain.Drifted).Tool.Name);
+        Assert.Empty(changedAgain.Removed);
+
+        mcp.SetTool(original);
+        mcp.SetTool(big);
+        var restored = await DiscoverAsync(tenant, registered.Server.Id);
+        Assert.Equal(["big", "echo"], restored.Restored.Select(t => t.Name).Order());
+        Assert.All(restored.Restored, t => Assert.Equal(McpTool.Active, t.Status));
+        Assert.Empty(restored.Drifted);
+    }
+
+    [Fact]
+    public async Task Registration_enables_only_tools_within_the_risk_ceiling_and_annotations_only_raise_risk()
+    {
+        await using var mcp = await StartAsync();
+        mcp.ReplaceTools(
+        [
+            Tool("read_file"),
+            Tool("get_config", annotations: new ToolAnnotations { DestructiveHint = true }),
+            Tool("fetch_page", annotations: new ToolAnnotations { ReadOnlyHint = false }),
+            Tool("drop_table", annotations: new ToolAnnotations { ReadOnlyHint = true }),
+            Tool("runCommand"),
+            Tool("update-settings"),
+            Tool("ping"),
+        ]);
+        var tenant = TestEnvironment.NewTenant();
+
+        var tools = (await RegisterAsync(tenant, mcp)).Tools.ToDictionary(t => t.Name);
+
+        Assert.Equal((ToolRisk.Low, true), (tools["read_file"].RiskLevel, tools["read_file"].Enabled));
+        Assert.Equal((ToolRisk.High, false), (tools["get_config"].RiskLevel, tools["get_config"].Enabled));
+        Assert.Contains("destructiveHint", tools["get_config"].RiskReason);
+        Assert.Equal((ToolRisk.Medium, true), (tools["fetch_page"].RiskLevel, tools["fetch_page"].Enabled));
+        Assert.Equal((ToolRisk.Critical, false), (tools["drop_table"].RiskLevel, tools["drop_table"].Enabled));
+        Assert.Equal((ToolRisk.High, false), (tools["runCommand"].RiskLevel, tools["runCommand"].Enabled));
+        Assert.Equal((ToolRisk.Medium, true), (tools["update-settings"].RiskLevel, tools["update-settings"].Enabled));
+        Assert.Equal((ToolRisk.Medium, true), (tools["ping"].RiskLevel, tools["ping"].Enabled));
+    }
+
+    [Fact]
+    public async Task Tools_update_enables_sets_risk_with_a_reason_and_rate_limits_and_discovery_keeps_an_overridden_risk()
+    {
+        await using var mcp = await StartAsync();
+        mcp.ReplaceTools([Tool("run_report"), Tool("read_notes")]);
+        var tenant = TestEnvironment.NewTenant();
+        var registered = await RegisterAsync(tenant, mcp);
+        var run = registered.Tools.Single(t => t.Name == "run_report");
+        Assert.False(run.Enabled);
+
+        var enabled = await Host.SendAsync(new UpdateMcpTool.Command(registered.Server.Id, run.Id, new(Enabled: true)), tenant);
+        Assert.True(enabled.Value.Enabled);
+
+        var lowered = await Host.SendAsync(new UpdateMcpTool.Command(registered.Server.Id, run.Id,
+            new(RiskLevel: ToolRisk.Low, Reason: "it only renders a read-only report", RateLimitPerMinute: 30)), tenant);
+        Assert.True(lowered.IsSuccess, lowered.Error?.Detail);
+        Assert.Equal(ToolRisk.Low, lowered.Value.RiskLevel);
+        Assert.True(lowered.Value.RiskOverridden);
+        Assert.Contains("it only renders a read-only report", lowered.Value.RiskReason);
+        Assert.Equal(30, lowered.Value.RateLimitPerMinute);
+
+        mcp.SetTool(Tool("run_report", "now with a new description"));
+        var drifted = (await DiscoverAsync(tenant, registered.Server.Id)).Drifted.Single().Tool;
+        Assert.Equal(ToolRisk.Low, drifted.RiskLevel);
+        Assert.True(drifted.RiskOverridden);
+
+        var cleared = await Host.SendAsync(new UpdateMcpTool.Command(registered.Server.Id, run.Id, new(RateLimitPerMinute: 0, Enabled: false)), tenant);
+        Assert.Null(cleared.Value.RateLimitPerMinute);
+        Assert.False(cleared.Value.Enabled);
+        Assert.Equal(3L, await Db.AuditCountAsync(Host.ConnectionString, tenant, "tools.update"));
+    }
+
+    [Fact]
+    public async Task A_removed_tool_cannot_be_enabled()
+    {
+        await using var mcp = await StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var registered = await RegisterAsync(tenant, mcp);
+        var big = registered.Tools.Single(t => t.Name == "big");
+        mcp.RemoveTool("big");
+        await DiscoverAsync(tenant, registered.Server.Id);
+
+        var result = await Host.SendAsync(new UpdateMcpTool.Command(registered.Server.Id, big.Id, new(Enabled: true)), tenant);
+
+        Assert.Equal("invalid_transition", result.Error?.Code);
+        Assert.Equal(0L, await Db.AuditCountAsync(Host.ConnectionString, tenant, "tools.update"));
+    }
+
+    public static TheoryData<UpdateMcpTool.Body, string> InvalidBodies() => new()
+    {
+        { new UpdateMcpTool.Body(), "changes" },
+        { new UpdateMcpTool.Body(RiskLevel: "extreme", Reason: "x"), "risk_level" },
+        { new UpdateMcpTool.Body(RiskLevel: ToolRisk.Low), "reason" },
+        { new UpdateMcpTool.Body(ApproveHash: "abc"), "approve_hash" },
+        { new UpdateMcpTool.Body(ApproveHash: new string('A', 64)), "approve_hash" },
+        { new UpdateMcpTool.Body(RateLimitPerMinute: -1), "rate_limit_per_minute" },
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidBodies))]
+    public async Task Tools_update_rejects_invalid_changes_by_field(UpdateMcpTool.Body body, string field)
+    {
+        var result = await Host.SendAsync(new UpdateMcpTool.Command(Guid.NewGuid(), Guid.NewGuid(), body), TestEnvironment.NewTenant());
+
+        Assert.Equal("validation_failed", result.Error?.Code);
+        Assert.Contains(field, result.Error!.FieldErrors!.Keys);
+    }
+
+    [Fact]
+    public async Task Tools_list_follows_the_servers_pagination_cursors()
+    {
+        await using var mcp = await StartAsync();
+        mcp.ToolsPageSize = 2;
+        var tenant = TestEnvironment.NewTenant();
+
+        var registered = await RegisterAsync(tenant, mcp);
+
+        Assert.Equal(mcp.Tools.Select(t => t.Name).Order(), registered.Tools.Select(t => t.Name).Order());
+        Assert.True(mcp.Count("tools/list") >= 4, "seven tools in pages of two");
+    }
+}
