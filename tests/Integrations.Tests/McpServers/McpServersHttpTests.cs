@@ -1,0 +1,169 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Integrations.Common;
+using Integrations.Tests.Support;
+
+namespace Integrations.Tests.McpServers;
+
+/// <summary>The /integrations/mcp-servers routes through the real host, as a console or curl uses them.</summary>
+[Collection(EverythingServerCollection.Name)]
+public sealed class McpServersHttpTests(EverythingServer everything, ApiFixture fixture) : IClassFixture<ApiFixture>
+{
+    private ApiFactory Api => fixture.Factory;
+
+    private static async Task<JsonElement> JsonAsync(HttpResponseMessage response) =>
+        JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+
+    private static async Task<string> CodeAsync(HttpResponseMessage response)
+    {
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        return (await JsonAsync(response)).GetProperty("code").GetString()!;
+    }
+
+    [Fact]
+    public async Task Register_the_reference_server_list_its_tools_with_risk_levels_govern_discover_check_and_delete()
+    {
+        var client = await Api.ClientForAsync(TestEnvironment.NewTenant());
+
+        var registered = await client.PostAsJsonAsync("/integrations/mcp-servers", new { name = "everything", url = everything.Endpoint.ToString() });
+        Assert.Equal(HttpStatusCode.Created, registered.StatusCode);
+        var body = await JsonAsync(registered);
+        var id = body.GetProperty("server").GetProperty("id").GetString();
+        Assert.Equal($"/integrations/mcp-servers/{id}", registered.Headers.Location?.ToString());
+        Assert.Equal("active", body.GetProperty("server").GetProperty("status").GetString());
+
+        var list = await JsonAsync(await client.GetAsync("/integrations/mcp-servers?limit=10"));
+        Assert.Equal(id, list.GetProperty("items")[0].GetProperty("id").GetString());
+        Assert.Equal(JsonValueKind.Null, list.GetProperty("next_cursor").ValueKind);
+
+        var tools = await JsonAsync(await client.GetAsync($"/integrations/mcp-servers/{id}/tools?limit=200"));
+        var byName = tools.GetProperty("items").EnumerateArray().ToDictionary(t => t.GetProperty("name").GetString()!);
+        Assert.Equal("low", byName["get-sum"].GetProperty("risk_level").GetString());
+        Assert.Equal("medium", byName["echo"].GetProperty("risk_level").GetString());
+        Assert.Equal("object", byName["echo"].GetProperty("input_schema").GetProperty("type").GetString());
+        Assert.True(byName["echo"].GetProperty("annotations").TryGetProperty("readOnlyHint", out _), "protocol JSON keeps its own names");
+        var longRunning = byName["trigger-long-running-operation"];
+        Assert.False(longRunning.GetProperty("enabled").GetBoolean());
+
+        var enabled = await client.PatchAsJsonAsync($"/integrations/mcp-servers/{id}/tools/{longRunning.GetProperty("id").GetString()}", new { enabled = true });
+        Assert.Equal(HttpStatusCode.OK, enabled.StatusCode);
+        Assert.True((await JsonAsync(enabled)).GetProperty("enabled").GetBoolean());
+
+        var discovered = await client.PostAsync($"/integrations/mcp-servers/{id}/discover", null);
+        Assert.Equal(HttpStatusCode.OK, discovered.StatusCode);
+        Assert.Equal(0, (await JsonAsync(discovered)).GetProperty("drifted").GetArrayLength());
+
+        var health = await JsonAsync(await client.GetAsync($"/integrations/mcp-servers/{id}/health"));
+        Assert.Equal("active", health.GetProperty("status").GetString());
+
+        Assert.Equal(HttpStatusCode.NoContent, (await client.DeleteAsync($"/integrations/mcp-servers/{id}")).StatusCode);
+        var gone = await client.GetAsync($"/integrations/mcp-servers/{id}");
+        Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
+        Assert.Equal("not_found", await CodeAsync(gone));
+
+        var audit = await JsonAsync(await client.GetAsync("/audit"));
+        Assert.Equal(
+            ["mcp_servers.delete", "mcp_servers.health", "mcp_servers.discover", "tools.update", "mcp_servers.register"],
+            audit.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("action").GetString()));
+    }
+
+    [Fact]
+    public async Task The_callers_api_key_is_never_forwarded_to_the_mcp_server()
+    {
+        await using var mcp = new TestMcpServer();
+        await mcp.StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var key = await Api.KeyForAsync(tenant, Scopes.All.ToArray());
+        var client = Api.CreateClient();
+        client.DefaultRequestHeaders.Authorization = new("Bearer", key.Key);
+
+        var registered = await client.PostAsJsonAsync("/integrations/mcp-servers", new { name = "c#", url = mcp.Endpoint.ToString() });
+        Assert.Equal(HttpStatusCode.Created, registered.StatusCode);
+        var id = (await JsonAsync(registered)).GetProperty("server").GetProperty("id").GetString();
+        await client.PostAsync($"/integrations/mcp-servers/{id}/discover", null);
+
+        Assert.NotEmpty(mcp.ReceivedRequests);
+        Assert.All(mcp.ReceivedRequests, r =>
+        {
+            Assert.Null(r.Authorization);
+            Assert.DoesNotContain(r.Headers.Values, v => v.Contains(key.Key) || v.Contains("ik_"));
+        });
+    }
+
+    [Fact]
+    public async Task Failures_are_problem_details_with_stable_codes()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var client = await Api.ClientForAsync(tenant);
+        var readOnly = await Api.ClientForAsync(tenant, Scopes.Read);
+
+        var blocked = await client.PostAsJsonAsync("/integrations/mcp-servers", new { name = "meta", url = "https://169.254.169.254/latest" });
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, blocked.StatusCode);
+        Assert.Equal("ssrf_blocked", await CodeAsync(blocked));
+
+        var invalid = await client.PostAsJsonAsync("/integrations/mcp-servers", new { name = "", url = "not a url", credential_ref = "sk-raw-secret", auth_header = "Host" });
+        Assert.Equal(HttpStatusCode.BadRequest, invalid.StatusCode);
+        var errors = (await JsonAsync(invalid)).GetProperty("errors");
+        Assert.Equal(["auth_header", "credential_ref", "name", "url"], errors.EnumerateObject().Select(e => e.Name).Order());
+
+        var forbidden = await readOnly.PostAsJsonAsync("/integrations/mcp-servers", new { name = "x", url = everything.Endpoint.ToString() });
+        Assert.Equal(HttpStatusCode.Forbidden, forbidden.StatusCode);
+
+        var registered = await client.PostAsJsonAsync("/integrations/mcp-servers", new { name = "one", url = everything.Endpoint.ToString() });
+        var again = await client.PostAsJsonAsync("/integrations/mcp-servers", new { name = "two", url = everything.Endpoint.ToString() });
+        Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+        Assert.Equal("conflict", await CodeAsync(again));
+
+        var id = (await JsonAsync(registered)).GetProperty("server").GetProperty("id").GetString();
+        var stranger = await Api.ClientForAsync(TestEnvironment.NewTenant());
+        foreach (var request in new[]
+        {
+            new HttpRequestMessage(HttpMethod.Get, $"/integrations/mcp-servers/{id}"),
+            new HttpRequestMessage(HttpMethod.Get, $"/integrations/mcp-servers/{id}/tools"),
+            new HttpRequestMessage(HttpMethod.Get, $"/integrations/mcp-servers/{id}/health"),
+            new HttpRequestMessage(HttpMethod.Post, $"/integrations/mcp-servers/{id}/discover"),
+            new HttpRequestMessage(HttpMethod.Patch, $"/integrations/mcp-servers/{id}/tools/{Guid.NewGuid()}") { Content = JsonContent.Create(new { enabled = false }) },
+            new HttpRequestMessage(HttpMethod.Delete, $"/integrations/mcp-servers/{id}"),
+        })
+        {
+            var response = await stranger.SendAsync(request);
+            Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+            Assert.Equal("not_found", await CodeAsync(response));
+        }
+
+        var badCursor = await client.GetAsync("/integrations/mcp-servers?cursor=!!!");
+        Assert.Equal("validation_failed", await CodeAsync(badCursor));
+    }
+
+    [Fact]
+    public async Task Server_lists_page_with_cursors_and_do_not_clash_with_integration_routes()
+    {
+        var client = await Api.ClientForAsync(TestEnvironment.NewTenant());
+        var mcps = new List<TestMcpServer>();
+        try
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                var mcp = new TestMcpServer();
+                await mcp.StartAsync();
+                mcps.Add(mcp);
+                Assert.Equal(HttpStatusCode.Created,
+                    (await client.PostAsJsonAsync("/integrations/mcp-servers", new { name = $"s{i}", url = mcp.Endpoint.ToString() })).StatusCode);
+            }
+
+            var first = await JsonAsync(await client.GetAsync("/integrations/mcp-servers?limit=2"));
+            var second = await JsonAsync(await client.GetAsync($"/integrations/mcp-servers?limit=2&cursor={first.GetProperty("next_cursor").GetString()}"));
+
+            Assert.Equal(["s2", "s1"], first.GetProperty("items").EnumerateArray().Select(s => s.GetProperty("name").GetString()));
+            Assert.Equal(["s0"], second.GetProperty("items").EnumerateArray().Select(s => s.GetProperty("name").GetString()));
+            Assert.Equal(JsonValueKind.Null, second.GetProperty("next_cursor").ValueKind);
+            Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/integrations")).StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/integrations/{Guid.NewGuid()}")).StatusCode);
+        }
+        finally
+        {
+            foreach (var mcp in mcps) await mcp.DisposeAsync();
+        }
+    }
+}
