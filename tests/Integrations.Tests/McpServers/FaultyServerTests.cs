@@ -250,6 +250,45 @@ public sealed class FaultyServerTests(FastFailingHostFixture fixture) : IClassFi
     }
 
     [Fact]
+    public async Task A_transient_503_is_retried_and_the_registration_succeeds()
+    {
+        await using var mcp = await StartAsync(s => s.FailNext(1, 503));
+        var tenant = TestEnvironment.NewTenant();
+
+        var result = await RegisterAsync(tenant, mcp);
+
+        Assert.True(result.IsSuccess, result.Error?.Detail);
+        Assert.Equal(2, mcp.Count("server/discover")); // the refused connect, then the retry
+    }
+
+    [Fact]
+    public async Task An_encrypted_reference_resolves_without_a_grant_and_its_secret_is_sent()
+    {
+        await using var mcp = await StartAsync(s => s.RequiredBearerToken = "sealed-token");
+        var tenant = TestEnvironment.NewTenant();
+        var encrypted = await Host.SendAsync(new EncryptCredential.Command("sealed-token"), tenant);
+        Assert.True(encrypted.IsSuccess, encrypted.Error?.Detail);
+
+        var registered = await RegisterAsync(tenant, mcp, encrypted.Value.Reference);
+
+        Assert.True(registered.IsSuccess, registered.Error?.Detail);
+        Assert.All(mcp.ReceivedRequests.Where(r => r.Method == "POST"), r => Assert.Equal("Bearer sealed-token", r.Authorization));
+    }
+
+    [Fact]
+    public async Task A_vault_reference_to_no_stored_credential_is_refused_before_any_connection()
+    {
+        await using var mcp = await StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+
+        var result = await RegisterAsync(tenant, mcp, $"cus-vault://{tenant}/{Guid.NewGuid()}");
+
+        Assert.Equal("credential_not_found", result.Error?.Code);
+        Assert.Empty(mcp.ReceivedRequests);
+        await AssertNothingStoredAsync(tenant);
+    }
+
+    [Fact]
     public async Task Repeated_failures_open_the_servers_circuit_and_later_calls_fail_fast_without_contacting_it()
     {
         await using var host = await ServiceHost.StartAsync(new Dictionary<string, string?>(FastFailingHostFixture.Settings)

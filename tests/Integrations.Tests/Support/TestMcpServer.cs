@@ -81,6 +81,16 @@ public sealed class TestMcpServer : IAsyncDisposable
     /// <summary>When set, every POST /mcp is answered with this status and a small plain-text body.</summary>
     public int? ForcedStatusCode { get; set; }
 
+    /// <summary>The next <paramref name="count"/> POSTs are answered with <paramref name="status"/>, then the server recovers.</summary>
+    public void FailNext(int count, int status = 503)
+    {
+        _failStatus = status;
+        Volatile.Write(ref _failuresLeft, count);
+    }
+
+    private int _failuresLeft;
+    private int _failStatus;
+
     /// <summary>Every POST waits until the client gives up (a server that accepts connections and never answers).</summary>
     public bool Hang { get; set; }
 
@@ -186,6 +196,12 @@ public sealed class TestMcpServer : IAsyncDisposable
         {
             ctx.Response.ContentType = "text/html";
             await ctx.Response.WriteAsync("<!doctype html><html><body>Welcome to nginx!</body></html>", ct);
+            return;
+        }
+        if (Interlocked.Decrement(ref _failuresLeft) >= 0)
+        {
+            ctx.Response.StatusCode = _failStatus;
+            await ctx.Response.WriteAsync($"temporarily failing ({_failStatus})", ct);
             return;
         }
         if (ForcedStatusCode is int forced)

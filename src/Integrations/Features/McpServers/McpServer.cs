@@ -101,6 +101,20 @@ public static class McpServer
     internal static DateTimeOffset? Utc(DateTime? value) =>
         value is { } v ? new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)) : null;
 
+    internal static IRuleBuilderOptions<T, string?> ValidServerName<T>(this IRuleBuilder<T, string?> rule) =>
+        rule.NotEmpty().WithMessage("Name is required.")
+            .MaximumLength(200).WithMessage("Name may be at most 200 characters.")
+            .Must(n => n is null || n.Trim() == n).WithMessage("Name may not start or end with whitespace.");
+
+    /// <summary>A reference of this tenant (never a raw secret, a legacy or an env:// reference); the error says what to do instead.</summary>
+    internal static IRuleBuilderOptions<T, string?> ValidServerCredentialRef<T>(this IRuleBuilder<T, string?> rule, Func<string> tenantId) =>
+        rule.Must((owner, value, context) =>
+        {
+            if (CredentialReference.TryParse(value, tenantId(), systemScope: false, out _, out var error)) return true;
+            context.MessageFormatter.AppendArgument("Reason", error);
+            return false;
+        }).WithMessage("{Reason}");
+
     /// <summary>
     /// Shape only: an absolute URL without credentials or fragment. Whether the scheme and address may be reached
     /// is the SSRF guard's call, so those refusals answer <c>ssrf_blocked</c>, not a validation error.

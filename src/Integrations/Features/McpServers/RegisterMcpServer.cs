@@ -1,7 +1,6 @@
 using Dapper;
 using FluentValidation;
 using Integrations.Common;
-using Integrations.Features.Integrations;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Http;
@@ -35,9 +34,9 @@ public static class RegisterMcpServer
     {
         public Validator(CallerContext caller)
         {
-            RuleFor(x => x.Name).ValidName();
+            RuleFor(x => x.Name).ValidServerName();
             RuleFor(x => x.Url).ValidServerUrl();
-            RuleFor(x => x.CredentialRef).ValidCredentialRef(() => caller.TenantId).When(x => x.CredentialRef is not null);
+            RuleFor(x => x.CredentialRef).ValidServerCredentialRef(() => caller.TenantId).When(x => x.CredentialRef is not null);
             RuleFor(x => x.AuthHeader).ValidAuthHeader();
         }
     }
