@@ -154,13 +154,13 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         var tenant = TestEnvironment.NewTenant();
         var stored = await Host.StoreAsync(tenant, "sk-not-granted");
         var stranger = await Host.IntegrationAsync(tenant, credentialRef: null);
-        var runs = RevealForTestHandler.Runs;
+        var runs = RevealForTestHandler.Runs(tenant);
 
         var result = await Host.RevealAsync(tenant, stranger.Id, stored.Reference);
 
         Assert.Equal("credential_denied", result.Error?.Code);
         Assert.Equal(403, result.Error!.Status);
-        Assert.Equal(runs, RevealForTestHandler.Runs);
+        Assert.Equal(runs, RevealForTestHandler.Runs(tenant));
         Assert.Equal(("denied", "no_grant", stored.Reference), (await VaultTestKit.AccessLogAsync(Cs, tenant)).Single());
         Assert.Equal(1, await Db.AuditCountAsync(Cs, tenant, CredentialResolver.DeniedAction));
     }
@@ -288,7 +288,7 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
             CREATE TRIGGER {trigger} BEFORE INSERT ON credential_access_log FOR EACH ROW
                 WHEN (NEW.tenant_id = '{tenant}') EXECUTE FUNCTION {trigger}();
             """);
-        var runs = RevealForTestHandler.Runs;
+        var runs = RevealForTestHandler.Runs(tenant);
         try
         {
             await Assert.ThrowsAnyAsync<Npgsql.PostgresException>(() => Host.RevealAsync(tenant, integration.Id));
@@ -297,7 +297,7 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         {
             await Db.ExecuteAsync(Cs, $"DROP TRIGGER {trigger} ON credential_access_log; DROP FUNCTION {trigger}();");
         }
-        Assert.Equal(runs, RevealForTestHandler.Runs);
+        Assert.Equal(runs, RevealForTestHandler.Runs(tenant));
         Assert.Equal(0, await Db.AuditCountAsync(Cs, tenant, CredentialResolver.AccessedAction));
         Assert.Equal("sk-fail-closed", (await Host.RevealAsync(tenant, integration.Id)).Value);
     }

@@ -16,13 +16,15 @@ public sealed record RevealForTest(CredentialAccessor CredentialAccessor, string
     public static string Scope => Scopes.Read;
 }
 
-internal sealed class RevealForTestHandler(CredentialContext credentials) : IRequestHandler<RevealForTest, Result<string>>
+internal sealed class RevealForTestHandler(CredentialContext credentials, CallerContext caller) : IRequestHandler<RevealForTest, Result<string>>
 {
-    public static int Runs;
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> RunsByTenant = new();
+
+    public static int Runs(string tenant) => RunsByTenant.GetValueOrDefault(tenant);
 
     public Task<Result<string>> Handle(RevealForTest request, CancellationToken ct)
     {
-        Interlocked.Increment(ref Runs);
+        RunsByTenant.AddOrUpdate(caller.TenantId, 1, (_, n) => n + 1);
         var c = credentials.Current;
         var shown = c is null ? "(none)"
             : c.Type == CredentialTypes.BasicAuth ? $"{c.Username}:{c.Password}"
