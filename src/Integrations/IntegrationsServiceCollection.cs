@@ -5,6 +5,7 @@ using Integrations.Features.Credentials;
 using Integrations.Features.Integrations;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Network;
 using Integrations.Infrastructure.Security;
 using Integrations.Pipeline;
@@ -49,6 +50,7 @@ public static class IntegrationsServiceCollection
         services.AddScoped<TenantSession>();
         services.AddScoped<AuditTrail>();
         services.AddScoped<IntegrationLifecycle>();
+        services.AddGovernance();
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
         services.AddScoped<IMediator, Mediator>();

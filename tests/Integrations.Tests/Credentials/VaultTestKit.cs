@@ -73,7 +73,7 @@ public static class VaultTestKit
     /// <summary>True when <paramref name="secret"/> occurs in any text or byte column of any row the tenant has in the database.</summary>
     public static async Task<bool> DatabaseContainsAsync(string connectionString, string tenant, string secret)
     {
-        string[] tables = ["credentials", "credential_grants", "credential_access_log", "audit_events", "cus_integrations"];
+        string[] tables = ["credentials", "credential_grants", "credential_access_log", "audit_events", "cus_integrations", "incidents"];
         foreach (var table in tables)
         {
             var texts = await Db.QueryAsync<string>(connectionString, $"SELECT t::text FROM {table} t WHERE tenant_id = @tenant", new { tenant });

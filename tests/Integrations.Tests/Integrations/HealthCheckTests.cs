@@ -107,6 +107,23 @@ public sealed class HealthCheckTests(HealthFixture fixture) : IClassFixture<Heal
         Assert.DoesNotContain(secret, stored.HealthMessage);
         Assert.Equal(1, await Db.AuditCountAsync(Host.ConnectionString, tenant, CheckIntegrationHealth.Command.Operation));
         Assert.False(await VaultTestKit.DatabaseContainsAsync(Host.ConnectionString, tenant, secret));
+        Assert.Equal(health == "failing", result.Value.IncidentId is not null);
+    }
+
+    [Fact]
+    public async Task A_failing_check_opens_one_health_incident_and_repeats_bump_it()
+    {
+        var (tenant, id, secret) = await IntegrationAsync($"/status/401/{Guid.NewGuid():N}/v1");
+
+        var first = await Host.SendAsync(new CheckIntegrationHealth.Command(id), tenant);
+        var second = await Host.SendAsync(new CheckIntegrationHealth.Command(id), tenant);
+
+        Assert.Equal(first.Value.IncidentId, second.Value.IncidentId);
+        var incident = (await Db.QueryAsync<(string Kind, string SubjectId, int Occurrences, string Message)>(Host.ConnectionString,
+            "SELECT kind, subject_id, occurrences, message FROM incidents WHERE tenant_id = @tenant", new { tenant })).Single();
+        Assert.Equal(("health_failure", id.ToString(), 2), (incident.Kind, incident.SubjectId, incident.Occurrences));
+        Assert.Contains("rejected the credential", incident.Message);
+        Assert.DoesNotContain(secret, incident.Message);
     }
 
     [Fact]
