@@ -2,6 +2,7 @@ using Integrations.Features.Audit;
 using Integrations.Features.Credentials;
 using Integrations.Features.Integrations;
 using Integrations.Features.McpServers;
+using Integrations.Infrastructure.Governance;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -25,7 +26,7 @@ public static class IntegrationsEndpoints
         var audit = app.MapGroup("/audit").WithTags("Audit").RequireAuthorization();
         ListAuditEvents.Map(audit);
         VerifyAuditChain.Map(audit);
-
+        app.MapGovernanceApi();
         app.MapCredentialsApi();
         app.MapMcpServersApi();
         return app;

@@ -6,6 +6,7 @@ using Integrations.Features.Integrations;
 using Integrations.Features.McpServers;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Network;
 using Integrations.Infrastructure.Security;
 using Integrations.Pipeline;
@@ -50,6 +51,7 @@ public static class IntegrationsServiceCollection
         services.AddScoped<TenantSession>();
         services.AddScoped<AuditTrail>();
         services.AddScoped<IntegrationLifecycle>();
+        services.AddGovernance();
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
         services.AddScoped<IMediator, Mediator>();

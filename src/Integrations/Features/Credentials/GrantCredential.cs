@@ -37,11 +37,18 @@ public static class GrantCredential
     {
         private const string CredentialSql = "SELECT EXISTS (SELECT 1 FROM credentials WHERE tenant_id = @TenantId AND id = @CredentialId AND deleted_at IS NULL)";
 
+        // Granting twice is not an error: the existing grant is answered (the statement cannot see its own insert).
         private const string GrantSql = """
-            INSERT INTO credential_grants (tenant_id, credential_id, accessor_type, accessor_id, granted_by)
-            VALUES (@TenantId, @CredentialId, @AccessorType, @AccessorId, @Actor)
-            ON CONFLICT (tenant_id, credential_id, accessor_type, accessor_id) DO UPDATE SET tenant_id = excluded.tenant_id
-            RETURNING accessor_type, accessor_id, granted_by, created_at
+            WITH inserted AS (
+                INSERT INTO credential_grants (tenant_id, credential_id, accessor_type, accessor_id, granted_by)
+                VALUES (@TenantId, @CredentialId, @AccessorType, @AccessorId, @Actor)
+                ON CONFLICT DO NOTHING
+                RETURNING accessor_type, accessor_id, granted_by, created_at)
+            SELECT * FROM inserted
+            UNION ALL
+            SELECT accessor_type, accessor_id, granted_by, created_at FROM credential_grants
+            WHERE tenant_id = @TenantId AND credential_id = @CredentialId AND accessor_type = @AccessorType AND accessor_id = @AccessorId
+            LIMIT 1
             """;
 
         public async Task<Result<Credential.Grant>> Handle(Command request, CancellationToken ct)

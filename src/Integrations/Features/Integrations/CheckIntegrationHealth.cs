@@ -2,6 +2,7 @@ using Dapper;
 using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Vault;
 using MediatR;
@@ -23,9 +24,11 @@ public static class CheckIntegrationHealth
         public string? CredentialRef => null;
     }
 
-    public sealed record Response(Guid Id, string Health, DateTimeOffset CheckedAt, string Message, int? UpstreamStatus, long DurationMs);
+    /// <summary>A failing check opens (or bumps) the integration's <c>health_failure</c> incident: <see cref="IncidentId"/>.</summary>
+    public sealed record Response(Guid Id, string Health, DateTimeOffset CheckedAt, string Message, int? UpstreamStatus, long DurationMs, Guid? IncidentId = null);
 
-    internal sealed class Handler(TenantSession session, AuditTrail audit, CredentialContext credentials, ProviderHealthProbe probe)
+    internal sealed class Handler(
+        TenantSession session, AuditTrail audit, CredentialContext credentials, ProviderHealthProbe probe, IncidentRecorder incidents)
         : IRequestHandler<Command, Result<Response>>
     {
         private const string ReadSql = """
@@ -69,6 +72,14 @@ public static class CheckIntegrationHealth
             }, cancellationToken: ct));
             if (checkedAt is null) return Error.NotFound(Integration.SubjectType);
 
+            Guid? incidentId = null;
+            if (outcome.Health == "failing")
+            {
+                var incident = await incidents.OpenOrBumpAsync(connection, session.TenantId, new IncidentReport(
+                    "health_failure", "high", Integration.SubjectType, request.Id.ToString(), $"health_failure:integration:{request.Id}",
+                    $"Integration health check failing: {outcome.Message}"), ct);
+                incidentId = incident.Id;
+            }
             audit.Record(Integration.SubjectType, request.Id.ToString(), new
             {
                 outcome.Health,
@@ -76,10 +87,9 @@ public static class CheckIntegrationHealth
                 outcome.UpstreamStatus,
                 outcome.DurationMs,
                 Credential = credentials.Current?.Reference ?? "none",
+                IncidentId = incidentId,
             });
-            // Incidents (a later issue): a 'failing' outcome opens or bumps the integration's health_failure incident
-            // here, in this transaction, deduplicated on the integration id.
-            return new Response(request.Id, outcome.Health, Utc(checkedAt.Value), outcome.Message, outcome.UpstreamStatus, outcome.DurationMs);
+            return new Response(request.Id, outcome.Health, Utc(checkedAt.Value), outcome.Message, outcome.UpstreamStatus, outcome.DurationMs, incidentId);
         }
 
         private static DateTimeOffset Utc(DateTime value) => new(DateTime.SpecifyKind(value, DateTimeKind.Utc));
