@@ -1,4 +1,5 @@
 using Integrations.Features.McpServers;
+using Integrations.Features.Policies;
 using Integrations.Tests.Support;
 using ModelContextProtocol.Protocol;
 
@@ -169,6 +170,25 @@ public sealed class DriftAndGovernanceTests(ServiceFixture fixture) : IClassFixt
         Assert.Equal((ToolRisk.High, false), (tools["runCommand"].RiskLevel, tools["runCommand"].Enabled));
         Assert.Equal((ToolRisk.Medium, true), (tools["update-settings"].RiskLevel, tools["update-settings"].Enabled));
         Assert.Equal((ToolRisk.Medium, true), (tools["ping"].RiskLevel, tools["ping"].Enabled));
+    }
+
+    [Fact]
+    public async Task Registration_follows_the_tenants_tool_policy_ceiling_allow_list_and_deny_list()
+    {
+        await using var mcp = await StartAsync();
+        mcp.ReplaceTools([Tool("run_report"), Tool("delete_rows"), Tool("kill_jobs"), Tool("echo"), Tool("read_notes")]);
+        var tenant = TestEnvironment.NewTenant();
+        var policy = await Host.SendAsync(new UpdateToolPolicy.Command(RiskCeiling: ToolRisk.High, AllowList: ["governed/kill_jobs"], DenyList: ["echo"]), tenant);
+        Assert.True(policy.IsSuccess, policy.Error?.Detail);
+
+        var registered = await Host.SendAsync(new RegisterMcpServer.Command("governed", mcp.Endpoint.ToString()), tenant);
+
+        var enabled = registered.Value.Tools.ToDictionary(t => t.Name, t => t.Enabled);
+        Assert.True(enabled["run_report"], "high is within a high ceiling");
+        Assert.False(enabled["delete_rows"], "critical is above it");
+        Assert.True(enabled["kill_jobs"], "explicitly allowed for this server");
+        Assert.False(enabled["echo"], "denied by name");
+        Assert.True(enabled["read_notes"]);
     }
 
     [Fact]

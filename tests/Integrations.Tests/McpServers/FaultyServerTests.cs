@@ -6,12 +6,15 @@ using Integrations.Tests.Support;
 
 namespace Integrations.Tests.McpServers;
 
-/// <summary>A service host with small MCP bounds, so fault tests stay fast.</summary>
+/// <summary>
+/// A service host with small MCP bounds, so fault tests stay fast. The request timeout stays generous, because healthy
+/// servers are registered through it on a busy machine; the timeout test makes its own host with a 1 s bound.
+/// </summary>
 public sealed class FastFailingHostFixture : IAsyncLifetime
 {
     public static readonly Dictionary<string, string?> Settings = new()
     {
-        ["Integrations:Mcp:RequestTimeout"] = "00:00:01",
+        ["Integrations:Mcp:RequestTimeout"] = "00:00:05",
         ["Integrations:Mcp:RetryAttempts"] = "1",
         ["Integrations:Mcp:RetryDelay"] = "00:00:00.050",
         ["Integrations:Mcp:MaxResponseBytes"] = "65536",
@@ -58,11 +61,15 @@ public sealed class FaultyServerTests(FastFailingHostFixture fixture) : IClassFi
     [Fact]
     public async Task A_server_that_never_answers_times_out_within_the_configured_bound_and_nothing_is_stored()
     {
+        await using var host = await ServiceHost.StartAsync(new Dictionary<string, string?>(FastFailingHostFixture.Settings)
+        {
+            ["Integrations:Mcp:RequestTimeout"] = "00:00:01",
+        });
         await using var mcp = await StartAsync(s => s.Hang = true);
         var tenant = TestEnvironment.NewTenant();
         var clock = Stopwatch.StartNew();
 
-        var result = await RegisterAsync(tenant, mcp);
+        var result = await host.SendAsync(new RegisterMcpServer.Command("silent", mcp.Endpoint.ToString()), tenant);
 
         Assert.Equal("upstream_timeout", result.Error?.Code);
         Assert.Equal(504, result.Error?.Status);

@@ -55,9 +55,12 @@ public sealed class McpHealthTests(FastFailingHostFixture fixture) : IClassFixtu
         var failing = (await Host.SendAsync(new CheckMcpServerHealth.Command(id), tenant)).Value;
         Assert.Equal(("degraded", "active"), (failing.Status, failing.PreviousStatus));
         Assert.Contains("HTTP 500", failing.Detail);
+        Assert.NotNull(failing.IncidentId);
 
         mcp.ForcedStatusCode = null;
-        Assert.Equal("active", (await Host.SendAsync(new CheckMcpServerHealth.Command(id), tenant)).Value.Status);
+        var recovered = (await Host.SendAsync(new CheckMcpServerHealth.Command(id), tenant)).Value;
+        Assert.Equal("active", recovered.Status);
+        Assert.Null(recovered.IncidentId);
 
         await mcp.DisposeAsync();
         var gone = (await Host.SendAsync(new CheckMcpServerHealth.Command(id), tenant)).Value;
@@ -67,6 +70,10 @@ public sealed class McpHealthTests(FastFailingHostFixture fixture) : IClassFixtu
         var stored = (await Host.SendAsync(new GetMcpServer.Query(id), tenant)).Value;
         Assert.Equal("unreachable", stored.Status);
         Assert.Contains("could not be reached", stored.HealthDetail);
+        Assert.Equal(failing.IncidentId, gone.IncidentId);
+        var (occurrences, severity) = (await Db.QueryAsync<(int, string)>(Host.ConnectionString,
+            "SELECT occurrences, severity FROM incidents WHERE tenant_id = @tenant AND kind = 'health_failure'", new { tenant })).Single();
+        Assert.Equal((2, "medium"), (occurrences, severity));
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using Dapper;
 using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Mcp;
 using Integrations.Infrastructure.Vault;
@@ -27,11 +28,14 @@ public static class CheckMcpServerHealth
     /// <summary>
     /// <c>status</c>: active (answered in time), degraded (answered slowly or wrongly), unreachable (no answer).
     /// <c>method</c>: the probe that decided it (ping, server/discover, or initialize when ping is not offered).
+    /// A failed probe opens (or bumps) the server's <c>health_failure</c> incident: <see cref="IncidentId"/>.
     /// </summary>
     public sealed record Response(
-        Guid Id, string Status, string PreviousStatus, int? LatencyMs, string Method, string? Detail, string? ErrorCode, DateTimeOffset CheckedAt);
+        Guid Id, string Status, string PreviousStatus, int? LatencyMs, string Method, string? Detail, string? ErrorCode, DateTimeOffset CheckedAt,
+        Guid? IncidentId = null);
 
-    internal sealed class Handler(TenantSession session, AuditTrail audit, McpSessions sessions, CredentialContext credentials)
+    internal sealed class Handler(
+        TenantSession session, AuditTrail audit, McpSessions sessions, CredentialContext credentials, IncidentRecorder incidents)
         : IRequestHandler<Command, Result<Response>>
     {
         // An admin's 'disabled' is not overridden by what a probe sees.
@@ -65,6 +69,16 @@ public static class CheckMcpServerHealth
             }, cancellationToken: ct));
             if (recorded is null) return Error.NotFound("MCP server");
 
+            // No answer is a high-severity failure; an answer that is an error (refused, 5xx, not MCP) a medium one; slowness none.
+            Guid? incidentId = null;
+            if (probe.ErrorCode is not null)
+            {
+                var incident = await incidents.OpenOrBumpAsync(connection, session.TenantId, new IncidentReport(
+                    "health_failure", probe.Status == McpProbe.Unreachable ? "high" : "medium", McpServer.SubjectType, request.Id.ToString(),
+                    $"health_failure:{McpServer.SubjectType}:{request.Id}", $"MCP server '{server.Name}' is {probe.Status}: {probe.Detail}"), ct);
+                incidentId = incident.Id;
+            }
+
             audit.Record(McpServer.SubjectType, request.Id.ToString(), new
             {
                 recorded.Status,
@@ -73,9 +87,10 @@ public static class CheckMcpServerHealth
                 probe.Method,
                 probe.Detail,
                 probe.ErrorCode,
+                IncidentId = incidentId,
             });
             return new Response(request.Id, recorded.Status, server.Status, probe.LatencyMs, probe.Method, probe.Detail, probe.ErrorCode,
-                McpServer.Utc(recorded.CheckedAt)!.Value);
+                McpServer.Utc(recorded.CheckedAt)!.Value, incidentId);
         }
     }
 

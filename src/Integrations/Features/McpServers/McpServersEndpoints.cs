@@ -24,14 +24,11 @@ public static class McpServersEndpoints
         return app;
     }
 
-    /// <summary>
-    /// The MCP session pool (settings from <c>Integrations:Mcp</c>), the tenant risk ceiling, and the health sweep.
-    /// </summary>
+    /// <summary>The MCP session pool (settings from <c>Integrations:Mcp</c>) and the health sweep.</summary>
     public static IServiceCollection AddMcpServers(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddSingleton(McpOptions.FromConfiguration(configuration));
         services.AddSingleton<McpSessions>();
-        services.AddSingleton<ToolRiskCeiling>();
         services.AddSingleton<McpHealthSweep>();
         services.AddHostedService(sp => sp.GetRequiredService<McpHealthSweep>());
         return services;

@@ -3,6 +3,7 @@ using FluentValidation;
 using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Mcp;
 using Integrations.Infrastructure.Network;
@@ -43,7 +44,8 @@ public static class RegisterMcpServer
 
     /// <summary>
     /// The network work (SSRF check, initialize, tools/list) happens with no transaction open; the server and its
-    /// tools are then written in one transaction. A <c>cus-vault://</c> reference is granted to the new server first
+    /// tools are then written in one transaction. A tool starts enabled when the tenant's tool policy would allow it
+    /// (risk within the ceiling, default medium, or on the allow list; not on the deny list), disabled otherwise. A <c>cus-vault://</c> reference is granted to the new server first
     /// (the resolver only releases granted secrets, and reads committed grants), so that grant commits on its own
     /// and is taken back if the registration fails.
     /// </summary>
@@ -54,7 +56,7 @@ public static class RegisterMcpServer
         McpSessions sessions,
         CredentialGrants grants,
         CredentialResolver resolver,
-        ToolRiskCeiling ceiling) : IRequestHandler<Command, Result<Response>>
+        ToolPolicyStore policies) : IRequestHandler<Command, Result<Response>>
     {
         private const string ExistsSql = """
             SELECT EXISTS (SELECT 1 FROM mcp_servers WHERE tenant_id = @TenantId AND url = @Url AND deleted_at IS NULL)
@@ -104,7 +106,7 @@ public static class RegisterMcpServer
             var description = described.Value;
 
             connection = await session.ConnectionAsync(ct);
-            var riskCeiling = await ceiling.ForTenantAsync(connection, session.TenantId, ct);
+            var policy = await policies.GetAsync(connection, session.TenantId, ct);
             var definitions = description.Tools.Select(McpTool.Definition.From).ToList();
             try
             {
@@ -124,7 +126,7 @@ public static class RegisterMcpServer
                 if (inserted is null) return granted ? await UndoGrantAsync(accessor, Duplicate(url), ct) : Duplicate(url);
 
                 await connection.ExecuteAsync(new CommandDefinition(McpTool.InsertSql,
-                    definitions.Select(d => McpTool.InsertArgs(session.TenantId, id, d, enabled: ToolRisk.IsWithin(d.RiskLevel, riskCeiling))).ToList(),
+                    definitions.Select(d => McpTool.InsertArgs(session.TenantId, id, d, enabled: policy.Evaluate(request.Name, id, d.Name, d.RiskLevel).Allowed)).ToList(),
                     cancellationToken: ct));
             }
             catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UntranslatableCharacter or PostgresErrorCodes.InvalidTextRepresentation)
@@ -144,7 +146,7 @@ public static class RegisterMcpServer
                 description.ProtocolVersion,
                 description.ServerName,
                 description.ServerVersion,
-                RiskCeiling = riskCeiling,
+                policy.RiskCeiling,
                 Tools = tools.Select(t => new { t.Name, t.RiskLevel, t.Enabled, t.DefinitionHash }),
             });
             return new Response(server.ToResponse(), tools);

@@ -1,3 +1,4 @@
+using Integrations.Infrastructure.Governance;
 using ModelContextProtocol.Protocol;
 
 namespace Integrations.Features.McpServers;
@@ -17,7 +18,7 @@ public static class ToolRisk
     public const string High = "high";
     public const string Critical = "critical";
 
-    public static readonly string[] Levels = [Low, Medium, High, Critical];
+    public static IReadOnlyList<string> Levels => RiskLevels.All;
 
     // Stems, so "deletes", "deletion", "removal", "execution", "writing", "creation", "queries" match too.
     private static readonly (string Level, string[] Stems)[] Keywords =
@@ -28,11 +29,9 @@ public static class ToolRisk
         (Low, ["read", "get", "list", "search", "quer", "fetch"]),
     ];
 
-    public static int Rank(string level) => Array.IndexOf(Levels, level);
+    public static int Rank(string level) => RiskLevels.Rank(level);
 
-    public static bool IsValid(string? level) => level is not null && Rank(level) >= 0;
-
-    public static bool IsWithin(string level, string ceiling) => Rank(level) <= Rank(ceiling);
+    public static bool IsValid(string? level) => RiskLevels.IsValid(level);
 
     public static (string Level, string Reason) Classify(string toolName, ToolAnnotations? annotations)
     {
