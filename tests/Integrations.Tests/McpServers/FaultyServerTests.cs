@@ -185,6 +185,14 @@ public sealed class FaultyServerTests(FastFailingHostFixture fixture) : IClassFi
         Assert.All(posts, r => Assert.Equal("Bearer s3cret-token", r.Authorization));
         Assert.Equal(3L, await Db.ScalarAsync<long>(Host.ConnectionString,
             "SELECT count(*) FROM credential_access_log WHERE tenant_id = @tenant AND accessor_type = 'mcp_server' AND outcome = 'allowed'", new { tenant }));
+
+        // The secret is only ever in the request to the server: not in responses, stored rows or audit details.
+        var everything = System.Text.Json.JsonSerializer.Serialize(new object[] { registered.Value, discovered.Value, health.Value });
+        Assert.DoesNotContain("s3cret-token", everything);
+        Assert.Equal(0L, await Db.ScalarAsync<long>(Host.ConnectionString, """
+            SELECT (SELECT count(*) FROM audit_events WHERE tenant_id = @tenant AND details::text LIKE '%s3cret-token%')
+                 + (SELECT count(*) FROM mcp_servers WHERE tenant_id = @tenant AND row_to_json(mcp_servers)::text LIKE '%s3cret-token%')
+            """, new { tenant }));
     }
 
     [Fact]
