@@ -5,7 +5,8 @@ CREATE TABLE mcp_servers (
     tenant_id             text NOT NULL,
     name                  text NOT NULL,
     url                   text NOT NULL,
-    transport             text NOT NULL DEFAULT 'streamable_http' CHECK (transport IN ('streamable_http')),
+    -- The transport registration found working: Streamable HTTP, or the legacy HTTP+SSE transport it falls back to.
+    transport             text NOT NULL DEFAULT 'streamable_http' CHECK (transport IN ('streamable_http', 'sse')),
     credential_ref        text,
     -- The header the resolved secret travels in: 'Authorization' means "Authorization: Bearer <secret>",
     -- any other name carries the raw secret.

@@ -11,13 +11,27 @@ namespace Integrations.Tests.Support;
 /// and killed (with its children) at the end. When tests/fixtures/node_modules is missing it runs
 /// <c>npm ci</c> first, so a plain <c>dotnet test</c> works.
 /// </summary>
-public sealed class EverythingServer : IAsyncLifetime
+public class EverythingServer : IAsyncLifetime
 {
-    private const string ReadyLine = "listening on port";
     private static readonly SemaphoreSlim InstallLock = new(1, 1);
 
+    private readonly string _mode;
+    private readonly string _readyLine;
+    private readonly string _path;
     private Process? _process;
     private readonly StringBuilder _output = new();
+
+    public EverythingServer()
+        : this("streamableHttp", "listening on port", "/mcp")
+    {
+    }
+
+    protected EverythingServer(string mode, string readyLine, string path)
+    {
+        _mode = mode;
+        _readyLine = readyLine;
+        _path = path;
+    }
 
     public Uri Endpoint { get; private set; } = null!;
 
@@ -45,7 +59,7 @@ public sealed class EverythingServer : IAsyncLifetime
 
     private async Task<bool> TryStartAsync(string executable, int port)
     {
-        var start = new ProcessStartInfo(executable, "streamableHttp")
+        var start = new ProcessStartInfo(executable, _mode)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -62,7 +76,7 @@ public sealed class EverythingServer : IAsyncLifetime
         process.ErrorDataReceived += (_, e) =>
         {
             Append(e.Data);
-            if (e.Data?.Contains(ReadyLine, StringComparison.OrdinalIgnoreCase) == true) ready.TrySetResult(true);
+            if (e.Data?.Contains(_readyLine, StringComparison.OrdinalIgnoreCase) == true) ready.TrySetResult(true);
         };
         process.Exited += (_, _) => ready.TrySetResult(false);
         process.Start();
@@ -76,7 +90,7 @@ public sealed class EverythingServer : IAsyncLifetime
             return false;
         }
         _process = process;
-        Endpoint = new Uri($"http://127.0.0.1:{port}/mcp");
+        Endpoint = new Uri($"http://127.0.0.1:{port}{_path}");
         return true;
     }
 
@@ -150,6 +164,9 @@ public sealed class EverythingServer : IAsyncLifetime
         return Task.CompletedTask;
     }
 }
+
+/// <summary>The same reference server speaking only the legacy HTTP+SSE transport (GET /sse, POST /message).</summary>
+public sealed class EverythingSseServer() : EverythingServer("sse", "Server is running on port", "/sse");
 
 [CollectionDefinition(Name)]
 public sealed class EverythingServerCollection : ICollectionFixture<EverythingServer>

@@ -69,7 +69,7 @@ public static class McpServer
             JsonDocument.Parse(Capabilities).RootElement.Clone(), ToolCount, Utc(DiscoveredAt), Utc(LastHealthCheckAt),
             HealthLatencyMs, HealthDetail, Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value);
 
-        public McpEndpoint Endpoint(string tenantId, McpServerAuth? auth) => new(tenantId, Id, new Uri(Url), auth);
+        public McpEndpoint Endpoint(string tenantId, McpServerAuth? auth) => new(tenantId, Id, new Uri(Url), auth, Transport);
     }
 
     /// <summary>The live server with this id in the request's tenant, or null.</summary>

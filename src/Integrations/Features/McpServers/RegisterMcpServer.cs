@@ -63,9 +63,9 @@ public static class RegisterMcpServer
             """;
 
         private const string InsertServerSql = """
-            INSERT INTO mcp_servers (id, tenant_id, name, url, credential_ref, auth_header, status, protocol_version,
+            INSERT INTO mcp_servers (id, tenant_id, name, url, transport, credential_ref, auth_header, status, protocol_version,
                 server_name, server_version, capabilities, discovered_at)
-            VALUES (@Id, @TenantId, @Name, @Url, @CredentialRef, @AuthHeader, 'active', @ProtocolVersion,
+            VALUES (@Id, @TenantId, @Name, @Url, @Transport, @CredentialRef, @AuthHeader, 'active', @ProtocolVersion,
                 @ServerName, @ServerVersion, @Capabilities::jsonb, now())
             ON CONFLICT DO NOTHING
             RETURNING id
@@ -116,6 +116,7 @@ public static class RegisterMcpServer
                     session.TenantId,
                     request.Name,
                     Url = url.AbsoluteUri,
+                    description.Transport,
                     request.CredentialRef,
                     AuthHeader = authHeader,
                     description.ProtocolVersion,
@@ -143,6 +144,7 @@ public static class RegisterMcpServer
                 Url = url.AbsoluteUri,
                 CredentialRef = CredentialReference.Describe(request.CredentialRef),
                 AuthHeader = authHeader,
+                description.Transport,
                 description.ProtocolVersion,
                 description.ServerName,
                 description.ServerVersion,
@@ -170,7 +172,7 @@ public static class RegisterMcpServer
                 (await mediator.Send(command, http.RequestAborted)).ToHttp(http,
                     created => TypedResults.Created($"/integrations/mcp-servers/{created.Server.Id}", created)))
             .WithName(Command.Operation)
-            .WithSummary("Register an MCP server: SSRF check, initialize, tools/list (all pages); store the server and its classified tools.")
+            .WithSummary("Register an MCP server: SSRF check, initialize (Streamable HTTP, falling back to legacy SSE), tools/list (all pages); store the server and its classified tools.")
             .Produces<Response>(StatusCodes.Status201Created)
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status409Conflict)

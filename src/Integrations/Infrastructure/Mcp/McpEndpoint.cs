@@ -36,19 +36,27 @@ public sealed class McpServerAuth
     public override string ToString() => $"{HeaderName}: (redacted)";
 }
 
-/// <summary>A registered server as the session pool sees it: one pooled session per (tenant, server).</summary>
-public sealed record McpEndpoint(string TenantId, Guid ServerId, Uri Url, McpServerAuth? Auth)
+/// <summary>How a server is spoken to: Streamable HTTP, or the legacy HTTP+SSE transport (GET stream, POSTed messages).</summary>
+public static class McpTransports
 {
-    /// <summary>Changes when the URL, header or secret changes, so a rotated credential gets a new session.</summary>
+    public const string StreamableHttp = "streamable_http";
+    public const string Sse = "sse";
+}
+
+/// <summary>A registered server as the session pool sees it: one pooled session per (tenant, server).</summary>
+public sealed record McpEndpoint(string TenantId, Guid ServerId, Uri Url, McpServerAuth? Auth, string Transport = McpTransports.StreamableHttp)
+{
+    /// <summary>Changes when the URL, transport, header or secret changes, so a rotated credential gets a new session.</summary>
     internal string Fingerprint()
     {
-        var material = $"{Url.AbsoluteUri}\n{Auth?.HeaderName}\n{Auth?.HeaderValue}";
+        var material = $"{Url.AbsoluteUri}\n{Transport}\n{Auth?.HeaderName}\n{Auth?.HeaderValue}";
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(material)));
     }
 }
 
-/// <summary>What a server said about itself and every tool it lists (all pages).</summary>
+/// <summary>What a server said about itself and every tool it lists (all pages), and the transport that worked.</summary>
 public sealed record McpServerDescription(
+    string Transport,
     string ProtocolVersion,
     string? ServerName,
     string? ServerVersion,

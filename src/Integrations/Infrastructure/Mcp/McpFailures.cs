@@ -33,7 +33,7 @@ internal static class McpFailures
             TimeoutRejectedException or TimeoutException => Error.UpstreamTimeout(
                 $"{server} did not answer within {timeout.TotalSeconds:0.###} s."),
             McpResponseTooLargeException tooLarge => Error.UpstreamError(
-                $"{server} sent a response larger than the {tooLarge.Limit} byte limit."),
+                $"{server} sent a response (or SSE event) larger than the {tooLarge.Limit} byte limit."),
             McpUpstreamException upstream => Error.UpstreamError($"{server}: {upstream.Message}"),
             HttpRequestException { StatusCode: HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden } refused => Error.UpstreamError(
                 $"{server} refused the request (HTTP {(int)refused.StatusCode!}): its credential is missing or was not accepted."),
@@ -62,6 +62,16 @@ internal static class McpFailures
         HttpRequestException { StatusCode: null, HttpRequestError: HttpRequestError.ConnectionError } => true,
         _ => false,
     };
+
+    /// <summary>
+    /// A Streamable HTTP attempt refused with a 4xx that is not about credentials or rate: how a server that only
+    /// speaks the legacy HTTP+SSE transport answers a POST to its endpoint (404, 405, 400).
+    /// </summary>
+    public static bool SuggestsLegacySse(Exception exception) =>
+        exception is HttpRequestException { StatusCode: { } status }
+        && (int)status is >= 400 and < 500
+        && status is not (HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden or HttpStatusCode.ProxyAuthenticationRequired
+            or HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests);
 
     /// <summary>Failures that say the server is down or broken (not that it refused us): they count towards opening its circuit.</summary>
     public static bool CountsAgainstServer(Exception exception) => exception switch

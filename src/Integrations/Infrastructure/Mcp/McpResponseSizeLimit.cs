@@ -12,18 +12,23 @@ public sealed class McpResponseTooLargeException(long limit)
     public long Limit { get; } = limit;
 }
 
-/// <summary>Caps every response body at a byte count: by Content-Length up front, and by counting while it streams (SSE).</summary>
+/// <summary>
+/// Caps what a server may send at a byte count: a plain response body as a whole (by Content-Length up front, and by
+/// counting while it is read), an event stream per SSE event, since one stream carries many messages (progress,
+/// notifications, and on the legacy transport the whole session).
+/// </summary>
 internal sealed class McpResponseSizeLimit(long maxBytes) : DelegatingHandler
 {
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken ct)
     {
         var response = await base.SendAsync(request, ct);
-        if (response.Content.Headers.ContentLength is long length && length > maxBytes)
+        var eventStream = response.Content.Headers.ContentType?.MediaType == "text/event-stream";
+        if (!eventStream && response.Content.Headers.ContentLength is long length && length > maxBytes)
         {
             response.Dispose();
             throw new McpResponseTooLargeException(maxBytes);
         }
-        response.Content = new LimitedContent(response.Content, maxBytes);
+        response.Content = new LimitedContent(response.Content, maxBytes, eventStream);
         return response;
     }
 
@@ -31,16 +36,18 @@ internal sealed class McpResponseSizeLimit(long maxBytes) : DelegatingHandler
     {
         private readonly HttpContent _inner;
         private readonly long _max;
+        private readonly bool _perEvent;
 
-        public LimitedContent(HttpContent inner, long max)
+        public LimitedContent(HttpContent inner, long max, bool perEvent)
         {
             _inner = inner;
             _max = max;
+            _perEvent = perEvent;
             foreach (var header in inner.Headers) Headers.TryAddWithoutValidation(header.Key, header.Value);
         }
 
         protected override async Task<Stream> CreateContentReadStreamAsync(CancellationToken ct) =>
-            new LimitedStream(await _inner.ReadAsStreamAsync(ct), _max);
+            new LimitedStream(await _inner.ReadAsStreamAsync(ct), _max, _perEvent);
 
         protected override Task<Stream> CreateContentReadStreamAsync() => CreateContentReadStreamAsync(CancellationToken.None);
 
@@ -66,9 +73,12 @@ internal sealed class McpResponseSizeLimit(long maxBytes) : DelegatingHandler
         }
     }
 
-    private sealed class LimitedStream(Stream inner, long max) : Stream
+    /// <summary>Counts bytes read: in total, or per SSE event (an event ends at a blank line).</summary>
+    internal sealed class LimitedStream(Stream inner, long max, bool perEvent) : Stream
     {
         private long _read;
+        private long _eventBytes;
+        private bool _lineEmpty = true;
 
         public override bool CanRead => true;
         public override bool CanSeek => false;
@@ -81,19 +91,43 @@ internal sealed class McpResponseSizeLimit(long maxBytes) : DelegatingHandler
         public override void SetLength(long value) => throw new NotSupportedException();
         public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
-        public override int Read(byte[] buffer, int offset, int count) => Count(inner.Read(buffer, offset, count));
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            var read = inner.Read(buffer, offset, count);
+            Count(buffer.AsSpan(offset, read));
+            return read;
+        }
 
-        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default) =>
-            Count(await inner.ReadAsync(buffer, ct));
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default)
+        {
+            var read = await inner.ReadAsync(buffer, ct);
+            Count(buffer.Span[..read]);
+            return read;
+        }
 
         public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken ct) =>
             ReadAsync(buffer.AsMemory(offset, count), ct).AsTask();
 
-        private int Count(int read)
+        private void Count(ReadOnlySpan<byte> data)
         {
-            _read += read;
-            if (_read > max) throw new McpResponseTooLargeException(max);
-            return read;
+            _read += data.Length;
+            if (!perEvent)
+            {
+                if (_read > max) throw new McpResponseTooLargeException(max);
+                return;
+            }
+            foreach (var b in data)
+            {
+                if (b == (byte)'\r') continue;
+                if (b == (byte)'\n')
+                {
+                    _eventBytes = _lineEmpty ? 0 : _eventBytes + 1;
+                    _lineEmpty = true;
+                    continue;
+                }
+                _lineEmpty = false;
+                if (++_eventBytes > max) throw new McpResponseTooLargeException(max);
+            }
         }
 
         protected override void Dispose(bool disposing)

@@ -63,23 +63,34 @@ public sealed class McpSessions : IAsyncDisposable
 
     /// <summary>
     /// For a server that is not registered yet: connects on a one-off session, reads what the server says about
-    /// itself and lists every tool (following cursors). Nothing is pooled.
+    /// itself and lists every tool (following cursors). Nothing is pooled. Streamable HTTP first; when the server
+    /// refuses that with a 4xx (the way an HTTP+SSE-only server answers a POST), the legacy SSE transport is tried,
+    /// and if that fails too the first, Streamable HTTP, error is the answer.
     /// </summary>
     public async Task<Result<McpServerDescription>> DescribeAsync(Uri url, McpServerAuth? auth, CancellationToken ct)
+    {
+        var (streamable, legacyMayWork) = await DescribeOnceAsync(url, auth, McpTransports.StreamableHttp, ct);
+        if (streamable.IsSuccess || !legacyMayWork) return streamable;
+        var (sse, _) = await DescribeOnceAsync(url, auth, McpTransports.Sse, ct);
+        return sse.IsSuccess ? sse : streamable;
+    }
+
+    private async Task<(Result<McpServerDescription> Result, bool LegacyMayWork)> DescribeOnceAsync(
+        Uri url, McpServerAuth? auth, string transport, CancellationToken ct)
     {
         var timeout = _options.RequestTimeout;
         var context = NewContext(timeout, retryable: true, ct);
         try
         {
-            return await _unregisteredPipeline.ExecuteAsync(async ctx =>
+            return (await _unregisteredPipeline.ExecuteAsync(async ctx =>
             {
-                await using var client = await ConnectAsync(url, auth, ctx.CancellationToken);
-                return await DescribeAsync(client, ctx.CancellationToken);
-            }, context);
+                await using var client = await ConnectAsync(url, auth, transport, ctx.CancellationToken);
+                return await DescribeAsync(client, transport, ctx.CancellationToken);
+            }, context), false);
         }
         catch (Exception e) when (!ct.IsCancellationRequested)
         {
-            return Fail(e, url, timeout);
+            return (Fail(e, url, timeout), McpFailures.SuggestsLegacySse(e));
         }
         finally
         {
@@ -89,7 +100,7 @@ public sealed class McpSessions : IAsyncDisposable
 
     /// <summary>Lists every tool of a registered server (and what it says about itself) over its pooled session.</summary>
     public Task<Result<McpServerDescription>> DescribeAsync(McpEndpoint endpoint, CancellationToken ct) =>
-        RunAsync(endpoint, _options.RequestTimeout, retryable: true, (client, token) => DescribeAsync(client, token), ct);
+        RunAsync(endpoint, _options.RequestTimeout, retryable: true, (client, token) => DescribeAsync(client, endpoint.Transport, token), ct);
 
     /// <summary>
     /// Calls a tool over the pooled session. Not retried once sent (tools/call is not idempotent), except that a
@@ -247,7 +258,7 @@ public sealed class McpSessions : IAsyncDisposable
                 }
                 if (slot.Current is null)
                 {
-                    slot.Current = new PooledSession(await ConnectAsync(endpoint.Url, endpoint.Auth, ct), fingerprint, _logger);
+                    slot.Current = new PooledSession(await ConnectAsync(endpoint.Url, endpoint.Auth, endpoint.Transport, ct), fingerprint, _logger);
                 }
                 session = slot.Current;
                 if (!session.TryAcquire()) continue;
@@ -279,7 +290,7 @@ public sealed class McpSessions : IAsyncDisposable
         }
     }
 
-    private async Task<McpClient> ConnectAsync(Uri url, McpServerAuth? auth, CancellationToken ct)
+    private async Task<McpClient> ConnectAsync(Uri url, McpServerAuth? auth, string transportName, CancellationToken ct)
     {
         var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         if (auth is not null) headers[auth.HeaderName] = auth.HeaderValue;
@@ -288,10 +299,12 @@ public sealed class McpSessions : IAsyncDisposable
         {
             Endpoint = url,
             Name = $"mcp {url.Authority}",
-            // Explicit: auto-detection would fall back to the legacy SSE transport after a failure.
-            TransportMode = HttpTransportMode.StreamableHttp,
+            // Explicit, never auto-detected: the transport a server registered with is the one it is spoken to with.
+            TransportMode = transportName == McpTransports.Sse ? HttpTransportMode.Sse : HttpTransportMode.StreamableHttp,
+            // Legacy SSE: how long to wait for the server's endpoint event on the GET stream.
+            ConnectionTimeout = _options.RequestTimeout,
             AdditionalHeaders = headers,
-            // No long-lived GET stream: the size cap is per response, and a session needs no server push here.
+            // No long-lived GET stream on Streamable HTTP: a session needs no server push here.
             EnableStandaloneGetStream = false,
             MaxReconnectionAttempts = 0,
         }, http, NullLoggerFactory.Instance, ownsHttpClient: true);
@@ -313,7 +326,7 @@ public sealed class McpSessions : IAsyncDisposable
         }
     }
 
-    private async ValueTask<McpServerDescription> DescribeAsync(McpClient client, CancellationToken ct)
+    private async ValueTask<McpServerDescription> DescribeAsync(McpClient client, string transport, CancellationToken ct)
     {
         var tools = new List<Tool>();
         var names = new HashSet<string>(StringComparer.Ordinal);
@@ -338,6 +351,7 @@ public sealed class McpSessions : IAsyncDisposable
             if (page == _options.MaxToolPages) throw new McpUpstreamException($"its tools/list did not end within {_options.MaxToolPages} pages.");
         }
         return new McpServerDescription(
+            transport,
             client.NegotiatedProtocolVersion ?? "unknown",
             client.ServerInfo?.Name,
             client.ServerInfo?.Version,
