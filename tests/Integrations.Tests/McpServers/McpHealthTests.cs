@@ -151,6 +151,21 @@ public sealed class McpHealthTests(FastFailingHostFixture fixture) : IClassFixtu
         Assert.Equal(TimeSpan.Zero, settings.HealthSweepInterval);
     }
 
+    [Theory]
+    [InlineData("RequestTimeout", "00:00:00")]
+    [InlineData("MaxResponseBytes", "10")]
+    [InlineData("BreakerMinimumThroughput", "1")]
+    [InlineData("BreakerFailureRatio", "1.5")]
+    [InlineData("RetryAttempts", "-1")]
+    public void Invalid_mcp_settings_stop_start_up_with_the_section_named(string key, string value)
+    {
+        var configuration = TestEnvironment.Configuration("Host=unused", new Dictionary<string, string?> { [$"Integrations:Mcp:{key}"] = value });
+
+        var error = Assert.Throws<InvalidOperationException>(() => McpOptions.FromConfiguration(configuration));
+
+        Assert.Contains("Integrations:Mcp", error.Message);
+    }
+
     [Fact]
     public async Task Health_of_an_unknown_server_is_not_found_and_writes_nothing()
     {

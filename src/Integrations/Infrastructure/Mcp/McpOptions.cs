@@ -72,6 +72,14 @@ public sealed class McpOptions
         {
             throw new InvalidOperationException($"{Section}: MaxResponseBytes (>= 1024), MaxSessions, MaxToolPages and MaxTools must be positive.");
         }
+        // Polly's own limits, checked here so a bad value stops start-up instead of the first call to a server.
+        if (options.RetryAttempts is < 0 or > 10 || options.BreakerFailureRatio is <= 0 or > 1 || options.BreakerMinimumThroughput < 2
+            || options.BreakerSamplingDuration < TimeSpan.FromMilliseconds(500) || options.BreakerBreakDuration < TimeSpan.FromMilliseconds(500))
+        {
+            throw new InvalidOperationException(
+                $"{Section}: RetryAttempts must be 0-10, BreakerFailureRatio in (0, 1], BreakerMinimumThroughput at least 2, " +
+                "BreakerSamplingDuration and BreakerBreakDuration at least 0.5 s.");
+        }
         return options;
     }
 }
