@@ -23,6 +23,7 @@ public static class IntegrationsEndpoints
         var audit = app.MapGroup("/audit").WithTags("Audit").RequireAuthorization();
         ListAuditEvents.Map(audit);
         VerifyAuditChain.Map(audit);
+        Features.Datasources.DatasourcesEndpoints.MapDatasources(app);
         return app;
     }
 }

@@ -48,6 +48,7 @@ public static class IntegrationsServiceCollection
         services.AddScoped<TenantSession>();
         services.AddScoped<AuditTrail>();
         services.AddScoped<IntegrationLifecycle>();
+        Features.Datasources.DatasourcesServiceCollection.AddDatasources(services);
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
         services.AddScoped<IMediator, Mediator>();
