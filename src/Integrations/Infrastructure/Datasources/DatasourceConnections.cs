@@ -78,6 +78,8 @@ public sealed class DatasourceConnections(SsrfGuard guard) : IAsyncDisposable
             Enlist = false,
             IncludeErrorDetail = false,
             LogParameters = false,
+            // Arrays with NULL elements read as int?[] and the like instead of failing.
+            ArrayNullabilityMode = ArrayNullabilityMode.PerInstance,
         };
         var fingerprint = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(settings.ConnectionString + "|" + target.Host)));
 
