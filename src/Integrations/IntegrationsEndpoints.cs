@@ -1,5 +1,6 @@
 using Integrations.Features.Audit;
 using Integrations.Features.Integrations;
+using Integrations.Infrastructure.Governance;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -23,6 +24,7 @@ public static class IntegrationsEndpoints
         var audit = app.MapGroup("/audit").WithTags("Audit").RequireAuthorization();
         ListAuditEvents.Map(audit);
         VerifyAuditChain.Map(audit);
+        app.MapGovernanceApi();
         Features.Datasources.DatasourcesEndpoints.MapDatasources(app);
         return app;
     }

@@ -4,6 +4,7 @@ using Integrations.Common;
 using Integrations.Features.Integrations;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Network;
 using Integrations.Infrastructure.Security;
 using Integrations.Pipeline;
@@ -48,6 +49,7 @@ public static class IntegrationsServiceCollection
         services.AddScoped<TenantSession>();
         services.AddScoped<AuditTrail>();
         services.AddScoped<IntegrationLifecycle>();
+        services.AddGovernance();
         Features.Datasources.DatasourcesServiceCollection.AddDatasources(services);
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);

@@ -14,6 +14,7 @@ public sealed class TenantSession(NpgsqlDataSource dataSource, CallerContext cal
 
     private NpgsqlConnection? _connection;
     private NpgsqlTransaction? _transaction;
+    private List<Action>? _afterCommit;
 
     public string TenantId => caller.TenantId;
 
@@ -44,15 +45,21 @@ public sealed class TenantSession(NpgsqlDataSource dataSource, CallerContext cal
         return connection;
     }
 
+    /// <summary>Runs <paramref name="action"/> once the transaction has committed (never if it rolls back).</summary>
+    public void AfterCommit(Action action) => (_afterCommit ??= []).Add(action);
+
     public async Task CommitAsync(CancellationToken ct)
     {
         if (_transaction is null) return;
         await _transaction.CommitAsync(ct);
+        var actions = _afterCommit;
         await DisposeAsync();
+        actions?.ForEach(a => a());
     }
 
     public async ValueTask DisposeAsync()
     {
+        _afterCommit = null;
         if (_transaction is not null)
         {
             await _transaction.DisposeAsync();

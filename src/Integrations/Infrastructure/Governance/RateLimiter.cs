@@ -1,0 +1,34 @@
+using Dapper;
+using Npgsql;
+
+namespace Integrations.Infrastructure.Governance;
+
+public readonly record struct RateLimitDecision(bool Allowed, int Count, int Limit, TimeSpan RetryAfter);
+
+/// <summary>
+/// Per-minute limits counted in PostgreSQL with one atomic statement per call, so every replica sees the
+/// same count. Windows are fixed minutes; the answer says how long until the current one ends.
+/// </summary>
+public sealed class RateLimiter
+{
+    private const string AcquireSql = """
+        INSERT INTO rate_limit_counters AS c (tenant_id, key, window_start, count)
+        VALUES (@TenantId, @Key, date_trunc('minute', clock_timestamp()), 1)
+        ON CONFLICT (tenant_id, key, window_start) DO UPDATE SET count = c.count + 1
+        RETURNING count, extract(epoch FROM (window_start + interval '1 minute' - clock_timestamp()))::float8 AS seconds_left
+        """;
+
+    /// <summary>Counts one call against <paramref name="key"/> on the caller's connection (tenant session or not).</summary>
+    public async Task<RateLimitDecision> AcquireAsync(NpgsqlConnection connection, string tenantId, string key, int limitPerMinute, CancellationToken ct)
+    {
+        var (count, secondsLeft) = await connection.QuerySingleAsync<(int, double)>(
+            new CommandDefinition(AcquireSql, new { TenantId = tenantId, Key = key }, cancellationToken: ct));
+        var retryAfter = TimeSpan.FromSeconds(Math.Max(1, Math.Ceiling(secondsLeft)));
+        return new RateLimitDecision(count <= limitPerMinute, count, limitPerMinute, retryAfter);
+    }
+
+    /// <summary>Drops windows older than an hour; the counters table stays small.</summary>
+    public static Task<int> PruneAsync(NpgsqlConnection connection, CancellationToken ct) =>
+        connection.ExecuteAsync(new CommandDefinition(
+            "DELETE FROM rate_limit_counters WHERE window_start < now() - interval '1 hour'", cancellationToken: ct));
+}

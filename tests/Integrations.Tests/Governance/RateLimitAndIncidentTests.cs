@@ -1,0 +1,98 @@
+using Integrations.Features.Incidents;
+using Integrations.Infrastructure.Governance;
+using Integrations.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+
+namespace Integrations.Tests.Governance;
+
+public sealed class RateLimitAndIncidentTests(ServiceFixture fixture) : IClassFixture<ServiceFixture>
+{
+    private ServiceHost Host => fixture.Host;
+
+    [Fact]
+    public async Task The_call_after_the_limit_is_refused_with_the_time_left_even_across_replicas()
+    {
+        await using var other = await ServiceHost.StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var limiter = Host.Services.GetRequiredService<RateLimiter>();
+
+        async Task<RateLimitDecision> Acquire(ServiceHost host)
+        {
+            await using var connection = await host.DataSource.OpenConnectionAsync();
+            return await limiter.AcquireAsync(connection, tenant, "tool:echo", 3, CancellationToken.None);
+        }
+
+        // A minute boundary between calls would reset the window: start early in one.
+        while (DateTime.UtcNow.Second > 50) await Task.Delay(500);
+        Assert.True((await Acquire(Host)).Allowed);
+        Assert.True((await Acquire(other)).Allowed);
+        Assert.True((await Acquire(Host)).Allowed);
+        var refused = await Acquire(other);
+
+        Assert.False(refused.Allowed);
+        Assert.Equal(4, refused.Count);
+        Assert.InRange(refused.RetryAfter.TotalSeconds, 1, 60);
+    }
+
+    private async Task<RecordedIncident> RecordAsync(string tenant, string dedupKey, string message = "boom")
+    {
+        await using var connection = await Host.DataSource.OpenConnectionAsync();
+        return await Host.Services.GetRequiredService<IncidentRecorder>().OpenOrBumpAsync(connection, tenant,
+            new IncidentReport("tool_failure", "high", "mcp_tool", "tool-1", dedupKey, message), CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task A_repeat_failure_bumps_the_open_incident_and_after_resolution_opens_a_new_one()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var first = await RecordAsync(tenant, "server-1/echo");
+        var second = await RecordAsync(tenant, "server-1/echo", "boom again");
+        Assert.Equal((first.Id, 2), (second.Id, second.Occurrences));
+
+        var listed = Assert.Single((await Host.SendAsync(new ListIncidents.Query(), tenant)).Value.Items);
+        Assert.Equal(("open", 2, "boom again"), (listed.Status, listed.Occurrences, listed.Message));
+
+        Assert.Equal("acknowledged", (await Host.SendAsync(new AcknowledgeIncident.Command(first.Id), tenant)).Value.Status);
+        Assert.Equal(first.Id, (await RecordAsync(tenant, "server-1/echo")).Id);
+        var resolved = (await Host.SendAsync(new ResolveIncident.Command(first.Id), tenant)).Value;
+        Assert.Equal(("resolved", $"test:{tenant}"), (resolved.Status, resolved.ResolvedBy));
+
+        var reopened = await RecordAsync(tenant, "server-1/echo");
+        Assert.NotEqual(first.Id, reopened.Id);
+        Assert.Equal(1, reopened.Occurrences);
+        Assert.Equal(2, await Db.AuditCountAsync(Host.ConnectionString, tenant));
+    }
+
+    [Fact]
+    public async Task Incident_transitions_are_checked_and_list_filters_apply()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var a = await RecordAsync(tenant, "a");
+        await RecordAsync(tenant, "b");
+        await Host.SendAsync(new ResolveIncident.Command(a.Id), tenant);
+
+        Assert.Equal("invalid_transition", (await Host.SendAsync(new AcknowledgeIncident.Command(a.Id), tenant)).Error?.Code);
+        Assert.Equal("invalid_transition", (await Host.SendAsync(new ResolveIncident.Command(a.Id), tenant)).Error?.Code);
+        Assert.Single((await Host.SendAsync(new ListIncidents.Query(Status: "open"), tenant)).Value.Items);
+        Assert.Equal(2, (await Host.SendAsync(new ListIncidents.Query(Kind: "tool_failure"), tenant)).Value.Items.Count);
+        Assert.Empty((await Host.SendAsync(new ListIncidents.Query(Kind: "health_failure"), tenant)).Value.Items);
+        var firstPage = (await Host.SendAsync(new ListIncidents.Query(Limit: 1), tenant)).Value;
+        var secondPage = (await Host.SendAsync(new ListIncidents.Query(Limit: 1, Cursor: firstPage.NextCursor), tenant)).Value;
+        Assert.Equal(a.Id, Assert.Single(secondPage.Items).Id);
+        Assert.Equal("validation_failed", (await Host.SendAsync(new ListIncidents.Query(Status: "closed"), tenant)).Error?.Code);
+    }
+
+    [Fact]
+    public async Task Another_tenant_cannot_see_or_change_an_incident()
+    {
+        var owner = TestEnvironment.NewTenant();
+        var intruder = TestEnvironment.NewTenant();
+        var incident = await RecordAsync(owner, "x");
+
+        Assert.Empty((await Host.SendAsync(new ListIncidents.Query(), intruder)).Value.Items);
+        Assert.Equal("not_found", (await Host.SendAsync(new AcknowledgeIncident.Command(incident.Id), intruder)).Error?.Code);
+        Assert.Equal("not_found", (await Host.SendAsync(new ResolveIncident.Command(incident.Id), intruder)).Error?.Code);
+        Assert.Equal("open", Assert.Single((await Host.SendAsync(new ListIncidents.Query(), owner)).Value.Items).Status);
+    }
+}
