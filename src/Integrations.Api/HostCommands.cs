@@ -2,17 +2,20 @@ using Integrations;
 using Integrations.Common;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Security;
+using Integrations.Infrastructure.Vault;
 
 namespace Integrations.Api;
 
 /// <summary>
 /// Operator commands run against the configured database, without starting the server:
 /// <c>migrate</c>, <c>create-api-key --tenant T [--scopes a,b] [--name N]</c>, <c>revoke-api-key ID</c>,
-/// <c>check-api-key KEY</c>.
+/// <c>check-api-key KEY</c>, <c>rotate-master-key</c> (re-wraps every vault data key, and re-encrypts stored
+/// <c>encrypted://</c> references, under the current <c>Integrations:Vault:MasterKey</c>; the old key stays listed
+/// under <c>Integrations:Vault:PreviousKeys</c> until it reports nothing left).
 /// </summary>
 internal static class HostCommands
 {
-    private static readonly string[] Commands = ["migrate", "create-api-key", "revoke-api-key", "check-api-key"];
+    private static readonly string[] Commands = ["migrate", "create-api-key", "revoke-api-key", "check-api-key", "rotate-master-key"];
 
     public static bool IsCommand(string arg) => Commands.Contains(arg);
 
@@ -58,6 +61,12 @@ internal static class HostCommands
                     var caller = await services.GetRequiredService<ApiKeys>().AuthenticateAsync(args[1], ct);
                     Console.WriteLine(caller is null ? "invalid" : $"valid for tenant '{caller.TenantId}'");
                     return caller is null ? 1 : 0;
+                }
+                case "rotate-master-key":
+                {
+                    var report = await services.GetRequiredService<MasterKeyRotation>().RunAsync(ct);
+                    Console.WriteLine(MasterKeyRotation.Describe(report));
+                    return report.Complete ? 0 : 1;
                 }
             }
             return 2;

@@ -1,4 +1,5 @@
 using Integrations.Features.Audit;
+using Integrations.Features.Credentials;
 using Integrations.Features.Integrations;
 using Integrations.Infrastructure.Governance;
 using Microsoft.AspNetCore.Builder;
@@ -25,6 +26,7 @@ public static class IntegrationsEndpoints
         ListAuditEvents.Map(audit);
         VerifyAuditChain.Map(audit);
         app.MapGovernanceApi();
+        app.MapCredentialsApi();
         Features.Datasources.DatasourcesEndpoints.MapDatasources(app);
         return app;
     }

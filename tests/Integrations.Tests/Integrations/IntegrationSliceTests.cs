@@ -1,4 +1,5 @@
 using Integrations.Common;
+using Integrations.Features.Credentials;
 using Integrations.Features.Integrations;
 using Integrations.Tests.Support;
 
@@ -11,8 +12,9 @@ public sealed class IntegrationSliceTests(ServiceFixture fixture) : IClassFixtur
 
     private async Task<Integration.Response> CreateAsync(string tenant, string name = "main", string provider = "openai")
     {
+        var credential = await Host.SendAsync(new StoreCredential.Command($"{name}-key", "api_key", Secret: "sk-test-key"), tenant);
         var result = await Host.SendAsync(new CreateIntegration.Command(name, provider,
-            CredentialRef: $"cus-vault://{tenant}/{Guid.NewGuid()}", Limits: new Integration.Limits(60, 1_000_000, 5_000),
+            CredentialRef: credential.Value.Reference, Limits: new Integration.Limits(60, 1_000_000, 5_000),
             AllowedModels: ["gpt-4o", "gpt-4o-mini"]), tenant);
         Assert.True(result.IsSuccess, result.Error?.Detail);
         return result.Value;

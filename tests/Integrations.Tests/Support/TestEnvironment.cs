@@ -52,10 +52,15 @@ public static class TestEnvironment
             ["Integrations:Database:MigrateOnStart"] = "false",
             ["Integrations:Network:TrustedHosts:0"] = "127.0.0.1",
             ["Integrations:Network:TrustedHosts:1"] = "localhost",
+            ["Integrations:Vault:MasterKey"] = MasterKey,
+            ["Integrations:Health:SweepInterval"] = "00:00:00",
         };
         foreach (var (key, value) in extra ?? new Dictionary<string, string?>()) settings[key] = value;
         return new ConfigurationBuilder().AddInMemoryCollection(settings).Build();
     }
+
+    /// <summary>The fixed master key every test host uses (base64 of bytes 1..32).</summary>
+    public static readonly string MasterKey = Convert.ToBase64String(Enumerable.Range(1, 32).Select(i => (byte)i).ToArray());
 
     public static string NewTenant() => $"t-{Guid.NewGuid():N}";
 

@@ -44,7 +44,7 @@ public static class CreateIntegration
         }
     }
 
-    internal sealed class Handler(TenantSession session, AuditTrail audit) : IRequestHandler<Command, Result<Integration.Response>>
+    internal sealed class Handler(TenantSession session, AuditTrail audit, CredentialGrants grants) : IRequestHandler<Command, Result<Integration.Response>>
     {
         private const string Sql = $"""
             INSERT INTO cus_integrations (id, tenant_id, name, provider, base_url, credential_ref,
@@ -72,6 +72,8 @@ public static class CreateIntegration
                 AllowedModels = (request.AllowedModels ?? []).Distinct().ToArray(),
             }, cancellationToken: ct));
             if (row is null) return Error.Conflict($"An integration named '{request.Name}' already exists.");
+            var accessor = new CredentialAccessor(CredentialAccessor.Integration, row.Id);
+            if (await grants.AttachAsync(accessor, request.CredentialRef, ct) is { } credentialError) return credentialError;
 
             audit.Record(Integration.SubjectType, row.Id.ToString(), new
             {

@@ -3,6 +3,7 @@ using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Http;
+using Integrations.Infrastructure.Vault;
 using MediatR;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -18,7 +19,7 @@ public static class DeleteIntegration
         public static string Scope => Scopes.Write;
     }
 
-    internal sealed class Handler(TenantSession session, AuditTrail audit) : IRequestHandler<Command, Result<Done>>
+    internal sealed class Handler(TenantSession session, AuditTrail audit, CredentialGrants grants) : IRequestHandler<Command, Result<Done>>
     {
         private const string Sql = """
             UPDATE cus_integrations SET deleted_at = now(), updated_at = now()
@@ -32,6 +33,7 @@ public static class DeleteIntegration
             var name = await connection.QuerySingleOrDefaultAsync<string>(
                 new CommandDefinition(Sql, new { session.TenantId, request.Id }, cancellationToken: ct));
             if (name is null) return Error.NotFound(Integration.SubjectType);
+            await grants.DetachAllAsync(new CredentialAccessor(CredentialAccessor.Integration, request.Id), ct);
             audit.Record(Integration.SubjectType, request.Id.ToString(), new { Name = name });
             return Done.Value;
         }

@@ -44,7 +44,7 @@ public static class UpdateIntegration
         }
     }
 
-    internal sealed class Handler(TenantSession session, AuditTrail audit) : IRequestHandler<Command, Result<Integration.Response>>
+    internal sealed class Handler(TenantSession session, AuditTrail audit, CredentialGrants grants) : IRequestHandler<Command, Result<Integration.Response>>
     {
         private const string Sql = $"""
             UPDATE cus_integrations SET
@@ -86,6 +86,8 @@ public static class UpdateIntegration
                 return Error.Conflict($"An integration named '{changes.Name}' already exists.");
             }
             if (row is null) return Error.NotFound(Integration.SubjectType);
+            var accessor = new CredentialAccessor(CredentialAccessor.Integration, row.Id);
+            if (await grants.AttachAsync(accessor, changes.CredentialRef, ct) is { } credentialError) return credentialError;
 
             audit.Record(Integration.SubjectType, row.Id.ToString(), new
             {

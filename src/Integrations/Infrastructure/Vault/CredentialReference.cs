@@ -78,7 +78,26 @@ public sealed record CredentialReference(CredentialReferenceKind Kind, string Va
     {
         null => "none",
         _ when value.StartsWith(EncryptedScheme, StringComparison.Ordinal) => "encrypted://(redacted)",
-        _ when value.StartsWith(CusVaultScheme, StringComparison.Ordinal) || value.StartsWith(EnvScheme, StringComparison.Ordinal) => value,
+        _ when IsWellFormedVault(value) || IsWellFormedEnv(value) => value,
         _ => "(invalid)",
     };
+
+    /// <summary>The credential id of a <c>cus-vault://</c> reference, whatever its tenant; null for other schemes or malformed ones.</summary>
+    public static Guid? VaultCredentialId(string? value)
+    {
+        if (value is null || !value.StartsWith(CusVaultScheme, StringComparison.Ordinal)) return null;
+        var rest = value[CusVaultScheme.Length..];
+        var slash = rest.IndexOf('/');
+        return slash > 0 && Guid.TryParse(rest[(slash + 1)..], out var id) ? id : null;
+    }
+
+    public static string ForVault(string tenantId, Guid credentialId) => $"{CusVaultScheme}{tenantId}/{credentialId:D}";
+
+    // Only references of the documented shapes are repeated in logs and audit details: anything else may be a pasted secret.
+    private static bool IsWellFormedVault(string value) =>
+        VaultCredentialId(value) is not null && value[CusVaultScheme.Length..value.LastIndexOf('/')].All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
+
+    private static bool IsWellFormedEnv(string value) =>
+        value.StartsWith(EnvScheme, StringComparison.Ordinal) && value.Length > EnvScheme.Length && value.Length <= EnvScheme.Length + 128 &&
+        value[EnvScheme.Length..].All(c => char.IsAsciiLetterOrDigit(c) || c == '_');
 }

@@ -1,0 +1,78 @@
+using Dapper;
+using Integrations.Common;
+using MediatR;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace Integrations.Features.Integrations;
+
+/// <summary>
+/// Every <c>Integrations:Health:SweepInterval</c> (default 15 minutes; zero turns it off), sends
+/// integrations.check_health for each enabled integration of every tenant, as a system caller of that tenant,
+/// through the same pipeline (credential grant, access log, audit) as a user's check.
+/// </summary>
+internal sealed class IntegrationHealthSweep(
+    IServiceScopeFactory scopes, NpgsqlDataSource dataSource, HealthCheckSettings settings, ILogger<IntegrationHealthSweep> logger)
+    : BackgroundService
+{
+    public const string Actor = "system:health-sweep";
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (settings.SweepInterval <= TimeSpan.Zero) return;
+        using var timer = new PeriodicTimer(settings.SweepInterval);
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            try
+            {
+                await RunOnceAsync(stoppingToken);
+            }
+            catch (Exception e) when (e is NpgsqlException or TimeoutException)
+            {
+                logger.LogWarning("Health sweep stopped early: the database is unavailable ({Error}).", e.GetType().Name);
+            }
+        }
+    }
+
+    private sealed record Enabled(string TenantId, Guid Id);
+
+    /// <summary>One pass over the enabled integrations (as the owner: across tenants); answers how many were checked.</summary>
+    public async Task<int> RunOnceAsync(CancellationToken ct)
+    {
+        var checkedCount = 0;
+        var after = Guid.Empty;
+        while (true)
+        {
+            List<Enabled> batch;
+            await using (var connection = await dataSource.OpenConnectionAsync(ct))
+            {
+                batch = (await connection.QueryAsync<Enabled>(new CommandDefinition("""
+                    SELECT tenant_id, id FROM cus_integrations
+                    WHERE status = 'enabled' AND deleted_at IS NULL AND id > @After ORDER BY id LIMIT 100
+                    """, new { After = after }, cancellationToken: ct))).AsList();
+            }
+            if (batch.Count == 0) return checkedCount;
+            after = batch[^1].Id;
+            foreach (var integration in batch)
+            {
+                await using var scope = scopes.CreateAsyncScope();
+                scope.ServiceProvider.GetRequiredService<CallerContext>()
+                    .Set(new Caller(integration.TenantId, Actor, new HashSet<string> { Scopes.Write }, IsSystem: true));
+                var result = await scope.ServiceProvider.GetRequiredService<IMediator>().Send(new CheckIntegrationHealth.Command(integration.Id), ct);
+                if (result.IsSuccess)
+                {
+                    logger.LogInformation("Health of integration {IntegrationId} (tenant {TenantId}): {Health}",
+                        integration.Id, integration.TenantId, result.Value.Health);
+                }
+                else
+                {
+                    logger.LogWarning("Health check of integration {IntegrationId} (tenant {TenantId}) did not run: {Code}",
+                        integration.Id, integration.TenantId, result.Error!.Code);
+                }
+                checkedCount++;
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+using System.Text;
+using System.Text.Json;
+using Dapper;
+using Integrations.Common;
+using Integrations.Infrastructure.Audit;
+using Integrations.Infrastructure.Database;
+using Npgsql;
+
+namespace Integrations.Infrastructure.Vault;
+
+/// <summary>
+/// A request that needs a secret: the <see cref="Pipeline.CredentialBehavior{TRequest,TResponse}"/> resolves it for
+/// <see cref="CredentialAccessor"/> before the handler runs, and the handler reads it from <see cref="CredentialContext"/>.
+/// </summary>
+public interface INeedsCredential
+{
+    /// <summary>The object the secret is for; its grant is checked and it is named in the access log.</summary>
+    CredentialAccessor CredentialAccessor { get; }
+
+    /// <summary>The reference to resolve; null means the one stored on the accessor's own row (its <c>credential_ref</c>).</summary>
+    string? CredentialRef { get; }
+}
+
+/// <summary>The request's resolved secret, set by the credential behavior for the handler and cleared after it.</summary>
+public sealed class CredentialContext
+{
+    public ResolvedCredential? Current { get; private set; }
+
+    public ResolvedCredential Required => Current ?? throw new InvalidOperationException("No credential was resolved for this request.");
+
+    internal void Set(ResolvedCredential credential) => Current = credential;
+
+    internal void Clear() => Current = null;
+}
+
+/// <summary>
+/// Resolves references to secrets, deny by default. A <c>cus-vault://</c> reference needs a live credential of the
+/// caller's tenant and a grant to the accessor; <c>encrypted://</c> must decrypt for the caller's tenant; <c>env://</c>
+/// resolves only for system callers on behalf of the system accessor. Every attempt, allowed or denied, is written to
+/// <c>credential_access_log</c> and the audit trail in a transaction of its own that commits before the secret is
+/// released: if that record cannot be written, resolution throws and nothing is released.
+/// </summary>
+public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContext callerContext, VaultCrypto crypto)
+{
+    public const string SubjectType = "credential";
+    public const string AccessedAction = "credential.accessed";
+    public const string DeniedAction = "credential.denied";
+
+    /// <summary>Where each grantable accessor keeps its reference (tables of other slices; columns by convention).</summary>
+    private static readonly Dictionary<string, string> AccessorTables = new()
+    {
+        [CredentialAccessor.Integration] = "cus_integrations",
+        [CredentialAccessor.McpServer] = "mcp_servers",
+        [CredentialAccessor.Datasource] = "datasources",
+    };
+
+    private sealed record Decision(bool Allowed, string Reason, Guid? CredentialId, ResolvedCredential? Credential, Error? Error);
+
+    public async Task<Result<ResolvedCredential>> ResolveAsync(CredentialAccessor accessor, string reference, string operation, CancellationToken ct)
+    {
+        var caller = callerContext.Required;
+        await using var session = new TenantSession(dataSource, callerContext);
+        var connection = await session.ConnectionAsync(ct);
+        // Fail rather than wait if the request's own transaction holds this tenant's audit chain head.
+        await connection.ExecuteAsync(new CommandDefinition("SET LOCAL lock_timeout = '5s'", cancellationToken: ct));
+
+        var decision = await DecideAsync(connection, caller, accessor, reference, ct);
+        await RecordAsync(connection, caller, accessor, reference, operation, decision, ct);
+        await session.CommitAsync(ct);
+        return decision.Allowed ? decision.Credential! : decision.Error!;
+    }
+
+    /// <summary>Reads the reference stored on a grantable accessor's row: (false, null) when the row does not exist for the tenant.</summary>
+    public static async Task<(bool Found, string? Reference)> StoredReferenceAsync(
+        NpgsqlConnection connection, string tenantId, CredentialAccessor accessor, CancellationToken ct)
+    {
+        if (!AccessorTables.TryGetValue(accessor.Type, out var table)) return (false, null);
+        var row = await connection.QuerySingleOrDefaultAsync<StoredRef>(new CommandDefinition(
+            $"SELECT credential_ref FROM {table} WHERE tenant_id = @TenantId AND id = @Id AND deleted_at IS NULL",
+            new { TenantId = tenantId, accessor.Id }, cancellationToken: ct));
+        return row is null ? (false, null) : (true, row.CredentialRef);
+    }
+
+    private sealed record StoredRef(string? CredentialRef);
+
+    private async Task<Decision> DecideAsync(NpgsqlConnection connection, Caller caller, CredentialAccessor accessor, string reference, CancellationToken ct)
+    {
+        if (reference.StartsWith(CredentialReference.CusVaultScheme, StringComparison.Ordinal))
+        {
+            var rest = reference[CredentialReference.CusVaultScheme.Length..];
+            var slash = rest.IndexOf('/');
+            if (slash > 0 && rest[..slash] != caller.TenantId)
+            {
+                return Deny("other_tenant", CredentialErrors.Denied("The reference names another tenant's vault; a credential can only be used by its own tenant."));
+            }
+            if (!CredentialReference.TryParse(reference, caller.TenantId, systemScope: false, out var parsed, out var error))
+            {
+                return Deny("invalid_reference", CredentialErrors.Denied(error));
+            }
+            return await DecideVaultAsync(connection, caller.TenantId, accessor, parsed!, ct);
+        }
+        if (reference.StartsWith(CredentialReference.EncryptedScheme, StringComparison.Ordinal))
+        {
+            try
+            {
+                var plaintext = crypto.DecryptReference(reference, caller.TenantId);
+                return new Decision(true, "encrypted_reference", null, ResolvedCredential.Opaque(reference, Encoding.UTF8.GetString(plaintext)), null);
+            }
+            catch (MasterKeyUnavailableException e)
+            {
+                return Deny("master_key_unavailable", CredentialErrors.Unreadable(e.Message));
+            }
+            catch (VaultIntegrityException)
+            {
+                return Deny("integrity_check_failed", CredentialErrors.Denied(
+                    "The encrypted:// reference does not decrypt for this tenant: it was altered or made for another tenant."));
+            }
+        }
+        if (reference.StartsWith(CredentialReference.EnvScheme, StringComparison.Ordinal))
+        {
+            if (!caller.IsSystem || !accessor.IsSystem)
+            {
+                return Deny("env_not_allowed", CredentialErrors.Denied(
+                    "env:// references resolve only for the service's own configuration, never for a tenant object; store the secret with POST /credentials and use its cus-vault:// reference."));
+            }
+            var value = Environment.GetEnvironmentVariable(reference[CredentialReference.EnvScheme.Length..]);
+            return string.IsNullOrEmpty(value)
+                ? Deny("not_found", CredentialErrors.NotFound("The environment variable the env:// reference names is not set."))
+                : new Decision(true, "environment", null, ResolvedCredential.Opaque(reference, value), null);
+        }
+        CredentialReference.TryParse(reference, caller.TenantId, systemScope: false, out _, out var refusal);
+        return Deny("invalid_reference", CredentialErrors.Denied(refusal));
+    }
+
+    private sealed class VaultRow
+    {
+        public Guid Id { get; init; }
+        public required string Type { get; init; }
+        public int Version { get; init; }
+        public required byte[] Ciphertext { get; init; }
+        public required byte[] Nonce { get; init; }
+        public required byte[] Tag { get; init; }
+        public required byte[] WrappedKey { get; init; }
+        public required string KeyId { get; init; }
+        public bool Granted { get; init; }
+    }
+
+    private const string VaultSql = """
+        SELECT c.id, c.type, c.version, c.ciphertext, c.nonce, c.tag, c.wrapped_key, c.key_id,
+               EXISTS (SELECT 1 FROM credential_grants g
+                       WHERE g.tenant_id = c.tenant_id AND g.credential_id = c.id
+                         AND g.accessor_type = @AccessorType AND g.accessor_id = @AccessorId) AS granted
+        FROM credentials c
+        WHERE c.tenant_id = @TenantId AND c.id = @Id AND c.deleted_at IS NULL
+        """;
+
+    private async Task<Decision> DecideVaultAsync(
+        NpgsqlConnection connection, string tenantId, CredentialAccessor accessor, CredentialReference reference, CancellationToken ct)
+    {
+        var row = await connection.QuerySingleOrDefaultAsync<VaultRow>(new CommandDefinition(VaultSql, new
+        {
+            TenantId = tenantId,
+            Id = reference.CredentialId,
+            AccessorType = accessor.Type,
+            AccessorId = accessor.Id,
+        }, cancellationToken: ct));
+        if (row is null) return Deny("not_found", CredentialErrors.NotFound(), reference.CredentialId);
+        if (!row.Granted || accessor.IsSystem)
+        {
+            return Deny("no_grant", CredentialErrors.Denied(
+                $"This {accessor.Type.Replace('_', ' ')} has no grant on the credential. Attaching the reference with a write-scoped request " +
+                "grants it, or POST /credentials/{id}/grants."), row.Id);
+        }
+        try
+        {
+            var payload = crypto.Open(new SealedSecret(row.Ciphertext, row.Nonce, row.Tag, row.WrappedKey, row.KeyId), tenantId, row.Id, row.Version);
+            var credential = ResolvedCredential.FromPayload(row.Type, reference.Value, row.Id, row.Version, payload);
+            return new Decision(true, "granted", row.Id, credential, null);
+        }
+        catch (MasterKeyUnavailableException e)
+        {
+            return Deny("master_key_unavailable", CredentialErrors.Unreadable(e.Message), row.Id);
+        }
+        catch (Exception e) when (e is VaultIntegrityException or JsonException)
+        {
+            return Deny("integrity_check_failed", CredentialErrors.Unreadable(
+                "The stored credential failed its integrity check and was not used; rotate it to store the secret again."), row.Id);
+        }
+    }
+
+    private static Decision Deny(string reason, Error error, Guid? credentialId = null) => new(false, reason, credentialId, null, error);
+
+    private const string LogSql = """
+        INSERT INTO credential_access_log (id, tenant_id, credential_id, reference, accessor_type, accessor_id, actor, operation, outcome, reason)
+        VALUES (@Id, @TenantId, @CredentialId, @Reference, @AccessorType, @AccessorId, @Actor, @Operation, @Outcome, @Reason)
+        """;
+
+    private static async Task RecordAsync(
+        NpgsqlConnection connection, Caller caller, CredentialAccessor accessor, string reference, string operation, Decision decision, CancellationToken ct)
+    {
+        var described = CredentialReference.Describe(reference);
+        var outcome = decision.Allowed ? "allowed" : "denied";
+        var accessorId = accessor.IsSystem ? CredentialAccessor.SystemType : accessor.Id.ToString();
+        await connection.ExecuteAsync(new CommandDefinition(LogSql, new
+        {
+            Id = Guid.CreateVersion7(),
+            caller.TenantId,
+            decision.CredentialId,
+            Reference = described,
+            AccessorType = accessor.Type,
+            AccessorId = accessorId,
+            caller.Actor,
+            Operation = operation,
+            Outcome = outcome,
+            decision.Reason,
+        }, cancellationToken: ct));
+        await AuditTrail.WriteAsync(connection, caller,
+        [
+            new AuditEvent(decision.Allowed ? AccessedAction : DeniedAction, SubjectType, decision.CredentialId?.ToString() ?? described, new
+            {
+                Reference = described,
+                AccessorType = accessor.Type,
+                AccessorId = accessorId,
+                Operation = operation,
+                decision.Reason,
+            }),
+        ], ct);
+    }
+}
