@@ -38,7 +38,7 @@ CREATE TABLE datasource_queries (
     columns                jsonb NOT NULL DEFAULT '[]',
     row_limit              integer NOT NULL CHECK (row_limit BETWEEN 1 AND 10000),
     timeout_ms             integer NOT NULL CHECK (timeout_ms BETWEEN 100 AND 120000),
-    rate_limit_per_minute  integer NOT NULL CHECK (rate_limit_per_minute >= 0),
+    rate_limit_per_minute  integer CHECK (rate_limit_per_minute > 0),  -- null: the tenant policy's default
     enabled                boolean NOT NULL DEFAULT true,
     created_at             timestamptz NOT NULL DEFAULT now(),
     updated_at             timestamptz NOT NULL DEFAULT now(),
@@ -47,14 +47,3 @@ CREATE TABLE datasource_queries (
 CREATE INDEX datasource_queries_page ON datasource_queries (tenant_id, datasource_id, id DESC) WHERE deleted_at IS NULL;
 CREATE UNIQUE INDEX datasource_queries_live_name ON datasource_queries (tenant_id, datasource_id, name) WHERE deleted_at IS NULL;
 SELECT enable_tenant_isolation('datasource_queries');
-
--- Calls per tenant, template and minute, counted by one INSERT ... ON CONFLICT DO UPDATE so that every
--- replica shares the count. A key's first call in a new minute deletes its older windows.
-CREATE TABLE datasource_query_rate_windows (
-    tenant_id     text NOT NULL,
-    query_id      uuid NOT NULL,
-    window_start  timestamptz NOT NULL,
-    calls         integer NOT NULL,
-    PRIMARY KEY (tenant_id, query_id, window_start)
-);
-SELECT enable_tenant_isolation('datasource_query_rate_windows', 'SELECT, INSERT, UPDATE, DELETE');

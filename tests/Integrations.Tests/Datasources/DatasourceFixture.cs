@@ -1,23 +1,20 @@
+using Integrations.Features.Credentials;
 using Integrations.Features.Datasources;
-using Integrations.Infrastructure.Datasources;
 using Integrations.Tests.Support;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace Integrations.Tests.Datasources;
 
-/// <summary>The service (real mediator, real PostgreSQL) plus a seeded target database and the password seam.</summary>
+/// <summary>The service (real mediator, vault and PostgreSQL) plus a seeded target database reached with a least-privilege role.</summary>
 public sealed class DatasourceFixture : IAsyncLifetime
 {
     public ServiceHost Host { get; private set; } = null!;
 
     public TargetDatabase Target { get; private set; } = null!;
 
-    public TestDatasourcePasswords Passwords { get; } = new();
-
     public async Task InitializeAsync()
     {
         Target = await TargetDatabase.CreateAsync();
-        Host = await ServiceHost.StartAsync(configure: s => s.AddSingleton<IDatasourcePasswords>(Passwords));
+        Host = await ServiceHost.StartAsync();
     }
 
     public async Task DisposeAsync()
@@ -26,13 +23,21 @@ public sealed class DatasourceFixture : IAsyncLifetime
         await Target.DisposeAsync();
     }
 
-    /// <summary>Registers the seeded database for <paramref name="tenant"/> with a reference to the right password.</summary>
+    /// <summary>Stores the password in the vault as a basic_auth credential and answers with it (its reference).</summary>
+    public async Task<Credential.Response> StoreAsync(string tenant, string password, string username = "reader")
+    {
+        var stored = await Host.SendAsync(new StoreCredential.Command($"db-{Guid.NewGuid():N}", "basic_auth", Username: username, Password: password), tenant);
+        Assert.True(stored.IsSuccess, stored.Error?.Detail);
+        return stored.Value;
+    }
+
+    /// <summary>Registers the seeded database for <paramref name="tenant"/> with a vault reference to the right (or the given) password.</summary>
     public async Task<Datasource.Response> RegisterAsync(string tenant, string name = "warehouse", int? rowLimit = null, int? timeoutMs = null,
         string? password = null, TargetDatabase? target = null)
     {
         target ??= Target;
-        var reference = Passwords.Add(tenant, password ?? target.Password);
-        var result = await Host.SendAsync(new RegisterDatasource.Command(name, target.Host, target.Database, target.Role, reference,
+        var credential = await StoreAsync(tenant, password ?? target.Password, target.Role);
+        var result = await Host.SendAsync(new RegisterDatasource.Command(name, target.Host, target.Database, target.Role, credential.Reference,
             Port: target.Port, TlsMode: "disable", RowLimit: rowLimit, StatementTimeoutMs: timeoutMs), tenant);
         Assert.True(result.IsSuccess, result.Error?.Detail);
         return result.Value;

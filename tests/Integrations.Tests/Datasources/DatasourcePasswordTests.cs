@@ -1,4 +1,6 @@
+using Integrations.Features.Credentials;
 using Integrations.Features.Datasources;
+using Integrations.Infrastructure.Vault;
 using Integrations.Tests.Support;
 
 namespace Integrations.Tests.Datasources;
@@ -69,5 +71,22 @@ public sealed class DatasourcePasswordTests(DatasourceFixture fixture, PasswordA
         Assert.Contains("Authentication failed", run.Error!.Detail);
         Assert.DoesNotContain(wrongPassword, run.Error.Detail);
         Assert.True((await fixture.Host.SendAsync(new RunQuery.Command(good.Id, "q"), tenant)).IsSuccess);
+    }
+
+    [Fact]
+    public async Task Rotating_the_vault_credential_takes_effect_on_the_next_connection()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var datasource = await fixture.RegisterAsync(tenant, "rotating", target: _target);
+        await fixture.DefineAsync(tenant, datasource.Id, "q", "SELECT count(*) AS n FROM t");
+        Assert.True((await fixture.Host.SendAsync(new RunQuery.Command(datasource.Id, "q"), tenant)).IsSuccess);
+        var credentialId = CredentialReference.VaultCredentialId(datasource.CredentialRef)!.Value;
+
+        await fixture.Host.SendAsync(new RotateCredential.Command(credentialId, new RotateCredential.Body(Username: _target.Role, Password: "stale-or-wrong")), tenant);
+        var refused = await fixture.Host.SendAsync(new RunQuery.Command(datasource.Id, "q"), tenant);
+        Assert.Contains("Authentication failed", refused.Error?.Detail);
+
+        await fixture.Host.SendAsync(new RotateCredential.Command(credentialId, new RotateCredential.Body(Username: _target.Role, Password: _target.Password)), tenant);
+        Assert.True((await fixture.Host.SendAsync(new RunQuery.Command(datasource.Id, "q"), tenant)).IsSuccess);
     }
 }

@@ -2,7 +2,10 @@ using System.Text.Json;
 using Integrations.Common;
 using Integrations.Features.Audit;
 using Integrations.Features.Datasources;
+using Integrations.Features.Policies;
+using Integrations.Features.Credentials;
 using Integrations.Infrastructure.Datasources;
+using Integrations.Infrastructure.Vault;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -24,6 +27,10 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
 
     private async Task<List<ListAuditEvents.Event>> AuditAsync(string tenant, string? action = null) =>
         (await Host.SendAsync(new ListAuditEvents.Query(Action: action, Limit: 200), tenant)).Value.Items.ToList();
+
+    /// <summary>The newest query events (the vault's own credential.* events in between left out).</summary>
+    private async Task<List<string>> QueryEventsAsync(string tenant, int count) =>
+        (await AuditAsync(tenant)).Where(e => e.SubjectType == Datasource.QuerySubjectType).Take(count).Select(e => e.Action).ToList();
 
     [Fact]
     public async Task Register_test_define_and_query_with_typed_parameters()
@@ -254,7 +261,7 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
 
         await RunAsync(tenant, datasource.Id, "by-tier", new { tier = "enterprise" });
 
-        var events = (await AuditAsync(tenant)).Take(2).ToList();
+        var events = (await AuditAsync(tenant)).Where(e => e.SubjectType == Datasource.QuerySubjectType).Take(2).ToList();
         Assert.Equal([RunQuery.Completed, RunQuery.Requested], events.Select(e => e.Action));
         Assert.All(events, e => Assert.Equal((Datasource.QuerySubjectType, defined.Id.ToString()), (e.SubjectType, e.SubjectId)));
         var completed = events[0].Details;
@@ -292,12 +299,45 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
     }
 
     [Fact]
+    public async Task The_tenant_deny_list_refuses_templates_by_name_or_by_datasource_and_template()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var warehouse = await fixture.RegisterAsync(tenant, "warehouse");
+        var other = await fixture.RegisterAsync(tenant, "other");
+        foreach (var datasource in new[] { warehouse, other })
+        {
+            await fixture.DefineAsync(tenant, datasource.Id, "secret-report", "SELECT 1 AS one");
+            await fixture.DefineAsync(tenant, datasource.Id, "public", "SELECT 2 AS two");
+            await fixture.DefineAsync(tenant, datasource.Id, "everywhere", "SELECT 3 AS three");
+        }
+        var policy = await Host.SendAsync(new UpdateToolPolicy.Command(DenyList: ["warehouse/secret-*", "everywhere"]), tenant);
+        Assert.True(policy.IsSuccess, policy.Error?.Detail);
+
+        var denied = await RunAsync(tenant, warehouse.Id, "secret-report");
+        Assert.Equal(("policy_denied", "deny_list"), (denied.Error?.Code, denied.Error?.Extensions?["rule"]));
+        Assert.Equal("deny_list", (await AuditAsync(tenant, RunQuery.Denied))[0].Details.GetProperty("rule").GetString());
+        Assert.Equal("policy_denied", (await RunAsync(tenant, warehouse.Id, "everywhere")).Error?.Code);
+        Assert.Equal("policy_denied", (await RunAsync(tenant, other.Id, "everywhere")).Error?.Code);
+        Assert.True((await RunAsync(tenant, other.Id, "secret-report")).IsSuccess, "the entry names the warehouse datasource only");
+        Assert.True((await RunAsync(tenant, warehouse.Id, "public")).IsSuccess);
+
+        await Host.SendAsync(new UpdateToolPolicy.Command(DenyList: [$"{warehouse.Id}/public"]), tenant);
+        Assert.Equal("policy_denied", (await RunAsync(tenant, warehouse.Id, "public")).Error?.Code);
+        Assert.True((await RunAsync(tenant, warehouse.Id, "secret-report")).IsSuccess);
+    }
+
+    [Fact]
     public async Task The_rate_limit_per_tenant_and_template_is_counted_in_the_database()
     {
         var tenant = TestEnvironment.NewTenant();
         var datasource = await fixture.RegisterAsync(tenant);
         await fixture.DefineAsync(tenant, datasource.Id, "limited", "SELECT 1 AS one", rateLimit: 3);
         await fixture.DefineAsync(tenant, datasource.Id, "other", "SELECT 2 AS two", rateLimit: 3);
+        var otherTenant = TestEnvironment.NewTenant();
+        var theirs = await fixture.RegisterAsync(otherTenant);
+        await fixture.DefineAsync(otherTenant, theirs.Id, "limited", "SELECT 1 AS one", rateLimit: 3);
+        // A minute boundary between calls would start a new window: begin early in one.
+        while (DateTime.UtcNow.Second > 45) await Task.Delay(500);
 
         var results = await Task.WhenAll(Enumerable.Range(0, 5).Select(_ => RunAsync(tenant, datasource.Id, "limited")));
 
@@ -307,12 +347,27 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         Assert.All(limited, r => Assert.Equal(("rate_limited", 429), (r.Error!.Code, r.Error.Status)));
         Assert.All(limited, r => Assert.InRange((int)r.Error!.Extensions!["retry_after_seconds"]!, 1, 60));
         Assert.True((await RunAsync(tenant, datasource.Id, "other")).IsSuccess, "another template has its own count");
-
-        var otherTenant = TestEnvironment.NewTenant();
-        var theirs = await fixture.RegisterAsync(otherTenant);
-        await fixture.DefineAsync(otherTenant, theirs.Id, "limited", "SELECT 1 AS one", rateLimit: 3);
         Assert.True((await RunAsync(otherTenant, theirs.Id, "limited")).IsSuccess, "another tenant has its own count");
         Assert.Equal(2, (await AuditAsync(tenant, RunQuery.Denied)).Count);
+    }
+
+    [Fact]
+    public async Task A_template_without_its_own_limit_takes_the_policy_default_and_the_tenant_limit_caps_all_templates()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var datasource = await fixture.RegisterAsync(tenant);
+        await fixture.DefineAsync(tenant, datasource.Id, "a", "SELECT 1 AS one");
+        await fixture.DefineAsync(tenant, datasource.Id, "b", "SELECT 2 AS two");
+        await Host.SendAsync(new UpdateToolPolicy.Command(DefaultRateLimitPerMinute: 2, TenantRateLimitPerMinute: 3), tenant);
+        while (DateTime.UtcNow.Second > 45) await Task.Delay(500);
+
+        Assert.True((await RunAsync(tenant, datasource.Id, "a")).IsSuccess);
+        Assert.True((await RunAsync(tenant, datasource.Id, "a")).IsSuccess);
+        Assert.Equal("rate_limited", (await RunAsync(tenant, datasource.Id, "a")).Error?.Code);
+        Assert.True((await RunAsync(tenant, datasource.Id, "b")).IsSuccess);
+        var capped = await RunAsync(tenant, datasource.Id, "b");
+        Assert.Equal("rate_limited", capped.Error?.Code);
+        Assert.Contains("governed calls per minute", capped.Error!.Detail);
     }
 
     [Fact]
@@ -367,20 +422,22 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
     public async Task Test_records_failing_with_the_reason_when_the_datasource_cannot_be_reached_or_the_credential_resolved()
     {
         var tenant = TestEnvironment.NewTenant();
+        var credential = await fixture.StoreAsync(tenant, "pw-irrelevant");
         var unreachable = await Host.SendAsync(new RegisterDatasource.Command("closed-port", "127.0.0.1", "db", "u",
-            fixture.Passwords.Add(tenant, "pw-irrelevant"), Port: 1, TlsMode: "disable"), tenant);
+            credential.Reference, Port: 1, TlsMode: "disable"), tenant);
         var tested = (await Host.SendAsync(new TestDatasource.Command(unreachable.Value.Id), tenant)).Value;
         Assert.Equal("failing", tested.Status);
         Assert.Contains("Could not connect", tested.StatusMessage);
         Assert.NotNull(tested.TestedAt);
 
-        var ungranted = await Host.SendAsync(new RegisterDatasource.Command("no-grant", Target.Host, Target.Database, Target.Role,
-            $"cus-vault://{tenant}/{Guid.NewGuid()}", Port: Target.Port, TlsMode: "disable"), tenant);
-        var refused = (await Host.SendAsync(new TestDatasource.Command(ungranted.Value.Id), tenant)).Value;
+        var revoked = await fixture.RegisterAsync(tenant, "revoked");
+        await RevokeGrantAsync(tenant, revoked);
+        var refused = (await Host.SendAsync(new TestDatasource.Command(revoked.Id), tenant)).Value;
         Assert.Equal("failing", refused.Status);
         Assert.Contains("credential could not be resolved", refused.StatusMessage);
+        Assert.Contains("no grant", refused.StatusMessage);
 
-        var missingDatabase = await fixture.RegisterAsync(tenant, "no-db", target: null);
+        var missingDatabase = await fixture.RegisterAsync(tenant, "no-db");
         await Db.ExecuteAsync(Host.ConnectionString, "UPDATE datasources SET database = 'no_such_db' WHERE id = @Id", new { missingDatabase.Id });
         Assert.Contains("does not exist", (await Host.SendAsync(new TestDatasource.Command(missingDatabase.Id), tenant)).Value.StatusMessage);
 
@@ -389,22 +446,51 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         Assert.Equal(3, failing.Count);
     }
 
+    private async Task RevokeGrantAsync(string tenant, Datasource.Response datasource)
+    {
+        var credentialId = CredentialReference.VaultCredentialId(datasource.CredentialRef)!.Value;
+        var revoked = await Host.SendAsync(new RevokeCredentialGrant.Command(credentialId, CredentialAccessor.Datasource, datasource.Id), tenant);
+        Assert.True(revoked.IsSuccess, revoked.Error?.Detail);
+    }
+
     [Fact]
-    public async Task Without_a_resolvable_credential_nothing_runs_and_the_failure_is_audited()
+    public async Task Registering_with_a_vault_reference_grants_that_datasource_alone_and_deleting_it_drops_the_grant()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var missing = await Host.SendAsync(new RegisterDatasource.Command("ghost", Target.Host, Target.Database, Target.Role,
+            $"cus-vault://{tenant}/{Guid.NewGuid()}", Port: Target.Port, TlsMode: "disable"), tenant);
+        Assert.Equal(("credential_not_found", 422), (missing.Error?.Code, missing.Error?.Status));
+        Assert.Empty((await Host.SendAsync(new ListDatasources.Query(), tenant)).Value.Items);
+
+        var datasource = await fixture.RegisterAsync(tenant);
+        var grants = await Db.QueryAsync<(string, Guid)>(Host.ConnectionString,
+            "SELECT accessor_type, accessor_id FROM credential_grants WHERE tenant_id = @tenant", new { tenant });
+        Assert.Equal([(CredentialAccessor.Datasource, datasource.Id)], grants);
+        Assert.Equal([RegisterDatasource.Command.Operation, CredentialGrants.GrantedAction],
+            (await AuditAsync(tenant)).Take(2).Select(e => e.Action));
+
+        Assert.True((await Host.SendAsync(new DeleteDatasource.Command(datasource.Id), tenant)).IsSuccess);
+        Assert.Equal(0L, await Db.ScalarAsync<long>(Host.ConnectionString, "SELECT count(*) FROM credential_grants WHERE tenant_id = @tenant", new { tenant }));
+    }
+
+    [Fact]
+    public async Task Without_a_granted_credential_nothing_runs_and_the_failure_is_audited()
     {
         var tenant = TestEnvironment.NewTenant();
         var datasource = await fixture.RegisterAsync(tenant);
         await fixture.DefineAsync(tenant, datasource.Id, "q", "SELECT 1 AS one");
-        await Db.ExecuteAsync(Host.ConnectionString, "UPDATE datasources SET credential_ref = @Ref WHERE id = @Id",
-            new { Ref = $"cus-vault://{tenant}/{Guid.NewGuid()}", datasource.Id });
+        await RevokeGrantAsync(tenant, datasource);
 
         var result = await RunAsync(tenant, datasource.Id, "q");
 
-        Assert.Equal("forbidden", result.Error?.Code);
-        Assert.Equal([RunQuery.Failed, RunQuery.Requested], (await AuditAsync(tenant)).Take(2).Select(e => e.Action));
+        Assert.Equal(("credential_denied", 403), (result.Error?.Code, result.Error?.Status));
+        Assert.Equal([RunQuery.Failed, RunQuery.Requested], await QueryEventsAsync(tenant, 2));
+        var log = await Db.QueryAsync<(string, string, string)>(Host.ConnectionString,
+            "SELECT outcome, reason, operation FROM credential_access_log WHERE tenant_id = @tenant ORDER BY id DESC LIMIT 1", new { tenant });
+        Assert.Equal([("denied", "no_grant", RunQuery.Command.Operation)], log);
 
         var undefined = await Host.SendAsync(new DefineQuery.Command(datasource.Id, "q2", "SELECT 2"), tenant);
-        Assert.Equal("forbidden", undefined.Error?.Code);
+        Assert.Equal("credential_denied", undefined.Error?.Code);
     }
 
     [Fact]
@@ -513,7 +599,7 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         Assert.Equal("not_found", (await Host.SendAsync(new DeleteDatasource.Command(datasource.Id), intruder)).Error?.Code);
 
         Assert.True((await RunAsync(owner, datasource.Id, "q")).IsSuccess);
-        Assert.Equal(before + 2, await Db.AuditCountAsync(Host.ConnectionString, owner));
+        Assert.Equal(before + 3, await Db.AuditCountAsync(Host.ConnectionString, owner)); // requested, credential.accessed, completed
         Assert.Equal(0L, await Db.AuditCountAsync(Host.ConnectionString, intruder));
     }
 

@@ -1,6 +1,4 @@
-using System.Collections.Concurrent;
 using System.Security.Cryptography;
-using Integrations.Common;
 using Integrations.Infrastructure.Datasources;
 using Npgsql;
 
@@ -100,25 +98,4 @@ public sealed class TargetDatabase : IAsyncDisposable
         await Execute(admin, $"DROP DATABASE IF EXISTS \"{Database}\" WITH (FORCE)");
         await Execute(admin, $"DROP ROLE IF EXISTS \"{Role}\"");
     }
-}
-
-/// <summary>
-/// The password seam as tests drive it until the vault resolves datasource credentials: a reference maps to a
-/// password only if a test put it here; anything else fails like an ungranted reference.
-/// </summary>
-public sealed class TestDatasourcePasswords : IDatasourcePasswords
-{
-    private readonly ConcurrentDictionary<string, string> _passwords = new();
-
-    public string Add(string tenantId, string password)
-    {
-        var reference = $"cus-vault://{tenantId}/{Guid.NewGuid()}";
-        _passwords[reference] = password;
-        return reference;
-    }
-
-    public Task<Result<string>> ResolveAsync(Guid datasourceId, string credentialRef, CancellationToken ct) =>
-        Task.FromResult(_passwords.TryGetValue(credentialRef, out var password)
-            ? Result<string>.Ok(password)
-            : Result<string>.Fail(Error.Forbidden("No grant for this datasource to resolve the credential.")));
 }

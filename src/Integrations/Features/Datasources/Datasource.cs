@@ -85,7 +85,7 @@ public static partial class Datasource
         IReadOnlyList<ColumnInfo> Columns,
         int RowLimit,
         int TimeoutMs,
-        int RateLimitPerMinute,
+        int? RateLimitPerMinute,
         bool Enabled,
         DateTimeOffset CreatedAt,
         DateTimeOffset UpdatedAt);
@@ -106,7 +106,7 @@ public static partial class Datasource
         public required string Columns { get; init; }
         public int RowLimit { get; init; }
         public int TimeoutMs { get; init; }
-        public int RateLimitPerMinute { get; init; }
+        public int? RateLimitPerMinute { get; init; }
         public bool Enabled { get; init; }
         public DateTime CreatedAt { get; init; }
         public DateTime UpdatedAt { get; init; }

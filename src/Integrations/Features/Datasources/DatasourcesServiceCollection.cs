@@ -1,6 +1,5 @@
 using Integrations.Infrastructure.Datasources;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Integrations.Features.Datasources;
 
@@ -11,7 +10,7 @@ public static class DatasourcesServiceCollection
     {
         services.AddSingleton<DatasourceConnections>();
         services.AddSingleton<SqlGateway>();
-        services.TryAddScoped<IDatasourcePasswords, UnavailableDatasourcePasswords>();
+        services.AddScoped<DatasourcePasswords>();
         return services;
     }
 }

@@ -22,7 +22,6 @@ public static class DefineQuery
 {
     public const int MaxSqlLength = 20_000;
     public const int MaxParameters = 50;
-    public const int DefaultRateLimitPerMinute = 60;
 
     public sealed record Command(
         Guid DatasourceId,
@@ -72,11 +71,11 @@ public static class DefineQuery
             });
             RuleFor(x => x.RowLimit).ValidRowLimit();
             RuleFor(x => x.TimeoutMs).ValidTimeout();
-            RuleFor(x => x.RateLimitPerMinute).GreaterThanOrEqualTo(0).WithMessage("Rate limit per minute must be zero or more.");
+            RuleFor(x => x.RateLimitPerMinute).GreaterThan(0).WithMessage("Rate limit per minute must be at least 1 (disable the template to stop it).");
         }
     }
 
-    internal sealed class Handler(TenantSession session, AuditTrail audit, SqlGateway gateway, IDatasourcePasswords passwords)
+    internal sealed class Handler(TenantSession session, AuditTrail audit, SqlGateway gateway, DatasourcePasswords passwords)
         : IRequestHandler<Command, Result<Datasource.QueryResponse>>
     {
         private const string ReadSql = $"""
@@ -119,7 +118,7 @@ public static class DefineQuery
             {
                 return Error.Validation(field, refusal);
             }
-            var password = await passwords.ResolveAsync(datasource.Id, datasource.CredentialRef, ct);
+            var password = await passwords.ResolveAsync(datasource.Id, datasource.CredentialRef, Command.Operation, ct);
             if (!password.IsSuccess) return password.Error!;
             var columns = await gateway.DescribeAsync(datasource.Target, password.Value, template!, parameters.Select(p => p.Type).ToList(), timeoutMs, ct);
             if (!columns.IsSuccess) return columns.Error!;
@@ -137,7 +136,7 @@ public static class DefineQuery
                 Columns = JsonSerializer.Serialize(columns.Value, Datasource.Json),
                 RowLimit = request.RowLimit ?? datasource.RowLimit,
                 TimeoutMs = timeoutMs,
-                RateLimitPerMinute = request.RateLimitPerMinute ?? DefaultRateLimitPerMinute,
+                request.RateLimitPerMinute,
                 request.Enabled,
             }, cancellationToken: ct));
             if (row is null)

@@ -4,6 +4,7 @@ using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Datasources;
 using Integrations.Infrastructure.Http;
+using Integrations.Infrastructure.Vault;
 using MediatR;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -19,7 +20,7 @@ public static class DeleteDatasource
         public static string Scope => Scopes.Write;
     }
 
-    internal sealed class Handler(TenantSession session, AuditTrail audit, DatasourceConnections connections)
+    internal sealed class Handler(TenantSession session, AuditTrail audit, DatasourceConnections connections, CredentialGrants grants)
         : IRequestHandler<Command, Result<Done>>
     {
         // Its templates go with it, so no template outlives the datasource it was checked against.
@@ -42,6 +43,7 @@ public static class DeleteDatasource
                 new CommandDefinition(Sql, new { session.TenantId, request.Id }, cancellationToken: ct));
             if (deleted is null) return Error.NotFound(Datasource.SubjectType);
 
+            await grants.DetachAllAsync(new CredentialAccessor(CredentialAccessor.Datasource, request.Id), ct);
             connections.Forget(request.Id);
             audit.Record(Datasource.SubjectType, request.Id.ToString(), new { deleted.Name, TemplatesDeleted = deleted.Templates });
             return Done.Value;

@@ -56,7 +56,7 @@ public static class RegisterDatasource
         }
     }
 
-    internal sealed class Handler(TenantSession session, AuditTrail audit, SsrfGuard guard)
+    internal sealed class Handler(TenantSession session, AuditTrail audit, SsrfGuard guard, CredentialGrants grants)
         : IRequestHandler<Command, Result<Datasource.Response>>
     {
         private const string Sql = $"""
@@ -90,6 +90,9 @@ public static class RegisterDatasource
                 StatementTimeoutMs = request.StatementTimeoutMs ?? DefaultStatementTimeoutMs,
             }, cancellationToken: ct));
             if (row is null) return Error.Conflict($"A datasource named '{request.Name}' already exists.");
+            // Attaching the reference grants the datasource (and only it) the credential.
+            var accessor = new CredentialAccessor(CredentialAccessor.Datasource, row.Id);
+            if (await grants.AttachAsync(accessor, request.CredentialRef, ct) is { } credentialError) return credentialError;
 
             audit.Record(Datasource.SubjectType, row.Id.ToString(), new
             {

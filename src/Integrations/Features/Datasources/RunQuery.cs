@@ -9,6 +9,7 @@ using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Datasources;
+using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Http;
 using MediatR;
 using Microsoft.AspNetCore.Builder;
@@ -19,7 +20,7 @@ namespace Integrations.Features.Datasources;
 
 /// <summary>
 /// datasources.query: runs one stored template, never caller SQL. In order: audit <c>requested</c>; policy (the
-/// template is enabled; the per-tenant, per-template rate limit counted in PostgreSQL); parameters bound by name
+/// template is enabled; the tenant's deny list; the rate limits counted in PostgreSQL); parameters bound by name
 /// and type; those events commit before anything reaches the datasource (no audit, no query). Then the password
 /// is resolved for the datasource, the statement runs in a READ ONLY transaction with its timeout and row cap, and
 /// <c>completed</c> or <c>failed</c> is appended with the parameters' hash, row count and duration. Our own
@@ -31,6 +32,12 @@ public static class RunQuery
     public const string Denied = "datasource.query.denied";
     public const string Completed = "datasource.query.completed";
     public const string Failed = "datasource.query.failed";
+
+    /// <summary>Calls per minute for a template with no limit of its own and a tenant policy without a default.</summary>
+    public const int FallbackRateLimitPerMinute = 60;
+
+    /// <summary>The rate-limit key of the tenant-wide budget that every governed call (tools and queries) counts against.</summary>
+    public const string TenantRateKey = "tenant";
 
     public sealed record Command(Guid DatasourceId, string Name, IReadOnlyDictionary<string, JsonElement>? Parameters = null)
         : IOperation<Response>
@@ -60,28 +67,16 @@ public static class RunQuery
         }
     }
 
-    internal sealed class Handler(TenantSession session, CallerContext caller, SqlGateway gateway, IDatasourcePasswords passwords)
+    internal sealed class Handler(TenantSession session, CallerContext caller, SqlGateway gateway, DatasourcePasswords passwords,
+        ToolPolicyStore policies, RateLimiter rateLimiter)
         : IRequestHandler<Command, Result<Response>>
     {
         private const string ReadSql = """
             SELECT q.id, q.name, q.sql, q.parameters::text AS parameters, q.row_limit, q.timeout_ms, q.rate_limit_per_minute, q.enabled,
-                   d.id AS datasource_id, d.host, d.port, d.database, d.username, d.credential_ref, d.tls_mode
+                   d.id AS datasource_id, d.name AS datasource_name, d.host, d.port, d.database, d.username, d.credential_ref, d.tls_mode
             FROM datasource_queries q
             JOIN datasources d ON d.tenant_id = q.tenant_id AND d.id = q.datasource_id AND d.deleted_at IS NULL
             WHERE q.tenant_id = @TenantId AND q.datasource_id = @DatasourceId AND q.name = @Name AND q.deleted_at IS NULL
-            """;
-
-        // One statement counts the call, whichever replica takes it.
-        private const string CountSql = """
-            INSERT INTO datasource_query_rate_windows (tenant_id, query_id, window_start, calls)
-            VALUES (@TenantId, @QueryId, date_trunc('minute', clock_timestamp()), 1)
-            ON CONFLICT (tenant_id, query_id, window_start) DO UPDATE SET calls = datasource_query_rate_windows.calls + 1
-            RETURNING calls, greatest(1, ceil(extract(epoch FROM window_start + interval '1 minute' - clock_timestamp())))::int AS retry_after_seconds
-            """;
-
-        private const string PruneSql = """
-            DELETE FROM datasource_query_rate_windows
-            WHERE tenant_id = @TenantId AND query_id = @QueryId AND window_start < date_trunc('minute', clock_timestamp())
             """;
 
         public async Task<Result<Response>> Handle(Command request, CancellationToken ct)
@@ -118,7 +113,7 @@ public static class RunQuery
             Result<QueryRows> result;
             try
             {
-                var password = await passwords.ResolveAsync(template.DatasourceId, template.CredentialRef, ct);
+                var password = await passwords.ResolveAsync(template.DatasourceId, template.CredentialRef, Command.Operation, ct);
                 if (!password.IsSuccess) result = password.Error!;
                 else
                 {
@@ -160,8 +155,10 @@ public static class RunQuery
         private static long Elapsed(long started) => (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
 
         /// <summary>
-        /// The template must be enabled and within its calls per minute. The per-tenant deny list of tool
-        /// policies belongs to the policy feature and is not consulted here yet.
+        /// The template must be enabled; the tenant's tool policy must not deny it (deny-list entries name a template as
+        /// <c>template</c> or <c>datasource/template</c>, the datasource by name or id; a read-only query is low risk, so the
+        /// risk ceiling never refuses it); and the calls must fit the template's limit per minute (its own, else the
+        /// policy's default, else 60) and the tenant-wide limit when the policy sets one.
         /// </summary>
         private async Task<Error?> PolicyAsync(Npgsql.NpgsqlConnection connection, TemplateRow template, CancellationToken ct)
         {
@@ -169,13 +166,24 @@ public static class RunQuery
             {
                 return Error.PolicyDenied("template_disabled", $"The query template '{template.Name}' is disabled.");
             }
-            var args = new { session.TenantId, QueryId = template.Id };
-            var window = await connection.QuerySingleAsync<(int Calls, int RetryAfterSeconds)>(new CommandDefinition(CountSql, args, cancellationToken: ct));
-            if (window.Calls == 1) await connection.ExecuteAsync(new CommandDefinition(PruneSql, args, cancellationToken: ct));
-            if (window.Calls > template.RateLimitPerMinute)
+            var policy = await policies.GetAsync(connection, session.TenantId, ct);
+            var decision = policy.Evaluate(template.DatasourceName, template.DatasourceId, template.Name, "low");
+            if (!decision.Allowed) return Error.PolicyDenied(decision.Rule!, decision.Reason!);
+
+            var limit = template.RateLimitPerMinute ?? policy.DefaultRateLimitPerMinute ?? FallbackRateLimitPerMinute;
+            var window = await rateLimiter.AcquireAsync(connection, session.TenantId, $"datasource_query:{template.Id}", limit, ct);
+            if (!window.Allowed)
             {
-                return Error.RateLimited(TimeSpan.FromSeconds(window.RetryAfterSeconds),
-                    $"The query template '{template.Name}' allows {template.RateLimitPerMinute} calls per minute for this tenant.");
+                return Error.RateLimited(window.RetryAfter,
+                    $"The query template '{template.Name}' allows {limit} calls per minute for this tenant.");
+            }
+            if (policy.TenantRateLimitPerMinute is { } tenantLimit)
+            {
+                var tenantWindow = await rateLimiter.AcquireAsync(connection, session.TenantId, TenantRateKey, tenantLimit, ct);
+                if (!tenantWindow.Allowed)
+                {
+                    return Error.RateLimited(tenantWindow.RetryAfter, $"The tenant allows {tenantLimit} governed calls per minute.");
+                }
             }
             return null;
         }
@@ -242,9 +250,10 @@ public static class RunQuery
         public required string Parameters { get; init; }
         public int RowLimit { get; init; }
         public int TimeoutMs { get; init; }
-        public int RateLimitPerMinute { get; init; }
+        public int? RateLimitPerMinute { get; init; }
         public bool Enabled { get; init; }
         public Guid DatasourceId { get; init; }
+        public required string DatasourceName { get; init; }
         public required string Host { get; init; }
         public int Port { get; init; }
         public required string Database { get; init; }

@@ -19,7 +19,7 @@ public static class TestDatasource
         public static string Scope => Scopes.Write;
     }
 
-    internal sealed class Handler(TenantSession session, AuditTrail audit, SqlGateway gateway, IDatasourcePasswords passwords)
+    internal sealed class Handler(TenantSession session, AuditTrail audit, SqlGateway gateway, DatasourcePasswords passwords)
         : IRequestHandler<Command, Result<Datasource.Response>>
     {
         private const string ReadSql = $"""
@@ -46,7 +46,7 @@ public static class TestDatasource
 
             string status, message;
             string? serverVersion = null;
-            var password = await passwords.ResolveAsync(row.Id, row.CredentialRef, ct);
+            var password = await passwords.ResolveAsync(row.Id, row.CredentialRef, Command.Operation, ct);
             if (!password.IsSuccess)
             {
                 (status, message) = ("failing", $"The credential could not be resolved: {password.Error!.Detail}");

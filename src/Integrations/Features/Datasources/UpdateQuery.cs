@@ -42,7 +42,7 @@ public static class UpdateQuery
                 .OverridePropertyName("body").WithMessage("Nothing to change: send enabled, row_limit, timeout_ms, rate_limit_per_minute or description.");
             RuleFor(x => x.RowLimit).ValidRowLimit();
             RuleFor(x => x.TimeoutMs).ValidTimeout();
-            RuleFor(x => x.RateLimitPerMinute).GreaterThanOrEqualTo(0).WithMessage("Rate limit per minute must be zero or more.");
+            RuleFor(x => x.RateLimitPerMinute).GreaterThan(0).WithMessage("Rate limit per minute must be at least 1 (disable the template to stop it).");
             RuleFor(x => x.Description).MaximumLength(1000);
         }
     }
