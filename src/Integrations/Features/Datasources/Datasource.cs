@@ -20,6 +20,7 @@ public static partial class Datasource
     public const int MaxRowLimit = 10_000;
     public const int MinTimeoutMs = 100;
     public const int MaxTimeoutMs = 120_000;
+    public const int MaxParameters = 50;
 
     public sealed record Response(
         Guid Id,

@@ -21,7 +21,6 @@ namespace Integrations.Features.Datasources;
 public static class DefineQuery
 {
     public const int MaxSqlLength = 20_000;
-    public const int MaxParameters = 50;
 
     public sealed record Command(
         Guid DatasourceId,
@@ -57,8 +56,8 @@ public static class DefineQuery
             RuleFor(x => x.Sql).NotEmpty().WithMessage("SQL is required.")
                 .MaximumLength(MaxSqlLength).WithMessage($"SQL may be at most {MaxSqlLength} characters.");
             RuleFor(x => x.Description).MaximumLength(1000);
-            RuleFor(x => x.Parameters).Must(p => p is null || p.Count <= MaxParameters)
-                .WithMessage($"At most {MaxParameters} parameters.");
+            RuleFor(x => x.Parameters).Must(p => p is null || p.Count <= Datasource.MaxParameters)
+                .WithMessage($"At most {Datasource.MaxParameters} parameters.");
             RuleFor(x => x.Parameters).Must(p => p is null || p.Select(x => x?.Name).Distinct().Count() == p.Count)
                 .WithMessage("Parameter names must be unique.");
             RuleForEach(x => x.Parameters).NotNull().WithMessage("A parameter is a {\"name\", \"type\"} object.");

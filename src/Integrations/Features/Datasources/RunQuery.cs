@@ -62,8 +62,8 @@ public static class RunQuery
         public Validator()
         {
             RuleFor(x => x.Name).ValidQueryName();
-            RuleFor(x => x.Parameters).Must(p => p is null || p.Count <= DefineQuery.MaxParameters)
-                .WithMessage($"At most {DefineQuery.MaxParameters} parameters.");
+            RuleFor(x => x.Parameters).Must(p => p is null || p.Count <= Datasource.MaxParameters)
+                .WithMessage($"At most {Datasource.MaxParameters} parameters.");
         }
     }
 
