@@ -556,6 +556,8 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         await fixture.DefineAsync(tenant, datasource.Id, "sleepy", "SELECT pg_sleep(0.2)", timeoutMs: 1000);
         var shorter = await Host.SendAsync(new UpdateQuery.Command(datasource.Id, "sleepy", TimeoutMs: 100), tenant);
         Assert.Contains("timeout_ms", shorter.Error!.FieldErrors!.Keys);
+        var nothing = await Host.SendAsync(new UpdateQuery.Command(datasource.Id, "sleepy"), tenant);
+        Assert.Contains("body", nothing.Error!.FieldErrors!.Keys);
     }
 
     [Fact]

@@ -126,9 +126,18 @@ public sealed class SqlTemplateGuardTests
     }
 
     [Fact]
+    public void A_parameter_written_right_after_a_comparison_is_still_a_parameter()
+    {
+        var (template, _, error) = Check("SELECT * FROM t WHERE id=@id OR id<>@id", 5000, "id");
+
+        Assert.True(template is not null, error);
+        Assert.Equal("SELECT * FROM t WHERE id=$1 OR id<>$1", template.PositionalSql);
+    }
+
+    [Fact]
     public void Operators_containing_at_signs_are_not_parameters()
     {
-        var (template, _, error) = Check("SELECT ARRAY[1] <@ ARRAY[1, 2], @ -5");
+        var (template, _, error) = Check("SELECT ARRAY[1] <@ARRAY[1, 2], @ -5, to_tsvector('a') @@to_tsquery('a')");
 
         Assert.True(template is not null, error);
         Assert.Empty(template.ParameterNames);

@@ -269,9 +269,10 @@ public static class SqlTemplateGuard
                 }
                 else if (OperatorChars.Contains(c))
                 {
-                    // An operator ends where a comment starts.
+                    // An operator ends where a comment or a parameter (as in id=@id) starts.
                     while (i < sql.Length && OperatorChars.Contains(sql[i])
-                           && !(sql[i] == '-' && At(sql, i + 1) == '-') && !(sql[i] == '/' && At(sql, i + 1) == '*')) i++;
+                           && !(sql[i] == '-' && At(sql, i + 1) == '-') && !(sql[i] == '/' && At(sql, i + 1) == '*')
+                           && !(i > start && sql[i] == '@' && IsWordStart(At(sql, i + 1)) && !FollowsOperator(sql, i))) i++;
                     if (i == start) i++;
                     tokens.Add(Make(TokenKind.Operator, sql, start, i));
                 }
@@ -312,7 +313,8 @@ public static class SqlTemplateGuard
             return false;
         }
 
-        private static bool FollowsOperator(string sql, int start) => start > 0 && OperatorChars.Contains(sql[start - 1]);
+        /// <summary>'@' ends the operators &lt;@ and @@ (and continues @-@), so right after '&lt;' or '@' it is not a parameter; after '=' it is.</summary>
+        private static bool FollowsOperator(string sql, int start) => start > 0 && sql[start - 1] is '<' or '@';
 
         private static char At(string sql, int index) => index < sql.Length ? sql[index] : '\0';
 
