@@ -115,7 +115,7 @@ cmd_run() {
     echo "PostgreSQL (.data/postgres) keeps running after the API stops; stop it with: ./build.sh stop-db"
   fi
   echo "Press Ctrl-C to stop the API."
-  exec dotnet "$dll" --urls "$url"
+  exec dotnet "$dll" --urls "$url" --contentRoot "$(dirname "$dll")"
 }
 
 cmd_stop_db() {
