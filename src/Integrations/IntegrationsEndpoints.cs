@@ -29,6 +29,7 @@ public static class IntegrationsEndpoints
         app.MapGovernanceApi();
         app.MapCredentialsApi();
         app.MapMcpServersApi();
+        Features.Datasources.DatasourcesEndpoints.MapDatasources(app);
         return app;
     }
 }

@@ -52,6 +52,7 @@ public static class IntegrationsServiceCollection
         services.AddScoped<AuditTrail>();
         services.AddScoped<IntegrationLifecycle>();
         services.AddGovernance();
+        Features.Datasources.DatasourcesServiceCollection.AddDatasources(services);
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
         services.AddScoped<IMediator, Mediator>();

@@ -1,0 +1,231 @@
+using System.Data;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Integrations.Common;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Integrations.Infrastructure.Datasources;
+
+public sealed record ColumnInfo(string Name, string Type);
+
+public sealed record ProbeResult(string ServerVersion, string User);
+
+public sealed record QueryRows(IReadOnlyList<ColumnInfo> Columns, IReadOnlyList<JsonNode?[]> Rows, bool Truncated);
+
+/// <summary>
+/// Everything the gateway runs on a datasource happens here, each time in a fresh READ ONLY transaction with
+/// <c>statement_timeout</c> set, rolled back at the end: the probe, the definition check of a template (the
+/// datasource prepares it, which refuses several statements, and plans it, which shows any data-modifying or
+/// row-locking part and every function it calls), and a template's run with bound, typed parameters and a row cap.
+/// </summary>
+public sealed partial class SqlGateway(DatasourceConnections connections)
+{
+    public Task<Result<ProbeResult>> ProbeAsync(DatasourceTarget target, string password, int timeoutMs, CancellationToken ct) =>
+        ReadOnlyAsync(target, password, timeoutMs, ct, async (connection, transaction) =>
+        {
+            await using var command = new NpgsqlCommand("SELECT current_setting('server_version'), current_user::text", connection, transaction);
+            await using var reader = await command.ExecuteReaderAsync(ct);
+            await reader.ReadAsync(ct);
+            return Result<ProbeResult>.Ok(new ProbeResult(reader.GetString(0), reader.GetString(1)));
+        });
+
+    /// <summary>
+    /// The datasource's verdict on a template: its result columns, or why it is refused (a validation error on
+    /// <c>sql</c>). A connection problem is the datasource's failure (upstream_error/timeout), not the template's.
+    /// </summary>
+    public Task<Result<IReadOnlyList<ColumnInfo>>> DescribeAsync(
+        DatasourceTarget target, string password, CheckedTemplate template, IReadOnlyList<string> parameterTypes, int timeoutMs, CancellationToken ct) =>
+        ReadOnlyAsync(target, password, timeoutMs, ct, async (connection, transaction) =>
+        {
+            try
+            {
+                string plan;
+                await using (var explain = Batch(connection, transaction, "EXPLAIN (VERBOSE, FORMAT JSON) " + template.PositionalSql,
+                                 parameterTypes, parameterTypes.Select(_ => (object)DBNull.Value).ToList(), timeoutMs))
+                {
+                    plan = (string)(await explain.ExecuteScalarAsync(ct))!;
+                }
+                if (RefusalInPlan(plan) is { } refusal) return Result<IReadOnlyList<ColumnInfo>>.Fail(Error.Validation("sql", refusal));
+
+                await using var describe = Batch(connection, transaction, Wrap(template, 0), parameterTypes,
+                    parameterTypes.Select(_ => (object)DBNull.Value).ToList(), timeoutMs);
+                await using var reader = await describe.ExecuteReaderAsync(CommandBehavior.SchemaOnly, ct);
+                return Result<IReadOnlyList<ColumnInfo>>.Ok(Columns(reader));
+            }
+            catch (PostgresException e) when (e.SqlState != PostgresErrorCodes.QueryCanceled)
+            {
+                return Result<IReadOnlyList<ColumnInfo>>.Fail(Error.Validation("sql", $"The datasource refused the template ({e.SqlState}): {e.MessageText}"));
+            }
+        });
+
+    /// <summary>Runs a checked template with its values bound as typed parameters; at most <paramref name="rowLimit"/> rows come back.</summary>
+    public Task<Result<QueryRows>> RunAsync(
+        DatasourceTarget target, string password, CheckedTemplate template, IReadOnlyList<string> parameterTypes,
+        IReadOnlyList<object> values, int rowLimit, int timeoutMs, CancellationToken ct) =>
+        ReadOnlyAsync(target, password, timeoutMs, ct, async (connection, transaction) =>
+        {
+            await using var batch = Batch(connection, transaction, Wrap(template, rowLimit + 1), parameterTypes, values, timeoutMs);
+            await using var reader = await batch.ExecuteReaderAsync(ct);
+            var columns = Columns(reader);
+            var rows = new List<JsonNode?[]>();
+            var truncated = false;
+            while (await reader.ReadAsync(ct))
+            {
+                if (rows.Count == rowLimit)
+                {
+                    truncated = true;
+                    break;
+                }
+                var row = new JsonNode?[columns.Count];
+                for (var i = 0; i < columns.Count; i++)
+                {
+                    try
+                    {
+                        row[i] = reader.IsDBNull(i) ? null : ToJson(reader.GetValue(i), columns[i].Type);
+                    }
+                    catch (Exception e) when (e is InvalidCastException or NotSupportedException)
+                    {
+                        return Result<QueryRows>.Fail(Error.UpstreamError(
+                            $"The column '{columns[i].Name}' has type '{columns[i].Type}', which the gateway cannot read: cast it to text in the template."));
+                    }
+                }
+                rows.Add(row);
+            }
+            return Result<QueryRows>.Ok(new QueryRows(columns, rows, truncated));
+        });
+
+    /// <summary>
+    /// The row cap is part of the statement, so the datasource stops producing rows; as a subquery the template
+    /// also meets PostgreSQL's own rule that a data-modifying WITH must be at the top level.
+    /// The newline keeps a trailing line comment in the template from swallowing the wrapper.
+    /// </summary>
+    private static string Wrap(CheckedTemplate template, int limit) =>
+        $"SELECT * FROM (\n{template.PositionalSql}\n) AS gateway_result" + (limit > 0 ? $" LIMIT {limit}" : string.Empty);
+
+    private async Task<Result<T>> ReadOnlyAsync<T>(DatasourceTarget target, string password, int timeoutMs, CancellationToken ct,
+        Func<NpgsqlConnection, NpgsqlTransaction, Task<Result<T>>> work)
+    {
+        var opened = await connections.OpenAsync(target, password, ct);
+        if (!opened.IsSuccess) return opened.Error!;
+        await using var connection = opened.Value;
+        try
+        {
+            await using var transaction = await connection.BeginTransactionAsync(ct);
+            // Integers only: nothing a caller sent is part of this text.
+            var setup = string.Create(CultureInfo.InvariantCulture, $"""
+                SET TRANSACTION READ ONLY;
+                SET LOCAL statement_timeout = {timeoutMs};
+                SET LOCAL lock_timeout = {timeoutMs};
+                SET LOCAL idle_in_transaction_session_timeout = {timeoutMs + 30_000};
+                SET LOCAL standard_conforming_strings = on
+                """);
+            await using (var command = new NpgsqlCommand(setup, connection, transaction))
+            {
+                await command.ExecuteNonQueryAsync(ct);
+            }
+            return await work(connection, transaction);
+        }
+        catch (Exception e) when (!ct.IsCancellationRequested && DatasourceErrors.From(e, target, timeoutMs) is { } error)
+        {
+            return error;
+        }
+    }
+
+    private static NpgsqlBatch Batch(NpgsqlConnection connection, NpgsqlTransaction transaction, string sql,
+        IReadOnlyList<string> parameterTypes, IReadOnlyList<object> values, int timeoutMs)
+    {
+        // A batch command is sent as written (no client-side splitting or rewriting), with positional parameters only.
+        var command = new NpgsqlBatchCommand(sql);
+        for (var i = 0; i < parameterTypes.Count; i++)
+        {
+            command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = QueryParameterTypes.DbType(parameterTypes[i]), Value = values[i] });
+        }
+        return new NpgsqlBatch(connection, transaction)
+        {
+            BatchCommands = { command },
+            Timeout = (int)Math.Ceiling(timeoutMs / 1000.0) + 5,
+        };
+    }
+
+    private static List<ColumnInfo> Columns(NpgsqlDataReader reader)
+    {
+        var columns = new List<ColumnInfo>(reader.FieldCount);
+        for (var i = 0; i < reader.FieldCount; i++) columns.Add(new ColumnInfo(reader.GetName(i), reader.GetDataTypeName(i)));
+        return columns;
+    }
+
+    /// <summary>
+    /// Reads the datasource's plan: a ModifyTable node is a data-modifying part, LockRows a row lock, and a denied
+    /// function may appear in any expression even when a view or an inlined SQL function hid it from the text.
+    /// </summary>
+    internal static string? RefusalInPlan(string planJson)
+    {
+        using var document = JsonDocument.Parse(planJson);
+        return Walk(document.RootElement);
+
+        static string? Walk(JsonElement element)
+        {
+            switch (element.ValueKind)
+            {
+                case JsonValueKind.Object:
+                    if (element.TryGetProperty("Node Type", out var node) && node.GetString() is "ModifyTable" or "LockRows")
+                    {
+                        return node.GetString() == "ModifyTable"
+                            ? "The template modifies data (the datasource plans an INSERT, UPDATE, DELETE or MERGE): only reads can run."
+                            : "The template locks rows (FOR UPDATE / FOR SHARE): only plain reads can run.";
+                    }
+                    foreach (var property in element.EnumerateObject())
+                    {
+                        if (Walk(property.Value) is { } found) return found;
+                    }
+                    return null;
+                case JsonValueKind.Array:
+                    foreach (var item in element.EnumerateArray())
+                    {
+                        if (Walk(item) is { } found) return found;
+                    }
+                    return null;
+                case JsonValueKind.String:
+                    foreach (Match call in FunctionCall().Matches(element.GetString()!))
+                    {
+                        var name = call.Groups[1].Value.ToLowerInvariant();
+                        if (SqlTemplateGuard.IsDeniedFunction(name))
+                        {
+                            return $"The template calls '{name}' (seen in the datasource's plan), which is not allowed.";
+                        }
+                    }
+                    return null;
+                default:
+                    return null;
+            }
+        }
+    }
+
+    [GeneratedRegex(@"([A-Za-z_][A-Za-z0-9_$]*)\s*\(")]
+    private static partial Regex FunctionCall();
+
+    private static JsonNode? ToJson(object value, string type) => value switch
+    {
+        string s when type is "json" or "jsonb" => JsonNode.Parse(s),
+        string s => JsonValue.Create(s),
+        bool b => JsonValue.Create(b),
+        short n => JsonValue.Create(n),
+        int n => JsonValue.Create(n),
+        long n => JsonValue.Create(n),
+        decimal n => JsonValue.Create(n),
+        float f when float.IsFinite(f) => JsonValue.Create(f),
+        double d when double.IsFinite(d) => JsonValue.Create(d),
+        DateTime { Kind: DateTimeKind.Utc } t => JsonValue.Create(t.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF'Z'", CultureInfo.InvariantCulture)),
+        DateTime t => JsonValue.Create(t.ToString("yyyy-MM-dd'T'HH:mm:ss.FFFFFFF", CultureInfo.InvariantCulture)),
+        DateTimeOffset t => JsonValue.Create(t.ToString("O", CultureInfo.InvariantCulture)),
+        DateOnly d => JsonValue.Create(d.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture)),
+        TimeOnly t => JsonValue.Create(t.ToString("HH:mm:ss.FFFFFFF", CultureInfo.InvariantCulture)),
+        Guid g => JsonValue.Create(g.ToString()),
+        byte[] bytes => JsonValue.Create(Convert.ToBase64String(bytes)),
+        Array array => new JsonArray(array.Cast<object?>().Select(item => item is null or DBNull ? null : ToJson(item, type.TrimEnd('[', ']'))).ToArray()),
+        _ => JsonValue.Create(Convert.ToString(value, CultureInfo.InvariantCulture)),
+    };
+}
