@@ -83,9 +83,10 @@ public sealed class ServiceHost : IAsyncDisposable
 
     public NpgsqlDataSource DataSource => Services.GetRequiredService<NpgsqlDataSource>();
 
-    public static async Task<ServiceHost> StartAsync(IDictionary<string, string?>? settings = null, Action<IServiceCollection>? configure = null)
+    public static async Task<ServiceHost> StartAsync(
+        IDictionary<string, string?>? settings = null, Action<IServiceCollection>? configure = null, string? connectionString = null)
     {
-        var connectionString = await TestEnvironment.ConnectionStringAsync();
+        connectionString ??= await TestEnvironment.ConnectionStringAsync();
         var services = new ServiceCollection();
         var configuration = TestEnvironment.Configuration(connectionString, settings);
         services.AddSingleton(configuration);

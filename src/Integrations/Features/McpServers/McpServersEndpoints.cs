@@ -21,6 +21,8 @@ public static class McpServersEndpoints
         CheckMcpServerHealth.Map(servers);
         ListMcpServerTools.Map(servers);
         UpdateMcpTool.Map(servers);
+        InvokeMcpTool.Map(servers);
+        ListToolInvocations.Map(servers);
         return app;
     }
 

@@ -45,9 +45,10 @@ public sealed class AuditTrail(CallerContext caller)
         """;
 
     /// <summary>Appends events to the tenant's chain on <paramref name="connection"/>, in its current transaction.</summary>
-    public static async Task WriteAsync(NpgsqlConnection connection, Caller caller, IReadOnlyList<AuditEvent> events, CancellationToken ct)
+    public static async Task WriteAsync(
+        NpgsqlConnection connection, Caller caller, IReadOnlyList<AuditEvent> events, CancellationToken ct, string? correlationId = null)
     {
-        var correlationId = Activity.Current?.TraceId.ToString();
+        correlationId ??= Activity.Current?.TraceId.ToString();
         foreach (var e in events)
         {
             var args = new

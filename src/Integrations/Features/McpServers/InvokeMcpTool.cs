@@ -1,0 +1,355 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Dapper;
+using FluentValidation;
+using Integrations.Common;
+using Integrations.Infrastructure.Audit;
+using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Governance;
+using Integrations.Infrastructure.Http;
+using Integrations.Infrastructure.Mcp;
+using Integrations.Infrastructure.Vault;
+using MediatR;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
+using ModelContextProtocol;
+using ModelContextProtocol.Protocol;
+using Npgsql;
+
+namespace Integrations.Features.McpServers;
+
+/// <summary>
+/// The governed tool call. In order: audit <c>requested</c>; policy (tool state, deny list, risk ceiling, input schema,
+/// rate limits) → audit <c>denied</c> with the rule and a <c>denied</c> invocation row, or audit <c>allowed</c>; the
+/// server's credential through the vault; audit <c>started</c>; <c>tools/call</c> over the pooled session with a
+/// deadline, never retried once sent; audit <c>completed</c> or <c>failed</c> with one immutable invocation row and,
+/// on failure, an incident. Every event of one call carries the invocation id as its correlation id. If the audit
+/// trail cannot be written before the call, the call does not happen (503).
+/// </summary>
+public static class InvokeMcpTool
+{
+    public const string SubjectType = "mcp_tool";
+    public const string TenantRateKey = "tenant";
+
+    public sealed record Body(JsonElement Arguments = default, string? RunId = null, int? TimeoutMs = null);
+
+    public sealed record Command(Guid ServerId, Guid ToolId, JsonElement Arguments = default, string? RunId = null, int? TimeoutMs = null)
+        : IOperation<Response>
+    {
+        public static string Operation => "tools.invoke";
+        public static string Scope => Scopes.Invoke;
+    }
+
+    /// <summary><c>Outcome</c> is <c>completed</c> or <c>tool_error</c> here; failures answer as problems carrying the invocation id.</summary>
+    public sealed record Response(
+        Guid InvocationId, string Outcome, double DurationMs, JsonElement Content, JsonElement? StructuredContent, bool IsError);
+
+    internal sealed class Validator : AbstractValidator<Command>
+    {
+        public Validator(McpOptions options)
+        {
+            RuleFor(x => x.Arguments).Must(a => a.ValueKind is JsonValueKind.Object or JsonValueKind.Undefined or JsonValueKind.Null)
+                .WithMessage("Arguments must be a JSON object.");
+            RuleFor(x => x.RunId).MaximumLength(200);
+            RuleFor(x => x.TimeoutMs).InclusiveBetween(1, (int)options.CallTimeout.TotalMilliseconds)
+                .WithMessage($"Timeout must be between 1 and {(int)options.CallTimeout.TotalMilliseconds} ms.");
+        }
+    }
+
+    internal sealed class Target
+    {
+        public Guid ToolId { get; init; }
+        public required string ToolName { get; init; }
+        public required string InputSchema { get; init; }
+        public required string DefinitionHash { get; init; }
+        public required string ApprovedHash { get; init; }
+        public required string RiskLevel { get; init; }
+        public bool Enabled { get; init; }
+        public required string ToolStatus { get; init; }
+        public int? RateLimitPerMinute { get; init; }
+        public Guid ServerId { get; init; }
+        public required string ServerName { get; init; }
+        public required string Url { get; init; }
+        public required string Transport { get; init; }
+        public string? CredentialRef { get; init; }
+        public required string AuthHeader { get; init; }
+        public required string ServerStatus { get; init; }
+    }
+
+    internal sealed class Handler(
+        TenantSession session,
+        CallerContext caller,
+        ToolPolicyStore policies,
+        RateLimiter rateLimiter,
+        ArgumentValidator argumentValidator,
+        CredentialResolver credentials,
+        McpSessions sessions,
+        IncidentRecorder incidents,
+        ILogger<Handler> logger) : IRequestHandler<Command, Result<Response>>
+    {
+        private const string TargetSql = """
+            SELECT t.id AS tool_id, t.name AS tool_name, t.input_schema::text AS input_schema, t.definition_hash, t.approved_hash,
+                   t.risk_level, t.enabled, t.status AS tool_status, t.rate_limit_per_minute,
+                   s.id AS server_id, s.name AS server_name, s.url, s.transport, s.credential_ref, s.auth_header, s.status AS server_status
+            FROM mcp_tools t JOIN mcp_servers s ON s.tenant_id = t.tenant_id AND s.id = t.server_id
+            WHERE t.tenant_id = @TenantId AND t.id = @ToolId AND t.server_id = @ServerId AND s.deleted_at IS NULL
+            """;
+
+        private const string InvocationSql = """
+            INSERT INTO mcp_tool_invocations (id, tenant_id, server_id, tool_id, tool_name, run_id, caller, input_hash, output_hash,
+                outcome, decision_reason, error, duration_ms, started_at, finished_at, incident_id)
+            VALUES (@Id, @TenantId, @ServerId, @ToolId, @ToolName, @RunId, @Caller, @InputHash, @OutputHash,
+                @Outcome, @DecisionReason, @Error, @DurationMs, @StartedAt, @FinishedAt, @IncidentId)
+            """;
+
+        public async Task<Result<Response>> Handle(Command request, CancellationToken ct)
+        {
+            var call = new Call(request, caller.Required);
+
+            // 1-2: requested, the policy decision and (when denied) the invocation row commit together before anything else.
+            Result<Target> admitted;
+            try
+            {
+                admitted = await AdmitAsync(call, ct);
+            }
+            catch (Exception e) when (e is NpgsqlException or TimeoutException)
+            {
+                logger.LogError(e, "The audit trail could not be written before tool call {InvocationId}; the call was not made.", call.Id);
+                return Error.Unavailable("The audit trail cannot be written right now, so the tool was not called. Try again later.");
+            }
+            if (!admitted.IsSuccess) return WithInvocation(admitted.Error!, call.Id);
+            var target = admitted.Value;
+
+            // 3: the server's own credential, through the vault (grant checked, access logged); never the caller's key.
+            McpServerAuth? auth = null;
+            if (target.CredentialRef is not null)
+            {
+                var resolved = await credentials.ResolveAsync(new CredentialAccessor(CredentialAccessor.McpServer, target.ServerId),
+                    target.CredentialRef, Command.Operation, ct);
+                var header = resolved.IsSuccess ? McpServer.AuthFrom(resolved.Value, target.AuthHeader) : Result<McpServerAuth?>.Fail(resolved.Error!);
+                if (!header.IsSuccess)
+                {
+                    await FinishAsync(call, target, "failed", header.Error!.Detail, null, ct, reason: "credential_unavailable");
+                    return WithInvocation(header.Error!, call.Id);
+                }
+                auth = header.Value;
+            }
+
+            // 4: started is on record before the request leaves.
+            try
+            {
+                await AppendAsync(call, [Event(call, target, "tool.invocation.started", new { Timeout = call.Timeout?.TotalMilliseconds })], ct);
+            }
+            catch (Exception e) when (e is NpgsqlException or TimeoutException)
+            {
+                logger.LogError(e, "The audit trail could not be written before tool call {InvocationId}; the call was not made.", call.Id);
+                return Error.Unavailable("The audit trail cannot be written right now, so the tool was not called. Try again later.");
+            }
+
+            var endpoint = new McpEndpoint(call.Caller.TenantId, target.ServerId, new Uri(target.Url), auth, target.Transport);
+            var arguments = call.Arguments.ValueKind == JsonValueKind.Object
+                ? call.Arguments.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.Clone())
+                : new Dictionary<string, JsonElement>();
+            var result = await sessions.CallToolAsync(endpoint, target.ToolName, arguments, call.Timeout, ct);
+
+            // 5: the outcome, its invocation row and (on failure) its incident, in one commit.
+            if (!result.IsSuccess)
+            {
+                var outcome = result.Error!.Code == "upstream_timeout" ? "timeout" : "failed";
+                await FinishAsync(call, target, outcome, result.Error.Detail, null, CancellationToken.None);
+                return WithInvocation(result.Error, call.Id);
+            }
+            var toolResult = result.Value;
+            var payload = JsonSerializer.SerializeToElement(toolResult, McpJsonUtilities.DefaultOptions);
+            var isError = toolResult.IsError == true;
+            var duration = await FinishAsync(call, target, isError ? "tool_error" : "completed", isError ? FirstText(toolResult) : null,
+                CanonicalJson.Sha256(payload), CancellationToken.None);
+            return new Response(call.Id, isError ? "tool_error" : "completed", duration,
+                payload.TryGetProperty("content", out var content) ? content.Clone() : JsonDocument.Parse("[]").RootElement.Clone(),
+                payload.TryGetProperty("structuredContent", out var structured) ? structured.Clone() : null,
+                isError);
+        }
+
+        private async Task<Result<Target>> AdmitAsync(Call call, CancellationToken ct)
+        {
+            var connection = await session.ConnectionAsync(ct);
+            var target = await connection.QuerySingleOrDefaultAsync<Target>(new CommandDefinition(TargetSql,
+                new { call.Caller.TenantId, call.Request.ToolId, call.Request.ServerId }, cancellationToken: ct));
+            var requested = new AuditEvent("tool.invocation.requested", SubjectType, call.Request.ToolId.ToString(), new
+            {
+                InvocationId = call.Id, call.Request.ServerId, ToolName = target?.ToolName, call.Request.RunId, call.InputHash,
+            });
+            if (target is null)
+            {
+                await AuditTrail.WriteAsync(connection, call.Caller, [requested,
+                    new AuditEvent("tool.invocation.denied", SubjectType, call.Request.ToolId.ToString(), new { InvocationId = call.Id, Rule = "not_found" })],
+                    ct, call.CorrelationId);
+                await session.CommitAsync(ct);
+                return Error.NotFound("MCP tool");
+            }
+
+            var (denial, rule) = await DecideAsync(connection, call, target, ct);
+            if (denial is null)
+            {
+                await AuditTrail.WriteAsync(connection, call.Caller,
+                    [requested, Event(call, target, "tool.invocation.allowed", new { target.RiskLevel })], ct, call.CorrelationId);
+                await session.CommitAsync(ct);
+                return target;
+            }
+
+            await AuditTrail.WriteAsync(connection, call.Caller,
+                [requested, Event(call, target, "tool.invocation.denied", new { Rule = rule, Reason = denial.Detail })], ct, call.CorrelationId);
+            await InsertInvocationAsync(connection, call, target, "denied", denial.Detail, null, null, rule, ct);
+            await session.CommitAsync(ct);
+            return WithExtension(denial, "rule", rule);
+        }
+
+        /// <summary>The first rule that refuses the call, or (null, null) when every rule allows it.</summary>
+        private async Task<(Error? Denial, string? Rule)> DecideAsync(NpgsqlConnection connection, Call call, Target target, CancellationToken ct)
+        {
+            if (target.ServerStatus == "disabled")
+            {
+                return Deny("server_disabled", $"The MCP server '{target.ServerName}' is disabled.");
+            }
+            if (target.ToolStatus == McpTool.Removed)
+            {
+                return Deny("tool_removed", $"The tool '{target.ToolName}' is no longer offered by its server.");
+            }
+            if (target.ToolStatus == McpTool.Drifted || target.DefinitionHash != target.ApprovedHash)
+            {
+                return Deny("tool_drifted", $"The definition of '{target.ToolName}' changed since it was approved; approve it again before calling it.");
+            }
+            if (!target.Enabled)
+            {
+                return Deny("tool_disabled", $"The tool '{target.ToolName}' is disabled.");
+            }
+
+            var policy = await policies.GetAsync(connection, call.Caller.TenantId, ct);
+            var decision = policy.Evaluate(target.ServerName, target.ServerId, target.ToolName, target.RiskLevel);
+            if (!decision.Allowed) return Deny(decision.Rule!, decision.Reason!);
+
+            var schemaErrors = await argumentValidator.ValidateAsync(target.DefinitionHash, target.InputSchema, call.ArgumentsJson);
+            if (schemaErrors.Count > 0)
+            {
+                return (Error.Validation(schemaErrors, $"The arguments do not match the input schema of '{target.ToolName}'."), "input_schema");
+            }
+
+            var toolLimit = target.RateLimitPerMinute ?? policy.DefaultRateLimitPerMinute;
+            if (toolLimit is { } perTool)
+            {
+                var counted = await rateLimiter.AcquireAsync(connection, call.Caller.TenantId, $"tool:{target.ToolId}", perTool, ct);
+                if (!counted.Allowed)
+                {
+                    return (Error.RateLimited(counted.RetryAfter, $"The tool '{target.ToolName}' allows {perTool} calls per minute."), "tool_rate_limit");
+                }
+            }
+            if (policy.TenantRateLimitPerMinute is { } perTenant)
+            {
+                var counted = await rateLimiter.AcquireAsync(connection, call.Caller.TenantId, TenantRateKey, perTenant, ct);
+                if (!counted.Allowed)
+                {
+                    return (Error.RateLimited(counted.RetryAfter, $"The tenant allows {perTenant} governed calls per minute."), "tenant_rate_limit");
+                }
+            }
+            return (null, null);
+
+            static (Error?, string?) Deny(string rule, string detail) => (Error.PolicyDenied(rule, detail), rule);
+        }
+
+        private async Task<double> FinishAsync(
+            Call call, Target target, string outcome, string? error, string? outputHash, CancellationToken ct, string? reason = null)
+        {
+            var duration = call.Elapsed;
+            var failed = outcome is "failed" or "timeout";
+            var connection = await session.ConnectionAsync(ct);
+            RecordedIncident? incident = failed && reason is null
+                ? await incidents.OpenOrBumpAsync(connection, call.Caller.TenantId, new IncidentReport(
+                    "tool_failure", outcome == "timeout" ? "medium" : "high", SubjectType, target.ToolId.ToString(),
+                    $"tool_failure:{target.ServerId}/{target.ToolName}", $"{target.ServerName}/{target.ToolName}: {error}"), ct)
+                : null;
+            await AuditTrail.WriteAsync(connection, call.Caller, [Event(call, target, failed ? "tool.invocation.failed" : "tool.invocation.completed", new
+            {
+                Outcome = outcome, DurationMs = duration, OutputHash = outputHash, Error = error, IncidentId = incident?.Id,
+            })], ct, call.CorrelationId);
+            await InsertInvocationAsync(connection, call, target, outcome, error, outputHash, incident?.Id, reason, ct, duration);
+            await session.CommitAsync(ct);
+            return duration;
+        }
+
+        private Task InsertInvocationAsync(NpgsqlConnection connection, Call call, Target target, string outcome, string? error,
+            string? outputHash, Guid? incidentId, string? reason, CancellationToken ct, double? durationMs = null) =>
+            connection.ExecuteAsync(new CommandDefinition(InvocationSql, new
+            {
+                call.Id,
+                call.Caller.TenantId,
+                target.ServerId,
+                target.ToolId,
+                target.ToolName,
+                call.Request.RunId,
+                Caller = call.Caller.Actor,
+                call.InputHash,
+                OutputHash = outputHash,
+                Outcome = outcome,
+                DecisionReason = reason,
+                Error = error is { Length: > 2000 } ? error[..2000] : error,
+                DurationMs = durationMs ?? call.Elapsed,
+                call.StartedAt,
+                FinishedAt = DateTime.UtcNow,
+                IncidentId = incidentId,
+            }, cancellationToken: ct));
+
+        private async Task AppendAsync(Call call, IReadOnlyList<AuditEvent> events, CancellationToken ct)
+        {
+            var connection = await session.ConnectionAsync(ct);
+            await AuditTrail.WriteAsync(connection, call.Caller, events, ct, call.CorrelationId);
+            await session.CommitAsync(ct);
+        }
+
+        private static AuditEvent Event(Call call, Target target, string action, object details) =>
+            new(action, SubjectType, target.ToolId.ToString(), new { InvocationId = call.Id, target.ServerId, target.ToolName, Details = details });
+
+        private static string? FirstText(CallToolResult result) =>
+            result.Content.OfType<TextContentBlock>().FirstOrDefault()?.Text is { } text ? (text.Length > 500 ? text[..500] : text) : "The tool reported an error.";
+
+        private static Error WithInvocation(Error error, Guid invocationId) => WithExtension(error, "invocation_id", invocationId);
+
+        private static Error WithExtension(Error error, string key, object? value) => error with
+        {
+            Extensions = new Dictionary<string, object?>(error.Extensions ?? new Dictionary<string, object?>()) { [key] = value },
+        };
+    }
+
+    /// <summary>One call's identity and timing: its id doubles as the correlation id of all its audit events.</summary>
+    private sealed class Call(Command request, Caller caller)
+    {
+        private readonly long _started = Stopwatch.GetTimestamp();
+
+        public Guid Id { get; } = Guid.CreateVersion7();
+        public Command Request { get; } = request;
+        public Caller Caller { get; } = caller;
+        public DateTime StartedAt { get; } = DateTime.UtcNow;
+        public JsonElement Arguments => Request.Arguments;
+        public string ArgumentsJson => Request.Arguments.ValueKind == JsonValueKind.Object ? Request.Arguments.GetRawText() : "{}";
+        public string InputHash { get; } = CanonicalJson.Sha256(
+            request.Arguments.ValueKind == JsonValueKind.Object ? request.Arguments : JsonDocument.Parse("{}").RootElement);
+        public TimeSpan? Timeout => Request.TimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : null;
+        public string CorrelationId => Id.ToString();
+        public double Elapsed => Math.Round(Stopwatch.GetElapsedTime(_started).TotalMilliseconds, 3);
+    }
+
+    internal static void Map(RouteGroupBuilder group) =>
+        group.MapPost("/{id:guid}/tools/{toolId:guid}/invoke", async (Guid id, Guid toolId, Body body, IMediator mediator, HttpContext http) =>
+                (await mediator.Send(new Command(id, toolId, body.Arguments, body.RunId, body.TimeoutMs), http.RequestAborted)).ToHttp(http))
+            .WithName(Command.Operation)
+            .WithSummary("Call a tool under governance: policy, rate limits, input schema, the server's credential from the vault, audit, incidents.")
+            .Produces<Response>()
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status403Forbidden)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests)
+            .ProducesProblem(StatusCodes.Status502BadGateway)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .ProducesProblem(StatusCodes.Status504GatewayTimeout);
+}
