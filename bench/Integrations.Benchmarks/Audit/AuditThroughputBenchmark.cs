@@ -46,16 +46,17 @@ public sealed class AuditThroughputBenchmark(BenchSettings settings, Report repo
         var runs = new List<RunResult>();
 
         var many = Tenants("audit-m", settings.AuditTenants);
-        runs.Add(await RunAsync("many tenants", "mediator", connectionString, service, many, settings.AuditSeconds, postmaster, null,
+        if (settings.AuditRuns.Contains("mediator-many")) runs.Add(await RunAsync("many tenants", "mediator", connectionString, service, many, settings.AuditSeconds, postmaster, null,
             (caller, tenant, seq) => CreateViaMediator(service, many[tenant], caller, seq)));
 
         var single = Tenants("audit-s", 1);
-        runs.Add(await RunAsync("one tenant", "mediator", connectionString, service, single, settings.AuditSingleTenantSeconds, postmaster, null,
+        if (settings.AuditRuns.Contains("mediator-one")) runs.Add(await RunAsync("one tenant", "mediator", connectionString, service, single, settings.AuditSingleTenantSeconds, postmaster, null,
             (caller, tenant, seq) => CreateViaMediator(service, single[tenant], caller, seq)));
 
         var overHttp = Tenants("audit-h", settings.AuditTenants);
-        await using (var api = await ApiProcess.StartReadyAsync(settings, connectionString, "api-audit"))
+        if (settings.AuditRuns.Contains("http-many"))
         {
+            await using var api = await ApiProcess.StartReadyAsync(settings, connectionString, "api-audit");
             var keys = new List<string>();
             foreach (var tenant in overHttp)
             {

@@ -36,6 +36,7 @@ public sealed class BenchSettings
     public required int AuditSingleTenantSeconds { get; init; }
     public required int AuditHttpSeconds { get; init; }
     public required int AuditWarmupSeconds { get; init; }
+    public required IReadOnlyList<string> AuditRuns { get; init; }
 
     // 3. pipeline overhead (BenchmarkDotNet)
     public required int PipelineIterations { get; init; }
@@ -80,6 +81,7 @@ public sealed class BenchSettings
             AuditSingleTenantSeconds = Int("BENCH_AUDIT_SINGLE_TENANT_SECONDS", 30, 3),
             AuditHttpSeconds = Int("BENCH_AUDIT_HTTP_SECONDS", 60, 4),
             AuditWarmupSeconds = Int("BENCH_AUDIT_WARMUP_SECONDS", 5, 1),
+            AuditRuns = Str("BENCH_AUDIT_RUNS", "mediator-many,mediator-one,http-many").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
 
             PipelineIterations = Int("BENCH_PIPELINE_ITERATIONS", 15, 3),
             PipelineWarmups = Int("BENCH_PIPELINE_WARMUPS", 5, 1),
