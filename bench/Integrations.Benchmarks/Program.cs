@@ -18,6 +18,11 @@ var failed = false;
 Directory.CreateDirectory(settings.OutputDirectory);
 
 var connectionString = await InProcessService.CreateMigratedDatabaseAsync(settings.AdminConnectionString, "bench");
+if (settings.ServiceConnectionOptions.Length > 0)
+{
+    connectionString += ";" + settings.ServiceConnectionOptions;
+    report.Note($"The service under test ran with the extra connection-string options `{settings.ServiceConnectionOptions}`.");
+}
 await using (var connection = new NpgsqlConnection(connectionString))
 {
     machine.PostgresVersion = (await connection.ExecuteScalarAsync<string>("SELECT version()"))!.Split(" on ")[0];

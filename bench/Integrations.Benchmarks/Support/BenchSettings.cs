@@ -18,6 +18,8 @@ public sealed class BenchSettings
     public required string ReportPath { get; init; }
     public required string Command { get; init; }
     public required bool PgFast { get; init; }
+    /// <summary>Extra Npgsql connection-string options for the service under test (in process and the API host), e.g. "Max Auto Prepare=32".</summary>
+    public required string ServiceConnectionOptions { get; init; }
 
     // 1. integrations.query at scale
     public required int SeedRows { get; init; }
@@ -65,6 +67,7 @@ public sealed class BenchSettings
             ReportPath = Required("BENCH_REPORT"),
             Command = Str("BENCH_COMMAND", "./build.sh bench"),
             PgFast = Str("INTEGRATIONS_PG_FAST", "0") == "1",
+            ServiceConnectionOptions = Str("BENCH_SERVICE_CONNECTION_OPTIONS", ""),
 
             SeedRows = Int("BENCH_SEED_ROWS", 1_000_000, 20_000),
             SeedTenants = Int("BENCH_SEED_TENANTS", 10_000, 200),
