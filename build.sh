@@ -296,6 +296,7 @@ cmd_bench() {
   BENCH_PROFILE=$([ "$smoke" = 1 ] && echo smoke || echo full) \
   BENCH_STAGES=$stages BENCH_DB=$db BENCH_API_DLL=$(api_dll) BENCH_OUT=$out BENCH_REPORT=$report \
   BENCH_COMMAND=$invocation \
+  BENCH_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')" \
     dotnet "$runner"
   echo "Raw output (API host logs, BenchmarkDotNet artifacts, report.md): $out" >&2
 }

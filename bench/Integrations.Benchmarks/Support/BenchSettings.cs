@@ -17,6 +17,7 @@ public sealed class BenchSettings
     public required string OutputDirectory { get; init; }
     public required string ReportPath { get; init; }
     public required string Command { get; init; }
+    public required string Commit { get; init; }
     public required bool PgFast { get; init; }
     /// <summary>Extra Npgsql connection-string options for the service under test (in process and the API host), e.g. "Max Auto Prepare=32".</summary>
     public required string ServiceConnectionOptions { get; init; }
@@ -38,6 +39,7 @@ public sealed class BenchSettings
     public required int AuditSingleTenantSeconds { get; init; }
     public required int AuditHttpSeconds { get; init; }
     public required int AuditWarmupSeconds { get; init; }
+    public required int AuditCompareSeconds { get; init; }
     public required IReadOnlyList<string> AuditRuns { get; init; }
 
     // 3. pipeline overhead (BenchmarkDotNet)
@@ -66,6 +68,7 @@ public sealed class BenchSettings
             OutputDirectory = Required("BENCH_OUT"),
             ReportPath = Required("BENCH_REPORT"),
             Command = Str("BENCH_COMMAND", "./build.sh bench"),
+            Commit = Str("BENCH_COMMIT", "?"),
             PgFast = Str("INTEGRATIONS_PG_FAST", "0") == "1",
             ServiceConnectionOptions = Str("BENCH_SERVICE_CONNECTION_OPTIONS", ""),
 
@@ -84,7 +87,8 @@ public sealed class BenchSettings
             AuditSingleTenantSeconds = Int("BENCH_AUDIT_SINGLE_TENANT_SECONDS", 30, 3),
             AuditHttpSeconds = Int("BENCH_AUDIT_HTTP_SECONDS", 60, 4),
             AuditWarmupSeconds = Int("BENCH_AUDIT_WARMUP_SECONDS", 5, 1),
-            AuditRuns = Str("BENCH_AUDIT_RUNS", "mediator-many,mediator-one,http-many").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
+            AuditCompareSeconds = Int("BENCH_AUDIT_COMPARE_SECONDS", 20, 3),
+            AuditRuns = Str("BENCH_AUDIT_RUNS", "mediator-many,mediator-many-unprepared,mediator-one,http-many").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
 
             PipelineIterations = Int("BENCH_PIPELINE_ITERATIONS", 15, 3),
             PipelineWarmups = Int("BENCH_PIPELINE_WARMUPS", 5, 1),

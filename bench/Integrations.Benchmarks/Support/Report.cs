@@ -32,7 +32,7 @@ public sealed class Report
         var md = new StringBuilder();
         md.AppendLine("## Results");
         md.AppendLine();
-        md.AppendLine($"Run {machine.StartedUtc:yyyy-MM-dd HH:mm} UTC, {elapsed.TotalMinutes:0.0} minutes, profile `{(settings.Smoke ? "smoke" : "full")}`, stages `{string.Join(",", settings.Stages)}`.");
+        md.AppendLine($"Run {machine.StartedUtc:yyyy-MM-dd HH:mm} UTC on commit `{settings.Commit}`, {elapsed.TotalMinutes:0.0} minutes, profile `{(settings.Smoke ? "smoke" : "full")}`, stages `{string.Join(",", settings.Stages)}`.");
         md.AppendLine();
         md.AppendLine("```bash");
         md.AppendLine(settings.Command);
@@ -46,7 +46,7 @@ public sealed class Report
         md.AppendLine();
         md.AppendLine("| benchmark | target | measured | |");
         md.AppendLine("|---|---|---|---|");
-        foreach (var t in _targets)
+        foreach (var t in _targets.OrderBy(t => t.Benchmark[0]))
         {
             md.AppendLine($"| {t.Benchmark} | {t.Target} | {t.Measured} | {(t.Met is { } met ? Fmt.Met(met) : "")} |");
         }
