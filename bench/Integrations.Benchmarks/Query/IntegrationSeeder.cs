@@ -44,7 +44,6 @@ public sealed class IntegrationSeeder(int totalRows, int tenants, int bigTenantR
         var start = end.AddDays(-365);
         var step = (end - start).TotalMilliseconds / totalRows;
         var smallTenants = Math.Max(1, tenants - 1);
-        var bigProbability = (double)bigTenantRows / totalRows;
         var bigLive = 0;
 
         var copy = Stopwatch.StartNew();
@@ -57,9 +56,10 @@ public sealed class IntegrationSeeder(int totalRows, int tenants, int bigTenantR
             var bigLeft = bigTenantRows;
             for (var i = 0; i < totalRows; i++)
             {
-                // Exactly bigTenantRows rows go to the big tenant, spread evenly over time.
+                // Selection sampling: exactly bigTenantRows rows go to the big tenant, uniformly over time
+                // (no run of them at either end of the table).
                 var rowsLeft = totalRows - i;
-                var big = bigLeft > 0 && (bigLeft >= rowsLeft || random.NextDouble() < bigProbability);
+                var big = random.NextDouble() * rowsLeft < bigLeft;
                 if (big) bigLeft--;
                 var tenant = big ? BigTenant : SmallTenant(random.Next(smallTenants));
                 var created = start.AddMilliseconds(i * step);
