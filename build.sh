@@ -6,6 +6,10 @@
 #   ./build.sh stop-db            stop the project-local PostgreSQL started by `run`
 #   ./build.sh test               build and run every test project against a throwaway
 #                                 PostgreSQL; last line: "N passed, N failed[, N skipped]"
+#   ./build.sh bench [--smoke] [--stages a,b]
+#                                 the benchmark suite (bench/) against a throwaway PostgreSQL with
+#                                 default durability; writes the results into bench/README.md
+#                                 (--smoke: tiny sizes, report to bench/results/smoke.md)
 #
 # Configuration (environment):
 #   ConnectionStrings__Integrations   Npgsql connection string (run); unset: local cluster in
@@ -33,6 +37,9 @@ usage: ./build.sh <command>
                      a development master key and a development API key (kept in .data/)
   stop-db            stop the local PostgreSQL started by `run`
   test               run all tests against a throwaway PostgreSQL
+  bench [--smoke] [--stages pipeline,startup,query,audit,tools-invoke]
+                     run the benchmark suite against a throwaway PostgreSQL and write
+                     the report (bench/README.md; --smoke: bench/results/smoke.md)
 EOF
   exit 2
 }
@@ -238,6 +245,62 @@ cmd_test() {
   [ "$f" -eq 0 ] || exit 1
 }
 
+# ---------------------------------------------------------------- bench
+
+BENCH_TMP=""
+cleanup_bench() {
+  local rc=$?
+  if [ -n "$BENCH_TMP" ]; then
+    eng/pg.sh destroy "$BENCH_TMP/pg" >/dev/null 2>&1 || true
+    rm -rf "$BENCH_TMP" 2>/dev/null || true
+  fi
+  exit "$rc"
+}
+
+# Sizes and durations come from BENCH_* variables (see bench/README.md); INTEGRATIONS_PG_FAST=1 turns
+# durability off for the bench cluster, and the report says so.
+cmd_bench() {
+  local smoke=0 stages=${BENCH_STAGES:-all} invocation="./build.sh bench"
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --smoke) smoke=1; invocation="$invocation --smoke"; shift ;;
+      --stages) [ $# -ge 2 ] || usage; stages=$2; invocation="$invocation --stages $2"; shift 2 ;;
+      --stages=*) stages=${1#--stages=}; invocation="$invocation $1"; shift ;;
+      *) printf 'build.sh: unknown argument for bench: %s\n' "$1" >&2; usage ;;
+    esac
+  done
+  [ "${INTEGRATIONS_PG_FAST:-0}" = 1 ] && invocation="INTEGRATIONS_PG_FAST=1 $invocation"
+
+  trap cleanup_bench EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/integrations-bench.XXXXXX")
+  chmod 755 "$BENCH_TMP"   # the postgres OS user must traverse it when we are root
+
+  echo "Building $API_PROJECT and bench/Integrations.Benchmarks (Release)..." >&2
+  dotnet build "$API_PROJECT" -c Release -nologo -v quiet -clp:NoSummary
+  dotnet build bench/Integrations.Benchmarks -c Release -nologo -v quiet -clp:NoSummary
+
+  local db
+  db=$(eng/pg.sh start "$BENCH_TMP/pg") || die "could not start PostgreSQL for the benchmarks"
+
+  local report="$ROOT/bench/README.md" out="$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)"
+  if [ "$smoke" = 1 ]; then
+    report="$ROOT/bench/results/smoke.md"
+  fi
+  mkdir -p "$out"
+  local runner
+  runner=$(ls -t bench/Integrations.Benchmarks/bin/Release/*/Integrations.Benchmarks.dll 2>/dev/null | head -n 1 || true)
+  [ -n "$runner" ] || die "built Integrations.Benchmarks.dll not found"
+
+  BENCH_PROFILE=$([ "$smoke" = 1 ] && echo smoke || echo full) \
+  BENCH_STAGES=$stages BENCH_DB=$db BENCH_API_DLL=$(api_dll) BENCH_OUT=$out BENCH_REPORT=$report \
+  BENCH_COMMAND=$invocation \
+  BENCH_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')" \
+    dotnet "$runner"
+  echo "Raw output (API host logs, BenchmarkDotNet artifacts, report.md): $out" >&2
+}
+
 # ---------------------------------------------------------------- main
 
 [ $# -ge 1 ] || usage
@@ -247,6 +310,7 @@ case "$command" in
   run) cmd_run "$@" ;;
   stop-db) [ $# -eq 0 ] || usage; cmd_stop_db ;;
   test) [ $# -eq 0 ] || usage; cmd_test ;;
+  bench) cmd_bench "$@" ;;
   -h|--help|help) usage ;;
   *) printf 'build.sh: unknown command: %s\n' "$command" >&2; usage ;;
 esac

@@ -1,0 +1,118 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+
+namespace Integrations.Benchmarks.Support;
+
+/// <summary>
+/// The real API host (<c>dotnet Integrations.Api.dll --urls ...</c>, Production environment, Kestrel) as a child
+/// process against the bench database: what the HTTP figures go through.
+/// </summary>
+public sealed class ApiProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StreamWriter _log;
+
+    private ApiProcess(Process process, Uri baseAddress, StreamWriter log, long startedTimestamp)
+    {
+        _process = process;
+        BaseAddress = baseAddress;
+        _log = log;
+        StartedTimestamp = startedTimestamp;
+    }
+
+    public Uri BaseAddress { get; }
+
+    public int Pid => _process.Id;
+
+    /// <summary>Stopwatch timestamp taken just before the process was started.</summary>
+    public long StartedTimestamp { get; }
+
+    public bool HasExited => _process.HasExited;
+
+    public static readonly string MasterKey = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+
+    /// <summary>Starts the host without waiting for it (the start-up benchmark times that itself).</summary>
+    public static ApiProcess Start(BenchSettings settings, string connectionString, string logName)
+    {
+        var port = FreePort();
+        var url = new Uri($"http://127.0.0.1:{port}");
+        var info = new ProcessStartInfo("dotnet")
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = Path.GetDirectoryName(settings.ApiDll)!,
+        };
+        info.ArgumentList.Add(settings.ApiDll);
+        info.ArgumentList.Add("--urls");
+        info.ArgumentList.Add(url.ToString().TrimEnd('/'));
+        info.Environment["ConnectionStrings__Integrations"] = connectionString;
+        info.Environment["Integrations__Vault__MasterKey"] = MasterKey;
+        info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
+        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        info.Environment.Remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+
+        Directory.CreateDirectory(settings.OutputDirectory);
+        var log = new StreamWriter(Path.Combine(settings.OutputDirectory, logName + ".log")) { AutoFlush = true };
+        var started = Stopwatch.GetTimestamp();
+        var process = Process.Start(info) ?? throw new InvalidOperationException("could not start the API host");
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return new ApiProcess(process, url, log, started);
+    }
+
+    public static async Task<ApiProcess> StartReadyAsync(BenchSettings settings, string connectionString, string logName)
+    {
+        var api = Start(settings, connectionString, logName);
+        using var client = new HttpClient { BaseAddress = api.BaseAddress, Timeout = TimeSpan.FromSeconds(5) };
+        await api.WaitUntilServedAsync(client, "/health/ready", TimeSpan.FromSeconds(90));
+        return api;
+    }
+
+    /// <summary>Polls <paramref name="path"/> until it answers 200; returns when it did.</summary>
+    public async Task WaitUntilServedAsync(HttpClient client, string path, TimeSpan timeout)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        while (true)
+        {
+            if (_process.HasExited) throw new InvalidOperationException($"the API host exited with code {_process.ExitCode} (see its log in the results folder)");
+            try
+            {
+                using var response = await client.GetAsync(path);
+                if (response.StatusCode == HttpStatusCode.OK) return;
+            }
+            catch (HttpRequestException)
+            {
+            }
+            catch (TaskCanceledException)
+            {
+            }
+            if (Stopwatch.GetTimestamp() > deadline) throw new TimeoutException($"the API host did not answer {path} within {timeout.TotalSeconds:0} s");
+            await Task.Delay(5);
+        }
+    }
+
+    public (long Rss, long Peak) Memory() => ProcessMemory.Read(_process.Id);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+        _process.Dispose();
+        lock (_log) _log.Dispose();
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
