@@ -33,7 +33,7 @@ public static class InvokeMcpTool
     public const string SubjectType = "mcp_tool";
     public const string TenantRateKey = "tenant";
 
-    public sealed record Body(JsonElement Arguments = default, string? RunId = null, int? TimeoutMs = null);
+    public sealed record Body(JsonElement? Arguments = null, string? RunId = null, int? TimeoutMs = null);
 
     public sealed record Command(Guid ServerId, Guid ToolId, JsonElement Arguments = default, string? RunId = null, int? TimeoutMs = null)
         : IOperation<Response>
@@ -341,7 +341,7 @@ public static class InvokeMcpTool
 
     internal static void Map(RouteGroupBuilder group) =>
         group.MapPost("/{id:guid}/tools/{toolId:guid}/invoke", async (Guid id, Guid toolId, Body body, IMediator mediator, HttpContext http) =>
-                (await mediator.Send(new Command(id, toolId, body.Arguments, body.RunId, body.TimeoutMs), http.RequestAborted)).ToHttp(http))
+                (await mediator.Send(new Command(id, toolId, body.Arguments ?? default, body.RunId, body.TimeoutMs), http.RequestAborted)).ToHttp(http))
             .WithName(Command.Operation)
             .WithSummary("Call a tool under governance: policy, rate limits, input schema, the server's credential from the vault, audit, incidents.")
             .Produces<Response>()
