@@ -59,15 +59,19 @@ await Stage("pipeline", () => { new PipelineOverheadRun(settings, report).Run();
 await Stage("startup", () => startup.RunAsync(connectionString));
 await Stage("query", () => new QueryAtScaleBenchmark(settings, report).RunAsync(connectionString));
 await Stage("audit", () => audit.RunAsync(connectionString));
-await Stage("tools-invoke", () => new ToolsInvokeBenchmark(settings, report).RunAsync(connectionString));
-if (settings.Runs("startup") || settings.Runs("audit"))
+var invoke = new ToolsInvokeBenchmark(settings, report);
+await Stage("tools-invoke", () => invoke.RunAsync(connectionString));
+if (settings.Runs("startup") || settings.Runs("audit") || settings.Runs("tools-invoke"))
 {
-    startup.Describe(audit.HttpPeakRssBytes > 0 ? audit.HttpPeakRssBytes : null, settings.AuditCallers);
+    startup.Describe(settings.Runs("tools-invoke") ? invoke : null, audit.HttpPeakRssBytes > 0 ? audit.HttpPeakRssBytes : null, settings.AuditCallers);
 }
 
 machine.Finish();
 var rendered = report.Render(machine, settings, total.Elapsed);
 File.WriteAllText(Path.Combine(settings.OutputDirectory, "report.md"), rendered);
-Report.Splice(settings.ReportPath, rendered);
+var partial = BenchSettings.AllStages.Any(stage => !settings.Runs(stage))
+    ? $"Measured by `{settings.Command}` on {machine.StartedUtc:yyyy-MM-dd HH:mm} UTC, commit `{settings.Commit}`, load average (1/5/15 min) before {machine.LoadBefore}, after {machine.LoadAfter}."
+    : null;
+Report.Splice(settings.ReportPath, rendered, partial);
 Console.WriteLine($"Report written to {settings.ReportPath} ({total.Elapsed.TotalMinutes:0.0} min).");
 return failed ? 1 : 0;

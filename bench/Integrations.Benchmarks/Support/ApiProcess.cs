@@ -34,7 +34,8 @@ public sealed class ApiProcess : IAsyncDisposable
     public static readonly string MasterKey = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
 
     /// <summary>Starts the host without waiting for it (the start-up benchmark times that itself).</summary>
-    public static ApiProcess Start(BenchSettings settings, string connectionString, string logName)
+    public static ApiProcess Start(BenchSettings settings, string connectionString, string logName,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var port = FreePort();
         var url = new Uri($"http://127.0.0.1:{port}");
@@ -53,6 +54,7 @@ public sealed class ApiProcess : IAsyncDisposable
         info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
         info.Environment.Remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) info.Environment[name] = value;
 
         Directory.CreateDirectory(settings.OutputDirectory);
         var log = new StreamWriter(Path.Combine(settings.OutputDirectory, logName + ".log")) { AutoFlush = true };
@@ -65,9 +67,10 @@ public sealed class ApiProcess : IAsyncDisposable
         return new ApiProcess(process, url, log, started);
     }
 
-    public static async Task<ApiProcess> StartReadyAsync(BenchSettings settings, string connectionString, string logName)
+    public static async Task<ApiProcess> StartReadyAsync(BenchSettings settings, string connectionString, string logName,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
-        var api = Start(settings, connectionString, logName);
+        var api = Start(settings, connectionString, logName, environment);
         using var client = new HttpClient { BaseAddress = api.BaseAddress, Timeout = TimeSpan.FromSeconds(5) };
         await api.WaitUntilServedAsync(client, "/health/ready", TimeSpan.FromSeconds(90));
         return api;

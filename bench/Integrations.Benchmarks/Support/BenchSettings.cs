@@ -47,6 +47,14 @@ public sealed class BenchSettings
     public required int PipelineWarmups { get; init; }
     public required int PipelineIterationMs { get; init; }
 
+    // 4. tools.invoke gateway vs direct
+    public required int InvokeRate { get; init; }
+    public required int InvokeRateSeconds { get; init; }
+    public required int InvokeCallers { get; init; }
+    public required int InvokeSaturationSeconds { get; init; }
+    public required int InvokeWarmupSeconds { get; init; }
+    public required int InvokeRepetitions { get; init; }
+
     // 5. footprint
     public required int StartupRuns { get; init; }
 
@@ -93,6 +101,13 @@ public sealed class BenchSettings
             PipelineIterations = Int("BENCH_PIPELINE_ITERATIONS", 15, 3),
             PipelineWarmups = Int("BENCH_PIPELINE_WARMUPS", 5, 1),
             PipelineIterationMs = Int("BENCH_PIPELINE_ITERATION_MS", 250, 50),
+
+            InvokeRate = Int("BENCH_INVOKE_RATE", 200, 200),
+            InvokeRateSeconds = Int("BENCH_INVOKE_RATE_SECONDS", 30, 3),
+            InvokeCallers = Int("BENCH_INVOKE_CALLERS", 64, 64),
+            InvokeSaturationSeconds = Int("BENCH_INVOKE_SATURATION_SECONDS", 30, 3),
+            InvokeWarmupSeconds = Int("BENCH_INVOKE_WARMUP_SECONDS", 5, 1),
+            InvokeRepetitions = Int("BENCH_INVOKE_REPETITIONS", 3, 1),
 
             StartupRuns = Int("BENCH_STARTUP_RUNS", 5, 2),
         };

@@ -63,24 +63,140 @@ public sealed class Report
     }
 
     /// <summary>Writes <paramref name="results"/> between the markers of <paramref name="path"/> (or at its end).</summary>
-    public static void Splice(string path, string results)
+    /// <param name="partialRun">
+    /// When the run covered only some stages, the figures of the others stay: see <see cref="Merge"/>.
+    /// </param>
+    public static void Splice(string path, string results, string? partialRun = null)
     {
-        var block = $"{BeginMarker}\n{results.TrimEnd()}\n{EndMarker}\n";
         var existing = File.Exists(path) ? File.ReadAllText(path) : "";
         var begin = existing.IndexOf(BeginMarker, StringComparison.Ordinal);
         var end = existing.IndexOf(EndMarker, StringComparison.Ordinal);
         string updated;
         if (begin >= 0 && end > begin)
         {
+            if (partialRun is not null)
+            {
+                results = Merge(existing[(begin + BeginMarker.Length)..end], results, partialRun);
+            }
+            var block = $"{BeginMarker}\n{results.TrimEnd()}\n{EndMarker}\n";
             var after = end + EndMarker.Length;
             if (after < existing.Length && existing[after] == '\n') after++;
             updated = existing[..begin] + block + existing[after..];
         }
         else
         {
+            var block = $"{BeginMarker}\n{results.TrimEnd()}\n{EndMarker}\n";
             updated = existing.Length == 0 ? block : existing.TrimEnd() + "\n\n" + block;
         }
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         File.WriteAllText(path, updated);
     }
+
+    /// <summary>
+    /// A run of some stages into a report written by an earlier run: each section of the new report replaces the old
+    /// section with the same title (the part before " — "), or is inserted in benchmark order; each new target row
+    /// replaces the old rows of the same benchmark and subject (its first two words, e.g. "4. tools.invoke"); every
+    /// other section and row stays as it was. The old header (machine, command, load) stays, with a note naming the
+    /// re-measured sections, and each of those starts with a line saying when and how it was measured.
+    /// </summary>
+    internal static string Merge(string oldResults, string newResults, string runLine)
+    {
+        var (oldHead, oldRows, oldSections) = Parse(oldResults);
+        var (_, newRows, newSections) = Parse(newResults);
+        if (newSections.Count == 0 && newRows.Count == 0) return oldResults;
+
+        var titles = newSections.Select(s => Key(s.Title)).ToList();
+        var note = $"- Re-measured separately: {string.Join(", ", titles.Select(t => $"\"{t}\""))}. {runLine}";
+        var head = string.Join("\n", oldHead.TrimEnd().Split('\n')
+            .Where(line => !(line.StartsWith("- Re-measured separately: ", StringComparison.Ordinal)
+                             && titles.All(t => line.Contains($"\"{t}\"", StringComparison.Ordinal)))));
+        var md = new StringBuilder();
+        md.AppendLine(head.TrimEnd());
+        md.AppendLine(note);
+        md.AppendLine();
+
+        var replaced = newRows.Select(RowSubject).ToHashSet(StringComparer.Ordinal);
+        var rows = oldRows.Where(r => !replaced.Contains(RowSubject(r))).Concat(newRows)
+            .Select((row, index) => (row, index)).OrderBy(r => RowNumber(r.row)).ThenBy(r => r.index).Select(r => r.row);
+        md.AppendLine("### Targets");
+        md.AppendLine();
+        md.AppendLine("| benchmark | target | measured | |");
+        md.AppendLine("|---|---|---|---|");
+        foreach (var row in rows) md.AppendLine(row);
+        md.AppendLine();
+
+        var sections = oldSections.ToList();
+        foreach (var section in newSections)
+        {
+            var stamped = section with { Body = $"*{runLine}*\n\n{section.Body.TrimStart()}" };
+            var at = sections.FindIndex(s => Key(s.Title) == Key(section.Title));
+            if (at >= 0)
+            {
+                sections[at] = stamped;
+                continue;
+            }
+            var number = Number(section.Title);
+            var after = sections.FindLastIndex(s => Number(s.Title) <= number);
+            sections.Insert(after + 1, stamped);
+        }
+        foreach (var section in sections)
+        {
+            md.AppendLine($"### {section.Title}");
+            md.AppendLine();
+            md.AppendLine(section.Body.Trim());
+            md.AppendLine();
+        }
+        return md.ToString();
+    }
+
+    private static (string Head, List<string> Rows, List<Section> Sections) Parse(string results)
+    {
+        var lines = results.Replace("\r\n", "\n").Trim('\n').Split('\n');
+        var head = new StringBuilder();
+        var rows = new List<string>();
+        var sections = new List<Section>();
+        string? title = null;
+        var body = new StringBuilder();
+        void Flush()
+        {
+            if (title is null || title == "Targets") return;
+            sections.Add(new Section(Number(title), title, body.ToString()));
+        }
+        foreach (var line in lines)
+        {
+            if (line.StartsWith("### ", StringComparison.Ordinal))
+            {
+                Flush();
+                title = line[4..].Trim();
+                body.Clear();
+                continue;
+            }
+            if (title is null) head.AppendLine(line);
+            else if (title == "Targets")
+            {
+                if (line.StartsWith("| ", StringComparison.Ordinal) && !line.StartsWith("| benchmark |", StringComparison.Ordinal)) rows.Add(line);
+            }
+            else body.AppendLine(line);
+        }
+        Flush();
+        return (head.ToString(), rows, sections);
+    }
+
+    private static string Key(string title)
+    {
+        var dash = title.IndexOf(" — ", StringComparison.Ordinal);
+        return (dash < 0 ? title : title[..dash]).Trim();
+    }
+
+    private static int Number(string title) =>
+        int.TryParse(title.Split('.', 2)[0].Trim(), out var n) ? n : int.MaxValue;
+
+    private static string RowSubject(string row)
+    {
+        var label = row.TrimStart('|', ' ');
+        var words = label.Split(' ', 3, StringSplitOptions.RemoveEmptyEntries);
+        return words.Length >= 2 ? $"{words[0]} {words[1]}" : label;
+    }
+
+    private static int RowNumber(string row) => Number(row.TrimStart('|', ' '));
 }

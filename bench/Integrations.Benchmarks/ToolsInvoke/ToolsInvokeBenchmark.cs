@@ -1,25 +1,443 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using Dapper;
 using Integrations.Benchmarks.Support;
+using Integrations.Common;
+using Integrations.Infrastructure.Security;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using ModelContextProtocol.Client;
+using ModelContextProtocol.Protocol;
+using Npgsql;
 
 namespace Integrations.Benchmarks.ToolsInvoke;
 
 /// <summary>
-/// Benchmark 4: tools.invoke through the governed gateway vs. the same MCP tool called directly (added latency
-/// p50 ≤ 1 ms and p99 ≤ 5 ms at 200 calls/s; saturation ≥ 0.6 × direct), and the host's peak RSS while it runs.
-/// PENDING: tools.invoke is being built separately; its gateway-vs-direct benchmark goes here when it lands,
-/// and <see cref="Footprint.StartupBenchmark.Describe"/> should then take its peak RSS from this run.
+/// Benchmark 4: the same one-tool C# echo MCP server called two ways in one run: directly with the SDK client
+/// (<see cref="McpClient"/>, one session shared by every caller, as the gateway shares its pooled session), and
+/// through <c>tools.invoke</c> over HTTP on the real API host (API key, policy, schema validation, three audited
+/// transactions, the invocation row). Two loads per path: a fixed rate (open loop: each call has a scheduled send
+/// time and its latency runs from that time, so a stalled system is charged for the calls it could not send —
+/// no coordinated omission) and saturation (N callers, each sending as soon as it has its answer). Repetitions
+/// alternate which path goes first; the report shows each repetition and their medians. Afterwards the tenant's
+/// audit chain is verified over HTTP (<c>POST /audit/verify</c>) and the invocation rows are counted against the
+/// gateway's 2xx answers. The API host's peak RSS over the whole stage is benchmark 5's peak memory.
 /// </summary>
 public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
 {
-    public Task RunAsync(string connectionString)
+    public const string Tenant = "bench-invoke";
+
+    // Issue 7 item 4 (the targets of this suite) and issue 5 (the first, looser ones).
+    private const double TargetAddedP50 = 1, TargetAddedP99 = 5, TargetRatio = 0.6;
+    private const double Issue5AddedP50 = 2, Issue5AddedP99 = 10, Issue5Ratio = 0.5;
+
+    private const string Message = "benchmark payload";
+
+    /// <summary>The API host's peak resident memory over this stage (VmHWM, or the highest sampled VmRSS).</summary>
+    public long PeakRssBytes { get; private set; }
+
+    public long RssAfterStartBytes { get; private set; }
+
+    private delegate Task<bool> Call(CancellationToken ct);
+
+    private sealed record Run(
+        string Path, string Load, int Repetition, TimeSpan Measured, long Ok, long Failed, Latency Latency, Latency DispatchLag,
+        CpuMeter.Usage Cpu, string? FirstFailure)
     {
-        _ = settings;
-        _ = connectionString;
-        report.Add(new Section(4, "4. tools.invoke gateway vs direct — pending on tools.invoke",
-            "Not measured yet: `tools.invoke` is being built separately. Its gateway-vs-direct benchmark (added latency at 200 calls/s, saturation " +
-            "relative to calling the MCP server directly) will be added to this stage (`bench/Integrations.Benchmarks/ToolsInvoke/`, stage `tools-invoke`) " +
-            "when it lands; no figure is reported until then."));
-        report.Target(new TargetResult("4. tools.invoke added latency at 200 calls/s", "p50 ≤ 1 ms, p99 ≤ 5 ms", "pending on tools.invoke", null));
-        report.Target(new TargetResult("4. tools.invoke saturation", "≥ 0.6 × direct", "pending on tools.invoke", null));
-        return Task.CompletedTask;
+        public double PerSecond => Ok / Measured.TotalSeconds;
+    }
+
+    public async Task RunAsync(string connectionString)
+    {
+        await using var echo = new EchoMcpServer();
+        await echo.StartAsync();
+        string key;
+        await using (var service = InProcessService.Create(connectionString))
+        {
+            key = (await service.Services.GetRequiredService<ApiKeys>().CreateAsync(Tenant, "bench-invoke",
+                [Scopes.Read, Scopes.Write, Scopes.Invoke], CancellationToken.None)).Key;
+        }
+
+        await using var api = await ApiProcess.StartReadyAsync(settings, connectionString, "api-tools-invoke",
+            new Dictionary<string, string> { ["Integrations__Network__TrustedHosts__0"] = "127.0.0.1" });
+        RssAfterStartBytes = api.Memory().Rss;
+        long peakSampled = 0;
+        using var sampling = new CancellationTokenSource();
+        var sampler = Task.Run(async () =>
+        {
+            while (!sampling.IsCancellationRequested)
+            {
+                peakSampled = Math.Max(peakSampled, api.Memory().Rss);
+                try { await Task.Delay(250, sampling.Token); } catch (OperationCanceledException) { }
+            }
+        });
+
+        using var http = new HttpClient(new SocketsHttpHandler { UseCookies = false, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) })
+        {
+            BaseAddress = api.BaseAddress,
+            Timeout = TimeSpan.FromSeconds(30),
+        };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        var (serverId, toolId) = await RegisterAsync(http, echo.Endpoint);
+        var invokePath = $"/integrations/mcp-servers/{serverId}/tools/{toolId}/invoke";
+        var invokeBody = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new { arguments = new { message = Message } }));
+
+        await using var direct = await McpClient.CreateAsync(new HttpClientTransport(new HttpClientTransportOptions
+        {
+            Endpoint = echo.Endpoint,
+            TransportMode = HttpTransportMode.StreamableHttp,
+            EnableStandaloneGetStream = false,
+        }, new HttpClient(new SocketsHttpHandler { UseCookies = false }), NullLoggerFactory.Instance, ownsHttpClient: true));
+        var directArguments = new Dictionary<string, object?> { ["message"] = Message };
+
+        long gatewayOk = 0, directOk = 0;
+        Call viaDirect = async ct =>
+        {
+            var result = await direct.CallToolAsync("echo", directArguments, cancellationToken: ct);
+            var ok = result.IsError != true && result.Content is [TextContentBlock { Text: Message }];
+            if (ok) Interlocked.Increment(ref directOk);
+            return ok;
+        };
+        Call viaGateway = async ct =>
+        {
+            using var content = new ByteArrayContent(invokeBody);
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            using var response = await http.PostAsync(invokePath, content, ct);
+            var body = await response.Content.ReadAsStringAsync(ct);
+            var ok = response.StatusCode == HttpStatusCode.OK && body.Contains("\"outcome\":\"completed\"", StringComparison.Ordinal);
+            if (response.IsSuccessStatusCode) Interlocked.Increment(ref gatewayOk);
+            return ok;
+        };
+        var paths = new (string Name, Call Call)[] { ("direct", viaDirect), ("gateway", viaGateway) };
+
+        var postmaster = await PostmasterPidAsync(connectionString);
+        var cpu = new CpuMeter(() => new Dictionary<string, IReadOnlyList<int>>
+        {
+            ["load generator + echo server"] = [Environment.ProcessId],
+            ["API host"] = [api.Pid],
+            ["PostgreSQL"] = CpuMeter.ProcessTree(postmaster),
+        });
+
+        // Warm-up (JIT, connection pools, prepared statements, the gateway's pooled MCP session): not timed.
+        foreach (var (name, call) in paths)
+        {
+            Console.WriteLine($"[tools-invoke] warm-up {name}: {settings.InvokeWarmupSeconds} s at saturation...");
+            await SaturationAsync(name, 0, call, settings.InvokeWarmupSeconds, cpu);
+        }
+
+        var runs = new List<Run>();
+        for (var repetition = 1; repetition <= settings.InvokeRepetitions; repetition++)
+        {
+            var order = repetition % 2 == 1 ? paths : paths.Reverse().ToArray();
+            foreach (var (name, call) in order) runs.Add(await FixedRateAsync(name, repetition, call, cpu));
+            foreach (var (name, call) in order) runs.Add(await SaturationAsync(name, repetition, call, settings.InvokeSaturationSeconds, cpu));
+        }
+
+        await sampling.CancelAsync();
+        await sampler;
+        PeakRssBytes = Math.Max(api.Memory().Peak, peakSampled);
+
+        var integrity = await CheckIntegrityAsync(http, connectionString, Interlocked.Read(ref gatewayOk), Interlocked.Read(ref directOk), echo.ToolCalls);
+        Describe(runs, integrity);
+    }
+
+    private static async Task<(Guid Server, Guid Tool)> RegisterAsync(HttpClient http, Uri endpoint)
+    {
+        using var response = await http.PostAsync("/integrations/mcp-servers",
+            new StringContent(JsonSerializer.Serialize(new { name = "bench-echo", url = endpoint.ToString() }), Encoding.UTF8, "application/json"));
+        var body = await response.Content.ReadAsStringAsync();
+        if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"registering the echo server answered {(int)response.StatusCode}: {body}");
+        using var document = JsonDocument.Parse(body);
+        var server = document.RootElement.GetProperty("server").GetProperty("id").GetGuid();
+        var tool = document.RootElement.GetProperty("tools").EnumerateArray().Single(t => t.GetProperty("name").GetString() == "echo");
+        if (!tool.GetProperty("enabled").GetBoolean()) throw new InvalidOperationException($"the echo tool was registered disabled: {tool}");
+        return (server, tool.GetProperty("id").GetGuid());
+    }
+
+    /// <summary>
+    /// Open loop: call i is due at start + i / rate, sent from a dedicated thread at that time (or at once when the
+    /// sender is late), and its latency is measured from when it was due, not from when it was sent.
+    /// </summary>
+    private async Task<Run> FixedRateAsync(string path, int repetition, Call call, CpuMeter cpu)
+    {
+        var rate = settings.InvokeRate;
+        var seconds = settings.InvokeRateSeconds;
+        var total = rate * seconds;
+        Console.WriteLine($"[tools-invoke] {path}, {rate} calls/s for {seconds} s (repetition {repetition})...");
+        var latencies = new double[total];
+        var lags = new double[total];
+        var outcomes = new bool[total];
+        string? firstFailure = null;
+        var tasks = new Task[total];
+        var frequency = (double)Stopwatch.Frequency;
+        var interval = frequency / rate;
+        var before = cpu.Take();
+        var start = Stopwatch.GetTimestamp() + Stopwatch.Frequency / 100;
+
+        async Task One(int i, long due)
+        {
+            lags[i] = (Stopwatch.GetTimestamp() - due) * 1000.0 / frequency;
+            try
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+                outcomes[i] = await call(timeout.Token);
+                if (!outcomes[i]) Interlocked.CompareExchange(ref firstFailure, "a call was answered with a failure", null);
+            }
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException or OperationCanceledException or IOException or InvalidOperationException
+                                          or ModelContextProtocol.McpException)
+            {
+                Interlocked.CompareExchange(ref firstFailure, $"{e.GetType().Name}: {e.Message}", null);
+            }
+            latencies[i] = (Stopwatch.GetTimestamp() - due) * 1000.0 / frequency;
+        }
+
+        var sender = new Thread(() =>
+        {
+            for (var i = 0; i < total; i++)
+            {
+                var due = start + (long)(i * interval);
+                SleepUntil(due);
+                var index = i;
+                tasks[i] = Task.Run(() => One(index, due));
+            }
+        }) { IsBackground = true, Name = "fixed-rate sender", Priority = ThreadPriority.AboveNormal };
+        sender.Start();
+        await Task.Run(sender.Join);
+        await Task.WhenAll(tasks);
+        var elapsed = TimeSpan.FromSeconds(seconds);
+        var usage = CpuMeter.Between(before, cpu.Take(), elapsed);
+
+        var latency = new Latency(total);
+        var lag = new Latency(total);
+        long ok = 0;
+        for (var i = 0; i < total; i++)
+        {
+            lag.Add(lags[i]);
+            if (!outcomes[i]) continue;
+            ok++;
+            latency.Add(latencies[i]);
+        }
+        var run = new Run(path, "fixed rate", repetition, elapsed, ok, total - ok, latency, lag, usage, firstFailure);
+        Print(run);
+        return run;
+    }
+
+    /// <summary>N callers in a closed loop; the calls that complete inside the window are counted and timed.</summary>
+    private async Task<Run> SaturationAsync(string path, int repetition, Call call, int seconds, CpuMeter cpu)
+    {
+        var callers = settings.InvokeCallers;
+        if (repetition > 0) Console.WriteLine($"[tools-invoke] {path}, {callers} callers for {seconds} s (repetition {repetition})...");
+        var frequency = Stopwatch.Frequency;
+        var rampUp = repetition > 0 ? frequency / 2 : 0; // half a second for every caller to be in flight before the window opens
+        var begin = Stopwatch.GetTimestamp();
+        var measureFrom = begin + rampUp;
+        var end = measureFrom + seconds * frequency;
+        var latencies = Enumerable.Range(0, callers).Select(_ => new Latency(4096)).ToArray();
+        long ok = 0, failed = 0;
+        string? firstFailure = null;
+        CpuMeter.Snapshot? before = null;
+        var gate = new Lock();
+
+        var workers = Enumerable.Range(0, callers).Select(caller => Task.Run(async () =>
+        {
+            while (true)
+            {
+                var t0 = Stopwatch.GetTimestamp();
+                if (t0 >= end) break;
+                if (t0 >= measureFrom && before is null)
+                {
+                    lock (gate) before ??= cpu.Take();
+                }
+                bool success;
+                try
+                {
+                    using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+                    success = await call(timeout.Token);
+                }
+                catch (Exception e) when (e is HttpRequestException or TaskCanceledException or OperationCanceledException or IOException or InvalidOperationException
+                                              or ModelContextProtocol.McpException)
+                {
+                    success = false;
+                    Interlocked.CompareExchange(ref firstFailure, $"{e.GetType().Name}: {e.Message}", null);
+                }
+                var t1 = Stopwatch.GetTimestamp();
+                if (t0 < measureFrom || t1 > end) continue;
+                if (success)
+                {
+                    latencies[caller].Add((t1 - t0) * 1000.0 / frequency);
+                    Interlocked.Increment(ref ok);
+                }
+                else
+                {
+                    Interlocked.Increment(ref failed);
+                    Interlocked.CompareExchange(ref firstFailure, "a call was answered with a failure", null);
+                }
+            }
+        })).ToArray();
+        await Task.WhenAll(workers);
+        var measured = TimeSpan.FromSeconds(seconds);
+        var after = cpu.Take();
+        var usage = CpuMeter.Between(before ?? after, after, measured);
+        var latency = new Latency(latencies.Sum(l => l.Count));
+        foreach (var l in latencies) latency.AddRange(l);
+        var run = new Run(path, "saturation", repetition, measured, ok, failed, latency, new Latency(1), usage, firstFailure);
+        if (repetition > 0) Print(run);
+        return run;
+    }
+
+    private static void Print(Run run) =>
+        Console.WriteLine($"[tools-invoke] {run.Path}, {run.Load} #{run.Repetition}: {run.PerSecond:N0}/s, p50 {Fmt.Ms(run.Latency.Percentile(50))} " +
+                          $"p99 {Fmt.Ms(run.Latency.Percentile(99))} max {Fmt.Ms(run.Latency.Max)} ms, failed {run.Failed}, CPU " +
+                          string.Join(", ", run.Cpu.ProcessCores.Select(p => $"{p.Key} {p.Value:0.00}")) + $" (machine {run.Cpu.MachineBusyCores:0.00})" +
+                          (run.FirstFailure is null ? "" : $" ({run.FirstFailure})"));
+
+    private sealed record Integrity(
+        bool ChainValid, long EventsChecked, long GatewaySuccesses, long InvocationRows, long CompletedRows, long CompletedEvents,
+        long DirectSuccesses, long ServerToolCalls, TimeSpan VerifyTime);
+
+    private static async Task<Integrity> CheckIntegrityAsync(HttpClient http, string connectionString, long gatewayOk, long directOk, long serverCalls)
+    {
+        var watch = Stopwatch.StartNew();
+        using var response = await http.PostAsync("/audit/verify", null);
+        var body = await response.Content.ReadAsStringAsync();
+        watch.Stop();
+        if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"POST /audit/verify answered {(int)response.StatusCode}: {body}");
+        using var verified = JsonDocument.Parse(body);
+        await using var connection = new NpgsqlConnection(connectionString);
+        var rows = await connection.QuerySingleAsync<(long Total, long Completed)>(
+            "SELECT count(*), count(*) FILTER (WHERE outcome = 'completed') FROM mcp_tool_invocations WHERE tenant_id = @Tenant", new { Tenant });
+        var completedEvents = await connection.ExecuteScalarAsync<long>(
+            "SELECT count(*) FROM audit_events WHERE tenant_id = @Tenant AND action = 'tool.invocation.completed'", new { Tenant });
+        var integrity = new Integrity(verified.RootElement.GetProperty("valid").GetBoolean(), verified.RootElement.GetProperty("events_checked").GetInt64(),
+            gatewayOk, rows.Total, rows.Completed, completedEvents, directOk, serverCalls, watch.Elapsed);
+        Console.WriteLine($"[tools-invoke] audit chain valid: {integrity.ChainValid} ({integrity.EventsChecked} events); gateway 2xx {gatewayOk}, invocation rows {rows.Total} " +
+                          $"({rows.Completed} completed), completed events {completedEvents}; echo server tools/call {serverCalls} = direct {directOk} + gateway {gatewayOk}?");
+        return integrity;
+    }
+
+    private void Describe(IReadOnlyList<Run> runs, Integrity integrity)
+    {
+        var reps = Enumerable.Range(1, settings.InvokeRepetitions).ToArray();
+        Run Get(string path, string load, int rep) => runs.Single(r => r.Path == path && r.Load == load && r.Repetition == rep);
+        double Med(Func<int, double> f) => Latency.Median(reps.Select(f));
+
+        double AddedP(int rep, double p) => Get("gateway", "fixed rate", rep).Latency.Percentile(p) - Get("direct", "fixed rate", rep).Latency.Percentile(p);
+        double Ratio(int rep) => Get("gateway", "saturation", rep).PerSecond / Math.Max(1e-9, Get("direct", "saturation", rep).PerSecond);
+        var addedP50 = Med(r => AddedP(r, 50));
+        var addedP99 = Med(r => AddedP(r, 99));
+        var ratio = Med(Ratio);
+
+        var md = new StringBuilder();
+        md.AppendLine($"**What runs.** One C# MCP server with one tool, `echo(message)` (the SDK's `McpServer` over a stateless Streamable HTTP transport in Kestrel on " +
+                      "127.0.0.1, in the load generator's process), called two ways: *direct*, with the SDK's `McpClient` (one session shared by every caller); and " +
+                      "*gateway*, `POST /integrations/mcp-servers/{id}/tools/{toolId}/invoke` on the real API host (its own process, Production settings, Kestrel) with " +
+                      "an API key: key lookup, scope, validation, policy, input-schema check, audit `requested` + `allowed`, `started`, the call over the gateway's " +
+                      "pooled MCP session, audit `completed` + the invocation row. The server was registered through the API; no rate limit and no credential are configured, " +
+                      "so neither the rate-limit statements nor the vault run. " +
+                      $"*Fixed rate*: {settings.InvokeRate} calls/s for {settings.InvokeRateSeconds} s per path, open loop (call i is due at start + i/rate and sent then from a " +
+                      "dedicated thread; latency runs from when it was due, so a stall is charged to every call it delays). " +
+                      $"*Saturation*: {settings.InvokeCallers} callers, each calling again as soon as it is answered, {settings.InvokeSaturationSeconds} s per path after a 0.5 s ramp. " +
+                      $"{settings.InvokeWarmupSeconds} s of untimed saturation per path first; then {settings.InvokeRepetitions} repetition(s), alternating which path goes first. " +
+                      "*Added* is gateway − direct of the same repetition; the headline figures are medians over repetitions.");
+        md.AppendLine();
+        md.AppendLine($"| | target (issue 7) | issue 5 | median | " + string.Join(" | ", reps.Select(r => $"rep {r}")) + " |");
+        md.AppendLine("|---|---|---|---|" + string.Concat(reps.Select(_ => "---|")));
+        md.AppendLine($"| added p50 at {settings.InvokeRate}/s | ≤ {TargetAddedP50} ms | ≤ {Issue5AddedP50} ms | **{Fmt.Ms(addedP50)} ms** | {string.Join(" | ", reps.Select(r => Fmt.Ms(AddedP(r, 50))))} |");
+        md.AppendLine($"| added p99 at {settings.InvokeRate}/s | ≤ {TargetAddedP99} ms | ≤ {Issue5AddedP99} ms | **{Fmt.Ms(addedP99)} ms** | {string.Join(" | ", reps.Select(r => Fmt.Ms(AddedP(r, 99))))} |");
+        md.AppendLine($"| saturation gateway / direct | ≥ {TargetRatio} | ≥ {Issue5Ratio} | **{ratio:0.00}** | {string.Join(" | ", reps.Select(r => Ratio(r).ToString("0.00", CultureInfo.InvariantCulture)))} |");
+        md.AppendLine();
+        md.AppendLine("| load | path | calls/s | p50 ms | p99 ms | max ms | failed | sender lag p99 ms | CPU ms per call (all processes of the benchmark) |");
+        md.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        foreach (var load in new[] { "fixed rate", "saturation" })
+        {
+            foreach (var path in new[] { "direct", "gateway" })
+            {
+                var these = reps.Select(r => Get(path, load, r)).ToList();
+                md.AppendLine($"| {load} | {path} | {Latency.Median(these.Select(r => r.PerSecond)):N0} | {Fmt.Ms(Latency.Median(these.Select(r => r.Latency.Percentile(50))))} | " +
+                              $"{Fmt.Ms(Latency.Median(these.Select(r => r.Latency.Percentile(99))))} | {Fmt.Ms(these.Max(r => r.Latency.Max))} | {these.Sum(r => r.Failed)} | " +
+                              $"{(load == "fixed rate" ? Fmt.Ms(Latency.Median(these.Select(r => r.DispatchLag.Percentile(99)))) : "–")} | " +
+                              $"{Latency.Median(these.Select(CpuPerCall)):0.00} |");
+            }
+        }
+        md.AppendLine();
+        md.AppendLine("(Medians over repetitions, except max: the largest of any repetition, and failed: the sum. *Sender lag* is how late the fixed-rate sender " +
+                      "dispatched calls, already included in their latency.)");
+        md.AppendLine();
+
+        var keys = runs.Where(r => r.Repetition > 0).SelectMany(r => r.Cpu.ProcessCores.Keys).Distinct().ToList();
+        md.AppendLine($"**Where the CPU went** (cores busy on average, medians over repetitions; the machine has {Environment.ProcessorCount}; \"other\" is the rest of the shared machine):");
+        md.AppendLine();
+        md.AppendLine("| load | path | machine busy | " + string.Join(" | ", keys) + " | other |");
+        md.AppendLine("|---|---|---|" + string.Concat(keys.Select(_ => "---|")) + "---|");
+        foreach (var load in new[] { "fixed rate", "saturation" })
+        {
+            foreach (var path in new[] { "direct", "gateway" })
+            {
+                var these = reps.Select(r => Get(path, load, r)).ToList();
+                var busy = Latency.Median(these.Select(r => r.Cpu.MachineBusyCores));
+                var cells = keys.Select(k => Latency.Median(these.Select(r => r.Cpu.ProcessCores.GetValueOrDefault(k)))).ToList();
+                md.AppendLine($"| {load} | {path} | {busy:0.00} | {string.Join(" | ", cells.Select(c => c.ToString("0.00", CultureInfo.InvariantCulture)))} | {Math.Max(0, busy - cells.Sum()):0.00} |");
+            }
+        }
+        md.AppendLine();
+
+        var rowsMatch = integrity.InvocationRows == integrity.GatewaySuccesses && integrity.CompletedRows == integrity.GatewaySuccesses
+                        && integrity.CompletedEvents == integrity.GatewaySuccesses;
+        md.AppendLine($"**Integrity after the run** (warm-up included). `POST /audit/verify` for tenant `{Tenant}`: chain **{(integrity.ChainValid ? "valid" : "BROKEN")}**, " +
+                      $"{integrity.EventsChecked:N0} events checked in {integrity.VerifyTime.TotalSeconds:0.0} s. Gateway 2xx answers: {integrity.GatewaySuccesses:N0}; " +
+                      $"invocation rows: {integrity.InvocationRows:N0} ({integrity.CompletedRows:N0} `completed`); `tool.invocation.completed` events: {integrity.CompletedEvents:N0} " +
+                      $"— {(rowsMatch ? "**equal**" : "**NOT equal**")}. The echo server answered {integrity.ServerToolCalls:N0} tools/call requests for " +
+                      $"{integrity.DirectSuccesses:N0} direct + {integrity.GatewaySuccesses:N0} gateway successes.");
+        md.AppendLine();
+        md.AppendLine($"**Memory.** The API host's RSS was {Fmt.Mb(RssAfterStartBytes)} once ready and peaked at **{Fmt.Mb(PeakRssBytes)}** during this benchmark " +
+                      "(`VmHWM` at the end, or the highest `VmRSS` sampled every 250 ms); benchmark 5 reports it.");
+        foreach (var run in runs.Where(r => r.FirstFailure is not null))
+        {
+            md.AppendLine();
+            md.AppendLine($"First failure in {run.Path}, {run.Load} #{run.Repetition}: `{run.FirstFailure}`");
+        }
+        report.Add(new Section(4, "4. tools.invoke gateway vs direct", md.ToString()));
+
+        var fixedLabel = $"{Fmt.Ms(addedP50)} ms / {Fmt.Ms(addedP99)} ms (gateway p50 {Fmt.Ms(Med(r => Get("gateway", "fixed rate", r).Latency.Percentile(50)))}, " +
+                         $"direct {Fmt.Ms(Med(r => Get("direct", "fixed rate", r).Latency.Percentile(50)))} ms)";
+        var satLabel = $"{ratio:0.00} × ({Med(r => Get("gateway", "saturation", r).PerSecond):N0}/s vs {Med(r => Get("direct", "saturation", r).PerSecond):N0}/s)";
+        report.Target(new TargetResult($"4. tools.invoke added latency p50 / p99 at {settings.InvokeRate} calls/s", $"≤ {TargetAddedP50} ms / ≤ {TargetAddedP99} ms",
+            fixedLabel, addedP50 <= TargetAddedP50 && addedP99 <= TargetAddedP99));
+        report.Target(new TargetResult($"4. tools.invoke added latency (issue 5)", $"≤ {Issue5AddedP50} ms / ≤ {Issue5AddedP99} ms",
+            $"{Fmt.Ms(addedP50)} ms / {Fmt.Ms(addedP99)} ms", addedP50 <= Issue5AddedP50 && addedP99 <= Issue5AddedP99));
+        report.Target(new TargetResult($"4. tools.invoke saturation, {settings.InvokeCallers} callers", $"≥ {TargetRatio} × direct", satLabel, ratio >= TargetRatio));
+        report.Target(new TargetResult("4. tools.invoke saturation (issue 5)", $"≥ {Issue5Ratio} × direct", $"{ratio:0.00} ×", ratio >= Issue5Ratio));
+        report.Target(new TargetResult("4. tools.invoke integrity", "chain valid, invocation rows = 2xx",
+            $"{(integrity.ChainValid ? "valid" : "broken")}, {integrity.InvocationRows:N0} rows for {integrity.GatewaySuccesses:N0} 2xx", integrity.ChainValid && rowsMatch));
+    }
+
+    private static double CpuPerCall(Run run) =>
+        run.Ok == 0 ? double.NaN : run.Cpu.ProcessCores.Values.Sum() * run.Measured.TotalSeconds * 1000 / run.Ok;
+
+    private static void SleepUntil(long due)
+    {
+        while (true)
+        {
+            var ahead = due - Stopwatch.GetTimestamp();
+            if (ahead <= 0) return;
+            var microseconds = ahead * 1_000_000 / Stopwatch.Frequency;
+            if (microseconds > 0) usleep((uint)Math.Min(microseconds, 1_000_000));
+        }
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int usleep(uint microseconds);
+
+    private static async Task<int> PostmasterPidAsync(string connectionString)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        var backend = await connection.ExecuteScalarAsync<int>("SELECT pg_backend_pid()");
+        return CpuMeter.ParentOf(backend);
     }
 }
