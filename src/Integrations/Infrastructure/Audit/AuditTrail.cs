@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
-using Dapper;
 using Integrations.Common;
+using Integrations.Infrastructure.Database;
 using Npgsql;
 
 namespace Integrations.Infrastructure.Audit;
@@ -29,8 +29,9 @@ public sealed class AuditTrail(CallerContext caller)
         await WriteAsync(connection, caller.Required, events, ct);
     }
 
+    private const string EnsureHeadSql = "INSERT INTO audit_chain_heads (tenant_id) VALUES (@TenantId) ON CONFLICT (tenant_id) DO NOTHING";
+
     private const string AppendSql = """
-        INSERT INTO audit_chain_heads (tenant_id) VALUES (@TenantId) ON CONFLICT (tenant_id) DO NOTHING;
         WITH head AS (
             UPDATE audit_chain_heads
             SET last_seq = last_seq + 1,
@@ -44,24 +45,42 @@ public sealed class AuditTrail(CallerContext caller)
         FROM head
         """;
 
-    /// <summary>Appends events to the tenant's chain on <paramref name="connection"/>, in its current transaction.</summary>
+    /// <summary>
+    /// Appends events to the tenant's chain on <paramref name="connection"/>, in its current transaction, in one round trip.
+    /// </summary>
     public static async Task WriteAsync(
         NpgsqlConnection connection, Caller caller, IReadOnlyList<AuditEvent> events, CancellationToken ct, string? correlationId = null)
     {
+        if (events.Count == 0) return;
+        await using var batch = new NpgsqlBatch(connection);
+        AddTo(batch, caller, events, correlationId);
+        await batch.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>
+    /// Adds the statements that append <paramref name="events"/>, in order, to the tenant's chain to <paramref name="batch"/>:
+    /// the chain head is created if missing, then each event advances it. The head row stays locked from the first
+    /// append until the transaction ends, so a batch that commits as it ends (see <see cref="TenantSession.Batch"/>)
+    /// holds it only while PostgreSQL runs the batch.
+    /// </summary>
+    public static void AddTo(NpgsqlBatch batch, Caller caller, IReadOnlyList<AuditEvent> events, string? correlationId = null)
+    {
+        if (events.Count == 0) return;
         correlationId ??= Activity.Current?.TraceId.ToString();
+        var ensure = new NpgsqlBatchCommand(EnsureHeadSql);
+        ensure.Parameters.AddWithValue("TenantId", caller.TenantId);
+        batch.BatchCommands.Add(ensure);
         foreach (var e in events)
         {
-            var args = new
-            {
-                caller.TenantId,
-                caller.Actor,
-                e.Action,
-                e.SubjectType,
-                e.SubjectId,
-                CorrelationId = correlationId,
-                Details = JsonSerializer.Serialize(e.Details ?? new { }, AuditJson.Options),
-            };
-            await connection.ExecuteAsync(new CommandDefinition(AppendSql, args, cancellationToken: ct));
+            var append = new NpgsqlBatchCommand(AppendSql);
+            append.Parameters.AddWithValue("TenantId", caller.TenantId);
+            append.Parameters.AddWithValue("Actor", caller.Actor);
+            append.Parameters.AddWithValue("Action", e.Action);
+            append.Parameters.AddWithValue("SubjectType", e.SubjectType);
+            append.Parameters.AddWithValue("SubjectId", e.SubjectId);
+            append.Parameters.AddWithValue("CorrelationId", NpgsqlTypes.NpgsqlDbType.Text, (object?)correlationId ?? DBNull.Value);
+            append.Parameters.AddWithValue("Details", JsonSerializer.Serialize(e.Details ?? new { }, AuditJson.Options));
+            batch.BatchCommands.Add(append);
         }
     }
 }

@@ -29,8 +29,7 @@ public sealed class TenantSession(NpgsqlDataSource dataSource, CallerContext cal
         try
         {
             _transaction = await connection.BeginTransactionAsync(ct);
-            await using var command = new NpgsqlCommand(
-                "SELECT set_config('role', @role, true), set_config('app.tenant_id', @tenant, true)", connection, _transaction);
+            await using var command = new NpgsqlCommand(PinSql, connection, _transaction);
             command.Parameters.AddWithValue("role", AppRole);
             command.Parameters.AddWithValue("tenant", tenantId);
             await command.ExecuteNonQueryAsync(ct);
@@ -44,6 +43,27 @@ public sealed class TenantSession(NpgsqlDataSource dataSource, CallerContext cal
         _connection = connection;
         return connection;
     }
+
+    /// <summary>
+    /// A batch that is a transaction of its own, sent in one round trip: with no transaction open on
+    /// <paramref name="connection"/>, PostgreSQL runs every command of a batch in one implicit transaction that
+    /// commits when the batch ends and rolls back entirely when any command fails. Its first command switches to the
+    /// app role and pins <paramref name="tenantId"/>, as <see cref="ConnectionAsync"/> does, for the commands added after it.
+    /// Use it for short writes that need no answer before they commit: no lock taken by the batch is held while a
+    /// client round trip is under way.
+    /// </summary>
+    public static NpgsqlBatch Batch(NpgsqlConnection connection, string tenantId)
+    {
+        if (connection.FullState != System.Data.ConnectionState.Open) throw new InvalidOperationException("The connection is not open.");
+        var batch = new NpgsqlBatch(connection);
+        var pin = new NpgsqlBatchCommand(PinSql);
+        pin.Parameters.AddWithValue("role", AppRole);
+        pin.Parameters.AddWithValue("tenant", tenantId);
+        batch.BatchCommands.Add(pin);
+        return batch;
+    }
+
+    private const string PinSql = "SELECT set_config('role', @role, true), set_config('app.tenant_id', @tenant, true)";
 
     /// <summary>Runs <paramref name="action"/> once the transaction has committed (never if it rolls back).</summary>
     public void AfterCommit(Action action) => (_afterCommit ??= []).Add(action);
