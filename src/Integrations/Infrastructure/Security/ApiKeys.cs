@@ -1,8 +1,10 @@
 using System.Buffers.Text;
+using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
 using Dapper;
 using Integrations.Common;
+using Integrations.Infrastructure.Database;
 using Npgsql;
 
 namespace Integrations.Infrastructure.Security;
@@ -13,10 +15,47 @@ public sealed record CreatedApiKey(Guid Id, string TenantId, IReadOnlyList<strin
 /// API keys look like <c>ik_&lt;id&gt;_&lt;secret&gt;</c>: the id finds the row, and only the SHA-256 of the
 /// 32-byte secret is stored. The key itself exists once, in the answer to <see cref="CreateAsync"/>.
 /// Key management is a system operation: it runs as the owner role, outside any tenant's transaction.
+/// A key's row is cached for <see cref="CacheFor"/> while the change listener runs (every request presents a key, and
+/// reading it was one more round trip per request). A revoked or deleted key's row announces itself on the change
+/// channel (a trigger, however the row was changed), every replica drops its copy, and the revoking replica drops its
+/// own at once; while the listener is down, every lookup reads through.
 /// </summary>
-public sealed class ApiKeys(NpgsqlDataSource dataSource)
+public sealed class ApiKeys
 {
+    public const string ChangeKeyPrefix = "api_key:";
+
+    /// <summary>How long a looked-up key is trusted without reading its row again, even if no change was heard.</summary>
+    public static readonly TimeSpan CacheFor = TimeSpan.FromSeconds(30);
+
     private const string Prefix = "ik_";
+    private const int MaxCached = 10_000;
+
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly ChangeNotifications _changes;
+    private readonly TimeProvider _time;
+    private readonly ConcurrentDictionary<Guid, Cached> _cache = new();
+    private long _generation;
+
+    public ApiKeys(NpgsqlDataSource dataSource, ChangeNotifications changes, TimeProvider? time = null)
+    {
+        _dataSource = dataSource;
+        _changes = changes;
+        _time = time ?? TimeProvider.System;
+        changes.Changed += key =>
+        {
+            if (!key.StartsWith(ChangeKeyPrefix, StringComparison.Ordinal)) return;
+            Interlocked.Increment(ref _generation);
+            if (Guid.TryParse(key.AsSpan(ChangeKeyPrefix.Length), out var id)) _cache.TryRemove(id, out _);
+            else _cache.Clear();
+        };
+        changes.Reset += () =>
+        {
+            Interlocked.Increment(ref _generation);
+            _cache.Clear();
+        };
+    }
+
+    private sealed record Cached(string TenantId, byte[] KeyHash, IReadOnlySet<string> Scopes, long ReadAt);
 
     public async Task<CreatedApiKey> CreateAsync(string tenantId, string name, IReadOnlyList<string> scopes, CancellationToken ct)
     {
@@ -27,30 +66,50 @@ public sealed class ApiKeys(NpgsqlDataSource dataSource)
 
         var id = Guid.CreateVersion7();
         var secret = RandomNumberGenerator.GetBytes(32);
-        await using var connection = await dataSource.OpenConnectionAsync(ct);
+        await using var connection = await _dataSource.OpenConnectionAsync(ct);
         await connection.ExecuteAsync(new CommandDefinition(
             "INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes) VALUES (@id, @tenantId, @name, @hash, @scopes)",
             new { id, tenantId, name, hash = SHA256.HashData(secret), scopes = scopes.ToArray() }, cancellationToken: ct));
         return new CreatedApiKey(id, tenantId, scopes, $"{Prefix}{id:N}_{Base64Url.EncodeToString(secret)}");
     }
 
+    /// <summary>Revokes the key; every replica hears of it when this commits (the row's trigger), this one at once.</summary>
     public async Task<bool> RevokeAsync(Guid id, CancellationToken ct)
     {
-        await using var connection = await dataSource.OpenConnectionAsync(ct);
-        return await connection.ExecuteAsync(new CommandDefinition(
+        await using var connection = await _dataSource.OpenConnectionAsync(ct);
+        var revoked = await connection.ExecuteAsync(new CommandDefinition(
             "UPDATE api_keys SET revoked_at = now() WHERE id = @id AND revoked_at IS NULL", new { id }, cancellationToken: ct)) == 1;
+        _changes.Publish(ChangeKeyPrefix + id);
+        return revoked;
     }
 
     /// <summary>The caller a key stands for, or null when the key is malformed, unknown or revoked.</summary>
     public async Task<Caller?> AuthenticateAsync(string key, CancellationToken ct)
     {
         if (!TryParse(key, out var id, out var secret)) return null;
-        await using var connection = await dataSource.OpenConnectionAsync(ct);
-        var row = await connection.QuerySingleOrDefaultAsync<KeyRow>(new CommandDefinition(
-            "SELECT tenant_id, key_hash, scopes FROM api_keys WHERE id = @id AND revoked_at IS NULL",
-            new { id }, cancellationToken: ct));
-        if (row is null || !CryptographicOperations.FixedTimeEquals(SHA256.HashData(secret), row.KeyHash)) return null;
-        return new Caller(row.TenantId, $"api_key:{id:N}", row.Scopes.ToHashSet(StringComparer.Ordinal));
+        var listening = _changes.IsListening;
+        if (!listening || !_cache.TryGetValue(id, out var cached) || _time.GetElapsedTime(cached.ReadAt) > CacheFor)
+        {
+            var generation = Interlocked.Read(ref _generation);
+            await using var connection = await _dataSource.OpenConnectionAsync(ct);
+            var row = await connection.QuerySingleOrDefaultAsync<KeyRow>(new CommandDefinition(
+                "SELECT tenant_id, key_hash, scopes FROM api_keys WHERE id = @id AND revoked_at IS NULL",
+                new { id }, cancellationToken: ct));
+            if (row is null)
+            {
+                _cache.TryRemove(id, out _);
+                return null;
+            }
+            cached = new Cached(row.TenantId, row.KeyHash, row.Scopes.ToHashSet(StringComparer.Ordinal), _time.GetTimestamp());
+            // Keep what was read only if no change was heard meanwhile; an unknown or revoked key is never kept.
+            if (listening && Interlocked.Read(ref _generation) == generation)
+            {
+                if (_cache.Count >= MaxCached) _cache.Clear();
+                _cache[id] = cached;
+            }
+        }
+        if (!CryptographicOperations.FixedTimeEquals(SHA256.HashData(secret), cached.KeyHash)) return null;
+        return new Caller(cached.TenantId, $"api_key:{id:N}", cached.Scopes);
     }
 
     private static bool TryParse(string key, out Guid id, out byte[] secret)
