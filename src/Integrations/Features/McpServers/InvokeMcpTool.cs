@@ -1,4 +1,6 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using System.Text.Json;
 using Dapper;
 using FluentValidation;
@@ -17,6 +19,7 @@ using Microsoft.Extensions.Logging;
 using ModelContextProtocol;
 using ModelContextProtocol.Protocol;
 using Npgsql;
+using NpgsqlTypes;
 
 namespace Integrations.Features.McpServers;
 
@@ -32,6 +35,9 @@ public static class InvokeMcpTool
 {
     public const string SubjectType = "mcp_tool";
     public const string TenantRateKey = "tenant";
+
+    /// <summary>Trace tag: <c>cached</c> when the call was decided on this replica's copy of its rows, <c>read</c> when they were read.</summary>
+    public const string AdmissionTag = "integrations.tool_call.admission";
 
     public sealed record Body(JsonElement? Arguments = null, string? RunId = null, int? TimeoutMs = null);
 
@@ -76,12 +82,44 @@ public static class InvokeMcpTool
         public string? CredentialRef { get; init; }
         public required string AuthHeader { get; init; }
         public required string ServerStatus { get; init; }
+
+        /// <summary>The row versions (<c>xmin</c>) of the tool and server rows this copy was read from.</summary>
+        public required string ToolVersion { get; init; }
+        public required string ServerVersion { get; init; }
     }
+
+    /// <summary>
+    /// The tool and server rows of recent calls, per tenant. A copy is only ever used to decide a call together with
+    /// a check, in the same transaction as the decision's audit events, that both rows still have the versions the
+    /// copy was read from; when they do not, the copy is dropped and the call decided on fresh rows. So no change
+    /// notification is needed for correctness, and a change takes effect on the next call on every replica.
+    /// </summary>
+    internal sealed class TargetCache
+    {
+        private const int MaxEntries = 10_000;
+        private readonly ConcurrentDictionary<(string Tenant, Guid Server, Guid Tool), Target> _targets = new();
+
+        public bool TryGet(string tenantId, Guid serverId, Guid toolId, [NotNullWhen(true)] out Target? target) =>
+            _targets.TryGetValue((tenantId, serverId, toolId), out target);
+
+        public void Set(string tenantId, Target target)
+        {
+            if (_targets.Count >= MaxEntries) _targets.Clear();
+            _targets[(tenantId, target.ServerId, target.ToolId)] = target;
+        }
+
+        public void Remove(string tenantId, Guid serverId, Guid toolId) => _targets.TryRemove((tenantId, serverId, toolId), out _);
+    }
+
+    /// <summary>What admission decided and recorded: the target, or the error to answer; whether <c>started</c> is on record too.</summary>
+    private sealed record Admission(Target? Target, Error? Error, bool StartedRecorded);
 
     internal sealed class Handler(
         TenantSession session,
+        NpgsqlDataSource dataSource,
         CallerContext caller,
         ToolPolicyStore policies,
+        TargetCache targets,
         RateLimiter rateLimiter,
         ArgumentValidator argumentValidator,
         CredentialResolver credentials,
@@ -92,9 +130,18 @@ public static class InvokeMcpTool
         private const string TargetSql = """
             SELECT t.id AS tool_id, t.name AS tool_name, t.input_schema::text AS input_schema, t.definition_hash, t.approved_hash,
                    t.risk_level, t.enabled, t.status AS tool_status, t.rate_limit_per_minute,
-                   s.id AS server_id, s.name AS server_name, s.url, s.transport, s.credential_ref, s.auth_header, s.status AS server_status
+                   s.id AS server_id, s.name AS server_name, s.url, s.transport, s.credential_ref, s.auth_header, s.status AS server_status,
+                   t.xmin::text AS tool_version, s.xmin::text AS server_version
             FROM mcp_tools t JOIN mcp_servers s ON s.tenant_id = t.tenant_id AND s.id = t.server_id
             WHERE t.tenant_id = @TenantId AND t.id = @ToolId AND t.server_id = @ServerId AND s.deleted_at IS NULL
+            """;
+
+        /// <summary>Aborts its transaction unless the tool and server rows are still the versions a cached copy was read from.</summary>
+        private const string UnchangedSql = """
+            SELECT assert_unchanged(EXISTS (
+                SELECT FROM mcp_tools t JOIN mcp_servers s ON s.tenant_id = t.tenant_id AND s.id = t.server_id
+                WHERE t.tenant_id = @TenantId AND t.id = @ToolId AND t.server_id = @ServerId AND s.deleted_at IS NULL
+                  AND t.xmin = @ToolVersion::xid AND s.xmin = @ServerVersion::xid), 'the MCP tool')
             """;
 
         private const string InvocationSql = """
@@ -107,9 +154,11 @@ public static class InvokeMcpTool
         public async Task<Result<Response>> Handle(Command request, CancellationToken ct)
         {
             var call = new Call(request, caller.Required);
+            Activity.Current?.SetTag("integrations.invocation_id", call.CorrelationId);
 
-            // 1-2: requested, the policy decision and (when denied) the invocation row commit together before anything else.
-            Result<Target> admitted;
+            // 1-2: requested, the policy decision and (when denied) the invocation row commit together before anything else;
+            // when no credential is to be resolved first, started commits with them.
+            Admission admitted;
             try
             {
                 admitted = await AdmitAsync(call, ct);
@@ -119,8 +168,8 @@ public static class InvokeMcpTool
                 logger.LogError(e, "The audit trail could not be written before tool call {InvocationId}; the call was not made.", call.Id);
                 return Error.Unavailable("The audit trail cannot be written right now, so the tool was not called. Try again later.");
             }
-            if (!admitted.IsSuccess) return WithInvocation(admitted.Error!, call.Id);
-            var target = admitted.Value;
+            if (admitted.Error is { } refused) return WithInvocation(refused, call.Id);
+            var target = admitted.Target!;
 
             // 3: the server's own credential, through the vault (grant checked, access logged); never the caller's key.
             McpServerAuth? auth = null;
@@ -138,14 +187,17 @@ public static class InvokeMcpTool
             }
 
             // 4: started is on record before the request leaves.
-            try
+            if (!admitted.StartedRecorded)
             {
-                await AppendAsync(call, [Event(call, target, "tool.invocation.started", new { Timeout = call.Timeout?.TotalMilliseconds })], ct);
-            }
-            catch (Exception e) when (e is NpgsqlException or TimeoutException)
-            {
-                logger.LogError(e, "The audit trail could not be written before tool call {InvocationId}; the call was not made.", call.Id);
-                return Error.Unavailable("The audit trail cannot be written right now, so the tool was not called. Try again later.");
+                try
+                {
+                    await AppendAsync(call, [Started(call, target)], ct);
+                }
+                catch (Exception e) when (e is NpgsqlException or TimeoutException)
+                {
+                    logger.LogError(e, "The audit trail could not be written before tool call {InvocationId}; the call was not made.", call.Id);
+                    return Error.Unavailable("The audit trail cannot be written right now, so the tool was not called. Try again later.");
+                }
             }
 
             var endpoint = new McpEndpoint(call.Caller.TenantId, target.ServerId, new Uri(target.Url), auth, target.Transport);
@@ -172,42 +224,99 @@ public static class InvokeMcpTool
                 isError);
         }
 
-        private async Task<Result<Target>> AdmitAsync(Call call, CancellationToken ct)
+        /// <summary>
+        /// The fast way when this replica holds the tool and server rows and the tenant's policy, and no rate limit has to be
+        /// counted: decide in memory, then record the decision in one round trip that is its own transaction and first
+        /// checks the rows are still what was decided on. Otherwise (or when they changed) the rows are read in a
+        /// transaction that then records the decision.
+        /// </summary>
+        private async Task<Admission> AdmitAsync(Call call, CancellationToken ct)
         {
+            var tenantId = call.Caller.TenantId;
+            if (targets.TryGet(tenantId, call.Request.ServerId, call.Request.ToolId, out var cached) && policies.TryGetCached(tenantId, out var policy))
+            {
+                var (denial, rule) = await CheckRulesAsync(call, cached, policy);
+                if (denial is not null || !HasRateLimits(cached, policy))
+                {
+                    try
+                    {
+                        await using var connection = await dataSource.OpenConnectionAsync(ct);
+                        await using var batch = TenantSession.Batch(connection, tenantId);
+                        var unchanged = new NpgsqlBatchCommand(UnchangedSql);
+                        unchanged.Parameters.AddWithValue("TenantId", tenantId);
+                        unchanged.Parameters.AddWithValue("ToolId", cached.ToolId);
+                        unchanged.Parameters.AddWithValue("ServerId", cached.ServerId);
+                        unchanged.Parameters.AddWithValue("ToolVersion", cached.ToolVersion);
+                        unchanged.Parameters.AddWithValue("ServerVersion", cached.ServerVersion);
+                        batch.BatchCommands.Add(unchanged);
+                        var admission = AddDecision(batch, call, cached, denial, rule);
+                        await batch.ExecuteNonQueryAsync(ct);
+                        Activity.Current?.SetTag(AdmissionTag, "cached");
+                        return admission;
+                    }
+                    catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.SerializationFailure)
+                    {
+                        targets.Remove(tenantId, cached.ServerId, cached.ToolId); // changed since it was read: decide on the rows as they are
+                    }
+                }
+            }
+            return await AdmitInTransactionAsync(call, ct);
+        }
+
+        private async Task<Admission> AdmitInTransactionAsync(Call call, CancellationToken ct)
+        {
+            Activity.Current?.SetTag(AdmissionTag, "read");
             var connection = await session.ConnectionAsync(ct);
             var target = await connection.QuerySingleOrDefaultAsync<Target>(new CommandDefinition(TargetSql,
                 new { call.Caller.TenantId, call.Request.ToolId, call.Request.ServerId }, cancellationToken: ct));
-            var requested = new AuditEvent("tool.invocation.requested", SubjectType, call.Request.ToolId.ToString(), new
-            {
-                InvocationId = call.Id, call.Request.ServerId, ToolName = target?.ToolName, call.Request.RunId, call.InputHash,
-            });
             if (target is null)
             {
-                await AuditTrail.WriteAsync(connection, call.Caller, [requested,
+                await AuditTrail.WriteAsync(connection, call.Caller, [Requested(call, null),
                     new AuditEvent("tool.invocation.denied", SubjectType, call.Request.ToolId.ToString(), new { InvocationId = call.Id, Rule = "not_found" })],
                     ct, call.CorrelationId);
                 await session.CommitAsync(ct);
-                return Error.NotFound("MCP tool");
+                return new Admission(null, Error.NotFound("MCP tool"), false);
             }
+            targets.Set(call.Caller.TenantId, target);
 
-            var (denial, rule) = await DecideAsync(connection, call, target, ct);
-            if (denial is null)
+            var policy = await policies.GetAsync(connection, call.Caller.TenantId, ct);
+            var (denial, rule) = await CheckRulesAsync(call, target, policy);
+            if (denial is null) (denial, rule) = await CheckRateLimitsAsync(connection, call, target, policy, ct);
+
+            await using (var batch = new NpgsqlBatch(connection))
             {
-                await AuditTrail.WriteAsync(connection, call.Caller,
-                    [requested, Event(call, target, "tool.invocation.allowed", new { target.RiskLevel })], ct, call.CorrelationId);
+                var admission = AddDecision(batch, call, target, denial, rule);
+                await batch.ExecuteNonQueryAsync(ct);
                 await session.CommitAsync(ct);
-                return target;
+                return admission;
             }
-
-            await AuditTrail.WriteAsync(connection, call.Caller,
-                [requested, Event(call, target, "tool.invocation.denied", new { Rule = rule, Reason = denial.Detail })], ct, call.CorrelationId);
-            await InsertInvocationAsync(connection, call, target, "denied", denial.Detail, null, null, rule, ct);
-            await session.CommitAsync(ct);
-            return WithExtension(denial, "rule", rule);
         }
 
-        /// <summary>The first rule that refuses the call, or (null, null) when every rule allows it.</summary>
-        private async Task<(Error? Denial, string? Rule)> DecideAsync(NpgsqlConnection connection, Call call, Target target, CancellationToken ct)
+        /// <summary>
+        /// Adds the decision's record to <paramref name="batch"/>: requested, then allowed (and started, when no credential
+        /// has to be resolved before the call) or denied with its rule and a <c>denied</c> invocation row.
+        /// </summary>
+        private static Admission AddDecision(NpgsqlBatch batch, Call call, Target target, Error? denial, string? rule)
+        {
+            if (denial is null)
+            {
+                var startsNow = target.CredentialRef is null;
+                List<AuditEvent> events = [Requested(call, target), Event(call, target, "tool.invocation.allowed", new { target.RiskLevel })];
+                if (startsNow) events.Add(Started(call, target));
+                AuditTrail.AddTo(batch, call.Caller, events, call.CorrelationId);
+                return new Admission(target, null, startsNow);
+            }
+            AuditTrail.AddTo(batch, call.Caller,
+                [Requested(call, target), Event(call, target, "tool.invocation.denied", new { Rule = rule, Reason = denial.Detail })], call.CorrelationId);
+            AddInvocation(batch, call, target, "denied", denial.Detail, null, null, rule, call.Elapsed);
+            return new Admission(null, WithExtension(denial, "rule", rule), false);
+        }
+
+        private static bool HasRateLimits(Target target, ToolPolicy policy) =>
+            (target.RateLimitPerMinute ?? policy.DefaultRateLimitPerMinute) is not null || policy.TenantRateLimitPerMinute is not null;
+
+        /// <summary>The first rule short of the rate limits that refuses the call, or (null, null) when every one allows it.</summary>
+        private async Task<(Error? Denial, string? Rule)> CheckRulesAsync(Call call, Target target, ToolPolicy policy)
         {
             if (target.ServerStatus == "disabled")
             {
@@ -226,7 +335,6 @@ public static class InvokeMcpTool
                 return Deny("tool_disabled", $"The tool '{target.ToolName}' is disabled.");
             }
 
-            var policy = await policies.GetAsync(connection, call.Caller.TenantId, ct);
             var decision = policy.Evaluate(target.ServerName, target.ServerId, target.ToolName, target.RiskLevel);
             if (!decision.Allowed) return Deny(decision.Rule!, decision.Reason!);
 
@@ -235,7 +343,14 @@ public static class InvokeMcpTool
             {
                 return (Error.Validation(schemaErrors, $"The arguments do not match the input schema of '{target.ToolName}'."), "input_schema");
             }
+            return (null, null);
 
+            static (Error?, string?) Deny(string rule, string detail) => (Error.PolicyDenied(rule, detail), rule);
+        }
+
+        /// <summary>Counts the call against the tool's and the tenant's per-minute limits, in the admitting transaction.</summary>
+        private async Task<(Error? Denial, string? Rule)> CheckRateLimitsAsync(NpgsqlConnection connection, Call call, Target target, ToolPolicy policy, CancellationToken ct)
+        {
             var toolLimit = target.RateLimitPerMinute ?? policy.DefaultRateLimitPerMinute;
             if (toolLimit is { } perTool)
             {
@@ -254,58 +369,91 @@ public static class InvokeMcpTool
                 }
             }
             return (null, null);
-
-            static (Error?, string?) Deny(string rule, string detail) => (Error.PolicyDenied(rule, detail), rule);
         }
 
+        /// <summary>
+        /// The outcome event and the invocation row, committed together. A failure that opens or bumps an incident does so in a
+        /// transaction (the row and the event name it); any other outcome is one round trip that is its own transaction.
+        /// </summary>
         private async Task<double> FinishAsync(
             Call call, Target target, string outcome, string? error, string? outputHash, CancellationToken ct, string? reason = null)
         {
             var duration = call.Elapsed;
             var failed = outcome is "failed" or "timeout";
-            var connection = await session.ConnectionAsync(ct);
-            RecordedIncident? incident = failed && reason is null
-                ? await incidents.OpenOrBumpAsync(connection, call.Caller.TenantId, new IncidentReport(
-                    "tool_failure", outcome == "timeout" ? "medium" : "high", SubjectType, target.ToolId.ToString(),
-                    $"tool_failure:{target.ServerId}/{target.ToolName}", $"{target.ServerName}/{target.ToolName}: {error}"), ct)
-                : null;
-            await AuditTrail.WriteAsync(connection, call.Caller, [Event(call, target, failed ? "tool.invocation.failed" : "tool.invocation.completed", new
+            if (!failed || reason is not null)
             {
-                Outcome = outcome, DurationMs = duration, OutputHash = outputHash, Error = error, IncidentId = incident?.Id,
-            })], ct, call.CorrelationId);
-            await InsertInvocationAsync(connection, call, target, outcome, error, outputHash, incident?.Id, reason, ct, duration);
+                await using var connection = await dataSource.OpenConnectionAsync(ct);
+                await using var batch = TenantSession.Batch(connection, call.Caller.TenantId);
+                AddOutcome(batch, call, target, outcome, error, outputHash, null, reason, duration);
+                await batch.ExecuteNonQueryAsync(ct);
+                return duration;
+            }
+
+            var transaction = await session.ConnectionAsync(ct);
+            var incident = await incidents.OpenOrBumpAsync(transaction, call.Caller.TenantId, new IncidentReport(
+                "tool_failure", outcome == "timeout" ? "medium" : "high", SubjectType, target.ToolId.ToString(),
+                $"tool_failure:{target.ServerId}/{target.ToolName}", $"{target.ServerName}/{target.ToolName}: {error}"), ct);
+            await using (var batch = new NpgsqlBatch(transaction))
+            {
+                AddOutcome(batch, call, target, outcome, error, outputHash, incident.Id, reason, duration);
+                await batch.ExecuteNonQueryAsync(ct);
+            }
             await session.CommitAsync(ct);
             return duration;
         }
 
-        private Task InsertInvocationAsync(NpgsqlConnection connection, Call call, Target target, string outcome, string? error,
-            string? outputHash, Guid? incidentId, string? reason, CancellationToken ct, double? durationMs = null) =>
-            connection.ExecuteAsync(new CommandDefinition(InvocationSql, new
+        private static void AddOutcome(NpgsqlBatch batch, Call call, Target target, string outcome, string? error, string? outputHash,
+            Guid? incidentId, string? reason, double duration)
+        {
+            var failed = outcome is "failed" or "timeout";
+            AuditTrail.AddTo(batch, call.Caller, [Event(call, target, failed ? "tool.invocation.failed" : "tool.invocation.completed", new
             {
-                call.Id,
-                call.Caller.TenantId,
-                target.ServerId,
-                target.ToolId,
-                target.ToolName,
-                call.Request.RunId,
-                Caller = call.Caller.Actor,
-                call.InputHash,
-                OutputHash = outputHash,
-                Outcome = outcome,
-                DecisionReason = reason,
-                Error = error is { Length: > 2000 } ? error[..2000] : error,
-                DurationMs = durationMs ?? call.Elapsed,
-                call.StartedAt,
-                FinishedAt = DateTime.UtcNow,
-                IncidentId = incidentId,
-            }, cancellationToken: ct));
+                Outcome = outcome, DurationMs = duration, OutputHash = outputHash, Error = error, IncidentId = incidentId,
+            })], call.CorrelationId);
+            AddInvocation(batch, call, target, outcome, error, outputHash, incidentId, reason, duration);
+        }
 
+        private static void AddInvocation(NpgsqlBatch batch, Call call, Target target, string outcome, string? error,
+            string? outputHash, Guid? incidentId, string? reason, double durationMs)
+        {
+            var insert = new NpgsqlBatchCommand(InvocationSql);
+            var p = insert.Parameters;
+            p.AddWithValue("Id", call.Id);
+            p.AddWithValue("TenantId", call.Caller.TenantId);
+            p.AddWithValue("ServerId", target.ServerId);
+            p.AddWithValue("ToolId", target.ToolId);
+            p.AddWithValue("ToolName", target.ToolName);
+            p.AddWithValue("RunId", NpgsqlDbType.Text, (object?)call.Request.RunId ?? DBNull.Value);
+            p.AddWithValue("Caller", call.Caller.Actor);
+            p.AddWithValue("InputHash", call.InputHash);
+            p.AddWithValue("OutputHash", NpgsqlDbType.Text, (object?)outputHash ?? DBNull.Value);
+            p.AddWithValue("Outcome", outcome);
+            p.AddWithValue("DecisionReason", NpgsqlDbType.Text, (object?)reason ?? DBNull.Value);
+            p.AddWithValue("Error", NpgsqlDbType.Text, (object?)(error is { Length: > 2000 } ? error[..2000] : error) ?? DBNull.Value);
+            p.AddWithValue("DurationMs", durationMs);
+            p.AddWithValue("StartedAt", call.StartedAt);
+            p.AddWithValue("FinishedAt", DateTime.UtcNow);
+            p.AddWithValue("IncidentId", NpgsqlDbType.Uuid, (object?)incidentId ?? DBNull.Value);
+            batch.BatchCommands.Add(insert);
+        }
+
+        /// <summary>Appends events in one round trip that is its own transaction.</summary>
         private async Task AppendAsync(Call call, IReadOnlyList<AuditEvent> events, CancellationToken ct)
         {
-            var connection = await session.ConnectionAsync(ct);
-            await AuditTrail.WriteAsync(connection, call.Caller, events, ct, call.CorrelationId);
-            await session.CommitAsync(ct);
+            await using var connection = await dataSource.OpenConnectionAsync(ct);
+            await using var batch = TenantSession.Batch(connection, call.Caller.TenantId);
+            AuditTrail.AddTo(batch, call.Caller, events, call.CorrelationId);
+            await batch.ExecuteNonQueryAsync(ct);
         }
+
+        private static AuditEvent Requested(Call call, Target? target) =>
+            new("tool.invocation.requested", SubjectType, call.Request.ToolId.ToString(), new
+            {
+                InvocationId = call.Id, call.Request.ServerId, ToolName = target?.ToolName, call.Request.RunId, call.InputHash,
+            });
+
+        private static AuditEvent Started(Call call, Target target) =>
+            Event(call, target, "tool.invocation.started", new { Timeout = call.Timeout?.TotalMilliseconds });
 
         private static AuditEvent Event(Call call, Target target, string action, object details) =>
             new(action, SubjectType, target.ToolId.ToString(), new { InvocationId = call.Id, target.ServerId, target.ToolName, Details = details });

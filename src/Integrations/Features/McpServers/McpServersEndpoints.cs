@@ -31,6 +31,7 @@ public static class McpServersEndpoints
     {
         services.AddSingleton(McpOptions.FromConfiguration(configuration));
         services.AddSingleton<McpSessions>();
+        services.AddSingleton<InvokeMcpTool.TargetCache>();
         services.AddSingleton<McpHealthSweep>();
         services.AddHostedService(sp => sp.GetRequiredService<McpHealthSweep>());
         return services;

@@ -38,6 +38,13 @@ public sealed class ToolPolicyStore
         };
     }
 
+    /// <summary>The tenant's policy when this replica holds a current copy (the listener runs), without a round trip.</summary>
+    public bool TryGetCached(string tenantId, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out ToolPolicy? policy)
+    {
+        policy = null;
+        return _changes.IsListening && _cache.TryGetValue(tenantId, out policy);
+    }
+
     public async Task<ToolPolicy> GetAsync(NpgsqlConnection connection, string tenantId, CancellationToken ct)
     {
         var listening = _changes.IsListening;
