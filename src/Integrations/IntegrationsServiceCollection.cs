@@ -37,6 +37,7 @@ public static class IntegrationsServiceCollection
                 "or set ConnectionStrings__Integrations.");
         }
         services.TryAddSingleton(_ => CreateDataSource(connectionString));
+        services.TryAddSingleton(_ => new TenantBatches(CreateDataSource(TenantBatches.ConnectionString(connectionString), "integrations-batches")));
 
         services.AddSingleton(TrustedHosts.FromConfiguration(configuration));
         services.AddSingleton<SsrfGuard>();
@@ -83,9 +84,9 @@ public static class IntegrationsServiceCollection
     // PostgreSQL's CPU per audited write (bench/README.md, benchmark 2). Npgsql prepares a statement on a
     // connection once it has run there a few times. `Max Auto Prepare=0` in the connection string turns this
     // off, e.g. behind a pooler in transaction mode that cannot keep prepared statements.
-    internal static NpgsqlDataSource CreateDataSource(string connectionString)
+    internal static NpgsqlDataSource CreateDataSource(string connectionString, string name = "integrations")
     {
-        var builder = new NpgsqlDataSourceBuilder(connectionString) { Name = "integrations" };
+        var builder = new NpgsqlDataSourceBuilder(connectionString) { Name = name };
         // The generic builder keeps the keys as written (Npgsql's own answers true for every keyword it knows).
         var given = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString };
         var setsAutoPrepare = given.Keys.Cast<string>().Any(k => k.Replace(" ", "", StringComparison.Ordinal).Equals("MaxAutoPrepare", StringComparison.OrdinalIgnoreCase));

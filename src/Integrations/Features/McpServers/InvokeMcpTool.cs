@@ -116,7 +116,7 @@ public static class InvokeMcpTool
 
     internal sealed class Handler(
         TenantSession session,
-        NpgsqlDataSource dataSource,
+        TenantBatches batches,
         CallerContext caller,
         ToolPolicyStore policies,
         TargetCache targets,
@@ -191,7 +191,7 @@ public static class InvokeMcpTool
             {
                 try
                 {
-                    await AppendAsync(call, [Started(call, target)], ct);
+                    await AppendAsync(call, [Started(call, target)]);
                 }
                 catch (Exception e) when (e is NpgsqlException or TimeoutException)
                 {
@@ -240,19 +240,20 @@ public static class InvokeMcpTool
                 {
                     try
                     {
-                        await using var connection = await dataSource.OpenConnectionAsync(ct);
-                        await using var batch = TenantSession.Batch(connection, tenantId);
-                        var unchanged = new NpgsqlBatchCommand(UnchangedSql);
-                        unchanged.Parameters.AddWithValue("TenantId", tenantId);
-                        unchanged.Parameters.AddWithValue("ToolId", cached.ToolId);
-                        unchanged.Parameters.AddWithValue("ServerId", cached.ServerId);
-                        unchanged.Parameters.AddWithValue("ToolVersion", cached.ToolVersion);
-                        unchanged.Parameters.AddWithValue("ServerVersion", cached.ServerVersion);
-                        batch.BatchCommands.Add(unchanged);
-                        var admission = AddDecision(batch, call, cached, denial, rule);
-                        await batch.ExecuteNonQueryAsync(ct);
+                        Admission? admission = null;
+                        await batches.WriteAsync(tenantId, batch =>
+                        {
+                            var unchanged = new NpgsqlBatchCommand(UnchangedSql);
+                            unchanged.Parameters.AddWithValue("TenantId", tenantId);
+                            unchanged.Parameters.AddWithValue("ToolId", cached.ToolId);
+                            unchanged.Parameters.AddWithValue("ServerId", cached.ServerId);
+                            unchanged.Parameters.AddWithValue("ToolVersion", cached.ToolVersion);
+                            unchanged.Parameters.AddWithValue("ServerVersion", cached.ServerVersion);
+                            batch.BatchCommands.Add(unchanged);
+                            admission = AddDecision(batch, call, cached, denial, rule);
+                        });
                         Activity.Current?.SetTag(AdmissionTag, "cached");
-                        return admission;
+                        return admission!;
                     }
                     catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.SerializationFailure)
                     {
@@ -382,10 +383,7 @@ public static class InvokeMcpTool
             var failed = outcome is "failed" or "timeout";
             if (!failed || reason is not null)
             {
-                await using var connection = await dataSource.OpenConnectionAsync(ct);
-                await using var batch = TenantSession.Batch(connection, call.Caller.TenantId);
-                AddOutcome(batch, call, target, outcome, error, outputHash, null, reason, duration);
-                await batch.ExecuteNonQueryAsync(ct);
+                await batches.WriteAsync(call.Caller.TenantId, batch => AddOutcome(batch, call, target, outcome, error, outputHash, null, reason, duration));
                 return duration;
             }
 
@@ -437,14 +435,9 @@ public static class InvokeMcpTool
             batch.BatchCommands.Add(insert);
         }
 
-        /// <summary>Appends events in one round trip that is its own transaction.</summary>
-        private async Task AppendAsync(Call call, IReadOnlyList<AuditEvent> events, CancellationToken ct)
-        {
-            await using var connection = await dataSource.OpenConnectionAsync(ct);
-            await using var batch = TenantSession.Batch(connection, call.Caller.TenantId);
-            AuditTrail.AddTo(batch, call.Caller, events, call.CorrelationId);
-            await batch.ExecuteNonQueryAsync(ct);
-        }
+        /// <summary>Appends events in a transaction of their own (see <see cref="TenantBatches"/>).</summary>
+        private Task AppendAsync(Call call, IReadOnlyList<AuditEvent> events) =>
+            batches.WriteAsync(call.Caller.TenantId, batch => AuditTrail.AddTo(batch, call.Caller, events, call.CorrelationId));
 
         private static AuditEvent Requested(Call call, Target? target) =>
             new("tool.invocation.requested", SubjectType, call.Request.ToolId.ToString(), new

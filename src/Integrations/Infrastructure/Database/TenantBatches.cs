@@ -1,0 +1,134 @@
+using System.Collections.Concurrent;
+using Npgsql;
+
+namespace Integrations.Infrastructure.Database;
+
+/// <summary>
+/// Short writes for a tenant, each committed by a batch that is its own transaction (<see cref="TenantSession.Batch"/>)
+/// and sent in one round trip, for writes whose statements need no answer before they commit (audit appends, the
+/// invocation row). Per tenant one batch is in flight at a time; writes that arrive meanwhile go together in the
+/// next one. So a tenant's writers do not pile up on its audit chain head row in PostgreSQL (each waiter there costs
+/// a backend woken at every commit), and under load one round trip commits many writes. A batch that fails is
+/// retried write by write, so one write's failure (a changed row, a refused insert) is that write's alone.
+/// <para>
+/// Its connections come from a pool of their own that skips the session reset on return (one statement fewer per
+/// round trip): nothing but these batches ever runs on them, and a batch changes no session state (its role and
+/// tenant settings end with its transaction).
+/// </para>
+/// </summary>
+public sealed class TenantBatches : IAsyncDisposable
+{
+    /// <summary>The most writes one batch carries.</summary>
+    public const int MaxWritesPerBatch = 64;
+
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly ConcurrentDictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
+
+    /// <param name="dataSource">A pool used for nothing else, opened with <c>No Reset On Close</c> (see <see cref="ConnectionString"/>); disposed with this.</param>
+    public TenantBatches(NpgsqlDataSource dataSource) => _dataSource = dataSource;
+
+    /// <summary>The connection string of this pool: the service's own, with the session reset on return turned off.</summary>
+    public static string ConnectionString(string serviceConnectionString) =>
+        new NpgsqlConnectionStringBuilder(serviceConnectionString) { NoResetOnClose = true }.ConnectionString;
+
+    /// <summary>
+    /// Commits the statements <paramref name="addCommands"/> adds (after the tenant is pinned) in one transaction,
+    /// alone or together with other writes of the tenant. Completes when they are committed; throws what PostgreSQL
+    /// refused them with, and then nothing of them was written.
+    /// </summary>
+    public Task WriteAsync(string tenantId, Action<NpgsqlBatch> addCommands)
+    {
+        var lane = _lanes.GetOrAdd(tenantId, id => new Lane(id));
+        var write = new Write(addCommands);
+        bool runs;
+        lock (lane.Gate)
+        {
+            lane.Queue.Enqueue(write);
+            runs = !lane.Running;
+            lane.Running = true;
+        }
+        return runs ? RunAsync(lane, write) : write.Done.Task;
+    }
+
+    /// <summary>
+    /// Sends the lane's batches until the one carrying <paramref name="own"/> has committed, then hands the rest of the
+    /// queue to the thread pool, so a caller waits for its own write and the one before it, never for later ones.
+    /// </summary>
+    private async Task RunAsync(Lane lane, Write? own)
+    {
+        while (true)
+        {
+            List<Write> writes;
+            lock (lane.Gate)
+            {
+                if (lane.Queue.Count == 0)
+                {
+                    lane.Running = false;
+                    break;
+                }
+                if (own is not null && own.Done.Task.IsCompleted)
+                {
+                    _ = Task.Run(() => RunAsync(lane, null));
+                    break;
+                }
+                writes = new List<Write>(Math.Min(lane.Queue.Count, MaxWritesPerBatch));
+                while (writes.Count < MaxWritesPerBatch && lane.Queue.TryDequeue(out var next)) writes.Add(next);
+            }
+            await SendAsync(lane.TenantId, writes);
+        }
+        if (own is not null) await own.Done.Task;
+    }
+
+    private async Task SendAsync(string tenantId, List<Write> writes)
+    {
+        try
+        {
+            await ExecuteAsync(tenantId, writes);
+            foreach (var write in writes) write.Done.TrySetResult();
+        }
+        catch (Exception) when (writes.Count > 1)
+        {
+            foreach (var write in writes)
+            {
+                try
+                {
+                    await ExecuteAsync(tenantId, [write]);
+                    write.Done.TrySetResult();
+                }
+                catch (Exception e)
+                {
+                    write.Done.TrySetException(e);
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            writes[0].Done.TrySetException(e);
+        }
+    }
+
+    private async Task ExecuteAsync(string tenantId, List<Write> writes)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync();
+        await using var batch = TenantSession.Batch(connection, tenantId);
+        foreach (var write in writes) write.AddCommands(batch);
+        await batch.ExecuteNonQueryAsync();
+    }
+
+    public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
+
+    private sealed class Lane(string tenantId)
+    {
+        public readonly Lock Gate = new();
+        public readonly Queue<Write> Queue = new();
+        public readonly string TenantId = tenantId;
+        public bool Running;
+    }
+
+    private sealed class Write(Action<NpgsqlBatch> addCommands)
+    {
+        public Action<NpgsqlBatch> AddCommands { get; } = addCommands;
+
+        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}
