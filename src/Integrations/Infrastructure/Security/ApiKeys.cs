@@ -25,7 +25,7 @@ public sealed class ApiKeys(NpgsqlDataSource dataSource)
         if (unknown.Count > 0) throw new ArgumentException($"Unknown scope(s): {string.Join(", ", unknown)}. Known: {string.Join(", ", Scopes.All)}.");
         if (scopes.Count == 0) throw new ArgumentException("A key needs at least one scope.");
 
-        var id = Guid.CreateVersion7();
+        var id = Ids.New();
         var secret = RandomNumberGenerator.GetBytes(32);
         await using var connection = await dataSource.OpenConnectionAsync(ct);
         await connection.ExecuteAsync(new CommandDefinition(
