@@ -42,3 +42,17 @@ public static class Cursor
 }
 
 public sealed record Page<T>(IReadOnlyList<T> Items, string? NextCursor);
+
+public static class Paging
+{
+    /// <summary>
+    /// Turns rows fetched with <c>LIMIT limit + 1</c> into a page: the extra row only says that another page exists,
+    /// and the last row kept gives the cursor.
+    /// </summary>
+    public static Page<TItem> ToPage<TRow, TItem>(List<TRow> rows, int limit, Func<TRow, TItem> map, Func<TRow, string> cursorOf)
+    {
+        var hasMore = rows.Count > limit;
+        if (hasMore) rows.RemoveAt(rows.Count - 1);
+        return new Page<TItem>(rows.ConvertAll(r => map(r)), hasMore ? cursorOf(rows[^1]) : null);
+    }
+}

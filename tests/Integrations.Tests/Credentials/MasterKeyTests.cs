@@ -70,13 +70,19 @@ public sealed class MasterKeyTests
     [Fact]
     public async Task Production_start_up_stops_when_the_master_key_is_missing()
     {
-        await using var factory = await ApiFactory.StartAsync();
-        await using var production = factory.WithWebHostBuilder(b =>
+        // The service's own hosted start-up check, in a Production host built like the API's (without the web server,
+        // whose failed start races its own disposal inside WebApplicationFactory).
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new Microsoft.Extensions.Hosting.HostApplicationBuilderSettings
         {
-            b.UseEnvironment("Production");
-            b.UseSetting(MasterKeys.CurrentKey, "");
+            EnvironmentName = "Production",
         });
-        var e = Assert.ThrowsAny<Exception>(() => production.Server);
+        builder.Configuration.AddConfiguration(TestEnvironment.Configuration(await TestEnvironment.ConnectionStringAsync()));
+        builder.Configuration[MasterKeys.CurrentKey] = "";
+        builder.Services.AddIntegrations(builder.Configuration);
+        using var host = builder.Build();
+
+        var e = await Assert.ThrowsAnyAsync<Exception>(() => host.StartAsync());
+
         Assert.Contains("Integrations:Vault:MasterKey is not set", e.ToString());
     }
 

@@ -88,7 +88,8 @@ public sealed class FaultyServerTests(FastFailingHostFixture fixture) : IClassFi
 
         Assert.Equal("upstream_error", result.Error?.Code);
         Assert.Equal(502, result.Error?.Status);
-        Assert.Contains("closed the connection", result.Error!.Detail);
+        // Depending on where the stream breaks, the SDK reports a reset connection or a reply that never came.
+        Assert.Matches("closed the connection|ended its response without an MCP reply", result.Error!.Detail);
         await AssertNothingStoredAsync(tenant);
     }
 

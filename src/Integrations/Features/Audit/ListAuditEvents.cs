@@ -72,9 +72,7 @@ public static class ListAuditEvents
                 Take = request.Limit + 1,
             }, cancellationToken: ct))).AsList();
 
-            var hasMore = rows.Count > request.Limit;
-            if (hasMore) rows.RemoveAt(rows.Count - 1);
-            return new Page<Event>(rows.ConvertAll(r => r.ToEvent()), hasMore ? Cursor.Encode(rows[^1].Seq) : null);
+            return Paging.ToPage(rows, request.Limit, r => r.ToEvent(), r => Cursor.Encode(r.Seq));
         }
     }
 

@@ -64,9 +64,7 @@ public static class ListCredentialAccessLog
                 session.TenantId, After = after, request.CredentialId, request.Outcome, request.AccessorType, request.AccessorId,
                 Take = request.Limit + 1,
             }, cancellationToken: ct))).AsList();
-            var hasMore = rows.Count > request.Limit;
-            if (hasMore) rows.RemoveAt(rows.Count - 1);
-            return new Page<Entry>(rows.ConvertAll(r => r.ToEntry()), hasMore ? Cursor.Encode(rows[^1].Id) : null);
+            return Paging.ToPage(rows, request.Limit, r => r.ToEntry(), r => Cursor.Encode(r.Id));
         }
     }
 

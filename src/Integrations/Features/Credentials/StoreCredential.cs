@@ -57,7 +57,7 @@ public static class StoreCredential
 
         public async Task<Result<Credential.Response>> Handle(Command request, CancellationToken ct)
         {
-            var id = Guid.CreateVersion7();
+            var id = Ids.New();
             var payload = request.ToMaterial(request.Type).ToPayload();
             SealedSecret sealedSecret;
             try

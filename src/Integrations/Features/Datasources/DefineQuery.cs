@@ -125,7 +125,7 @@ public static class DefineQuery
             connection = await session.ConnectionAsync(ct);
             var row = await connection.QuerySingleOrDefaultAsync<Datasource.QueryRow>(new CommandDefinition(InsertSql, new
             {
-                Id = Guid.CreateVersion7(),
+                Id = Ids.New(),
                 session.TenantId,
                 request.DatasourceId,
                 request.Name,

@@ -55,9 +55,7 @@ public static class ListDatasources
                 Take = request.Limit + 1,
             }, cancellationToken: ct))).AsList();
 
-            var hasMore = rows.Count > request.Limit;
-            if (hasMore) rows.RemoveAt(rows.Count - 1);
-            return new Page<Datasource.Response>(rows.ConvertAll(r => r.ToResponse()), hasMore ? Cursor.Encode(rows[^1].Id) : null);
+            return Paging.ToPage(rows, request.Limit, r => r.ToResponse(), r => Cursor.Encode(r.Id));
         }
     }
 

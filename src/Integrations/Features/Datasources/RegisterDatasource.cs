@@ -76,7 +76,7 @@ public static class RegisterDatasource
             var connection = await session.ConnectionAsync(ct);
             var row = await connection.QuerySingleOrDefaultAsync<Datasource.Row>(new CommandDefinition(Sql, new
             {
-                Id = Guid.CreateVersion7(),
+                Id = Ids.New(),
                 session.TenantId,
                 request.Name,
                 request.Kind,

@@ -60,7 +60,7 @@ public static class CreateIntegration
             var connection = await session.ConnectionAsync(ct);
             var row = await connection.QuerySingleOrDefaultAsync<Integration.Row>(new CommandDefinition(Sql, new
             {
-                Id = Guid.CreateVersion7(),
+                Id = Ids.New(),
                 session.TenantId,
                 request.Name,
                 request.Provider,

@@ -467,7 +467,7 @@ public static class InvokeMcpTool
     {
         private readonly long _started = Stopwatch.GetTimestamp();
 
-        public Guid Id { get; } = Guid.CreateVersion7();
+        public Guid Id { get; } = Ids.New();
         public Command Request { get; } = request;
         public Caller Caller { get; } = caller;
         public DateTime StartedAt { get; } = DateTime.UtcNow;

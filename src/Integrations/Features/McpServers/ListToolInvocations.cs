@@ -74,9 +74,7 @@ public static class ListToolInvocations
                 session.TenantId, request.ServerId, After = after, request.Outcome, request.Tool, request.RunId,
                 From = request.From?.UtcDateTime, To = request.To?.UtcDateTime, Take = request.Limit + 1,
             }, cancellationToken: ct))).AsList();
-            var hasMore = rows.Count > request.Limit;
-            if (hasMore) rows.RemoveAt(rows.Count - 1);
-            return new Page<Invocation>(rows.ConvertAll(r => r.ToInvocation()), hasMore ? Cursor.Encode(rows[^1].Id) : null);
+            return Paging.ToPage(rows, request.Limit, r => r.ToInvocation(), r => Cursor.Encode(r.Id));
         }
     }
 

@@ -96,7 +96,7 @@ public static class McpTool
         string? Annotations, string Hash, string Pinned, string RiskLevel, string RiskReason, bool Enabled);
 
     internal static NewTool InsertArgs(string tenantId, Guid serverId, Definition definition, bool enabled) => new(
-        Guid.CreateVersion7(), tenantId, serverId, definition.Name, definition.Title, definition.Description,
+        Ids.New(), tenantId, serverId, definition.Name, definition.Title, definition.Description,
         definition.InputSchemaJson, definition.AnnotationsJson, definition.Hash, definition.PinnedJson,
         definition.RiskLevel, definition.RiskReason, enabled);
 

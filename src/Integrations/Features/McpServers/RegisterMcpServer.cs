@@ -84,7 +84,7 @@ public static class RegisterMcpServer
             }
             await session.DisposeAsync();
 
-            var id = Guid.CreateVersion7();
+            var id = Ids.New();
             var accessor = new CredentialAccessor(CredentialAccessor.McpServer, id);
             var authHeader = request.AuthHeader ?? McpServerAuth.DefaultHeader;
             var granted = false;

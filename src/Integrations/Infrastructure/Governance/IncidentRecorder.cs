@@ -1,3 +1,4 @@
+using Integrations.Common;
 using Dapper;
 using Npgsql;
 
@@ -26,7 +27,7 @@ public sealed class IncidentRecorder
     {
         var (id, occurrences) = await connection.QuerySingleAsync<(Guid, int)>(new CommandDefinition(Sql, new
         {
-            Id = Guid.CreateVersion7(),
+            Id = Ids.New(),
             TenantId = tenantId,
             report.Kind,
             report.Severity,

@@ -64,7 +64,7 @@ public sealed class ApiKeys
         if (unknown.Count > 0) throw new ArgumentException($"Unknown scope(s): {string.Join(", ", unknown)}. Known: {string.Join(", ", Scopes.All)}.");
         if (scopes.Count == 0) throw new ArgumentException("A key needs at least one scope.");
 
-        var id = Guid.CreateVersion7();
+        var id = Ids.New();
         var secret = RandomNumberGenerator.GetBytes(32);
         await using var connection = await _dataSource.OpenConnectionAsync(ct);
         await connection.ExecuteAsync(new CommandDefinition(

@@ -203,7 +203,7 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
         var accessorId = accessor.IsSystem ? CredentialAccessor.SystemType : accessor.Id.ToString();
         await connection.ExecuteAsync(new CommandDefinition(LogSql, new
         {
-            Id = Guid.CreateVersion7(),
+            Id = Ids.New(),
             caller.TenantId,
             decision.CredentialId,
             Reference = described,
