@@ -11,7 +11,8 @@ public sealed class CpuMeter
 {
     private const double TicksPerSecond = 100.0; // USER_HZ on Linux
 
-    public sealed record Snapshot(double MachineBusy, double MachineTotal, double Steal, IReadOnlyDictionary<string, double> Processes);
+    /// <param name="Processes">Per group, the CPU ticks of each of its processes (by pid) so far.</param>
+    public sealed record Snapshot(double MachineBusy, double MachineTotal, double Steal, IReadOnlyDictionary<string, IReadOnlyDictionary<int, double>> Processes);
 
     public sealed record Usage(double Seconds, double MachineBusyCores, double StealCores, IReadOnlyDictionary<string, double> ProcessCores);
 
@@ -36,7 +37,8 @@ public sealed class CpuMeter
         catch (IOException)
         {
         }
-        var processes = _groups().ToDictionary(g => g.Key, g => g.Value.Sum(ProcessTicks));
+        var processes = _groups().ToDictionary(g => g.Key,
+            g => (IReadOnlyDictionary<int, double>)g.Value.Distinct().ToDictionary(pid => pid, ProcessTicks));
         return new Snapshot(busy, total, steal, processes);
     }
 
@@ -50,8 +52,16 @@ public sealed class CpuMeter
             seconds,
             Share(after.MachineBusy - before.MachineBusy),
             Share(after.Steal - before.Steal),
-            after.Processes.ToDictionary(p => p.Key, p => (p.Value - before.Processes.GetValueOrDefault(p.Key)) / TicksPerSecond / seconds));
+            after.Processes.ToDictionary(p => p.Key, p => Delta(before.Processes.GetValueOrDefault(p.Key), p.Value) / TicksPerSecond / seconds));
     }
+
+    /// <summary>
+    /// Ticks used between the snapshots by the processes alive at the second: a process that started meanwhile counts from
+    /// zero; one that ended meanwhile (a database backend whose connection the pool closed) is left out, since its
+    /// last ticks cannot be read (summing the groups instead made such a window negative).
+    /// </summary>
+    private static double Delta(IReadOnlyDictionary<int, double>? before, IReadOnlyDictionary<int, double> after) =>
+        after.Sum(p => Math.Max(0, p.Value - (before?.GetValueOrDefault(p.Key) ?? 0)));
 
     /// <summary>utime + stime of one process, in ticks; 0 when it is gone.</summary>
     public static double ProcessTicks(int pid)
