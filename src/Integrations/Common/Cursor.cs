@@ -1,4 +1,5 @@
 using System.Buffers.Text;
+using FluentValidation;
 
 namespace Integrations.Common;
 
@@ -55,4 +56,21 @@ public static class Paging
         if (hasMore) rows.RemoveAt(rows.Count - 1);
         return new Page<TItem>(rows.ConvertAll(r => map(r)), hasMore ? cursorOf(rows[^1]) : null);
     }
+}
+
+/// <summary>The rules every paged list shares: a page of 1-200 rows, and a cursor this service issued.</summary>
+public static class PagingRules
+{
+    public const int MaxLimit = 200;
+
+    public static IRuleBuilderOptions<T, int> PageLimit<T>(this IRuleBuilder<T, int> rule) =>
+        rule.InclusiveBetween(1, MaxLimit).WithMessage($"Limit must be between 1 and {MaxLimit}.");
+
+    /// <summary>A cursor naming a row id (every list but the audit trail).</summary>
+    public static IRuleBuilderOptions<T, string?> IdCursor<T>(this IRuleBuilder<T, string?> rule) =>
+        rule.Must(c => Cursor.TryDecode(c, out Guid _)).WithMessage("The cursor is not valid.");
+
+    /// <summary>A cursor naming an audit sequence number.</summary>
+    public static IRuleBuilderOptions<T, string?> SeqCursor<T>(this IRuleBuilder<T, string?> rule) =>
+        rule.Must(c => Cursor.TryDecode(c, out long _)).WithMessage("The cursor is not valid.");
 }

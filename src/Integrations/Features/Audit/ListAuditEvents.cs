@@ -36,8 +36,8 @@ public static class ListAuditEvents
     {
         public Validator()
         {
-            RuleFor(x => x.Limit).InclusiveBetween(1, 200);
-            RuleFor(x => x.Cursor).Must(c => Cursor.TryDecode(c, out long _)).WithMessage("The cursor is not valid.");
+            RuleFor(x => x.Limit).PageLimit();
+            RuleFor(x => x.Cursor).SeqCursor();
             RuleFor(x => x.To).GreaterThan(x => x.From).When(x => x.From is not null && x.To is not null)
                 .WithMessage("'to' must be after 'from'.");
         }

@@ -37,8 +37,8 @@ public static class ListCredentialAccessLog
             RuleFor(x => x.Outcome).Must(o => o is null or "allowed" or "denied").WithMessage("Outcome must be allowed or denied.");
             RuleFor(x => x.AccessorType).MaximumLength(50);
             RuleFor(x => x.AccessorId).MaximumLength(100);
-            RuleFor(x => x.Limit).InclusiveBetween(1, 200);
-            RuleFor(x => x.Cursor).Must(c => Cursor.TryDecode(c, out Guid _)).WithMessage("The cursor is not valid.");
+            RuleFor(x => x.Limit).PageLimit();
+            RuleFor(x => x.Cursor).IdCursor();
         }
     }
 

@@ -29,8 +29,8 @@ public static class ListCredentials
             RuleFor(x => x.Type).Must(t => t is null || CredentialTypes.Storable.Contains(t))
                 .WithMessage($"Type must be one of: {string.Join(", ", CredentialTypes.Storable)}.");
             RuleFor(x => x.NamePrefix).MaximumLength(200);
-            RuleFor(x => x.Limit).InclusiveBetween(1, 200);
-            RuleFor(x => x.Cursor).Must(c => Cursor.TryDecode(c, out Guid _)).WithMessage("The cursor is not valid.");
+            RuleFor(x => x.Limit).PageLimit();
+            RuleFor(x => x.Cursor).IdCursor();
         }
     }
 

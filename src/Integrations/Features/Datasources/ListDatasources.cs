@@ -29,8 +29,8 @@ public static class ListDatasources
                 .WithMessage($"Kind must be one of: {string.Join(", ", Datasource.Kinds)}.");
             RuleFor(x => x.Status).Must(s => s is null || Datasource.Statuses.Contains(s))
                 .WithMessage($"Status must be one of: {string.Join(", ", Datasource.Statuses)}.");
-            RuleFor(x => x.Limit).InclusiveBetween(1, 200);
-            RuleFor(x => x.Cursor).Must(c => Cursor.TryDecode(c, out Guid _)).WithMessage("The cursor is not valid.");
+            RuleFor(x => x.Limit).PageLimit();
+            RuleFor(x => x.Cursor).IdCursor();
         }
     }
 

@@ -29,8 +29,8 @@ public static class ListIncidents
                 .WithMessage($"Status must be one of: {string.Join(", ", Incident.Statuses)}.");
             RuleFor(x => x.Kind).Must(k => k is null || Incident.Kinds.Contains(k))
                 .WithMessage($"Kind must be one of: {string.Join(", ", Incident.Kinds)}.");
-            RuleFor(x => x.Limit).InclusiveBetween(1, 200);
-            RuleFor(x => x.Cursor).Must(c => Cursor.TryDecode(c, out Guid _)).WithMessage("The cursor is not valid.");
+            RuleFor(x => x.Limit).PageLimit();
+            RuleFor(x => x.Cursor).IdCursor();
         }
     }
 

@@ -37,8 +37,8 @@ public static class QueryIntegrations
             RuleFor(x => x.Health).Must(h => h is null || Integration.Healths.Contains(h))
                 .WithMessage($"Health must be one of: {string.Join(", ", Integration.Healths)}.");
             RuleFor(x => x.NamePrefix).MaximumLength(200);
-            RuleFor(x => x.Limit).InclusiveBetween(1, 200);
-            RuleFor(x => x.Cursor).Must(c => Cursor.TryDecode(c, out Guid _)).WithMessage("The cursor is not valid.");
+            RuleFor(x => x.Limit).PageLimit();
+            RuleFor(x => x.Cursor).IdCursor();
         }
     }
 

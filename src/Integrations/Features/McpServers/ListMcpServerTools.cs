@@ -30,8 +30,8 @@ public static class ListMcpServerTools
                 .WithMessage($"Status must be one of: {string.Join(", ", McpTool.Statuses)}.");
             RuleFor(x => x.RiskLevel).Must(r => r is null || ToolRisk.IsValid(r))
                 .WithMessage($"Risk level must be one of: {string.Join(", ", ToolRisk.Levels)}.");
-            RuleFor(x => x.Limit).InclusiveBetween(1, 200);
-            RuleFor(x => x.Cursor).Must(c => Cursor.TryDecode(c, out Guid _)).WithMessage("The cursor is not valid.");
+            RuleFor(x => x.Limit).PageLimit();
+            RuleFor(x => x.Cursor).IdCursor();
         }
     }
 

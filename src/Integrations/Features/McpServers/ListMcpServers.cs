@@ -28,8 +28,8 @@ public static class ListMcpServers
             RuleFor(x => x.Status).Must(s => s is null || McpServer.Statuses.Contains(s))
                 .WithMessage($"Status must be one of: {string.Join(", ", McpServer.Statuses)}.");
             RuleFor(x => x.NamePrefix).MaximumLength(200);
-            RuleFor(x => x.Limit).InclusiveBetween(1, 200);
-            RuleFor(x => x.Cursor).Must(c => Cursor.TryDecode(c, out Guid _)).WithMessage("The cursor is not valid.");
+            RuleFor(x => x.Limit).PageLimit();
+            RuleFor(x => x.Cursor).IdCursor();
         }
     }
 

@@ -44,8 +44,8 @@ public static class ListToolInvocations
             RuleFor(x => x.Tool).MaximumLength(200);
             RuleFor(x => x.RunId).MaximumLength(200);
             RuleFor(x => x.To).GreaterThan(x => x.From).When(x => x.From is not null && x.To is not null).WithMessage("'to' must be after 'from'.");
-            RuleFor(x => x.Limit).InclusiveBetween(1, 200);
-            RuleFor(x => x.Cursor).Must(c => Cursor.TryDecode(c, out Guid _)).WithMessage("The cursor is not valid.");
+            RuleFor(x => x.Limit).PageLimit();
+            RuleFor(x => x.Cursor).IdCursor();
         }
     }
 
