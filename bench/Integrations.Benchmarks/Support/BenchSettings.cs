@@ -103,9 +103,9 @@ public sealed class BenchSettings
             PipelineIterationMs = Int("BENCH_PIPELINE_ITERATION_MS", 250, 50),
 
             InvokeRate = Int("BENCH_INVOKE_RATE", 200, 200),
-            InvokeRateSeconds = Int("BENCH_INVOKE_RATE_SECONDS", 30, 3),
+            InvokeRateSeconds = Int("BENCH_INVOKE_RATE_SECONDS", 20, 3),
             InvokeCallers = Int("BENCH_INVOKE_CALLERS", 64, 64),
-            InvokeSaturationSeconds = Int("BENCH_INVOKE_SATURATION_SECONDS", 30, 3),
+            InvokeSaturationSeconds = Int("BENCH_INVOKE_SATURATION_SECONDS", 20, 3),
             InvokeWarmupSeconds = Int("BENCH_INVOKE_WARMUP_SECONDS", 5, 1),
             InvokeRepetitions = Int("BENCH_INVOKE_REPETITIONS", 3, 1),
 

@@ -56,6 +56,8 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
     {
         await using var echo = new EchoMcpServer();
         await echo.StartAsync();
+        await using var relay = new RelayServer();
+        await relay.StartAsync(echo.Endpoint);
         string key;
         await using (var service = InProcessService.Create(connectionString))
         {
@@ -113,7 +115,22 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
             if (response.IsSuccessStatusCode) Interlocked.Increment(ref gatewayOk);
             return ok;
         };
-        var paths = new (string Name, Call Call)[] { ("direct", viaDirect), ("gateway", viaGateway) };
+        using var relayHttp = new HttpClient(new SocketsHttpHandler { UseCookies = false, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) })
+        {
+            Timeout = TimeSpan.FromSeconds(30),
+        };
+        long relayOk = 0;
+        Call viaRelay = async ct =>
+        {
+            using var content = new ByteArrayContent(invokeBody);
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            using var response = await relayHttp.PostAsync(relay.Endpoint, content, ct);
+            var body = await response.Content.ReadAsStringAsync(ct);
+            var ok = response.StatusCode == HttpStatusCode.OK && body.Contains(Message, StringComparison.Ordinal);
+            if (ok) Interlocked.Increment(ref relayOk);
+            return ok;
+        };
+        var paths = new (string Name, Call Call)[] { ("direct", viaDirect), ("relay", viaRelay), ("gateway", viaGateway) };
 
         var postmaster = await PostmasterPidAsync(connectionString);
         var cpu = new CpuMeter(() => new Dictionary<string, IReadOnlyList<int>>
@@ -142,7 +159,8 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         await sampler;
         PeakRssBytes = Math.Max(api.Memory().Peak, peakSampled);
 
-        var integrity = await CheckIntegrityAsync(http, connectionString, Interlocked.Read(ref gatewayOk), Interlocked.Read(ref directOk), echo.ToolCalls);
+        var integrity = await CheckIntegrityAsync(http, connectionString, Interlocked.Read(ref gatewayOk),
+            Interlocked.Read(ref directOk) + Interlocked.Read(ref relayOk), echo.ToolCalls);
         Describe(runs, integrity);
     }
 
@@ -316,7 +334,7 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         var integrity = new Integrity(verified.RootElement.GetProperty("valid").GetBoolean(), verified.RootElement.GetProperty("events_checked").GetInt64(),
             gatewayOk, rows.Total, rows.Completed, completedEvents, directOk, serverCalls, watch.Elapsed);
         Console.WriteLine($"[tools-invoke] audit chain valid: {integrity.ChainValid} ({integrity.EventsChecked} events); gateway 2xx {gatewayOk}, invocation rows {rows.Total} " +
-                          $"({rows.Completed} completed), completed events {completedEvents}; echo server tools/call {serverCalls} = direct {directOk} + gateway {gatewayOk}?");
+                          $"({rows.Completed} completed), completed events {completedEvents}; echo server tools/call {serverCalls} = direct and relay {directOk} + gateway {gatewayOk}?");
         return integrity;
     }
 
@@ -326,15 +344,22 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         Run Get(string path, string load, int rep) => runs.Single(r => r.Path == path && r.Load == load && r.Repetition == rep);
         double Med(Func<int, double> f) => Latency.Median(reps.Select(f));
 
-        double AddedP(int rep, double p) => Get("gateway", "fixed rate", rep).Latency.Percentile(p) - Get("direct", "fixed rate", rep).Latency.Percentile(p);
-        double Ratio(int rep) => Get("gateway", "saturation", rep).PerSecond / Math.Max(1e-9, Get("direct", "saturation", rep).PerSecond);
+        double Over(string path, string baseline, int rep, double p) =>
+            Get(path, "fixed rate", rep).Latency.Percentile(p) - Get(baseline, "fixed rate", rep).Latency.Percentile(p);
+        double AddedP(int rep, double p) => Over("gateway", "direct", rep, p);
+        double RatioOf(string path, string baseline, int rep) =>
+            Get(path, "saturation", rep).PerSecond / Math.Max(1e-9, Get(baseline, "saturation", rep).PerSecond);
+        double Ratio(int rep) => RatioOf("gateway", "direct", rep);
         var addedP50 = Med(r => AddedP(r, 50));
         var addedP99 = Med(r => AddedP(r, 99));
         var ratio = Med(Ratio);
+        string Cells(Func<int, double> f, string format) => string.Join(" | ", reps.Select(r => format == "ms" ? Fmt.Ms(f(r)) : f(r).ToString(format, CultureInfo.InvariantCulture)));
 
         var md = new StringBuilder();
         md.AppendLine($"**What runs.** One C# MCP server with one tool, `echo(message)` (the SDK's `McpServer` over a stateless Streamable HTTP transport in Kestrel on " +
                       "127.0.0.1, in the load generator's process), called two ways: *direct*, with the SDK's `McpClient` (one session shared by every caller); and " +
+                      "*relay*, the floor of any HTTP gateway: `POST /relay` on a Kestrel endpoint (in the load generator's process) that passes the call on over one shared " +
+                      "`McpClient` session and answers its result, with no key, policy, schema, audit or database; and " +
                       "*gateway*, `POST /integrations/mcp-servers/{id}/tools/{toolId}/invoke` on the real API host (its own process, Production settings, Kestrel) with " +
                       "an API key: key lookup, scope, validation, policy, input-schema check, audit `requested` + `allowed`, `started`, the call over the gateway's " +
                       "pooled MCP session, audit `completed` + the invocation row. The server was registered through the API; no rate limit and no credential are configured, " +
@@ -350,12 +375,18 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         md.AppendLine($"| added p50 at {settings.InvokeRate}/s | ≤ {TargetAddedP50} ms | ≤ {Issue5AddedP50} ms | **{Fmt.Ms(addedP50)} ms** | {string.Join(" | ", reps.Select(r => Fmt.Ms(AddedP(r, 50))))} |");
         md.AppendLine($"| added p99 at {settings.InvokeRate}/s | ≤ {TargetAddedP99} ms | ≤ {Issue5AddedP99} ms | **{Fmt.Ms(addedP99)} ms** | {string.Join(" | ", reps.Select(r => Fmt.Ms(AddedP(r, 99))))} |");
         md.AppendLine($"| saturation gateway / direct | ≥ {TargetRatio} | ≥ {Issue5Ratio} | **{ratio:0.00}** | {string.Join(" | ", reps.Select(r => Ratio(r).ToString("0.00", CultureInfo.InvariantCulture)))} |");
+        md.AppendLine($"| *relay − direct p50 / p99 at {settings.InvokeRate}/s: the extra hop* | | | {Fmt.Ms(Med(r => Over("relay", "direct", r, 50)))} / {Fmt.Ms(Med(r => Over("relay", "direct", r, 99)))} ms | " +
+                      string.Join(" | ", reps.Select(r => $"{Fmt.Ms(Over("relay", "direct", r, 50))} / {Fmt.Ms(Over("relay", "direct", r, 99))}")) + " |");
+        md.AppendLine($"| *gateway − relay p50 / p99 at {settings.InvokeRate}/s: governance* | | | {Fmt.Ms(Med(r => Over("gateway", "relay", r, 50)))} / {Fmt.Ms(Med(r => Over("gateway", "relay", r, 99)))} ms | " +
+                      string.Join(" | ", reps.Select(r => $"{Fmt.Ms(Over("gateway", "relay", r, 50))} / {Fmt.Ms(Over("gateway", "relay", r, 99))}")) + " |");
+        md.AppendLine($"| *saturation relay / direct: the ceiling of an HTTP gateway here* | | | {Med(r => RatioOf("relay", "direct", r)):0.00} | {Cells(r => RatioOf("relay", "direct", r), "0.00")} |");
+        md.AppendLine($"| *saturation gateway / relay* | | | {Med(r => RatioOf("gateway", "relay", r)):0.00} | {Cells(r => RatioOf("gateway", "relay", r), "0.00")} |");
         md.AppendLine();
         md.AppendLine("| load | path | calls/s | p50 ms | p99 ms | max ms | failed | sender lag p99 ms | CPU ms per call (all processes of the benchmark) |");
         md.AppendLine("|---|---|---|---|---|---|---|---|---|");
         foreach (var load in new[] { "fixed rate", "saturation" })
         {
-            foreach (var path in new[] { "direct", "gateway" })
+            foreach (var path in new[] { "direct", "relay", "gateway" })
             {
                 var these = reps.Select(r => Get(path, load, r)).ToList();
                 md.AppendLine($"| {load} | {path} | {Latency.Median(these.Select(r => r.PerSecond)):N0} | {Fmt.Ms(Latency.Median(these.Select(r => r.Latency.Percentile(50))))} | " +
@@ -376,7 +407,7 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         md.AppendLine("|---|---|---|" + string.Concat(keys.Select(_ => "---|")) + "---|");
         foreach (var load in new[] { "fixed rate", "saturation" })
         {
-            foreach (var path in new[] { "direct", "gateway" })
+            foreach (var path in new[] { "direct", "relay", "gateway" })
             {
                 var these = reps.Select(r => Get(path, load, r)).ToList();
                 var busy = Latency.Median(these.Select(r => r.Cpu.MachineBusyCores));
@@ -392,7 +423,7 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
                       $"{integrity.EventsChecked:N0} events checked in {integrity.VerifyTime.TotalSeconds:0.0} s. Gateway 2xx answers: {integrity.GatewaySuccesses:N0}; " +
                       $"invocation rows: {integrity.InvocationRows:N0} ({integrity.CompletedRows:N0} `completed`); `tool.invocation.completed` events: {integrity.CompletedEvents:N0} " +
                       $"— {(rowsMatch ? "**equal**" : "**NOT equal**")}. The echo server answered {integrity.ServerToolCalls:N0} tools/call requests for " +
-                      $"{integrity.DirectSuccesses:N0} direct + {integrity.GatewaySuccesses:N0} gateway successes.");
+                      $"{integrity.DirectSuccesses:N0} direct and relay + {integrity.GatewaySuccesses:N0} gateway successes.");
         md.AppendLine();
         md.AppendLine($"**Memory.** The API host's RSS was {Fmt.Mb(RssAfterStartBytes)} once ready and peaked at **{Fmt.Mb(PeakRssBytes)}** during this benchmark " +
                       "(`VmHWM` at the end, or the highest `VmRSS` sampled every 250 ms); benchmark 5 reports it.");
@@ -405,7 +436,8 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
 
         var fixedLabel = $"{Fmt.Ms(addedP50)} ms / {Fmt.Ms(addedP99)} ms (gateway p50 {Fmt.Ms(Med(r => Get("gateway", "fixed rate", r).Latency.Percentile(50)))}, " +
                          $"direct {Fmt.Ms(Med(r => Get("direct", "fixed rate", r).Latency.Percentile(50)))} ms)";
-        var satLabel = $"{ratio:0.00} × ({Med(r => Get("gateway", "saturation", r).PerSecond):N0}/s vs {Med(r => Get("direct", "saturation", r).PerSecond):N0}/s)";
+        var satLabel = $"{ratio:0.00} × ({Med(r => Get("gateway", "saturation", r).PerSecond):N0}/s vs {Med(r => Get("direct", "saturation", r).PerSecond):N0}/s; " +
+                       $"an ungoverned relay reaches {Med(r => RatioOf("relay", "direct", r)):0.00} ×)";
         report.Target(new TargetResult($"4. tools.invoke added latency p50 / p99 at {settings.InvokeRate} calls/s", $"≤ {TargetAddedP50} ms / ≤ {TargetAddedP99} ms",
             fixedLabel, addedP50 <= TargetAddedP50 && addedP99 <= TargetAddedP99));
         report.Target(new TargetResult($"4. tools.invoke added latency (issue 5)", $"≤ {Issue5AddedP50} ms / ≤ {Issue5AddedP99} ms",

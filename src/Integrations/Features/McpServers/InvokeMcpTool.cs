@@ -140,15 +140,15 @@ public static class InvokeMcpTool
         private const string UnchangedSql = """
             SELECT assert_unchanged(EXISTS (
                 SELECT FROM mcp_tools t JOIN mcp_servers s ON s.tenant_id = t.tenant_id AND s.id = t.server_id
-                WHERE t.tenant_id = @TenantId AND t.id = @ToolId AND t.server_id = @ServerId AND s.deleted_at IS NULL
-                  AND t.xmin = @ToolVersion::xid AND s.xmin = @ServerVersion::xid), 'the MCP tool')
+                WHERE t.tenant_id = $1 AND t.id = $2 AND t.server_id = $3 AND s.deleted_at IS NULL
+                  AND t.xmin = $4::xid AND s.xmin = $5::xid), 'the MCP tool')
             """;
 
+        /// <remarks>Statements of the hot path take positional parameters, so Npgsql sends them without parsing them each time.</remarks>
         private const string InvocationSql = """
             INSERT INTO mcp_tool_invocations (id, tenant_id, server_id, tool_id, tool_name, run_id, caller, input_hash, output_hash,
                 outcome, decision_reason, error, duration_ms, started_at, finished_at, incident_id)
-            VALUES (@Id, @TenantId, @ServerId, @ToolId, @ToolName, @RunId, @Caller, @InputHash, @OutputHash,
-                @Outcome, @DecisionReason, @Error, @DurationMs, @StartedAt, @FinishedAt, @IncidentId)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
             """;
 
         public async Task<Result<Response>> Handle(Command request, CancellationToken ct)
@@ -244,11 +244,7 @@ public static class InvokeMcpTool
                         await batches.WriteAsync(tenantId, batch =>
                         {
                             var unchanged = new NpgsqlBatchCommand(UnchangedSql);
-                            unchanged.Parameters.AddWithValue("TenantId", tenantId);
-                            unchanged.Parameters.AddWithValue("ToolId", cached.ToolId);
-                            unchanged.Parameters.AddWithValue("ServerId", cached.ServerId);
-                            unchanged.Parameters.AddWithValue("ToolVersion", cached.ToolVersion);
-                            unchanged.Parameters.AddWithValue("ServerVersion", cached.ServerVersion);
+                            AddPositional(unchanged, tenantId, cached.ToolId, cached.ServerId, cached.ToolVersion, cached.ServerVersion);
                             batch.BatchCommands.Add(unchanged);
                             admission = AddDecision(batch, call, cached, denial, rule);
                         });
@@ -415,25 +411,20 @@ public static class InvokeMcpTool
             string? outputHash, Guid? incidentId, string? reason, double durationMs)
         {
             var insert = new NpgsqlBatchCommand(InvocationSql);
-            var p = insert.Parameters;
-            p.AddWithValue("Id", call.Id);
-            p.AddWithValue("TenantId", call.Caller.TenantId);
-            p.AddWithValue("ServerId", target.ServerId);
-            p.AddWithValue("ToolId", target.ToolId);
-            p.AddWithValue("ToolName", target.ToolName);
-            p.AddWithValue("RunId", NpgsqlDbType.Text, (object?)call.Request.RunId ?? DBNull.Value);
-            p.AddWithValue("Caller", call.Caller.Actor);
-            p.AddWithValue("InputHash", call.InputHash);
-            p.AddWithValue("OutputHash", NpgsqlDbType.Text, (object?)outputHash ?? DBNull.Value);
-            p.AddWithValue("Outcome", outcome);
-            p.AddWithValue("DecisionReason", NpgsqlDbType.Text, (object?)reason ?? DBNull.Value);
-            p.AddWithValue("Error", NpgsqlDbType.Text, (object?)(error is { Length: > 2000 } ? error[..2000] : error) ?? DBNull.Value);
-            p.AddWithValue("DurationMs", durationMs);
-            p.AddWithValue("StartedAt", call.StartedAt);
-            p.AddWithValue("FinishedAt", DateTime.UtcNow);
-            p.AddWithValue("IncidentId", NpgsqlDbType.Uuid, (object?)incidentId ?? DBNull.Value);
+            AddPositional(insert, call.Id, call.Caller.TenantId, target.ServerId, target.ToolId, target.ToolName,
+                Text(call.Request.RunId), call.Caller.Actor, call.InputHash, Text(outputHash), outcome, Text(reason),
+                Text(error is { Length: > 2000 } ? error[..2000] : error), durationMs, call.StartedAt, DateTime.UtcNow,
+                incidentId is { } incident ? incident : new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Uuid, Value = DBNull.Value });
             batch.BatchCommands.Add(insert);
         }
+
+        /// <summary>Adds <c>$1</c>, <c>$2</c>, ... in order; a value that is already a parameter is added as it is.</summary>
+        private static void AddPositional(NpgsqlBatchCommand command, params object[] values)
+        {
+            foreach (var value in values) command.Parameters.Add(value as NpgsqlParameter ?? new NpgsqlParameter { Value = value });
+        }
+
+        private static NpgsqlParameter Text(string? value) => new() { NpgsqlDbType = NpgsqlDbType.Text, Value = (object?)value ?? DBNull.Value };
 
         /// <summary>Appends events in a transaction of their own (see <see cref="TenantBatches"/>).</summary>
         private Task AppendAsync(Call call, IReadOnlyList<AuditEvent> events) =>

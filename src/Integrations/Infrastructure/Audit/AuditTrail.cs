@@ -3,6 +3,7 @@ using System.Text.Json;
 using Integrations.Common;
 using Integrations.Infrastructure.Database;
 using Npgsql;
+using NpgsqlTypes;
 
 namespace Integrations.Infrastructure.Audit;
 
@@ -29,21 +30,11 @@ public sealed class AuditTrail(CallerContext caller)
         await WriteAsync(connection, caller.Required, events, ct);
     }
 
-    private const string EnsureHeadSql = "INSERT INTO audit_chain_heads (tenant_id) VALUES (@TenantId) ON CONFLICT (tenant_id) DO NOTHING";
-
-    private const string AppendSql = """
-        WITH head AS (
-            UPDATE audit_chain_heads
-            SET last_seq = last_seq + 1,
-                prev_hash = last_hash,
-                last_hash = audit_event_hash(last_hash, tenant_id, last_seq + 1, now(), @Actor, @Action,
-                                             @SubjectType, @SubjectId, @CorrelationId, @Details::jsonb)
-            WHERE tenant_id = @TenantId
-            RETURNING last_seq, prev_hash, last_hash)
-        INSERT INTO audit_events (tenant_id, seq, occurred_at, actor, action, subject_type, subject_id, correlation_id, details, prev_hash, hash)
-        SELECT @TenantId, last_seq, now(), @Actor, @Action, @SubjectType, @SubjectId, @CorrelationId, @Details::jsonb, prev_hash, last_hash
-        FROM head
-        """;
+    /// <summary>
+    /// One statement per write, whatever its number of events (migration 0009). Its parameters are positional, so
+    /// Npgsql sends the text as it is instead of parsing it for named placeholders on every execution.
+    /// </summary>
+    private const string AppendSql = "SELECT audit_append($1, $2, $3, $4, $5, $6, $7)";
 
     /// <summary>
     /// Appends events to the tenant's chain on <paramref name="connection"/>, in its current transaction, in one round trip.
@@ -58,30 +49,36 @@ public sealed class AuditTrail(CallerContext caller)
     }
 
     /// <summary>
-    /// Adds the statements that append <paramref name="events"/>, in order, to the tenant's chain to <paramref name="batch"/>:
-    /// the chain head is created if missing, then each event advances it. The head row stays locked from the first
-    /// append until the transaction ends, so a batch that commits as it ends (see <see cref="TenantSession.Batch"/>)
-    /// holds it only while PostgreSQL runs the batch.
+    /// Adds the statement that appends <paramref name="events"/>, in order, to the tenant's chain to <paramref name="batch"/>:
+    /// the chain head is created if missing, locked and advanced once per event. The head row stays locked until the
+    /// transaction ends, so a batch that commits as it ends (see <see cref="TenantSession.Batch"/>) holds it only while
+    /// PostgreSQL runs the batch.
     /// </summary>
     public static void AddTo(NpgsqlBatch batch, Caller caller, IReadOnlyList<AuditEvent> events, string? correlationId = null)
     {
         if (events.Count == 0) return;
         correlationId ??= Activity.Current?.TraceId.ToString();
-        var ensure = new NpgsqlBatchCommand(EnsureHeadSql);
-        ensure.Parameters.AddWithValue("TenantId", caller.TenantId);
-        batch.BatchCommands.Add(ensure);
-        foreach (var e in events)
+        var actions = new string[events.Count];
+        var subjectTypes = new string[events.Count];
+        var subjectIds = new string[events.Count];
+        var details = new string[events.Count];
+        for (var i = 0; i < events.Count; i++)
         {
-            var append = new NpgsqlBatchCommand(AppendSql);
-            append.Parameters.AddWithValue("TenantId", caller.TenantId);
-            append.Parameters.AddWithValue("Actor", caller.Actor);
-            append.Parameters.AddWithValue("Action", e.Action);
-            append.Parameters.AddWithValue("SubjectType", e.SubjectType);
-            append.Parameters.AddWithValue("SubjectId", e.SubjectId);
-            append.Parameters.AddWithValue("CorrelationId", NpgsqlTypes.NpgsqlDbType.Text, (object?)correlationId ?? DBNull.Value);
-            append.Parameters.AddWithValue("Details", JsonSerializer.Serialize(e.Details ?? new { }, AuditJson.Options));
-            batch.BatchCommands.Add(append);
+            actions[i] = events[i].Action;
+            subjectTypes[i] = events[i].SubjectType;
+            subjectIds[i] = events[i].SubjectId;
+            details[i] = JsonSerializer.Serialize(events[i].Details ?? new { }, AuditJson.Options);
         }
+        var append = new NpgsqlBatchCommand(AppendSql);
+        var p = append.Parameters;
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Text, Value = caller.TenantId });
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Text, Value = caller.Actor });
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Text, Value = (object?)correlationId ?? DBNull.Value });
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = actions });
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = subjectTypes });
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = subjectIds });
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb, Value = details });
+        batch.BatchCommands.Add(append);
     }
 }
 

@@ -30,8 +30,7 @@ public sealed class TenantSession(NpgsqlDataSource dataSource, CallerContext cal
         {
             _transaction = await connection.BeginTransactionAsync(ct);
             await using var command = new NpgsqlCommand(PinSql, connection, _transaction);
-            command.Parameters.AddWithValue("role", AppRole);
-            command.Parameters.AddWithValue("tenant", tenantId);
+            command.Parameters.Add(new NpgsqlParameter { Value = tenantId });
             await command.ExecuteNonQueryAsync(ct);
         }
         catch
@@ -57,13 +56,13 @@ public sealed class TenantSession(NpgsqlDataSource dataSource, CallerContext cal
         if (connection.FullState != System.Data.ConnectionState.Open) throw new InvalidOperationException("The connection is not open.");
         var batch = new NpgsqlBatch(connection);
         var pin = new NpgsqlBatchCommand(PinSql);
-        pin.Parameters.AddWithValue("role", AppRole);
-        pin.Parameters.AddWithValue("tenant", tenantId);
+        pin.Parameters.Add(new NpgsqlParameter { Value = tenantId });
         batch.BatchCommands.Add(pin);
         return batch;
     }
 
-    private const string PinSql = "SELECT set_config('role', @role, true), set_config('app.tenant_id', @tenant, true)";
+    /// <summary>Positional (<c>$1</c>), so Npgsql sends it as it is, without parsing it for named placeholders each time.</summary>
+    private const string PinSql = $"SELECT set_config('role', '{AppRole}', true), set_config('app.tenant_id', $1, true)";
 
     /// <summary>Runs <paramref name="action"/> once the transaction has committed (never if it rolls back).</summary>
     public void AfterCommit(Action action) => (_afterCommit ??= []).Add(action);
