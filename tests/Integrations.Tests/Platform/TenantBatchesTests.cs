@@ -20,35 +20,55 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
     private static Action<NpgsqlBatch> Append(string tenant, string action) =>
         batch => AuditTrail.AddTo(batch, TestEnvironment.CallerFor(tenant), [new AuditEvent(action, "test", "1", null)], action);
 
-    /// <summary>Starts a write whose commands are only added once <paramref name="gate"/> opens, keeping the tenant's lane busy.</summary>
-    private Task Blocking(string tenant, ManualResetEventSlim gate) =>
-        Task.Run(() => Batches.WriteAsync(tenant, batch =>
+    /// <summary>
+    /// Starts a write that waits in PostgreSQL for the tenant's chain head, which another connection holds locked until
+    /// the returned lock is disposed, keeping the tenant's lane busy meanwhile.
+    /// </summary>
+    private async Task<(Task First, IAsyncDisposable HeadLock)> BlockingAsync(string tenant)
+    {
+        var connection = new NpgsqlConnection(Host.ConnectionString);
+        await connection.OpenAsync();
+        await using (var head = new NpgsqlCommand("INSERT INTO audit_chain_heads (tenant_id) VALUES ($1)", connection))
         {
-            gate.Wait(TimeSpan.FromSeconds(10));
-            Append(tenant, "test.first")(batch);
-        }));
+            head.Parameters.Add(new NpgsqlParameter { Value = tenant });
+            await head.ExecuteNonQueryAsync();
+        }
+        var transaction = await connection.BeginTransactionAsync();
+        await using (var locking = new NpgsqlCommand("SELECT FROM audit_chain_heads WHERE tenant_id = $1 FOR UPDATE", connection, transaction))
+        {
+            locking.Parameters.Add(new NpgsqlParameter { Value = tenant });
+            await locking.ExecuteNonQueryAsync();
+        }
+        var first = Batches.WriteAsync(tenant, Append(tenant, "test.first"));
+        await Task.Delay(100);
+        Assert.False(first.IsCompleted);
+        return (first, new HeadLock(connection, transaction));
+    }
+
+    private sealed class HeadLock(NpgsqlConnection connection, NpgsqlTransaction transaction) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await transaction.RollbackAsync();
+            await connection.DisposeAsync();
+        }
+    }
 
     private async Task<List<(long Seq, string Action, DateTime OccurredAt)>> EventsAsync(string tenant) =>
         await Db.QueryAsync<(long, string, DateTime)>(Host.ConnectionString,
             "SELECT seq, action, occurred_at FROM audit_events WHERE tenant_id = @tenant ORDER BY seq", new { tenant });
 
-    private static async Task UntilQueuedAsync(Task first)
-    {
-        await Task.Delay(100);
-        Assert.False(first.IsCompleted);
-    }
-
     [Fact]
     public async Task Writes_that_arrive_during_a_batch_commit_together_in_the_next_in_arrival_order()
     {
         var tenant = TestEnvironment.NewTenant();
-        using var gate = new ManualResetEventSlim();
-        var first = Blocking(tenant, gate);
-        await UntilQueuedAsync(first);
+        var (first, headLock) = await BlockingAsync(tenant);
         var queued = new List<Task>();
         for (var i = 0; i < 5; i++) queued.Add(Batches.WriteAsync(tenant, Append(tenant, $"test.queued.{i}")));
+        await Task.Delay(50);
+        Assert.DoesNotContain(queued, t => t.IsCompleted);
 
-        gate.Set();
+        await headLock.DisposeAsync();
         await first;
         await Task.WhenAll(queued);
 
@@ -63,9 +83,7 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
     public async Task A_write_that_fails_in_a_shared_batch_fails_alone()
     {
         var tenant = TestEnvironment.NewTenant();
-        using var gate = new ManualResetEventSlim();
-        var first = Blocking(tenant, gate);
-        await UntilQueuedAsync(first);
+        var (first, headLock) = await BlockingAsync(tenant);
         var before = Batches.WriteAsync(tenant, Append(tenant, "test.before"));
         var failing = Batches.WriteAsync(tenant, batch =>
         {
@@ -74,7 +92,7 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
         });
         var after = Batches.WriteAsync(tenant, Append(tenant, "test.after"));
 
-        gate.Set();
+        await headLock.DisposeAsync();
         await first;
         await before;
         await after;
@@ -90,13 +108,11 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
     {
         var busy = TestEnvironment.NewTenant();
         var other = TestEnvironment.NewTenant();
-        using var gate = new ManualResetEventSlim();
-        var first = Blocking(busy, gate);
-        await UntilQueuedAsync(first);
+        var (first, headLock) = await BlockingAsync(busy);
 
         await Batches.WriteAsync(other, Append(other, "test.other")).WaitAsync(TimeSpan.FromSeconds(5));
 
-        gate.Set();
+        await headLock.DisposeAsync();
         await first;
         Assert.Single(await EventsAsync(other));
     }

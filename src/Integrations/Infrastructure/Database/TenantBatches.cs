@@ -8,7 +8,8 @@ namespace Integrations.Infrastructure.Database;
 /// and sent in one round trip, for writes whose statements need no answer before they commit (audit appends, the
 /// invocation row). Per tenant one batch is in flight at a time; writes that arrive meanwhile go together in the
 /// next one. So a tenant's writers do not pile up on its audit chain head row in PostgreSQL (each waiter there costs
-/// a backend woken at every commit), and under load one round trip commits many writes. A batch that fails is
+/// a backend woken at every commit), and under load one round trip commits many writes. A write's statements are
+/// built by its caller before it joins the queue, so the lane itself only sends and waits. A batch that fails is
 /// retried write by write, so one write's failure (a changed row, a refused insert) is that write's alone.
 /// <para>
 /// Its connections come from a pool of their own that skips the session reset on return (one statement fewer per
@@ -33,13 +34,14 @@ public sealed class TenantBatches : IAsyncDisposable
 
     /// <summary>
     /// Commits the statements <paramref name="addCommands"/> adds (after the tenant is pinned) in one transaction,
-    /// alone or together with other writes of the tenant. Completes when they are committed; throws what PostgreSQL
-    /// refused them with, and then nothing of them was written.
+    /// alone or together with other writes of the tenant. <paramref name="addCommands"/> runs at once, on the caller's
+    /// thread, into a batch of its own whose statements are then queued. Completes when they are committed; throws what
+    /// PostgreSQL refused them with, and then nothing of them was written.
     /// </summary>
     public Task WriteAsync(string tenantId, Action<NpgsqlBatch> addCommands)
     {
         var lane = _lanes.GetOrAdd(tenantId, id => new Lane(id));
-        var write = new Write(addCommands);
+        var write = new Write(Staged(addCommands));
         bool runs;
         lock (lane.Gate)
         {
@@ -111,8 +113,27 @@ public sealed class TenantBatches : IAsyncDisposable
     {
         await using var connection = await _dataSource.OpenConnectionAsync();
         await using var batch = TenantSession.Batch(connection, tenantId);
-        foreach (var write in writes) write.AddCommands(batch);
-        await batch.ExecuteNonQueryAsync();
+        foreach (var write in writes)
+        {
+            foreach (var command in write.Commands) batch.BatchCommands.Add(command);
+        }
+        try
+        {
+            await batch.ExecuteNonQueryAsync();
+        }
+        finally
+        {
+            batch.BatchCommands.Clear(); // the statements may be sent again, write by write, in batches of their own
+        }
+    }
+
+    private static NpgsqlBatchCommand[] Staged(Action<NpgsqlBatch> addCommands)
+    {
+        using var staging = new NpgsqlBatch();
+        addCommands(staging);
+        var commands = staging.BatchCommands.Cast<NpgsqlBatchCommand>().ToArray();
+        staging.BatchCommands.Clear();
+        return commands;
     }
 
     public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
@@ -125,9 +146,9 @@ public sealed class TenantBatches : IAsyncDisposable
         public bool Running;
     }
 
-    private sealed class Write(Action<NpgsqlBatch> addCommands)
+    private sealed class Write(NpgsqlBatchCommand[] commands)
     {
-        public Action<NpgsqlBatch> AddCommands { get; } = addCommands;
+        public NpgsqlBatchCommand[] Commands { get; } = commands;
 
         public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
