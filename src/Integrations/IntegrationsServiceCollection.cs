@@ -37,7 +37,12 @@ public static class IntegrationsServiceCollection
                 "or set ConnectionStrings__Integrations.");
         }
         services.TryAddSingleton(_ => CreateDataSource(connectionString));
-        services.TryAddSingleton(_ => new TenantBatches(CreateDataSource(TenantBatches.ConnectionString(connectionString), "integrations-batches")));
+        var batchesInFlight = configuration.GetValue("Integrations:Database:BatchesInFlightPerTenant", 1);
+        if (batchesInFlight is < 1 or > 8)
+        {
+            throw new InvalidOperationException($"Integrations:Database:BatchesInFlightPerTenant must be between 1 and 8, not {batchesInFlight}.");
+        }
+        services.TryAddSingleton(_ => new TenantBatches(CreateDataSource(TenantBatches.ConnectionString(connectionString), "integrations-batches"), batchesInFlight));
 
         services.AddSingleton(TrustedHosts.FromConfiguration(configuration));
         services.AddSingleton<SsrfGuard>();

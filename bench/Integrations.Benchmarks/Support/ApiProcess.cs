@@ -31,6 +31,8 @@ public sealed class ApiProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
+    public const string ApiEnvironmentPrefix = "BENCH_API_ENV_";
+
     public static readonly string MasterKey = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
 
     /// <summary>Starts the host without waiting for it (the start-up benchmark times that itself).</summary>
@@ -55,6 +57,11 @@ public sealed class ApiProcess : IAsyncDisposable
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
         info.Environment.Remove("OTEL_EXPORTER_OTLP_ENDPOINT");
         foreach (var (name, value) in environment ?? new Dictionary<string, string>()) info.Environment[name] = value;
+        // BENCH_API_ENV_<NAME>=<value> sets <NAME> for the API host only (e.g. a runtime knob, to compare it in one run).
+        foreach (var name in Environment.GetEnvironmentVariables().Keys.Cast<string>().Where(n => n.StartsWith(ApiEnvironmentPrefix, StringComparison.Ordinal)))
+        {
+            info.Environment[name[ApiEnvironmentPrefix.Length..]] = Environment.GetEnvironmentVariable(name);
+        }
 
         Directory.CreateDirectory(settings.OutputDirectory);
         var log = new StreamWriter(Path.Combine(settings.OutputDirectory, logName + ".log")) { AutoFlush = true };

@@ -26,6 +26,16 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
     /// </summary>
     private async Task<(Task First, IAsyncDisposable HeadLock)> BlockingAsync(string tenant)
     {
+        var headLock = await LockChainHeadAsync(tenant);
+        var first = Batches.WriteAsync(tenant, Append(tenant, "test.first"));
+        await Task.Delay(100);
+        Assert.False(first.IsCompleted);
+        return (first, headLock);
+    }
+
+    /// <summary>Creates the tenant's chain head and holds it locked from another connection until disposed.</summary>
+    private async Task<IAsyncDisposable> LockChainHeadAsync(string tenant)
+    {
         var connection = new NpgsqlConnection(Host.ConnectionString);
         await connection.OpenAsync();
         await using (var head = new NpgsqlCommand("INSERT INTO audit_chain_heads (tenant_id) VALUES ($1)", connection))
@@ -39,10 +49,7 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
             locking.Parameters.Add(new NpgsqlParameter { Value = tenant });
             await locking.ExecuteNonQueryAsync();
         }
-        var first = Batches.WriteAsync(tenant, Append(tenant, "test.first"));
-        await Task.Delay(100);
-        Assert.False(first.IsCompleted);
-        return (first, new HeadLock(connection, transaction));
+        return new HeadLock(connection, transaction);
     }
 
     private sealed class HeadLock(NpgsqlConnection connection, NpgsqlTransaction transaction) : IAsyncDisposable
@@ -116,4 +123,39 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
         await first;
         Assert.Single(await EventsAsync(other));
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task At_most_the_configured_number_of_a_tenants_batches_are_under_way_and_the_chain_stays_whole(int batchesInFlight)
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var application = $"batches-{Guid.NewGuid():N}";
+        var connectionString = new NpgsqlConnectionStringBuilder(Host.ConnectionString) { ApplicationName = application }.ConnectionString;
+        await using var batches = new TenantBatches(NpgsqlDataSource.Create(connectionString), batchesInFlight);
+        var headLock = await LockChainHeadAsync(tenant);
+
+        var writes = Enumerable.Range(0, 6).Select(i => batches.WriteAsync(tenant, Append(tenant, $"test.{i}"))).ToList();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (await WaitingForLocksAsync(application) < batchesInFlight && DateTime.UtcNow < deadline) await Task.Delay(20);
+        await Task.Delay(200);
+        Assert.Equal(batchesInFlight, await WaitingForLocksAsync(application)); // the other writes queue in the service, not in PostgreSQL
+        Assert.DoesNotContain(writes, w => w.IsCompleted);
+
+        await headLock.DisposeAsync();
+        await Task.WhenAll(writes).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(6, (await EventsAsync(tenant)).Count);
+        Assert.True((await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value.Valid);
+    }
+
+    [Fact]
+    public void Fewer_than_one_batch_in_flight_is_refused()
+    {
+        using var dataSource = NpgsqlDataSource.Create(Host.ConnectionString);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new TenantBatches(dataSource, 0));
+    }
+
+    private async Task<long> WaitingForLocksAsync(string application) =>
+        await Db.ScalarAsync<long>(Host.ConnectionString,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = @application AND wait_event_type = 'Lock'", new { application });
 }

@@ -6,8 +6,8 @@ namespace Integrations.Infrastructure.Database;
 /// <summary>
 /// Short writes for a tenant, each committed by a batch that is its own transaction (<see cref="TenantSession.Batch"/>)
 /// and sent in one round trip, for writes whose statements need no answer before they commit (audit appends, the
-/// invocation row). Per tenant one batch is in flight at a time; writes that arrive meanwhile go together in the
-/// next one. So a tenant's writers do not pile up on its audit chain head row in PostgreSQL (each waiter there costs
+/// invocation row). Per tenant at most <c>batchesInFlight</c> batches (default one) are in flight at a time; writes
+/// that arrive meanwhile go together in the next one. So a tenant's writers do not pile up on its audit chain head row in PostgreSQL (each waiter there costs
 /// a backend woken at every commit), and under load one round trip commits many writes. A write's statements are
 /// built by its caller before it joins the queue, so the lane itself only sends and waits. A batch that fails is
 /// retried write by write, so one write's failure (a changed row, a refused insert) is that write's alone.
@@ -23,10 +23,21 @@ public sealed class TenantBatches : IAsyncDisposable
     public const int MaxWritesPerBatch = 64;
 
     private readonly NpgsqlDataSource _dataSource;
+    private readonly int _batchesInFlight;
     private readonly ConcurrentDictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
 
     /// <param name="dataSource">A pool used for nothing else, opened with <c>No Reset On Close</c> (see <see cref="ConnectionString"/>); disposed with this.</param>
-    public TenantBatches(NpgsqlDataSource dataSource) => _dataSource = dataSource;
+    /// <param name="batchesInFlight">
+    /// How many of a tenant's batches may be under way at once (<c>Integrations:Database:BatchesInFlightPerTenant</c>).
+    /// With more than one, a batch is sent while the one before it runs, and waits in PostgreSQL for the chain head
+    /// that batch holds until it commits; commit order is then the order PostgreSQL grants that lock.
+    /// </param>
+    public TenantBatches(NpgsqlDataSource dataSource, int batchesInFlight = 1)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchesInFlight, 1);
+        _dataSource = dataSource;
+        _batchesInFlight = batchesInFlight;
+    }
 
     /// <summary>The connection string of this pool: the service's own, with the session reset on return turned off.</summary>
     public static string ConnectionString(string serviceConnectionString) =>
@@ -46,8 +57,8 @@ public sealed class TenantBatches : IAsyncDisposable
         lock (lane.Gate)
         {
             lane.Queue.Enqueue(write);
-            runs = !lane.Running;
-            lane.Running = true;
+            runs = lane.Running < _batchesInFlight;
+            if (runs) lane.Running++;
         }
         return runs ? RunAsync(lane, write) : write.Done.Task;
     }
@@ -65,7 +76,7 @@ public sealed class TenantBatches : IAsyncDisposable
             {
                 if (lane.Queue.Count == 0)
                 {
-                    lane.Running = false;
+                    lane.Running--;
                     break;
                 }
                 if (own is not null && own.Done.Task.IsCompleted)
@@ -143,7 +154,8 @@ public sealed class TenantBatches : IAsyncDisposable
         public readonly Lock Gate = new();
         public readonly Queue<Write> Queue = new();
         public readonly string TenantId = tenantId;
-        public bool Running;
+        /// <summary>How many callers (or thread-pool work items) are sending this lane's batches.</summary>
+        public int Running;
     }
 
     private sealed class Write(NpgsqlBatchCommand[] commands)
