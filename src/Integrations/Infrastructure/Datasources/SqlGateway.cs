@@ -204,7 +204,10 @@ public sealed partial class SqlGateway(DatasourceConnections connections)
         }
     }
 
-    [GeneratedRegex(@"([A-Za-z_][A-Za-z0-9_$]*)\s*\(")]
+    // A name is the word before '(' from its first letter on (as in "1abc(" → abc). Tried only where a word starts, and
+    // never giving back part of one: a plan can hold a folded constant of megabytes (repeat('x', 5000000)), which a
+    // pattern tried at every position takes quadratic time to scan.
+    [GeneratedRegex(@"(?<![A-Za-z0-9_$])(?>[0-9$]*)((?>[A-Za-z_][A-Za-z0-9_$]*))\s*\(")]
     private static partial Regex FunctionCall();
 
     private static JsonNode? ToJson(object value, string type) => value switch
