@@ -2,7 +2,6 @@ using System.Text.Json;
 using Integrations.Common;
 using Integrations.Features.Audit;
 using Integrations.Features.McpServers;
-using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Mcp;
 using Integrations.Tests.Support;
@@ -43,23 +42,13 @@ public sealed class McpServerLifecycleTests(ServiceFixture fixture) : IClassFixt
         host.Services.GetRequiredService<InvokeMcpTool.TargetCache>().TryGet(tenant, server, tool.Id, out _)
         && host.Services.GetRequiredService<ToolPolicyStore>().TryGetCached(tenant, out _);
 
-    private static async Task ListeningAsync(ServiceHost host)
-    {
-        var notifications = host.Services.GetRequiredService<ChangeNotifications>();
-        for (var waited = 0; !notifications.IsListening; waited += 10)
-        {
-            Assert.True(waited < 5000, "the change listener did not start within 5 s");
-            await Task.Delay(10);
-        }
-    }
-
     private async Task<ListAuditEvents.Event> SingleEventAsync(string tenant, string action) =>
         Assert.Single((await Host.SendAsync(new ListAuditEvents.Query(Action: action), tenant)).Value.Items);
 
     [Fact]
     public async Task Disable_refuses_the_very_next_call_decided_on_cached_rows_and_enable_lets_calls_through_again()
     {
-        await ListeningAsync(Host);
+        await Host.WaitUntilListeningAsync();
         var tenant = TestEnvironment.NewTenant();
         var (server, echo) = await RegisterAsync(Host, tenant, _mcp);
         Assert.True((await InvokeAsync(Host, tenant, server, echo)).IsSuccess);
@@ -99,7 +88,7 @@ public sealed class McpServerLifecycleTests(ServiceFixture fixture) : IClassFixt
     public async Task A_server_disabled_through_another_replica_is_refused_on_the_warm_replicas_next_call()
     {
         await using var other = await ServiceHost.StartAsync();
-        await ListeningAsync(other);
+        await other.WaitUntilListeningAsync();
         var tenant = TestEnvironment.NewTenant();
         var (server, echo) = await RegisterAsync(Host, tenant, _mcp);
         Assert.True((await InvokeAsync(other, tenant, server, echo)).IsSuccess);
