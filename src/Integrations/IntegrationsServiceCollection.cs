@@ -58,7 +58,7 @@ public static class IntegrationsServiceCollection
         services.AddScoped<AuditTrail>();
         services.AddScoped<IntegrationLifecycle>();
         services.AddGovernance();
-        Features.Datasources.DatasourcesServiceCollection.AddDatasources(services);
+        Features.Datasources.DatasourcesServiceCollection.AddDatasources(services, configuration);
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
         services.AddScoped<IMediator, Mediator>();

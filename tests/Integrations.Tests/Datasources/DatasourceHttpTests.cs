@@ -87,6 +87,7 @@ public sealed class DatasourceHttpTests(DatasourceApiFixture fixture) : IClassFi
         Assert.Equal("[[1,\"customer 1\",10.50],[4,\"customer 4\",42.00]]", result.GetProperty("rows").GetRawText());
         Assert.Equal(2, result.GetProperty("row_count").GetInt32());
         Assert.False(result.GetProperty("truncated").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, result.GetProperty("truncated_reason").ValueKind);
         Assert.Equal(3L, await Target.CountAsync("t"));
 
         var listed = await JsonAsync(await client.GetAsync($"/integrations/datasources/{id}/queries?limit=10"));
@@ -121,6 +122,7 @@ public sealed class DatasourceHttpTests(DatasourceApiFixture fixture) : IClassFi
         await DefineAsync(new { name = "slow", sql = "SELECT pg_sleep(@s)", parameters = new[] { new { name = "s", type = "double" } }, timeout_ms = 200 });
         await DefineAsync(new { name = "once", sql = "SELECT 1 AS one", rate_limit_per_minute = 1 });
         await DefineAsync(new { name = "by-id", sql = "SELECT note FROM t WHERE id = @id", parameters = new[] { new { name = "id", type = "integer" } } });
+        await DefineAsync(new { name = "one-huge-row", sql = "SELECT repeat('x', 5 * 1024 * 1024) AS payload" });
 
         var refused = await client.PostAsJsonAsync($"/integrations/datasources/{id}/queries", new { name = "evil", sql = "SELECT 1; DROP TABLE t" });
         Assert.Equal((HttpStatusCode.BadRequest, "validation_failed"), await ProblemAsync(refused));
@@ -141,6 +143,10 @@ public sealed class DatasourceHttpTests(DatasourceApiFixture fixture) : IClassFi
 
         Assert.Equal((HttpStatusCode.NotFound, "not_found"),
             await ProblemAsync(await client.PostAsync($"/integrations/datasources/{id}/queries/no-such-template", null)));
+
+        var huge = await client.PostAsync($"/integrations/datasources/{id}/queries/one-huge-row", null);
+        Assert.Equal((HttpStatusCode.BadGateway, "upstream_error"), await ProblemAsync(huge));
+        Assert.Equal(4 * 1024 * 1024, (await JsonAsync(huge)).GetProperty("max_result_bytes").GetInt64());
     }
 
     [Fact]

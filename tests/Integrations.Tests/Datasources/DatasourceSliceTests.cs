@@ -74,14 +74,17 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         await fixture.DefineAsync(tenant, datasource.Id, "exactly-three", "SELECT id FROM t", rowLimit: 3);
 
         var all = (await RunAsync(tenant, datasource.Id, "all")).Value;
-        Assert.Equal((50, true), (all.RowCount, all.Truncated));
+        Assert.Equal((50, true, "row_limit"), (all.RowCount, all.Truncated, all.TruncatedReason));
         Assert.Equal(Enumerable.Range(1, 50), all.Rows.Select(r => (int)r[0]!));
 
         var ten = (await RunAsync(tenant, datasource.Id, "first-ten")).Value;
-        Assert.Equal((10, true), (ten.RowCount, ten.Truncated));
+        Assert.Equal((10, true, "row_limit"), (ten.RowCount, ten.Truncated, ten.TruncatedReason));
 
         var three = (await RunAsync(tenant, datasource.Id, "exactly-three")).Value;
-        Assert.Equal((3, false), (three.RowCount, three.Truncated));
+        Assert.Equal((3, false, null), (three.RowCount, three.Truncated, three.TruncatedReason));
+        var completed = (await AuditAsync(tenant, RunQuery.Completed)).Select(e => e.Details.GetProperty("truncated_reason")).ToList();
+        Assert.Equal([JsonValueKind.Null, JsonValueKind.String, JsonValueKind.String], completed.Select(r => r.ValueKind));
+        Assert.Equal("row_limit", completed[1].GetString());
     }
 
     [Fact]

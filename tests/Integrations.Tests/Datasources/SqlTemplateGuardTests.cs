@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Integrations.Infrastructure.Datasources;
 
 namespace Integrations.Tests.Datasources;
@@ -141,5 +142,25 @@ public sealed class SqlTemplateGuardTests
 
         Assert.True(template is not null, error);
         Assert.Empty(template.ParameterNames);
+    }
+
+    [Theory]
+    [InlineData("""[{"Plan": {"Output": ["pg_catalog.pg_read_file('/etc/passwd'::text)"]}}]""", "pg_read_file")]
+    [InlineData("""[{"Plan": {"Output": ["set_config ('a'::text, 'b'::text, false)"]}}]""", "set_config")]
+    [InlineData("""[{"Plan": {"Filter": "(t.id = 1nextval('s'::regclass))"}}]""", "nextval")]
+    public void The_plan_check_names_a_denied_function_wherever_the_plan_shows_it(string plan, string function)
+    {
+        Assert.Contains(function, SqlGateway.RefusalInPlan(plan));
+    }
+
+    [Fact]
+    public async Task A_plan_holding_a_constant_of_megabytes_is_scanned_without_backtracking_over_it()
+    {
+        // What the datasource plans for SELECT repeat('x', 5000000) || ' ' || nextval('s'): the constant folded in.
+        var plan = JsonSerializer.Serialize(new[] { new { Plan = new { Output = new[] { new string('x', 5_000_000) + " nextval('s')" } } } });
+
+        var refusal = await Task.Run(() => SqlGateway.RefusalInPlan(plan)).WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Contains("nextval", refusal);
     }
 }

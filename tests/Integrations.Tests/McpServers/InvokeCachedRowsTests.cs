@@ -5,7 +5,6 @@ using Integrations.Common;
 using Integrations.Features.Audit;
 using Integrations.Features.Credentials;
 using Integrations.Features.McpServers;
-using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Telemetry;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
@@ -51,17 +50,6 @@ public sealed class InvokeCachedRowsTests(ServiceFixture fixture) : IClassFixtur
 
     private static JsonElement Args(string json) => JsonDocument.Parse(json).RootElement.Clone();
 
-    private static async Task ListeningAsync(ServiceHost host)
-    {
-        var notifications = host.Services.GetRequiredService<ChangeNotifications>();
-        var deadline = DateTime.UtcNow.AddSeconds(5);
-        while (!notifications.IsListening)
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the change listener did not start within 5 s");
-            await Task.Delay(10);
-        }
-    }
-
     private async Task<(Guid Server, McpTool.Response Echo)> RegisterAsync(string tenant, string? credentialRef = null)
     {
         var registered = await Host.SendAsync(new RegisterMcpServer.Command("test", _mcp.Endpoint.ToString(), credentialRef), tenant);
@@ -83,7 +71,7 @@ public sealed class InvokeCachedRowsTests(ServiceFixture fixture) : IClassFixtur
     [Fact]
     public async Task Calls_after_the_first_are_decided_on_the_cached_rows_and_keep_their_four_ordered_events()
     {
-        await ListeningAsync(Host);
+        await Host.WaitUntilListeningAsync();
         var tenant = TestEnvironment.NewTenant();
         var (server, echo) = await RegisterAsync(tenant);
 
@@ -110,7 +98,7 @@ public sealed class InvokeCachedRowsTests(ServiceFixture fixture) : IClassFixtur
     public async Task A_tool_disabled_through_another_replica_is_denied_on_the_next_call_without_waiting_for_a_notification()
     {
         await using var other = await ServiceHost.StartAsync();
-        await ListeningAsync(other);
+        await other.WaitUntilListeningAsync();
         var tenant = TestEnvironment.NewTenant();
         var (server, echo) = await RegisterAsync(tenant);
         Assert.True((await InvokeAsync(other, tenant, server, echo)).IsSuccess);
@@ -130,7 +118,7 @@ public sealed class InvokeCachedRowsTests(ServiceFixture fixture) : IClassFixtur
     [Fact]
     public async Task A_change_made_with_plain_sql_is_seen_on_the_next_call()
     {
-        await ListeningAsync(Host);
+        await Host.WaitUntilListeningAsync();
         var tenant = TestEnvironment.NewTenant();
         var (server, echo) = await RegisterAsync(tenant);
         Assert.True((await InvokeAsync(Host, tenant, server, echo)).IsSuccess);
@@ -146,7 +134,7 @@ public sealed class InvokeCachedRowsTests(ServiceFixture fixture) : IClassFixtur
     public async Task A_server_deleted_through_another_replica_is_not_found_on_the_next_call()
     {
         await using var other = await ServiceHost.StartAsync();
-        await ListeningAsync(other);
+        await other.WaitUntilListeningAsync();
         var tenant = TestEnvironment.NewTenant();
         var (server, echo) = await RegisterAsync(tenant);
         Assert.True((await InvokeAsync(other, tenant, server, echo)).IsSuccess);
@@ -162,7 +150,7 @@ public sealed class InvokeCachedRowsTests(ServiceFixture fixture) : IClassFixtur
     {
         var connectionString = await TestEnvironment.CreateMigratedDatabaseAsync("failclosed");
         await using var host = await ServiceHost.StartAsync(connectionString: connectionString);
-        await ListeningAsync(host);
+        await host.WaitUntilListeningAsync();
         var tenant = TestEnvironment.NewTenant();
         var registered = await host.SendAsync(new RegisterMcpServer.Command("test", _mcp.Endpoint.ToString()), tenant);
         var echo = registered.Value.Tools.Single(t => t.Name == "echo");
@@ -183,7 +171,7 @@ public sealed class InvokeCachedRowsTests(ServiceFixture fixture) : IClassFixtur
     {
         await using var secured = new TestMcpServer { RequiredBearerToken = "token-1" };
         await secured.StartAsync();
-        await ListeningAsync(Host);
+        await Host.WaitUntilListeningAsync();
         var tenant = TestEnvironment.NewTenant();
         var credential = (await Host.SendAsync(new StoreCredential.Command("mcp", "bearer_token", Secret: "token-1"), tenant)).Value;
         var registered = await Host.SendAsync(new RegisterMcpServer.Command("secured", secured.Endpoint.ToString(), credential.Reference), tenant);

@@ -124,6 +124,8 @@ public sealed class McpServersHttpTests(EverythingServer everything, ApiFixture 
             new HttpRequestMessage(HttpMethod.Get, $"/integrations/mcp-servers/{id}/health"),
             new HttpRequestMessage(HttpMethod.Post, $"/integrations/mcp-servers/{id}/discover"),
             new HttpRequestMessage(HttpMethod.Patch, $"/integrations/mcp-servers/{id}/tools/{Guid.NewGuid()}") { Content = JsonContent.Create(new { enabled = false }) },
+            new HttpRequestMessage(HttpMethod.Post, $"/integrations/mcp-servers/{id}/disable"),
+            new HttpRequestMessage(HttpMethod.Post, $"/integrations/mcp-servers/{id}/enable"),
             new HttpRequestMessage(HttpMethod.Delete, $"/integrations/mcp-servers/{id}"),
         })
         {
@@ -134,6 +136,47 @@ public sealed class McpServersHttpTests(EverythingServer everything, ApiFixture 
 
         var badCursor = await client.GetAsync("/integrations/mcp-servers?cursor=!!!");
         Assert.Equal("validation_failed", await CodeAsync(badCursor));
+    }
+
+    [Fact]
+    public async Task Disable_with_a_reason_refuses_invocations_enable_restores_them_and_invalid_moves_are_409_problems()
+    {
+        await using var mcp = new TestMcpServer();
+        await mcp.StartAsync();
+        var client = await Api.ClientForAsync(TestEnvironment.NewTenant());
+        var registered = await JsonAsync(await client.PostAsJsonAsync("/integrations/mcp-servers", new { name = "c#", url = mcp.Endpoint.ToString() }));
+        var id = registered.GetProperty("server").GetProperty("id").GetString();
+        var echo = registered.GetProperty("tools").EnumerateArray().Single(t => t.GetProperty("name").GetString() == "echo").GetProperty("id").GetString();
+        var invoke = $"/integrations/mcp-servers/{id}/tools/{echo}/invoke";
+
+        var tooLong = await client.PostAsJsonAsync($"/integrations/mcp-servers/{id}/disable", new { reason = new string('r', 501) });
+        Assert.Equal(HttpStatusCode.BadRequest, tooLong.StatusCode);
+        Assert.True((await JsonAsync(tooLong)).GetProperty("errors").TryGetProperty("reason", out _));
+
+        var disabled = await client.PostAsJsonAsync($"/integrations/mcp-servers/{id}/disable", new { reason = "rotating the vendor's keys" });
+        Assert.Equal(HttpStatusCode.OK, disabled.StatusCode);
+        Assert.Equal("disabled", (await JsonAsync(disabled)).GetProperty("status").GetString());
+        var denied = await client.PostAsJsonAsync(invoke, new { arguments = new { message = "hi" } });
+        Assert.Equal(HttpStatusCode.Forbidden, denied.StatusCode);
+        var problem = await JsonAsync(denied);
+        Assert.Equal(("policy_denied", "server_disabled"), (problem.GetProperty("code").GetString(), problem.GetProperty("rule").GetString()));
+
+        var again = await client.PostAsync($"/integrations/mcp-servers/{id}/disable", null);
+        Assert.Equal(HttpStatusCode.Conflict, again.StatusCode);
+        Assert.Equal("invalid_transition", await CodeAsync(again));
+
+        var enabled = await client.PostAsync($"/integrations/mcp-servers/{id}/enable", null);
+        Assert.Equal(HttpStatusCode.OK, enabled.StatusCode);
+        Assert.Equal("pending", (await JsonAsync(enabled)).GetProperty("status").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsJsonAsync(invoke, new { arguments = new { message = "hi" } })).StatusCode);
+        var enabledAgain = await client.PostAsJsonAsync($"/integrations/mcp-servers/{id}/enable", new { reason = "twice" });
+        Assert.Equal(HttpStatusCode.Conflict, enabledAgain.StatusCode);
+        Assert.Equal("invalid_transition", await CodeAsync(enabledAgain));
+
+        var audit = await JsonAsync(await client.GetAsync($"/audit?subject_type=mcp_server&subject_id={id}"));
+        var events = audit.GetProperty("items").EnumerateArray().ToList();
+        Assert.Equal(["mcp_servers.enable", "mcp_servers.disable", "mcp_servers.register"], events.Select(e => e.GetProperty("action").GetString()));
+        Assert.Equal("rotating the vendor's keys", events[1].GetProperty("details").GetProperty("reason").GetString());
     }
 
     [Fact]

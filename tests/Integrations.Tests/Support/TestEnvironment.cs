@@ -107,5 +107,17 @@ public sealed class ServiceHost : IAsyncDisposable
     public Task<Result<T>> SendAsync<T>(IRequest<Result<T>> request, string tenantId, params string[] scopes) =>
         SendAsync(request, TestEnvironment.CallerFor(tenantId, scopes));
 
+    /// <summary>Waits (at most 5 s) until this host hears change notifications: only then do its caches keep copies.</summary>
+    public async Task WaitUntilListeningAsync()
+    {
+        var notifications = Services.GetRequiredService<ChangeNotifications>();
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (!notifications.IsListening)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the change listener did not start within 5 s");
+            await Task.Delay(10);
+        }
+    }
+
     public ValueTask DisposeAsync() => Services.DisposeAsync();
 }

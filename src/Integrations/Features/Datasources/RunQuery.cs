@@ -22,7 +22,7 @@ namespace Integrations.Features.Datasources;
 /// datasources.query: runs one stored template, never caller SQL. In order: audit <c>requested</c>; policy (the
 /// template is enabled; the tenant's deny list; the rate limits counted in PostgreSQL); parameters bound by name
 /// and type; those events commit before anything reaches the datasource (no audit, no query). Then the password
-/// is resolved for the datasource, the statement runs in a READ ONLY transaction with its timeout and row cap, and
+/// is resolved for the datasource, the statement runs in a READ ONLY transaction with its timeout, row cap and byte cap, and
 /// <c>completed</c> or <c>failed</c> is appended with the parameters' hash, row count and duration. Our own
 /// transaction is never open while the datasource works.
 /// </summary>
@@ -48,6 +48,10 @@ public static class RunQuery
 
     public sealed record Body(IReadOnlyDictionary<string, JsonElement>? Parameters = null);
 
+    /// <summary>
+    /// <c>truncated</c>: more rows were there than came back; <c>truncated_reason</c> says which cap stopped them:
+    /// <c>row_limit</c> (the template's) or <c>byte_limit</c> (<c>Integrations:Datasources:MaxResultBytes</c>); null when not truncated.
+    /// </summary>
     public sealed record Response(
         Guid QueryId,
         string Query,
@@ -55,6 +59,7 @@ public static class RunQuery
         IReadOnlyList<JsonNode?[]> Rows,
         int RowCount,
         bool Truncated,
+        string? TruncatedReason,
         long DurationMs);
 
     internal sealed class Validator : AbstractValidator<Command>
@@ -135,13 +140,14 @@ public static class RunQuery
                 {
                     ["row_count"] = result.Value.Rows.Count,
                     ["truncated"] = result.Value.Truncated,
+                    ["truncated_reason"] = result.Value.TruncatedReason,
                     ["duration_ms"] = Elapsed(started),
                 })
                 : new AuditEvent(Failed, Datasource.QuerySubjectType, subject, With(facts, result.Error!, started)));
 
             if (!result.IsSuccess) return result.Error!;
             return new Response(template.Id, template.Name, result.Value.Columns, result.Value.Rows, result.Value.Rows.Count,
-                result.Value.Truncated, Elapsed(started));
+                result.Value.Truncated, result.Value.TruncatedReason, Elapsed(started));
         }
 
         private async Task WriteOutcomeAsync(AuditEvent outcome)
@@ -268,7 +274,7 @@ public static class RunQuery
         group.MapPost("/{id:guid}/queries/{name}", async (Guid id, string name, Body? body, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Command(id, name, body?.Parameters), http.RequestAborted)).ToHttp(http))
             .WithName(Command.Operation)
-            .WithSummary("Run a query template with named, typed parameters (bound, never spliced) in a READ ONLY transaction with its timeout and row cap.")
+            .WithSummary("Run a query template with named, typed parameters (bound, never spliced) in a READ ONLY transaction with its timeout, row cap and byte cap.")
             .Produces<Response>()
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status403Forbidden)

@@ -68,6 +68,8 @@ public static class CheckMcpServerHealth
                 probe.Detail,
             }, cancellationToken: ct));
             if (recorded is null) return Error.NotFound("MCP server");
+            // A disabled server keeps no pooled session: the probe's one goes with it.
+            if (recorded.Status == McpServer.Disabled) sessions.Close(session.TenantId, request.Id, forgetCircuit: false);
 
             // No answer is a high-severity failure; an answer that is an error (refused, 5xx, not MCP) a medium one; slowness none.
             Guid? incidentId = null;

@@ -142,8 +142,11 @@ public static class DiscoverMcpServer
             }, cancellationToken: ct));
 
             var tools = (await McpTool.ForServerAsync(connection, session.TenantId, request.Id, ct)).ToDictionary(t => t.Id, t => t.ToResponse());
+            var current = (await McpServer.FindAsync(session, request.Id, ct))!;
+            // A disabled server keeps no pooled session: discovery's one goes with it.
+            if (current.Status == McpServer.Disabled) sessions.Close(session.TenantId, request.Id, forgetCircuit: false);
             var response = new Response(
-                (await McpServer.FindAsync(session, request.Id, ct))!.ToResponse(),
+                current.ToResponse(),
                 added.ConvertAll(id => tools[id]),
                 drifted.ConvertAll(d => new Drift(tools[d.Id], d.Changed)),
                 removed.ConvertAll(id => tools[id]),

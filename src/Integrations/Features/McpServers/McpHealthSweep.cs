@@ -11,8 +11,8 @@ namespace Integrations.Features.McpServers;
 
 /// <summary>
 /// Every <c>Integrations:Mcp:HealthSweepInterval</c> (zero turns it off) sends mcp_servers.health for each live,
-/// not disabled server whose last check is older than the interval, as a system caller of its tenant, through
-/// the same pipeline (credential grant, access log, audit) as a user's check.
+/// not disabled server whose last check is older than the interval or that is pending (just enabled again), as a
+/// system caller of its tenant, through the same pipeline (credential grant, access log, audit) as a user's check.
 /// </summary>
 internal sealed class McpHealthSweep(
     IServiceScopeFactory scopes, NpgsqlDataSource dataSource, McpOptions options, ILogger<McpHealthSweep> logger)
@@ -48,7 +48,7 @@ internal sealed class McpHealthSweep(
             due = (await connection.QueryAsync<Due>(new CommandDefinition("""
                 SELECT tenant_id, id FROM mcp_servers
                 WHERE deleted_at IS NULL AND status <> 'disabled'
-                  AND (last_health_check_at IS NULL OR last_health_check_at <= now() - @Interval)
+                  AND (status = 'pending' OR last_health_check_at IS NULL OR last_health_check_at <= now() - @Interval)
                 ORDER BY last_health_check_at NULLS FIRST, id
                 LIMIT 1000
                 """, new { Interval = options.HealthSweepInterval }, cancellationToken: ct))).AsList();

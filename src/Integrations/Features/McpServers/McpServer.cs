@@ -2,6 +2,7 @@ using System.Text.Json;
 using Dapper;
 using FluentValidation;
 using Integrations.Common;
+using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Mcp;
 using Integrations.Infrastructure.Vault;
@@ -14,6 +15,15 @@ public static class McpServer
     public const string SubjectType = "mcp_server";
 
     public static readonly string[] Statuses = ["pending", "active", "degraded", "unreachable", "disabled"];
+
+    /// <summary>Set only by mcp_servers.disable; probes and discovery never override it, and tools.invoke refuses its tools.</summary>
+    public const string Disabled = "disabled";
+
+    /// <summary>Not yet known to answer: set by mcp_servers.enable until the next health check or discovery.</summary>
+    public const string Pending = "pending";
+
+    /// <summary>The longest reason an admin can give for disabling or enabling a server.</summary>
+    public const int MaxReasonLength = 500;
 
     public sealed record Response(
         Guid Id,
@@ -80,6 +90,38 @@ public static class McpServer
             + (forUpdate ? " FOR UPDATE OF s" : string.Empty);
         return await connection.QuerySingleOrDefaultAsync<Row>(new CommandDefinition(sql, new { session.TenantId, Id = id }, cancellationToken: ct));
     }
+
+    private const string MoveSql = $"""
+        UPDATE mcp_servers s SET status = @To, updated_at = now()
+        WHERE s.tenant_id = @TenantId AND s.id = @Id AND s.deleted_at IS NULL
+        RETURNING {Columns}
+        """;
+
+    /// <summary>
+    /// Moves a live server of the request's tenant to <paramref name="to"/> when its status is one of
+    /// <paramref name="from"/> (another status is 409 <c>invalid_transition</c>) and records the move with its reason
+    /// for the audit trail. The row stays locked until the request's transaction commits, so two moves take turns.
+    /// </summary>
+    internal static async Task<Result<Row>> MoveAsync(TenantSession session, AuditTrail audit, Guid id,
+        IReadOnlyCollection<string> from, string to, string verb, string? reason, CancellationToken ct)
+    {
+        var before = await FindAsync(session, id, ct, forUpdate: true);
+        if (before is null) return Error.NotFound("MCP server");
+        if (!from.Contains(before.Status)) return Error.InvalidTransition("MCP server", before.Status, verb);
+        var connection = await session.ConnectionAsync(ct);
+        var after = await connection.QuerySingleAsync<Row>(new CommandDefinition(MoveSql, new { session.TenantId, Id = id, To = to }, cancellationToken: ct));
+        audit.Record(SubjectType, id.ToString(), new
+        {
+            before.Name,
+            PreviousStatus = before.Status,
+            after.Status,
+            Reason = string.IsNullOrEmpty(reason) ? null : reason,
+        });
+        return after;
+    }
+
+    internal static IRuleBuilderOptions<T, string?> ValidStatusReason<T>(this IRuleBuilder<T, string?> rule) =>
+        rule.MaximumLength(MaxReasonLength).WithMessage($"Reason may be at most {MaxReasonLength} characters.");
 
     /// <summary>
     /// The header a resolved credential becomes: a key or token goes in the server's auth header (Bearer for

@@ -17,6 +17,8 @@ public static class McpServersEndpoints
         ListMcpServers.Map(servers);
         GetMcpServer.Map(servers);
         DeleteMcpServer.Map(servers);
+        DisableMcpServer.Map(servers);
+        EnableMcpServer.Map(servers);
         DiscoverMcpServer.Map(servers);
         CheckMcpServerHealth.Map(servers);
         ListMcpServerTools.Map(servers);

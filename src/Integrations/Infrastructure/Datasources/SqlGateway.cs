@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Data;
 using System.Globalization;
 using System.Text.Json;
@@ -13,15 +14,26 @@ public sealed record ColumnInfo(string Name, string Type);
 
 public sealed record ProbeResult(string ServerVersion, string User);
 
-public sealed record QueryRows(IReadOnlyList<ColumnInfo> Columns, IReadOnlyList<JsonNode?[]> Rows, bool Truncated);
+/// <summary>The rows of a run; <see cref="TruncatedReason"/> names the cap that ended it early, if one did.</summary>
+public sealed record QueryRows(IReadOnlyList<ColumnInfo> Columns, IReadOnlyList<JsonNode?[]> Rows, string? TruncatedReason)
+{
+    /// <summary>The template's row cap: more rows were there.</summary>
+    public const string RowLimit = "row_limit";
+
+    /// <summary>The result byte cap (<see cref="DatasourceOptions.MaxResultBytes"/>): the next row did not fit.</summary>
+    public const string ByteLimit = "byte_limit";
+
+    public bool Truncated => TruncatedReason is not null;
+}
 
 /// <summary>
 /// Everything the gateway runs on a datasource happens here, each time in a fresh READ ONLY transaction with
 /// <c>statement_timeout</c> set, rolled back at the end: the probe, the definition check of a template (the
 /// datasource prepares it, which refuses several statements, and plans it, which shows any data-modifying or
-/// row-locking part and every function it calls), and a template's run with bound, typed parameters and a row cap.
+/// row-locking part and every function it calls), and a template's run with bound, typed parameters, a row cap and
+/// a byte cap.
 /// </summary>
-public sealed partial class SqlGateway(DatasourceConnections connections)
+public sealed partial class SqlGateway(DatasourceConnections connections, DatasourceOptions options)
 {
     public Task<Result<ProbeResult>> ProbeAsync(DatasourceTarget target, string password, int timeoutMs, CancellationToken ct) =>
         ReadOnlyAsync(target, password, timeoutMs, ct, async (connection, transaction) =>
@@ -61,41 +73,127 @@ public sealed partial class SqlGateway(DatasourceConnections connections)
             }
         });
 
-    /// <summary>Runs a checked template with its values bound as typed parameters; at most <paramref name="rowLimit"/> rows come back.</summary>
+    /// <summary>
+    /// Runs a checked template with its values bound as typed parameters. Rows come back until the row cap
+    /// (<paramref name="rowLimit"/>) or the byte cap (<see cref="DatasourceOptions.MaxResultBytes"/>, the rows as JSON
+    /// by <see cref="JsonBytes"/>) would be passed: the rows read so far, with the cap that stopped them. A first row
+    /// that alone passes the byte cap leaves nothing to return: 502 <c>upstream_error</c>, naming the cap.
+    /// </summary>
     public Task<Result<QueryRows>> RunAsync(
         DatasourceTarget target, string password, CheckedTemplate template, IReadOnlyList<string> parameterTypes,
         IReadOnlyList<object> values, int rowLimit, int timeoutMs, CancellationToken ct) =>
-        ReadOnlyAsync(target, password, timeoutMs, ct, async (connection, transaction) =>
+        ReadOnlyAsync<QueryRows>(target, password, timeoutMs, ct, async (connection, transaction) =>
         {
             await using var batch = Batch(connection, transaction, Wrap(template, rowLimit + 1), parameterTypes, values, timeoutMs);
-            await using var reader = await batch.ExecuteReaderAsync(ct);
+            // Sequential: each value is read from the wire only when asked for, so one too big for the cap is never loaded.
+            await using var reader = await batch.ExecuteReaderAsync(CommandBehavior.SequentialAccess, ct);
             var columns = Columns(reader);
             var rows = new List<JsonNode?[]>();
-            var truncated = false;
+            var bytes = 2L; // the brackets around the rows
             while (await reader.ReadAsync(ct))
             {
-                if (rows.Count == rowLimit)
+                if (rows.Count == rowLimit) return new QueryRows(columns, rows, QueryRows.RowLimit);
+                // A row is [v1,v2,...] and follows the previous one after a comma.
+                var overhead = 2L + Math.Max(0, columns.Count - 1) + (rows.Count > 0 ? 1 : 0);
+                var read = ReadRow(reader, columns, options.MaxResultBytes - bytes - overhead);
+                if (!read.IsSuccess) return read.Error!;
+                if (read.Value is not { } row)
                 {
-                    truncated = true;
-                    break;
+                    if (rows.Count > 0) return new QueryRows(columns, rows, QueryRows.ByteLimit);
+                    return Error.UpstreamError(
+                        $"The first row of the result is larger than the result cap of {options.MaxResultBytes} bytes " +
+                        $"({DatasourceOptions.Section}:MaxResultBytes): select fewer or narrower columns, e.g. left(column, n).")
+                        with { Extensions = new Dictionary<string, object?> { ["max_result_bytes"] = options.MaxResultBytes } };
                 }
-                var row = new JsonNode?[columns.Count];
-                for (var i = 0; i < columns.Count; i++)
-                {
-                    try
-                    {
-                        row[i] = reader.IsDBNull(i) ? null : ToJson(reader.GetValue(i), columns[i].Type);
-                    }
-                    catch (Exception e) when (e is InvalidCastException or NotSupportedException)
-                    {
-                        return Result<QueryRows>.Fail(Error.UpstreamError(
-                            $"The column '{columns[i].Name}' has type '{columns[i].Type}', which the gateway cannot read: cast it to text in the template."));
-                    }
-                }
-                rows.Add(row);
+                rows.Add(row.Values);
+                bytes += overhead + row.Bytes;
             }
-            return Result<QueryRows>.Ok(new QueryRows(columns, rows, truncated));
+            return new QueryRows(columns, rows, null);
         });
+
+    private sealed record Row(JsonNode?[] Values, long Bytes);
+
+    /// <summary>
+    /// The current row's values, or null when they come to more than <paramref name="budget"/> bytes as JSON. Text,
+    /// json and bytea values are measured on the wire before they are loaded: their JSON is never shorter than that.
+    /// </summary>
+    private static Result<Row?> ReadRow(NpgsqlDataReader reader, IReadOnlyList<ColumnInfo> columns, long budget)
+    {
+        var values = new JsonNode?[columns.Count];
+        var bytes = 0L;
+        for (var i = 0; i < columns.Count; i++)
+        {
+            try
+            {
+                if (reader.IsDBNull(i))
+                {
+                    bytes += JsonBytes(null, columns[i].Type);
+                }
+                else
+                {
+                    // UTF-8 text (jsonb after a version byte) or raw bytes on the wire: at least length - 1 as JSON.
+                    if (reader.GetFieldType(i) is var type && (type == typeof(string) || type == typeof(byte[]))
+                        && bytes + reader.GetBytes(i, 0, null, 0, 0) - 1 > budget)
+                    {
+                        return Result<Row?>.Ok(null);
+                    }
+                    var value = reader.GetValue(i);
+                    values[i] = ToJson(value, columns[i].Type);
+                    bytes += JsonBytes(value, columns[i].Type);
+                }
+            }
+            catch (Exception e) when (e is InvalidCastException or NotSupportedException)
+            {
+                return Error.UpstreamError(
+                    $"The column '{columns[i].Name}' has type '{columns[i].Type}', which the gateway cannot read: cast it to text in the template.");
+            }
+            if (bytes > budget) return Result<Row?>.Ok(null);
+        }
+        return new Row(values, bytes);
+    }
+
+    /// <summary>
+    /// The bytes a value read from the datasource takes in the JSON result as System.Text.Json writes it by default (the
+    /// API's encoder), never less: fixed-width types at their longest form; text with every character but plain ASCII
+    /// as a six-byte <c>\uXXXX</c> escape, plus quotes; json and jsonb text the same way, their own quotes at one byte;
+    /// bytea as base64; an array as its items with commas and brackets.
+    /// </summary>
+    internal static long JsonBytes(object? value, string type) => value switch
+    {
+        null or DBNull => 4,
+        string s when type is "json" or "jsonb" => JsonTextBytes(s, PlainInJson),
+        string s => JsonTextBytes(s, PlainInString) + 2,
+        bool => 5,
+        short => 6,
+        int => 11,
+        long => 20,
+        decimal => 31,
+        float => 16,
+        double => 24,
+        DateTime or DateTimeOffset => 35,
+        DateOnly => 12,
+        TimeOnly => 18,
+        Guid => 38,
+        byte[] bytes => 4L * ((bytes.LongLength + 2) / 3) + 2,
+        Array array => 2 + Math.Max(0, array.Length - 1) + array.Cast<object?>().Sum(item => JsonBytes(item, type.TrimEnd('[', ']'))),
+        _ => JsonTextBytes(Convert.ToString(value, CultureInfo.InvariantCulture) ?? string.Empty, PlainInString) + 2,
+    };
+
+    // What the default encoder writes as itself; any other UTF-16 unit is counted as an escape (\uXXXX, the longest form).
+    private const string PlainAscii = " !#$%()*,-./0123456789:;=?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_abcdefghijklmnopqrstuvwxyz{|}~";
+    private static readonly SearchValues<char> PlainInString = SearchValues.Create(PlainAscii);
+    private static readonly SearchValues<char> PlainInJson = SearchValues.Create(PlainAscii + "\"");
+
+    private static long JsonTextBytes(ReadOnlySpan<char> text, SearchValues<char> plain)
+    {
+        var bytes = (long)text.Length;
+        for (var next = text.IndexOfAnyExcept(plain); next >= 0; next = text.IndexOfAnyExcept(plain))
+        {
+            bytes += 5;
+            text = text[(next + 1)..];
+        }
+        return bytes;
+    }
 
     /// <summary>
     /// The row cap is part of the statement, so the datasource stops producing rows; as a subquery the template
@@ -204,10 +302,13 @@ public sealed partial class SqlGateway(DatasourceConnections connections)
         }
     }
 
-    [GeneratedRegex(@"([A-Za-z_][A-Za-z0-9_$]*)\s*\(")]
+    // A name is the word before '(' from its first letter on (as in "1abc(" → abc). Tried only where a word starts, and
+    // never giving back part of one: a plan can hold a folded constant of megabytes (repeat('x', 5000000)), which a
+    // pattern tried at every position takes quadratic time to scan.
+    [GeneratedRegex(@"(?<![A-Za-z0-9_$])(?>[0-9$]*)((?>[A-Za-z_][A-Za-z0-9_$]*))\s*\(")]
     private static partial Regex FunctionCall();
 
-    private static JsonNode? ToJson(object value, string type) => value switch
+    internal static JsonNode? ToJson(object value, string type) => value switch
     {
         string s when type is "json" or "jsonb" => JsonNode.Parse(s),
         string s => JsonValue.Create(s),
