@@ -18,10 +18,11 @@ using Npgsql;
 namespace Integrations.Benchmarks.ToolsInvoke;
 
 /// <summary>
-/// Benchmark 4: the same one-tool C# echo MCP server called two ways in one run: directly with the SDK client
-/// (<see cref="McpClient"/>, one session shared by every caller, as the gateway shares its pooled session), and
-/// through <c>tools.invoke</c> over HTTP on the real API host (API key, policy, schema validation, three audited
-/// transactions, the invocation row). Two loads per path: a fixed rate (open loop: each call has a scheduled send
+/// Benchmark 4: the same one-tool C# echo MCP server called three ways in one run: directly with the SDK client
+/// (<see cref="McpClient"/>, one session shared by every caller, as the gateway shares its pooled session); through
+/// an ungoverned relay (<see cref="RelayServer"/>: the two hops of any HTTP gateway, nothing else); and through
+/// <c>tools.invoke</c> over HTTP on the real API host (API key, policy, schema validation, two audited commits
+/// carrying four audit events and the invocation row). Two loads per path: a fixed rate (open loop: each call has a scheduled send
 /// time and its latency runs from that time, so a stalled system is charged for the calls it could not send —
 /// no coordinated omission) and saturation (N callers, each sending as soon as it has its answer). Repetitions
 /// alternate which path goes first; the report shows each repetition and their medians. Afterwards the tenant's
@@ -357,7 +358,7 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
 
         var md = new StringBuilder();
         md.AppendLine($"**What runs.** One C# MCP server with one tool, `echo(message)` (the SDK's `McpServer` over a stateless Streamable HTTP transport in Kestrel on " +
-                      "127.0.0.1, in the load generator's process), called two ways: *direct*, with the SDK's `McpClient` (one session shared by every caller); and " +
+                      "127.0.0.1, in the load generator's process), called three ways: *direct*, with the SDK's `McpClient` (one session shared by every caller); " +
                       "*relay*, the floor of any HTTP gateway: `POST /relay` on a Kestrel endpoint (in the load generator's process) that passes the call on over one shared " +
                       "`McpClient` session and answers its result, with no key, policy, schema, audit or database; and " +
                       "*gateway*, `POST /integrations/mcp-servers/{id}/tools/{toolId}/invoke` on the real API host (its own process, Production settings, Kestrel) with " +

@@ -1,6 +1,9 @@
 using Integrations.Features.Audit;
 using Integrations.Features.Integrations;
+using Integrations.Infrastructure.Audit;
+using Integrations.Infrastructure.Database;
 using Integrations.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
 namespace Integrations.Tests.Audit;
@@ -107,6 +110,32 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
         await Db.ExecuteAsync(Host.ConnectionString,
             "SET session_replication_role = replica; DELETE FROM audit_events WHERE tenant_id = @tenant AND seq >= 2", new { tenant });
         Assert.Equal((false, 2L), await VerifyAsync(tenant));
+    }
+
+    [Fact]
+    public async Task Several_events_of_one_write_take_consecutive_places_in_order_and_the_head_ends_at_the_last()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        await Host.SendAsync(new CreateIntegration.Command("first", "openai"), tenant);
+        var batches = Host.Services.GetRequiredService<TenantBatches>();
+
+        await batches.WriteAsync(tenant, batch => AuditTrail.AddTo(batch, TestEnvironment.CallerFor(tenant),
+            [new AuditEvent("test.one", "test", "1", new { n = 1 }), new AuditEvent("test.two", "test", "2", null), new AuditEvent("test.three", "test", "3", new { n = 3 })],
+            "one-write"));
+
+        var rows = await Db.QueryAsync<(long Seq, string Action, string? CorrelationId, byte[] PrevHash, byte[] Hash, DateTime OccurredAt)>(Host.ConnectionString,
+            "SELECT seq, action, correlation_id, prev_hash, hash, occurred_at FROM audit_events WHERE tenant_id = @tenant ORDER BY seq", new { tenant });
+        Assert.Equal([1L, 2, 3, 4], rows.Select(r => r.Seq));
+        Assert.Equal(["test.one", "test.two", "test.three"], rows.Skip(1).Select(r => r.Action));
+        Assert.All(rows.Skip(1), r => Assert.Equal("one-write", r.CorrelationId));
+        for (var i = 1; i < rows.Count; i++) Assert.Equal(rows[i - 1].Hash, rows[i].PrevHash);
+        Assert.Single(rows.Skip(1).Select(r => r.OccurredAt).Distinct());
+        var head = await Db.QueryAsync<(long LastSeq, byte[] LastHash, byte[] PrevHash)>(Host.ConnectionString,
+            "SELECT last_seq, last_hash, prev_hash FROM audit_chain_heads WHERE tenant_id = @tenant", new { tenant });
+        Assert.Equal(4L, head[0].LastSeq);
+        Assert.Equal(rows[3].Hash, head[0].LastHash);
+        Assert.Equal(rows[2].Hash, head[0].PrevHash);
+        Assert.Equal(new VerifyAuditChain.Response(true, 4, null, null), (await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value);
     }
 
     private async Task<(bool, long?)> VerifyAsync(string tenant)
