@@ -21,7 +21,8 @@
 #
 # Environment: PG_BIN (a PostgreSQL bin directory; default the newest of
 # /usr/lib/postgresql/*/bin, 15 preferred), INTEGRATIONS_PG_FAST=1 (fsync off etc., for
-# throwaway test clusters; applies to the start that sets it).
+# throwaway test clusters; applies to the start that sets it), INTEGRATIONS_PG_OPTIONS (extra
+# server options for that start, e.g. "-c shared_preload_libraries=pg_stat_statements").
 # Progress goes to stderr; only the connection string goes to stdout.
 set -euo pipefail
 
@@ -211,6 +212,11 @@ cmd_start() {
   local opts=()
   if [ "${INTEGRATIONS_PG_FAST:-0}" = 1 ]; then
     opts+=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off)
+  fi
+  # Extra server options, e.g. "-c shared_preload_libraries=pg_stat_statements" to see where a benchmark's time goes.
+  if [ -n "${INTEGRATIONS_PG_OPTIONS:-}" ]; then
+    read -r -a extra <<<"$INTEGRATIONS_PG_OPTIONS"
+    opts+=("${extra[@]}")
   fi
 
   local port="" attempt

@@ -7,10 +7,11 @@ namespace Integrations.Infrastructure.Database;
 /// Short writes for a tenant, each committed by a batch that is its own transaction (<see cref="TenantSession.Batch"/>)
 /// and sent in one round trip, for writes whose statements need no answer before they commit (audit appends, the
 /// invocation row). Per tenant at most <c>batchesInFlight</c> batches (default one) are in flight at a time; writes
-/// that arrive meanwhile go together in the next one. So a tenant's writers do not pile up on its audit chain head row in PostgreSQL (each waiter there costs
-/// a backend woken at every commit), and under load one round trip commits many writes. A write's statements are
-/// built by its caller before it joins the queue, so the lane itself only sends and waits. A batch that fails is
-/// retried write by write, so one write's failure (a changed row, a refused insert) is that write's alone.
+/// that arrive meanwhile go together in the next one. So a tenant's writers do not pile up on its audit chain head
+/// row in PostgreSQL (each waiter there costs a backend woken at every commit), and under load one round trip commits
+/// many writes. A write's statements are built by its caller before it joins the queue, so the lane itself only
+/// sends and waits. A batch that fails is retried write by write, so one write's failure (a changed row, a refused
+/// insert) is that write's alone.
 /// <para>
 /// Its connections come from a pool of their own that skips the session reset on return (one statement fewer per
 /// round trip): nothing but these batches ever runs on them, and a batch changes no session state (its role and
