@@ -138,6 +138,19 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
         Assert.Equal(new VerifyAuditChain.Response(true, 4, null, null), (await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value);
     }
 
+    [Fact]
+    public async Task Audit_append_refuses_arrays_that_do_not_line_up()
+    {
+        var tenant = TestEnvironment.NewTenant();
+
+        var error = await Assert.ThrowsAsync<PostgresException>(() => Db.ExecuteAsync(Host.ConnectionString,
+            "SELECT audit_append(@tenant, ARRAY['key:a', 'key:b'], ARRAY[NULL, NULL]::text[], ARRAY['test.one'], ARRAY['test'], ARRAY['1'], ARRAY['{}']::jsonb[])",
+            new { tenant }));
+
+        Assert.Equal(PostgresErrorCodes.InvalidParameterValue, error.SqlState);
+        Assert.Equal(0, await Db.AuditCountAsync(Host.ConnectionString, tenant));
+    }
+
     private async Task<(bool, long?)> VerifyAsync(string tenant)
     {
         var result = (await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value;

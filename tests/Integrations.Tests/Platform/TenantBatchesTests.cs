@@ -124,6 +124,65 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
         Assert.Single(await EventsAsync(other));
     }
 
+    [Fact]
+    public async Task The_audit_events_of_a_batchs_writes_go_in_together_in_arrival_order_each_with_its_own_actor_and_correlation()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var (first, headLock) = await BlockingAsync(tenant);
+        var alice = TestEnvironment.CallerFor(tenant) with { Actor = "key:alice" };
+        var bob = TestEnvironment.CallerFor(tenant) with { Actor = "key:bob" };
+        var queued = new List<Task>
+        {
+            Batches.WriteAsync(tenant, new AuditWrite(alice, [new AuditEvent("test.a1", "test", "1", null), new AuditEvent("test.a2", "test", "1", new { n = 2 })], "call-a")),
+            Batches.WriteAsync(tenant, new AuditWrite(bob, [new AuditEvent("test.b1", "test", "2", null)], "call-b")),
+            Batches.WriteAsync(tenant, new AuditWrite(alice, [new AuditEvent("test.a3", "test", "3", null)], "call-c"),
+                batch => batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT 1"))),
+        };
+
+        await headLock.DisposeAsync();
+        await first;
+        await Task.WhenAll(queued);
+
+        var events = await Db.QueryAsync<(string Action, string Actor, string CorrelationId, DateTime OccurredAt)>(Host.ConnectionString,
+            "SELECT action, actor, correlation_id, occurred_at FROM audit_events WHERE tenant_id = @tenant AND seq > 1 ORDER BY seq", new { tenant });
+        Assert.Equal([("test.a1", "key:alice", "call-a"), ("test.a2", "key:alice", "call-a"), ("test.b1", "key:bob", "call-b"), ("test.a3", "key:alice", "call-c")],
+            events.Select(e => (e.Action, e.Actor, e.CorrelationId)));
+        Assert.Single(events.Select(e => e.OccurredAt).Distinct()); // one transaction
+        Assert.True((await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value.Valid);
+    }
+
+    [Fact]
+    public async Task A_write_that_fails_in_a_shared_batch_takes_none_of_its_audit_events_with_it_and_leaves_the_others()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var caller = TestEnvironment.CallerFor(tenant);
+        var (first, headLock) = await BlockingAsync(tenant);
+        var before = Batches.WriteAsync(tenant, new AuditWrite(caller, [new AuditEvent("test.before", "test", "1", null)]));
+        var failing = Batches.WriteAsync(tenant, new AuditWrite(caller, [new AuditEvent("test.failing", "test", "2", null)]),
+            batch => batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT 1 / 0")));
+        var after = Batches.WriteAsync(tenant, new AuditWrite(caller, [new AuditEvent("test.after", "test", "3", null)]));
+
+        await headLock.DisposeAsync();
+        await first;
+        await before;
+        await after;
+        Assert.Equal(PostgresErrorCodes.DivisionByZero, (await Assert.ThrowsAsync<PostgresException>(() => failing)).SqlState);
+        Assert.Equal(["test.first", "test.before", "test.after"], (await EventsAsync(tenant)).Select(e => e.Action));
+        Assert.True((await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value.Valid);
+    }
+
+    [Fact]
+    public async Task An_audit_write_for_another_tenant_is_refused_before_it_is_queued()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var other = TestEnvironment.CallerFor(TestEnvironment.NewTenant());
+
+        await Assert.ThrowsAsync<ArgumentException>(() => Batches.WriteAsync(tenant, new AuditWrite(other, [new AuditEvent("test.misplaced", "test", "1", null)])));
+
+        await Batches.WriteAsync(tenant, Append(tenant, "test.next")); // the lane was left as it was
+        Assert.Equal(["test.next"], (await EventsAsync(tenant)).Select(e => e.Action));
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(2)]

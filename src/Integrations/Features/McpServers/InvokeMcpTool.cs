@@ -240,16 +240,16 @@ public static class InvokeMcpTool
                 {
                     try
                     {
-                        Admission? admission = null;
-                        await batches.WriteAsync(tenantId, batch =>
+                        var (admission, audit) = Decide(call, cached, denial, rule);
+                        await batches.WriteAsync(tenantId, audit, batch =>
                         {
                             var unchanged = new NpgsqlBatchCommand(UnchangedSql);
                             AddPositional(unchanged, tenantId, cached.ToolId, cached.ServerId, cached.ToolVersion, cached.ServerVersion);
                             batch.BatchCommands.Add(unchanged);
-                            admission = AddDecision(batch, call, cached, denial, rule);
+                            if (denial is not null) AddDenied(batch, call, cached, denial, rule);
                         });
                         Activity.Current?.SetTag(AdmissionTag, "cached");
-                        return admission!;
+                        return admission;
                     }
                     catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.SerializationFailure)
                     {
@@ -280,9 +280,11 @@ public static class InvokeMcpTool
             var (denial, rule) = await CheckRulesAsync(call, target, policy);
             if (denial is null) (denial, rule) = await CheckRateLimitsAsync(connection, call, target, policy, ct);
 
+            var (admission, audit) = Decide(call, target, denial, rule);
             await using (var batch = new NpgsqlBatch(connection))
             {
-                var admission = AddDecision(batch, call, target, denial, rule);
+                AuditTrail.AddTo(batch, call.Caller.TenantId, [audit]);
+                if (denial is not null) AddDenied(batch, call, target, denial, rule);
                 await batch.ExecuteNonQueryAsync(ct);
                 await session.CommitAsync(ct);
                 return admission;
@@ -290,24 +292,25 @@ public static class InvokeMcpTool
         }
 
         /// <summary>
-        /// Adds the decision's record to <paramref name="batch"/>: requested, then allowed (and started, when no credential
-        /// has to be resolved before the call) or denied with its rule and a <c>denied</c> invocation row.
+        /// The decision and its audit events: requested, then allowed (and started, when no credential has to be resolved
+        /// before the call) or denied with its rule. A denied call also gets its invocation row (<see cref="AddDenied"/>),
+        /// committed with these events.
         /// </summary>
-        private static Admission AddDecision(NpgsqlBatch batch, Call call, Target target, Error? denial, string? rule)
+        private static (Admission Admission, AuditWrite Audit) Decide(Call call, Target target, Error? denial, string? rule)
         {
             if (denial is null)
             {
                 var startsNow = target.CredentialRef is null;
                 List<AuditEvent> events = [Requested(call, target), Event(call, target, "tool.invocation.allowed", new { target.RiskLevel })];
                 if (startsNow) events.Add(Started(call, target));
-                AuditTrail.AddTo(batch, call.Caller, events, call.CorrelationId);
-                return new Admission(target, null, startsNow);
+                return (new Admission(target, null, startsNow), new AuditWrite(call.Caller, events, call.CorrelationId));
             }
-            AuditTrail.AddTo(batch, call.Caller,
-                [Requested(call, target), Event(call, target, "tool.invocation.denied", new { Rule = rule, Reason = denial.Detail })], call.CorrelationId);
-            AddInvocation(batch, call, target, "denied", denial.Detail, null, null, rule, call.Elapsed);
-            return new Admission(null, WithExtension(denial, "rule", rule), false);
+            return (new Admission(null, WithExtension(denial, "rule", rule), false), new AuditWrite(call.Caller,
+                [Requested(call, target), Event(call, target, "tool.invocation.denied", new { Rule = rule, Reason = denial.Detail })], call.CorrelationId));
         }
+
+        private static void AddDenied(NpgsqlBatch batch, Call call, Target target, Error denial, string? rule) =>
+            AddInvocation(batch, call, target, "denied", denial.Detail, null, null, rule, call.Elapsed);
 
         private static bool HasRateLimits(Target target, ToolPolicy policy) =>
             (target.RateLimitPerMinute ?? policy.DefaultRateLimitPerMinute) is not null || policy.TenantRateLimitPerMinute is not null;
@@ -379,7 +382,8 @@ public static class InvokeMcpTool
             var failed = outcome is "failed" or "timeout";
             if (!failed || reason is not null)
             {
-                await batches.WriteAsync(call.Caller.TenantId, batch => AddOutcome(batch, call, target, outcome, error, outputHash, null, reason, duration));
+                await batches.WriteAsync(call.Caller.TenantId, Outcome(call, target, outcome, error, outputHash, null, duration),
+                    batch => AddInvocation(batch, call, target, outcome, error, outputHash, null, reason, duration));
                 return duration;
             }
 
@@ -389,22 +393,22 @@ public static class InvokeMcpTool
                 $"tool_failure:{target.ServerId}/{target.ToolName}", $"{target.ServerName}/{target.ToolName}: {error}"), ct);
             await using (var batch = new NpgsqlBatch(transaction))
             {
-                AddOutcome(batch, call, target, outcome, error, outputHash, incident.Id, reason, duration);
+                AuditTrail.AddTo(batch, call.Caller.TenantId, [Outcome(call, target, outcome, error, outputHash, incident.Id, duration)]);
+                AddInvocation(batch, call, target, outcome, error, outputHash, incident.Id, reason, duration);
                 await batch.ExecuteNonQueryAsync(ct);
             }
             await session.CommitAsync(ct);
             return duration;
         }
 
-        private static void AddOutcome(NpgsqlBatch batch, Call call, Target target, string outcome, string? error, string? outputHash,
-            Guid? incidentId, string? reason, double duration)
+        /// <summary>The outcome event: <c>completed</c> (also for a tool's own error) or <c>failed</c>.</summary>
+        private static AuditWrite Outcome(Call call, Target target, string outcome, string? error, string? outputHash, Guid? incidentId, double duration)
         {
             var failed = outcome is "failed" or "timeout";
-            AuditTrail.AddTo(batch, call.Caller, [Event(call, target, failed ? "tool.invocation.failed" : "tool.invocation.completed", new
+            return new AuditWrite(call.Caller, [Event(call, target, failed ? "tool.invocation.failed" : "tool.invocation.completed", new
             {
                 Outcome = outcome, DurationMs = duration, OutputHash = outputHash, Error = error, IncidentId = incidentId,
             })], call.CorrelationId);
-            AddInvocation(batch, call, target, outcome, error, outputHash, incidentId, reason, duration);
         }
 
         private static void AddInvocation(NpgsqlBatch batch, Call call, Target target, string outcome, string? error,
@@ -428,7 +432,7 @@ public static class InvokeMcpTool
 
         /// <summary>Appends events in a transaction of their own (see <see cref="TenantBatches"/>).</summary>
         private Task AppendAsync(Call call, IReadOnlyList<AuditEvent> events) =>
-            batches.WriteAsync(call.Caller.TenantId, batch => AuditTrail.AddTo(batch, call.Caller, events, call.CorrelationId));
+            batches.WriteAsync(call.Caller.TenantId, new AuditWrite(call.Caller, events, call.CorrelationId));
 
         private static AuditEvent Requested(Call call, Target? target) =>
             new("tool.invocation.requested", SubjectType, call.Request.ToolId.ToString(), new

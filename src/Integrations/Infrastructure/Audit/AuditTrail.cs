@@ -10,6 +10,17 @@ namespace Integrations.Infrastructure.Audit;
 public sealed record AuditEvent(string Action, string SubjectType, string SubjectId, object? Details);
 
 /// <summary>
+/// The audit events one write appends, with who is acting and the correlation id they share (the current trace id
+/// when none is given). Both, and the events' details as JSON, are taken when this is created, on the caller's thread.
+/// </summary>
+public sealed record AuditWrite(Caller Caller, IReadOnlyList<AuditEvent> Events, string? CorrelationId = null)
+{
+    public string? CorrelationId { get; } = CorrelationId ?? Activity.Current?.TraceId.ToString();
+
+    internal string[] DetailsJson { get; } = Events.Select(e => JsonSerializer.Serialize(e.Details ?? new { }, AuditJson.Options)).ToArray();
+}
+
+/// <summary>
 /// Collects the audit events of the current request; <see cref="AuditTrail.WriteAsync"/> appends them to the
 /// tenant's hash chain inside the caller's transaction, so a change and its audit rows commit together.
 /// </summary>
@@ -31,8 +42,8 @@ public sealed class AuditTrail(CallerContext caller)
     }
 
     /// <summary>
-    /// One statement per write, whatever its number of events (migration 0009). Its parameters are positional, so
-    /// Npgsql sends the text as it is instead of parsing it for named placeholders on every execution.
+    /// One statement, whatever the number of events and of writes they come from (migrations 0009 and 0010). Its
+    /// parameters are positional, so Npgsql sends the text as it is instead of parsing it on every execution.
     /// </summary>
     private const string AppendSql = "SELECT audit_append($1, $2, $3, $4, $5, $6, $7)";
 
@@ -57,23 +68,42 @@ public sealed class AuditTrail(CallerContext caller)
     public static void AddTo(NpgsqlBatch batch, Caller caller, IReadOnlyList<AuditEvent> events, string? correlationId = null)
     {
         if (events.Count == 0) return;
-        correlationId ??= Activity.Current?.TraceId.ToString();
-        var actions = new string[events.Count];
-        var subjectTypes = new string[events.Count];
-        var subjectIds = new string[events.Count];
-        var details = new string[events.Count];
-        for (var i = 0; i < events.Count; i++)
+        AddTo(batch, caller.TenantId, [new AuditWrite(caller, events, correlationId)]);
+    }
+
+    /// <summary>
+    /// Adds one statement that appends the events of every write in <paramref name="writes"/>, write after write, to
+    /// the chain of <paramref name="tenantId"/>, each event with its own write's actor and correlation id.
+    /// </summary>
+    public static void AddTo(NpgsqlBatch batch, string tenantId, IReadOnlyList<AuditWrite> writes)
+    {
+        var count = writes.Sum(w => w.Events.Count);
+        if (count == 0) return;
+        var actors = new string[count];
+        var correlations = new string?[count];
+        var actions = new string[count];
+        var subjectTypes = new string[count];
+        var subjectIds = new string[count];
+        var details = new string[count];
+        var i = 0;
+        foreach (var write in writes)
         {
-            actions[i] = events[i].Action;
-            subjectTypes[i] = events[i].SubjectType;
-            subjectIds[i] = events[i].SubjectId;
-            details[i] = JsonSerializer.Serialize(events[i].Details ?? new { }, AuditJson.Options);
+            if (write.Caller.TenantId != tenantId) throw new InvalidOperationException("An audit write was added to another tenant's chain.");
+            for (var j = 0; j < write.Events.Count; j++, i++)
+            {
+                actors[i] = write.Caller.Actor;
+                correlations[i] = write.CorrelationId;
+                actions[i] = write.Events[j].Action;
+                subjectTypes[i] = write.Events[j].SubjectType;
+                subjectIds[i] = write.Events[j].SubjectId;
+                details[i] = write.DetailsJson[j];
+            }
         }
         var append = new NpgsqlBatchCommand(AppendSql);
         var p = append.Parameters;
-        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Text, Value = caller.TenantId });
-        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Text, Value = caller.Actor });
-        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Text, Value = (object?)correlationId ?? DBNull.Value });
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Text, Value = tenantId });
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = actors });
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = correlations });
         p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = actions });
         p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = subjectTypes });
         p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = subjectIds });

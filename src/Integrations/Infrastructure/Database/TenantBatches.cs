@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Integrations.Infrastructure.Audit;
 using Npgsql;
 
 namespace Integrations.Infrastructure.Database;
@@ -10,8 +11,8 @@ namespace Integrations.Infrastructure.Database;
 /// that arrive meanwhile go together in the next one. So a tenant's writers do not pile up on its audit chain head
 /// row in PostgreSQL (each waiter there costs a backend woken at every commit), and under load one round trip commits
 /// many writes. A write's statements are built by its caller before it joins the queue, so the lane itself only
-/// sends and waits. A batch that fails is retried write by write, so one write's failure (a changed row, a refused
-/// insert) is that write's alone.
+/// sends and waits; the audit events of all the writes in a batch are appended by one statement at its end. A batch
+/// that fails is retried write by write, so one write's failure (a changed row, a refused insert) is that write's alone.
 /// <para>
 /// Its connections come from a pool of their own that skips the session reset on return (one statement fewer per
 /// round trip): nothing but these batches ever runs on them, and a batch changes no session state (its role and
@@ -50,10 +51,22 @@ public sealed class TenantBatches : IAsyncDisposable
     /// thread, into a batch of its own whose statements are then queued. Completes when they are committed; throws what
     /// PostgreSQL refused them with, and then nothing of them was written.
     /// </summary>
-    public Task WriteAsync(string tenantId, Action<NpgsqlBatch> addCommands)
+    public Task WriteAsync(string tenantId, Action<NpgsqlBatch> addCommands) => WriteAsync(tenantId, null, addCommands);
+
+    /// <summary>
+    /// Commits <paramref name="audit"/>'s events and the statements <paramref name="addCommands"/> adds in one
+    /// transaction, alone or together with other writes of the tenant, as <see cref="WriteAsync(string, Action{NpgsqlBatch})"/>
+    /// does. The events of every write in a batch are appended by one statement after the writes' own statements, in the
+    /// order the writes arrived (see <see cref="AuditTrail.AddTo(NpgsqlBatch, string, IReadOnlyList{AuditWrite})"/>).
+    /// </summary>
+    public Task WriteAsync(string tenantId, AuditWrite? audit, Action<NpgsqlBatch>? addCommands = null)
     {
+        if (audit is not null && audit.Caller.TenantId != tenantId)
+        {
+            throw new ArgumentException("The audit events belong to another tenant's chain.", nameof(audit));
+        }
         var lane = _lanes.GetOrAdd(tenantId, id => new Lane(id));
-        var write = new Write(Staged(addCommands));
+        var write = new Write(addCommands is null ? [] : Staged(addCommands), audit);
         bool runs;
         lock (lane.Gate)
         {
@@ -129,6 +142,7 @@ public sealed class TenantBatches : IAsyncDisposable
         {
             foreach (var command in write.Commands) batch.BatchCommands.Add(command);
         }
+        AuditTrail.AddTo(batch, tenantId, writes.Select(w => w.Audit).OfType<AuditWrite>().ToList());
         try
         {
             await batch.ExecuteNonQueryAsync();
@@ -159,9 +173,11 @@ public sealed class TenantBatches : IAsyncDisposable
         public int Running;
     }
 
-    private sealed class Write(NpgsqlBatchCommand[] commands)
+    private sealed class Write(NpgsqlBatchCommand[] commands, AuditWrite? audit)
     {
         public NpgsqlBatchCommand[] Commands { get; } = commands;
+
+        public AuditWrite? Audit { get; } = audit;
 
         public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
