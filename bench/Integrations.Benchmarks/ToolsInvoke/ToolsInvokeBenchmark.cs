@@ -354,7 +354,13 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         var addedP50 = Med(r => AddedP(r, 50));
         var addedP99 = Med(r => AddedP(r, 99));
         var ratio = Med(Ratio);
-        string Cells(Func<int, double> f, string format) => string.Join(" | ", reps.Select(r => format == "ms" ? Fmt.Ms(f(r)) : f(r).ToString(format, CultureInfo.InvariantCulture)));
+        string Ratio2(double value) => value.ToString("0.00", CultureInfo.InvariantCulture);
+        // A comparison row without a target: its median, then each repetition.
+        string LatencyRow(string label, string path, string baseline) =>
+            $"| *{label}* | | | {Fmt.Ms(Med(r => Over(path, baseline, r, 50)))} / {Fmt.Ms(Med(r => Over(path, baseline, r, 99)))} ms | " +
+            string.Join(" | ", reps.Select(r => $"{Fmt.Ms(Over(path, baseline, r, 50))} / {Fmt.Ms(Over(path, baseline, r, 99))}")) + " |";
+        string RatioRow(string label, string path, string baseline) =>
+            $"| *{label}* | | | {Ratio2(Med(r => RatioOf(path, baseline, r)))} | {string.Join(" | ", reps.Select(r => Ratio2(RatioOf(path, baseline, r))))} |";
 
         var md = new StringBuilder();
         md.AppendLine($"**What runs.** One C# MCP server with one tool, `echo(message)` (the SDK's `McpServer` over a stateless Streamable HTTP transport in Kestrel on " +
@@ -375,13 +381,11 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         md.AppendLine("|---|---|---|---|" + string.Concat(reps.Select(_ => "---|")));
         md.AppendLine($"| added p50 at {settings.InvokeRate}/s | ≤ {TargetAddedP50} ms | ≤ {Issue5AddedP50} ms | **{Fmt.Ms(addedP50)} ms** | {string.Join(" | ", reps.Select(r => Fmt.Ms(AddedP(r, 50))))} |");
         md.AppendLine($"| added p99 at {settings.InvokeRate}/s | ≤ {TargetAddedP99} ms | ≤ {Issue5AddedP99} ms | **{Fmt.Ms(addedP99)} ms** | {string.Join(" | ", reps.Select(r => Fmt.Ms(AddedP(r, 99))))} |");
-        md.AppendLine($"| saturation gateway / direct | ≥ {TargetRatio} | ≥ {Issue5Ratio} | **{ratio:0.00}** | {string.Join(" | ", reps.Select(r => Ratio(r).ToString("0.00", CultureInfo.InvariantCulture)))} |");
-        md.AppendLine($"| *relay − direct p50 / p99 at {settings.InvokeRate}/s: the extra hop* | | | {Fmt.Ms(Med(r => Over("relay", "direct", r, 50)))} / {Fmt.Ms(Med(r => Over("relay", "direct", r, 99)))} ms | " +
-                      string.Join(" | ", reps.Select(r => $"{Fmt.Ms(Over("relay", "direct", r, 50))} / {Fmt.Ms(Over("relay", "direct", r, 99))}")) + " |");
-        md.AppendLine($"| *gateway − relay p50 / p99 at {settings.InvokeRate}/s: governance* | | | {Fmt.Ms(Med(r => Over("gateway", "relay", r, 50)))} / {Fmt.Ms(Med(r => Over("gateway", "relay", r, 99)))} ms | " +
-                      string.Join(" | ", reps.Select(r => $"{Fmt.Ms(Over("gateway", "relay", r, 50))} / {Fmt.Ms(Over("gateway", "relay", r, 99))}")) + " |");
-        md.AppendLine($"| *saturation relay / direct: the ceiling of an HTTP gateway here* | | | {Med(r => RatioOf("relay", "direct", r)):0.00} | {Cells(r => RatioOf("relay", "direct", r), "0.00")} |");
-        md.AppendLine($"| *saturation gateway / relay* | | | {Med(r => RatioOf("gateway", "relay", r)):0.00} | {Cells(r => RatioOf("gateway", "relay", r), "0.00")} |");
+        md.AppendLine($"| saturation gateway / direct | ≥ {TargetRatio} | ≥ {Issue5Ratio} | **{Ratio2(ratio)}** | {string.Join(" | ", reps.Select(r => Ratio2(Ratio(r))))} |");
+        md.AppendLine(LatencyRow($"relay − direct p50 / p99 at {settings.InvokeRate}/s: the extra hop", "relay", "direct"));
+        md.AppendLine(LatencyRow($"gateway − relay p50 / p99 at {settings.InvokeRate}/s: governance", "gateway", "relay"));
+        md.AppendLine(RatioRow("saturation relay / direct: the ceiling of an HTTP gateway here", "relay", "direct"));
+        md.AppendLine(RatioRow("saturation gateway / relay", "gateway", "relay"));
         md.AppendLine();
         md.AppendLine("| load | path | calls/s | p50 ms | p99 ms | max ms | failed | sender lag p99 ms | CPU ms per call (all processes of the benchmark) |");
         md.AppendLine("|---|---|---|---|---|---|---|---|---|");
