@@ -10,6 +10,7 @@ using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Network;
 using Integrations.Infrastructure.Security;
 using Integrations.Pipeline;
+using Integrations.Pipeline.Governance;
 using MediatR;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -58,6 +59,7 @@ public static class IntegrationsServiceCollection
         services.AddScoped<AuditTrail>();
         services.AddScoped<IntegrationLifecycle>();
         services.AddGovernance();
+        services.AddGovernedCalls();
         Features.Datasources.DatasourcesServiceCollection.AddDatasources(services, configuration);
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
@@ -66,6 +68,7 @@ public static class IntegrationsServiceCollection
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(AuthorizationBehavior<,>));
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(ValidationBehavior<,>));
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(AuditBehavior<,>));
+        services.AddTransient(typeof(IPipelineBehavior<,>), typeof(GovernedCallBehavior<,>));
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(CredentialBehavior<,>)); // innermost: secrets only once everything else allowed the request
         services.AddCredentials(configuration);
         services.AddMcpServers(configuration);

@@ -107,7 +107,7 @@ public sealed class DatasourceHttpTests(DatasourceApiFixture fixture) : IClassFi
             .Select(e => e.GetProperty("action").GetString()).Where(a => a!.StartsWith("datasource")).ToList();
         Assert.Equal(
             ["datasources.delete", "datasources.delete_query", "datasources.update_query", "datasource.query.completed",
-             "datasource.query.requested", "datasources.define_query", "datasources.test", "datasources.register"],
+             "datasource.query.started", "datasource.query.allowed", "datasource.query.requested", "datasources.define_query", "datasources.test", "datasources.register"],
             actions);
         Assert.True((await JsonAsync(await client.PostAsync("/audit/verify", null))).GetProperty("valid").GetBoolean());
     }

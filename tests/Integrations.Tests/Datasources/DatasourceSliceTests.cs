@@ -264,16 +264,17 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
 
         await RunAsync(tenant, datasource.Id, "by-tier", new { tier = "enterprise" });
 
-        var events = (await AuditAsync(tenant)).Where(e => e.SubjectType == Datasource.QuerySubjectType).Take(2).ToList();
-        Assert.Equal([RunQuery.Completed, RunQuery.Requested], events.Select(e => e.Action));
+        var events = (await AuditAsync(tenant)).Where(e => e.SubjectType == Datasource.QuerySubjectType).Take(4).ToList();
+        Assert.Equal([RunQuery.Completed, "datasource.query.started", "datasource.query.allowed", RunQuery.Requested], events.Select(e => e.Action));
         Assert.All(events, e => Assert.Equal((Datasource.QuerySubjectType, defined.Id.ToString()), (e.SubjectType, e.SubjectId)));
         var completed = events[0].Details;
         Assert.Equal("by-tier", completed.GetProperty("query").GetString());
         Assert.Equal(40, completed.GetProperty("row_count").GetInt32());
-        Assert.True(completed.GetProperty("duration_ms").GetInt64() >= 0);
+        Assert.True(completed.GetProperty("duration_ms").GetDouble() >= 0);
         Assert.Matches("^[0-9a-f]{64}$", completed.GetProperty("parameters_sha256").GetString());
         Assert.DoesNotContain("enterprise", completed.GetRawText());
-        Assert.Equal(completed.GetProperty("parameters_sha256").GetString(), events[1].Details.GetProperty("parameters_sha256").GetString());
+        Assert.Equal(completed.GetProperty("parameters_sha256").GetString(), events[3].Details.GetProperty("parameters_sha256").GetString());
+        Assert.All(events, e => Assert.Equal(events[0].CorrelationId, e.CorrelationId));
 
         var defineEvent = Assert.Single(await AuditAsync(tenant, DefineQuery.Command.Operation));
         Assert.Contains("WHERE tier = @tier", defineEvent.Details.GetProperty("sql").GetString());
@@ -487,7 +488,7 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         var result = await RunAsync(tenant, datasource.Id, "q");
 
         Assert.Equal(("credential_denied", 403), (result.Error?.Code, result.Error?.Status));
-        Assert.Equal([RunQuery.Failed, RunQuery.Requested], await QueryEventsAsync(tenant, 2));
+        Assert.Equal([RunQuery.Failed, "datasource.query.allowed", RunQuery.Requested], await QueryEventsAsync(tenant, 3));
         var log = await Db.QueryAsync<(string, string, string)>(Host.ConnectionString,
             "SELECT outcome, reason, operation FROM credential_access_log WHERE tenant_id = @tenant ORDER BY id DESC LIMIT 1", new { tenant });
         Assert.Equal([("denied", "no_grant", RunQuery.Command.Operation)], log);
@@ -604,8 +605,10 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         Assert.Equal("not_found", (await Host.SendAsync(new DeleteDatasource.Command(datasource.Id), intruder)).Error?.Code);
 
         Assert.True((await RunAsync(owner, datasource.Id, "q")).IsSuccess);
-        Assert.Equal(before + 3, await Db.AuditCountAsync(Host.ConnectionString, owner)); // requested, credential.accessed, completed
-        Assert.Equal(0L, await Db.AuditCountAsync(Host.ConnectionString, intruder));
+        // requested, allowed, credential.accessed, started, completed
+        Assert.Equal(before + 5, await Db.AuditCountAsync(Host.ConnectionString, owner));
+        // The intruder's own trail holds its refused query (requested, denied not_found); the owner's holds nothing of it.
+        Assert.Equal(2L, await Db.AuditCountAsync(Host.ConnectionString, intruder));
     }
 
     [Fact]

@@ -1,4 +1,4 @@
-using Integrations.Infrastructure.Governance;
+using Integrations.Pipeline.Governance;
 
 namespace Integrations.Tests.Governance;
 

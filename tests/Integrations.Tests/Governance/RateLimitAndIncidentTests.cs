@@ -1,5 +1,6 @@
 using Integrations.Features.Incidents;
 using Integrations.Infrastructure.Governance;
+using Integrations.Pipeline.Governance;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
@@ -33,6 +34,26 @@ public sealed class RateLimitAndIncidentTests(ServiceFixture fixture) : IClassFi
         Assert.False(refused.Allowed);
         Assert.Equal(4, refused.Count);
         Assert.InRange(refused.RetryAfter.TotalSeconds, 1, 60);
+    }
+
+    [Fact]
+    public async Task Pruning_drops_every_tenants_windows_older_than_an_hour_and_keeps_the_current_ones()
+    {
+        var (a, b) = (TestEnvironment.NewTenant(), TestEnvironment.NewTenant());
+        await Db.ExecuteAsync(Host.ConnectionString, """
+            INSERT INTO rate_limit_counters (tenant_id, key, window_start, count) VALUES
+                (@a, 'tool:old', date_trunc('minute', now()) - interval '2 hours', 5),
+                (@b, 'tool:old', date_trunc('minute', now()) - interval '61 minutes', 5),
+                (@a, 'tool:now', date_trunc('minute', now()), 1),
+                (@b, 'tool:recent', date_trunc('minute', now()) - interval '30 minutes', 1)
+            """, new { a, b });
+
+        var pruned = await Host.Services.GetRequiredService<RateLimitCounterPruning>().PruneOnceAsync(CancellationToken.None);
+
+        Assert.True(pruned >= 2);
+        var left = await Db.QueryAsync<(string, string)>(Host.ConnectionString,
+            "SELECT tenant_id, key FROM rate_limit_counters WHERE tenant_id IN (@a, @b) ORDER BY key", new { a, b });
+        Assert.Equal([(a, "tool:now"), (b, "tool:recent")], left);
     }
 
     private async Task<RecordedIncident> RecordAsync(string tenant, string dedupKey, string message = "boom")

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.Json;
+using Integrations.Pipeline.Governance;
 using Integrations.Common;
 using Integrations.Features.Audit;
 using Integrations.Features.Credentials;
@@ -35,7 +36,7 @@ public sealed class InvokeCachedRowsTests(ServiceFixture fixture) : IClassFixtur
             {
                 if (activity.GetTagItem("integrations.invocation_id") is string id)
                 {
-                    _admissions[id] = activity.GetTagItem(InvokeMcpTool.AdmissionTag) as string;
+                    _admissions[id] = activity.GetTagItem(CallAdmission.AdmissionTag) as string;
                 }
             },
         };

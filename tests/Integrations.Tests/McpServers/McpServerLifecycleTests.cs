@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Integrations.Pipeline.Governance;
 using Integrations.Common;
 using Integrations.Features.Audit;
 using Integrations.Features.McpServers;
@@ -39,7 +40,7 @@ public sealed class McpServerLifecycleTests(ServiceFixture fixture) : IClassFixt
 
     /// <summary>Whether <paramref name="host"/> would decide the next call of the tool on its own copies of the rows and the policy.</summary>
     private static bool DecidesOnCachedRows(ServiceHost host, string tenant, Guid server, McpTool.Response tool) =>
-        host.Services.GetRequiredService<InvokeMcpTool.TargetCache>().TryGet(tenant, server, tool.Id, out _)
+        host.Services.GetRequiredService<GovernedTargetCache>().TryGet<ToolCall.Target>(tenant, new ToolCall.Key(server, tool.Id), out _)
         && host.Services.GetRequiredService<ToolPolicyStore>().TryGetCached(tenant, out _);
 
     private async Task<ListAuditEvents.Event> SingleEventAsync(string tenant, string action) =>

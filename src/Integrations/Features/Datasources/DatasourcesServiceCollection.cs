@@ -1,4 +1,5 @@
 using Integrations.Infrastructure.Datasources;
+using Integrations.Pipeline.Governance;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -16,6 +17,7 @@ public static class DatasourcesServiceCollection
         services.AddSingleton<DatasourceConnections>();
         services.AddSingleton<SqlGateway>();
         services.AddScoped<DatasourcePasswords>();
+        services.AddGovernedCallKind<RunQuery.Command, QueryCall>();
         return services;
     }
 }

@@ -1,4 +1,5 @@
 using Integrations.Infrastructure.Mcp;
+using Integrations.Pipeline.Governance;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -33,7 +34,7 @@ public static class McpServersEndpoints
     {
         services.AddSingleton(McpOptions.FromConfiguration(configuration));
         services.AddSingleton<McpSessions>();
-        services.AddSingleton<InvokeMcpTool.TargetCache>();
+        services.AddGovernedCallKind<InvokeMcpTool.Command, ToolCall>();
         services.AddSingleton<McpHealthSweep>();
         services.AddHostedService(sp => sp.GetRequiredService<McpHealthSweep>());
         return services;

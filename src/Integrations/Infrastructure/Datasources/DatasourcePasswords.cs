@@ -14,8 +14,12 @@ public sealed class DatasourcePasswords(CredentialResolver resolver)
     public async Task<Result<string>> ResolveAsync(Guid datasourceId, string credentialRef, string operation, CancellationToken ct)
     {
         var resolved = await resolver.ResolveAsync(new CredentialAccessor(CredentialAccessor.Datasource, datasourceId), credentialRef, operation, ct);
-        if (!resolved.IsSuccess) return resolved.Error!;
-        var credential = resolved.Value;
+        return resolved.IsSuccess ? PasswordOf(resolved.Value) : resolved.Error!;
+    }
+
+    /// <summary>The password a resolved credential holds for a datasource, or why it holds none.</summary>
+    public static Result<string> PasswordOf(ResolvedCredential credential)
+    {
         var password = credential.Type switch
         {
             CredentialTypes.BasicAuth => credential.Password,

@@ -15,9 +15,7 @@ public static class GovernanceServices
     {
         services.AddSingleton<ChangeNotifications>();
         services.AddSingleton<ToolPolicyStore>();
-        services.AddSingleton<RateLimiter>();
         services.AddSingleton<IncidentRecorder>();
-        services.AddSingleton<ArgumentValidator>();
         services.AddScoped<IncidentTransition>();
         return services;
     }

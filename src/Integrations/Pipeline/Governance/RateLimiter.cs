@@ -1,7 +1,7 @@
 using Dapper;
 using Npgsql;
 
-namespace Integrations.Infrastructure.Governance;
+namespace Integrations.Pipeline.Governance;
 
 public readonly record struct RateLimitDecision(bool Allowed, int Count, int Limit, TimeSpan RetryAfter);
 
@@ -11,6 +11,12 @@ public readonly record struct RateLimitDecision(bool Allowed, int Count, int Lim
 /// </summary>
 public sealed class RateLimiter
 {
+    /// <summary>The key of the tenant-wide budget every governed call counts against (the tool policy's <c>tenant_rate_limit_per_minute</c>).</summary>
+    public const string TenantKey = "tenant";
+
+    /// <summary>The rule a call refused by the tenant-wide budget is denied by.</summary>
+    public const string TenantRule = "tenant_rate_limit";
+
     private const string AcquireSql = """
         INSERT INTO rate_limit_counters AS c (tenant_id, key, window_start, count)
         VALUES (@TenantId, @Key, date_trunc('minute', clock_timestamp()), 1)
@@ -27,8 +33,8 @@ public sealed class RateLimiter
         return new RateLimitDecision(count <= limitPerMinute, count, limitPerMinute, retryAfter);
     }
 
-    /// <summary>Drops windows older than an hour; the counters table stays small.</summary>
-    public static Task<int> PruneAsync(NpgsqlConnection connection, CancellationToken ct) =>
+    /// <summary>Drops every tenant's windows that ended more than <paramref name="olderThan"/> ago (see <see cref="RateLimitCounterPruning"/>).</summary>
+    public static Task<int> PruneAsync(NpgsqlConnection connection, TimeSpan olderThan, CancellationToken ct) =>
         connection.ExecuteAsync(new CommandDefinition(
-            "DELETE FROM rate_limit_counters WHERE window_start < now() - interval '1 hour'", cancellationToken: ct));
+            "DELETE FROM rate_limit_counters WHERE window_start < now() - @OlderThan", new { OlderThan = olderThan }, cancellationToken: ct));
 }

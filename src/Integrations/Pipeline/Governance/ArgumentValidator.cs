@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using NJsonSchema;
 using NJsonSchema.Validation;
 
-namespace Integrations.Infrastructure.Governance;
+namespace Integrations.Pipeline.Governance;
 
 /// <summary>
 /// Validates tool arguments against the tool's pinned <c>inputSchema</c>. Parsed schemas are cached by

@@ -1,0 +1,72 @@
+using System.Runtime.InteropServices;
+using Integrations.Common;
+using Integrations.Infrastructure.Audit;
+using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Governance;
+using Npgsql;
+
+namespace Integrations.Pipeline.Governance;
+
+/// <summary>
+/// The last step of a governed call: the outcome event (<c>completed</c>, or <c>failed</c> for <c>failed</c> and
+/// <c>timeout</c>) and the kind's record of the call, committed together; a failure the kind reports an incident for
+/// opens or bumps it in the same transaction, and the event and record name it. Written even when the caller has gone:
+/// the side effect may already have happened.
+/// </summary>
+public sealed class CallOutcomes(TenantSession session, TenantBatches batches, IncidentRecorder incidents)
+{
+    public const string Failed = "failed";
+    public const string Timeout = "timeout";
+
+    private static readonly Dictionary<string, object?> EmptyFacts = [];
+
+    /// <summary>The side effect answered: <c>completed</c> with what it observed. One round trip that is its own transaction.</summary>
+    internal Task CompleteAsync<TRequest, TTarget, TResult>(
+        GovernedCallKind<TRequest, TTarget, TResult> kind, TRequest request, GovernedCall call, TTarget target, CallOutput output)
+        where TRequest : IGovernedCall, IOperation<TResult>
+        where TTarget : class, IGovernedTarget
+    {
+        var duration = call.Duration;
+        var record = new CallRecord<TRequest, TTarget>(call, request, target, output.Outcome, output.Error, output.OutputHash, null, null, duration);
+        List<(string, object?)> details = [("outcome", output.Outcome), ("duration_ms", duration), ("output_hash", output.OutputHash)];
+        if (output.Error is not null) details.Add(("error", output.Error));
+        foreach (var (key, value) in output.Facts ?? EmptyFacts) details.Add((key, value));
+        var completed = call.Event("completed", CollectionsMarshal.AsSpan(details));
+        return batches.WriteAsync(call.Caller.TenantId, call.Write(completed), batch => kind.AddRecord(batch, record));
+    }
+
+    /// <summary>
+    /// The call failed (<paramref name="outcome"/> <c>failed</c> or <c>timeout</c>) with <paramref name="error"/>.
+    /// <paramref name="reason"/> says why when the failure is not the target's (the credential was unusable, the caller
+    /// cancelled): then no incident is opened.
+    /// </summary>
+    internal async Task FailAsync<TRequest, TTarget, TResult>(GovernedCallKind<TRequest, TTarget, TResult> kind, TRequest request,
+        GovernedCall call, TTarget target, string outcome, Error error, string? reason)
+        where TRequest : IGovernedCall, IOperation<TResult>
+        where TTarget : class, IGovernedTarget
+    {
+        var tenantId = call.Caller.TenantId;
+        var record = new CallRecord<TRequest, TTarget>(call, request, target, outcome, error.Detail, null, reason, null, call.Duration);
+        var report = reason is null ? kind.IncidentFor(record) : null;
+        if (report is null)
+        {
+            await batches.WriteAsync(tenantId, call.Write(FailedEvent(call, record, error)), batch => kind.AddRecord(batch, record));
+            return;
+        }
+
+        var connection = await session.ConnectionAsync(CancellationToken.None);
+        var incident = await incidents.OpenOrBumpAsync(connection, tenantId, report, CancellationToken.None);
+        record = record with { IncidentId = incident.Id };
+        await using (var batch = new NpgsqlBatch(connection))
+        {
+            AuditTrail.AddTo(batch, tenantId, [call.Write(FailedEvent(call, record, error))]);
+            kind.AddRecord(batch, record);
+            await batch.ExecuteNonQueryAsync(CancellationToken.None);
+        }
+        await session.CommitAsync(CancellationToken.None);
+    }
+
+    private static AuditEvent FailedEvent<TRequest, TTarget>(GovernedCall call, CallRecord<TRequest, TTarget> record, Error error) =>
+        call.Event("failed", ("outcome", record.Outcome), ("code", error.Code), ("reason", error.Detail), ("duration_ms", record.DurationMs),
+            ("incident_id", record.IncidentId), ("cause", record.Reason));
+}

@@ -1,0 +1,144 @@
+using System.Diagnostics;
+using Integrations.Common;
+using Integrations.Infrastructure.Audit;
+using Integrations.Infrastructure.Vault;
+
+namespace Integrations.Pipeline.Governance;
+
+/// <summary>
+/// A request that is a governed call: the <see cref="GovernedCallBehavior{TRequest,TResponse}"/> runs the governed-call
+/// stage around its handler, with the <see cref="GovernedCallKind{TRequest,TTarget,TResult}"/> registered for it.
+/// </summary>
+public interface IGovernedCall : IOperation;
+
+/// <summary>What a governed call is made against, as far as the stage needs to know it.</summary>
+public interface IGovernedTarget
+{
+    /// <summary>The subject id of the call's audit events.</summary>
+    string SubjectId { get; }
+
+    /// <summary>Whose grant the credential is resolved under.</summary>
+    CredentialAccessor CredentialAccessor { get; }
+
+    /// <summary>The credential the side effect needs, or null when it needs none.</summary>
+    string? CredentialRef { get; }
+}
+
+/// <summary>A rule that refused a call: its name (audited, and answered as the problem's <c>rule</c>) and the error to answer.</summary>
+public sealed record CallDenial(string Rule, Error Error)
+{
+    public static CallDenial Policy(string rule, string detail) => new(rule, Error.PolicyDenied(rule, detail));
+}
+
+/// <summary>The tenant policy's view of a target: the scope it belongs to (a server, a datasource), its name and risk.</summary>
+public sealed record PolicySubject(string ScopeName, Guid ScopeId, string Name, string RiskLevel);
+
+/// <summary>A per-minute limit counted for one target, and the rule and message of a refusal.</summary>
+public sealed record TargetRateLimit(string Key, int PerMinute, string Rule, string Message);
+
+/// <summary>What the side effect observed, reported by the handler for the outcome event and the call's record.</summary>
+/// <param name="Outcome"><c>completed</c>, or a kind's own name for a completed call whose answer is an error (<c>tool_error</c>).</param>
+/// <param name="Error">The answer's error text when it is one; recorded, never raised.</param>
+/// <param name="Facts">More details of the outcome event (row counts, truncation).</param>
+public sealed record CallOutput(
+    string Outcome = CallOutput.Completed, string? OutputHash = null, string? Error = null, IReadOnlyDictionary<string, object?>? Facts = null)
+{
+    public const string Completed = "completed";
+}
+
+/// <summary>One call's outcome as the kind's own record of calls stores it (<see cref="GovernedCallKind{TRequest,TTarget,TResult}.AddRecord"/>).</summary>
+public sealed record CallRecord<TRequest, TTarget>(
+    GovernedCall Call, TRequest Request, TTarget Target, string Outcome, string? Error, string? OutputHash, string? Reason,
+    Guid? IncidentId, double DurationMs);
+
+/// <summary>
+/// One governed call as its handler sees it: its id (the correlation id of all its audit events), its caller, the target
+/// admission decided on and the credential resolved for it. The handler reports what its side effect observed with
+/// <see cref="Report"/>.
+/// </summary>
+public sealed class GovernedCall
+{
+    private readonly long _started = Stopwatch.GetTimestamp();
+    private double? _duration;
+
+    internal GovernedCall(Caller caller, string eventPrefix, string subjectType)
+    {
+        Caller = caller;
+        EventPrefix = eventPrefix;
+        SubjectType = subjectType;
+        CorrelationId = Id.ToString();
+    }
+
+    public Guid Id { get; } = Ids.New();
+
+    public Caller Caller { get; }
+
+    public string CorrelationId { get; }
+
+    public DateTime StartedAt { get; } = DateTime.UtcNow;
+
+    public IGovernedTarget? Target { get; internal set; }
+
+    public ResolvedCredential? Credential { get; internal set; }
+
+    public CallOutput? Output { get; private set; }
+
+    /// <summary>Every event of the call carries these: the invocation id and the kind's facts about the request and target.</summary>
+    internal Dictionary<string, object?> Facts { get; private set; } = [];
+
+    internal string EventPrefix { get; }
+
+    internal string SubjectType { get; }
+
+    internal string SubjectId { get; private set; } = string.Empty;
+
+    /// <summary>Milliseconds since the call began.</summary>
+    public double Elapsed => Math.Round(Stopwatch.GetElapsedTime(_started).TotalMilliseconds, 3);
+
+    /// <summary>
+    /// The call's duration: fixed the first time it is read, so the handler's answer and the recorded outcome agree.
+    /// The stage reads it as soon as the side effect ends if the handler has not.
+    /// </summary>
+    public double Duration => _duration ??= Elapsed;
+
+    public TTarget TargetAs<TTarget>() where TTarget : IGovernedTarget =>
+        Target is TTarget target ? target : throw new InvalidOperationException("The governed call has no target of that type.");
+
+    public void Report(CallOutput output) => Output = output;
+
+    /// <summary>Fixes what the call's events say about it: the target (null when none was found) and the kind's facts.</summary>
+    internal void Describe(IGovernedTarget? target, string subjectId, Dictionary<string, object?> facts)
+    {
+        facts["invocation_id"] = Id;
+        Target = target;
+        SubjectId = subjectId;
+        Facts = facts;
+    }
+
+    /// <summary>The event <c>{prefix}.{step}</c> with the call's facts and <paramref name="details"/>.</summary>
+    internal AuditEvent Event(string step, params ReadOnlySpan<(string Key, object? Value)> details)
+    {
+        var all = new Dictionary<string, object?>(Facts);
+        foreach (var (key, value) in details) all[key] = value;
+        return new AuditEvent($"{EventPrefix}.{step}", SubjectType, SubjectId, all);
+    }
+
+    /// <summary>Events of this call as one write: the caller as actor, the call's id as their correlation id.</summary>
+    internal AuditWrite Write(params AuditEvent[] events) => new(Caller, events, CorrelationId);
+}
+
+/// <summary>The scoped holder of the governed call under way, set by the stage for the duration of the handler only.</summary>
+public sealed class GovernedCallContext
+{
+    private GovernedCall? _current;
+
+    public GovernedCall Current => _current ?? throw new InvalidOperationException("No governed call is under way in this scope.");
+
+    internal void Set(GovernedCall call)
+    {
+        if (_current is not null) throw new InvalidOperationException("A governed call is already under way in this scope.");
+        _current = call;
+    }
+
+    internal void Clear() => _current = null;
+}
