@@ -45,5 +45,9 @@ public sealed record Error(
     /// <summary>No connection could be made (refused, reset before an answer, circuit open): the upstream never answered.</summary>
     public static Error UpstreamUnreachable(string detail) => new("upstream_unreachable", 502, "Upstream unreachable.", detail);
 
-    public static Error Unavailable(string detail) => new("unavailable", 503, "Service unavailable.", detail);
+    /// <summary>The service cannot answer now (its database is unreachable); <paramref name="retryAfter"/> becomes <c>Retry-After</c>.</summary>
+    public static Error Unavailable(string detail, TimeSpan? retryAfter = null) =>
+        new("unavailable", 503, "Service unavailable.", detail, Extensions: retryAfter is { } after
+            ? new Dictionary<string, object?> { ["retry_after_seconds"] = (int)Math.Ceiling(after.TotalSeconds) }
+            : null);
 }

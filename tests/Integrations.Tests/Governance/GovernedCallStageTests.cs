@@ -38,9 +38,13 @@ public sealed class GovernedCallStageTests : IAsyncLifetime
             services.AddTransient<IRequestHandler<FakeCall.Command, Result<FakeCall.Response>>, FakeCall.Handler>();
         });
         await Db.ExecuteAsync(_host.ConnectionString, """
-            CREATE TABLE IF NOT EXISTS fake_call_records (id uuid PRIMARY KEY, tenant_id text NOT NULL, outcome text NOT NULL,
-                reason text, error text, incident_id uuid);
-            GRANT SELECT, INSERT ON fake_call_records TO integrations_app;
+            DO $$ BEGIN
+                IF to_regclass('fake_call_records') IS NULL THEN
+                    CREATE TABLE fake_call_records (id uuid PRIMARY KEY, tenant_id text NOT NULL, outcome text NOT NULL, reason text,
+                        error text, incident_id uuid, finished_at timestamptz NOT NULL, duration_ms double precision NOT NULL);
+                    PERFORM enable_tenant_isolation('fake_call_records', 'SELECT, INSERT');
+                END IF;
+            END $$;
             """);
         _effect.RunAsync(default!, default, default).ReturnsForAnyArgs(Result<string>.Ok("done"));
     }
@@ -306,13 +310,15 @@ public static class FakeCall
         public override void AddRecord(NpgsqlBatch batch, CallRecord<Command, Target> record)
         {
             var insert = new NpgsqlBatchCommand(
-                "INSERT INTO fake_call_records (id, tenant_id, outcome, reason, error, incident_id) VALUES ($1, $2, $3, $4, $5, $6)");
+                "INSERT INTO fake_call_records (id, tenant_id, outcome, reason, error, incident_id, finished_at, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
             insert.Parameters.Add(new NpgsqlParameter { Value = record.Call.Id });
             insert.Parameters.Add(new NpgsqlParameter { Value = record.Call.Caller.TenantId });
             insert.Parameters.Add(new NpgsqlParameter { Value = record.Outcome });
             insert.Parameters.Add(new NpgsqlParameter { Value = (object?)record.Reason ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
             insert.Parameters.Add(new NpgsqlParameter { Value = (object?)record.Error ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
             insert.Parameters.Add(new NpgsqlParameter { Value = (object?)record.IncidentId ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Uuid });
+            insert.Parameters.Add(new NpgsqlParameter { Value = DateTime.UtcNow });
+            insert.Parameters.Add(new NpgsqlParameter { Value = record.DurationMs });
             batch.BatchCommands.Add(insert);
         }
 

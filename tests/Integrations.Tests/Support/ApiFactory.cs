@@ -17,6 +17,9 @@ public sealed class ApiFactory : WebApplicationFactory<Program>
 
     public static async Task<ApiFactory> StartAsync() => new(await TestEnvironment.ConnectionStringAsync());
 
+    /// <summary>The HTTP host on a database of the test's own (e.g. one behind a <see cref="TcpFaultProxy"/>).</summary>
+    public static ApiFactory StartOn(string connectionString) => new(connectionString);
+
     public string ConnectionString => _connectionString;
 
     protected override void ConfigureWebHost(IWebHostBuilder builder)

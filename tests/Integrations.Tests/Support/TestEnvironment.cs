@@ -54,6 +54,9 @@ public static class TestEnvironment
             ["Integrations:Network:TrustedHosts:1"] = "localhost",
             ["Integrations:Vault:MasterKey"] = MasterKey,
             ["Integrations:Health:SweepInterval"] = "00:00:00",
+            // Each host its own outcome journal, and no recovery pass over the shared database unless a test runs one.
+            ["Integrations:DataDirectory"] = Path.Combine(Path.GetTempPath(), "integrations-tests", Guid.NewGuid().ToString("N")),
+            ["Integrations:Governance:OutcomeRecoveryInterval"] = "00:00:00",
         };
         foreach (var (key, value) in extra ?? new Dictionary<string, string?>()) settings[key] = value;
         return new ConfigurationBuilder().AddInMemoryCollection(settings).Build();

@@ -22,6 +22,9 @@ internal sealed class UnexpectedExceptionHandler(ILogger<UnexpectedExceptionHand
             BadHttpRequestException bad =>
                 new Error("malformed_request", bad.StatusCode, "Malformed request.", bad.Message),
             OperationCanceledException when context.RequestAborted.IsCancellationRequested => null,
+            // The database is unreachable: nothing the caller did wrong, and nothing to retry at once.
+            _ when Pipeline.Governance.OutcomeJournal.IsUnreachable(exception) => Error.Unavailable(
+                "The service cannot reach its database right now. Try again later.", Pipeline.Governance.GovernedCallStage.RetryAfter),
             _ => null,
         };
         if (error is null)

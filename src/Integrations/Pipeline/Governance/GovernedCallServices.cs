@@ -17,6 +17,9 @@ public static class GovernedCallServices
         services.AddScoped<GovernedCallStage>();
         services.AddSingleton<RateLimitCounterPruning>();
         services.AddHostedService(sp => sp.GetRequiredService<RateLimitCounterPruning>());
+        services.AddSingleton<OutcomeJournal>();
+        services.AddSingleton<OutcomeRecovery>();
+        services.AddHostedService(sp => sp.GetRequiredService<OutcomeRecovery>());
         return services;
     }
 

@@ -30,6 +30,9 @@ public sealed class GovernedCallStage(
 
     public const string CredentialUnavailable = "credential_unavailable";
 
+    /// <summary>What a caller refused because the database is unreachable is told to wait before trying again.</summary>
+    public static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(5);
+
     internal async Task<TResponse> RunAsync<TRequest, TTarget, TResult, TResponse>(
         GovernedCallKind<TRequest, TTarget, TResult> kind, TRequest request, RequestHandlerDelegate<TResponse> next, CancellationToken ct)
         where TRequest : IGovernedCall, IOperation<TResult>
@@ -114,7 +117,7 @@ public sealed class GovernedCallStage(
         where TResponse : IFallible<TResponse>
     {
         logger.LogError(e, "The audit trail could not be written before governed call {InvocationId}; the call was not made.", call.Id);
-        return TResponse.Fail(Error.Unavailable("The audit trail cannot be written right now, so the call was not made. Try again later."));
+        return TResponse.Fail(Error.Unavailable("The audit trail cannot be written right now, so the call was not made. Try again later.", RetryAfter));
     }
 
     /// <summary>Every answer of a call that was recorded names its invocation, so the caller can find its events and record.</summary>
