@@ -23,6 +23,12 @@ public static class IntegrationsEndpoints
         DisableIntegration.Map(integrations);
         DeleteIntegration.Map(integrations);
 
+        var apiKeys = app.MapGroup("/api-keys").WithTags("API keys").RequireAuthorization();
+        Features.ApiKeys.CreateApiKey.Map(apiKeys);
+        Features.ApiKeys.ListApiKeys.Map(apiKeys);
+        Features.ApiKeys.RevokeApiKey.Map(apiKeys);
+        Features.Session.GetSession.Map(app);
+
         var audit = app.MapGroup("/audit").WithTags("Audit").RequireAuthorization();
         ListAuditEvents.Map(audit);
         VerifyAuditChain.Map(audit);

@@ -48,6 +48,9 @@ public static class IntegrationsServiceCollection
         services.AddSingleton(TrustedHosts.FromConfiguration(configuration));
         services.AddSingleton<SsrfGuard>();
         services.AddSingleton<MigrationRunner>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<ApiKeyUsage>();
+        services.AddHostedService(sp => sp.GetRequiredService<ApiKeyUsage>());
         services.AddSingleton<ApiKeys>();
         if (configuration.GetValue("Integrations:Database:MigrateOnStart", true))
         {

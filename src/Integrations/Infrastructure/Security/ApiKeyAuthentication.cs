@@ -27,8 +27,8 @@ public sealed class ApiKeyAuthenticationHandler(
         var key = ReadKey(Request);
         if (key is null) return AuthenticateResult.NoResult();
 
-        var caller = await apiKeys.AuthenticateAsync(key, Context.RequestAborted);
-        if (caller is null) return AuthenticateResult.Fail("The API key is not valid.");
+        var (caller, refusal) = await apiKeys.CheckAsync(key, Context.RequestAborted);
+        if (caller is null) return AuthenticateResult.Fail(refusal ?? "The API key is not valid or was revoked.");
 
         Context.RequestServices.GetRequiredService<CallerContext>().Set(caller);
         var claims = new List<Claim> { new(ClaimTypes.NameIdentifier, caller.Actor), new(TenantClaim, caller.TenantId) };
@@ -37,9 +37,14 @@ public sealed class ApiKeyAuthenticationHandler(
         return AuthenticateResult.Success(new AuthenticationTicket(principal, SchemeName));
     }
 
-    protected override Task HandleChallengeAsync(AuthenticationProperties properties) =>
-        Problems.WriteAsync(Context, Error.Unauthenticated(
-            ReadKey(Request) is null ? "Send an API key as 'Authorization: Bearer <key>'." : "The API key is not valid or was revoked."));
+    protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        var refusal = (await HandleAuthenticateOnceSafeAsync()).Failure?.Message;
+        var keyGiven = ReadKey(Request) is not null;
+        Response.Headers.WWWAuthenticate = keyGiven ? "Bearer realm=\"integrations\", error=\"invalid_token\"" : "Bearer realm=\"integrations\"";
+        await Problems.WriteAsync(Context, Error.Unauthenticated(
+            keyGiven ? refusal ?? "The API key is not valid or was revoked." : "Send an API key as 'Authorization: Bearer <key>'."));
+    }
 
     protected override Task HandleForbiddenAsync(AuthenticationProperties properties) =>
         Problems.WriteAsync(Context, Error.Forbidden("The API key does not allow this operation."));

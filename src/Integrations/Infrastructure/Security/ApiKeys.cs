@@ -11,6 +11,16 @@ namespace Integrations.Infrastructure.Security;
 
 public sealed record CreatedApiKey(Guid Id, string TenantId, IReadOnlyList<string> Scopes, string Key);
 
+/// <summary>A new key before it is stored: its id, the key as shown once, and the SHA-256 of its secret (all that is kept).</summary>
+public sealed record MintedApiKey(Guid Id, string Key, byte[] SecretHash)
+{
+    /// <summary>The part of a key that names it without revealing it: <c>ik_&lt;id&gt;</c>.</summary>
+    public static string PrefixOf(Guid id) => $"ik_{id:N}";
+}
+
+/// <summary>Who a presented key stands for, or why it is refused (unknown, revoked, expired) in words a caller can act on.</summary>
+public sealed record ApiKeyCheck(Caller? Caller, string? Refusal);
+
 /// <summary>
 /// API keys look like <c>ik_&lt;id&gt;_&lt;secret&gt;</c>: the id finds the row, and only the SHA-256 of the
 /// 32-byte secret is stored. The key itself exists once, in the answer to <see cref="CreateAsync"/>.
@@ -33,12 +43,14 @@ public sealed class ApiKeys
     private readonly NpgsqlDataSource _dataSource;
     private readonly ChangeNotifications _changes;
     private readonly TimeProvider _time;
+    private readonly ApiKeyUsage _usage;
     private readonly ConcurrentDictionary<Guid, Cached> _cache = new();
     private long _generation;
 
-    public ApiKeys(NpgsqlDataSource dataSource, ChangeNotifications changes, TimeProvider? time = null)
+    public ApiKeys(NpgsqlDataSource dataSource, ChangeNotifications changes, ApiKeyUsage usage, TimeProvider? time = null)
     {
         _dataSource = dataSource;
+        _usage = usage;
         _changes = changes;
         _time = time ?? TimeProvider.System;
         changes.Changed += key =>
@@ -55,7 +67,15 @@ public sealed class ApiKeys
         };
     }
 
-    private sealed record Cached(string TenantId, byte[] KeyHash, IReadOnlySet<string> Scopes, long ReadAt);
+    private sealed record Cached(string TenantId, byte[] KeyHash, IReadOnlySet<string> Scopes, DateTime? ExpiresAt, long ReadAt);
+
+    /// <summary>A new key: a fresh id and 32 random bytes of secret, of which only the hash is ever stored.</summary>
+    public static MintedApiKey Mint()
+    {
+        var id = Ids.New();
+        var secret = RandomNumberGenerator.GetBytes(32);
+        return new MintedApiKey(id, $"{MintedApiKey.PrefixOf(id)}_{Base64Url.EncodeToString(secret)}", SHA256.HashData(secret));
+    }
 
     public async Task<CreatedApiKey> CreateAsync(string tenantId, string name, IReadOnlyList<string> scopes, CancellationToken ct)
     {
@@ -64,13 +84,19 @@ public sealed class ApiKeys
         if (unknown.Count > 0) throw new ArgumentException($"Unknown scope(s): {string.Join(", ", unknown)}. Known: {string.Join(", ", Scopes.All)}.");
         if (scopes.Count == 0) throw new ArgumentException("A key needs at least one scope.");
 
-        var id = Ids.New();
-        var secret = RandomNumberGenerator.GetBytes(32);
+        var minted = Mint();
         await using var connection = await _dataSource.OpenConnectionAsync(ct);
         await connection.ExecuteAsync(new CommandDefinition(
-            "INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes) VALUES (@id, @tenantId, @name, @hash, @scopes)",
-            new { id, tenantId, name, hash = SHA256.HashData(secret), scopes = scopes.ToArray() }, cancellationToken: ct));
-        return new CreatedApiKey(id, tenantId, scopes, $"{Prefix}{id:N}_{Base64Url.EncodeToString(secret)}");
+            "INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes) VALUES (@Id, @tenantId, @name, @SecretHash, @scopes)",
+            new { minted.Id, tenantId, name, minted.SecretHash, scopes = scopes.ToArray() }, cancellationToken: ct));
+        return new CreatedApiKey(minted.Id, tenantId, scopes, minted.Key);
+    }
+
+    /// <summary>Drops this replica's copy of a key at once (the others hear of the change when it commits).</summary>
+    public void Forget(Guid id)
+    {
+        Interlocked.Increment(ref _generation);
+        _cache.TryRemove(id, out _);
     }
 
     /// <summary>Revokes the key; every replica hears of it when this commits (the row's trigger), this one at once.</summary>
@@ -83,24 +109,29 @@ public sealed class ApiKeys
         return revoked;
     }
 
-    /// <summary>The caller a key stands for, or null when the key is malformed, unknown or revoked.</summary>
-    public async Task<Caller?> AuthenticateAsync(string key, CancellationToken ct)
+    /// <summary>The caller a key stands for, or null when the key is malformed, unknown, revoked or expired.</summary>
+    public async Task<Caller?> AuthenticateAsync(string key, CancellationToken ct) => (await CheckAsync(key, ct)).Caller;
+
+    /// <summary>The caller a key stands for, or why it is refused. A key that is accepted counts as used now (<see cref="ApiKeyUsage"/>).</summary>
+    public async Task<ApiKeyCheck> CheckAsync(string key, CancellationToken ct)
     {
-        if (!TryParse(key, out var id, out var secret)) return null;
+        const string Invalid = "The API key is not valid or was revoked.";
+        if (!TryParse(key, out var id, out var secret)) return new ApiKeyCheck(null, Invalid);
         var listening = _changes.IsListening;
         if (!listening || !_cache.TryGetValue(id, out var cached) || _time.GetElapsedTime(cached.ReadAt) > CacheFor)
         {
             var generation = Interlocked.Read(ref _generation);
             await using var connection = await _dataSource.OpenConnectionAsync(ct);
             var row = await connection.QuerySingleOrDefaultAsync<KeyRow>(new CommandDefinition(
-                "SELECT tenant_id, key_hash, scopes FROM api_keys WHERE id = @id AND revoked_at IS NULL",
+                "SELECT tenant_id, key_hash, scopes, expires_at FROM api_keys WHERE id = @id AND revoked_at IS NULL",
                 new { id }, cancellationToken: ct));
             if (row is null)
             {
                 _cache.TryRemove(id, out _);
-                return null;
+                return new ApiKeyCheck(null, Invalid);
             }
-            cached = new Cached(row.TenantId, row.KeyHash, row.Scopes.ToHashSet(StringComparer.Ordinal), _time.GetTimestamp());
+            cached = new Cached(row.TenantId, row.KeyHash, row.Scopes.ToHashSet(StringComparer.Ordinal),
+                row.ExpiresAt is { } expires ? DateTime.SpecifyKind(expires, DateTimeKind.Utc) : null, _time.GetTimestamp());
             // Keep what was read only if no change was heard meanwhile; an unknown or revoked key is never kept.
             if (listening && Interlocked.Read(ref _generation) == generation)
             {
@@ -108,9 +139,21 @@ public sealed class ApiKeys
                 _cache[id] = cached;
             }
         }
-        if (!CryptographicOperations.FixedTimeEquals(SHA256.HashData(secret), cached.KeyHash)) return null;
-        return new Caller(cached.TenantId, $"api_key:{id:N}", cached.Scopes);
+        if (!CryptographicOperations.FixedTimeEquals(SHA256.HashData(secret), cached.KeyHash)) return new ApiKeyCheck(null, Invalid);
+        if (cached.ExpiresAt is { } expiresAt && expiresAt <= _time.GetUtcNow().UtcDateTime)
+        {
+            return new ApiKeyCheck(null, $"The API key expired at {expiresAt:yyyy-MM-ddTHH:mm:ssZ}; create a new one (POST /api-keys).");
+        }
+        _usage.Touch(id, _time.GetUtcNow().UtcDateTime);
+        return new ApiKeyCheck(new Caller(cached.TenantId, ActorOf(id), cached.Scopes), null);
     }
+
+    /// <summary>How a key is named as an actor in the audit trail.</summary>
+    public static string ActorOf(Guid id) => $"api_key:{id:N}";
+
+    /// <summary>The key id an actor name of <see cref="ActorOf"/> carries, if it is one.</summary>
+    public static Guid? KeyIdOf(string actor) =>
+        actor.StartsWith("api_key:", StringComparison.Ordinal) && Guid.TryParseExact(actor.AsSpan("api_key:".Length), "N", out var id) ? id : null;
 
     private static bool TryParse(string key, out Guid id, out byte[] secret)
     {
@@ -133,6 +176,7 @@ public sealed class ApiKeys
         public required string TenantId { get; init; }
         public required byte[] KeyHash { get; init; }
         public required string[] Scopes { get; init; }
+        public DateTime? ExpiresAt { get; init; }
     }
 }
 
