@@ -57,6 +57,8 @@ public sealed class IntegrationSliceTests(ServiceFixture fixture) : IClassFixtur
         { new CreateIntegration.Command("n", "openai", BaseUrl: "http://api.example.com/v1"), "base_url" },
         { new CreateIntegration.Command("n", "openai", BaseUrl: "ftp://api.example.com"), "base_url" },
         { new CreateIntegration.Command("n", "openai", BaseUrl: "https://user:pw@api.example.com"), "base_url" },
+        { new CreateIntegration.Command("n", "openai", BaseUrl: "https://api.example.com/v1#models"), "base_url" },
+        { new CreateIntegration.Command("n", "openai", BaseUrl: "https://@api.example.com/v1"), "base_url" },
         { new CreateIntegration.Command("n", "openai", BaseUrl: "not a url"), "base_url" },
         { new CreateIntegration.Command("n", "azure_openai"), "base_url" },
         { new CreateIntegration.Command("n", "openai_compatible"), "base_url" },

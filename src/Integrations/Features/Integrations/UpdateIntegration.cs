@@ -32,11 +32,11 @@ public static class UpdateIntegration
 
     internal sealed class Validator : AbstractValidator<Command>
     {
-        public Validator(TrustedHosts trustedHosts, CallerContext caller)
+        public Validator(EgressAllowList allowList, CallerContext caller)
         {
             RuleFor(x => x.Changes).NotNull().WithMessage("A body with the fields to change is required.");
             RuleFor(x => x.Changes.Name).ValidName().OverridePropertyName("Name").When(x => x.Changes?.Name is not null);
-            RuleFor(x => x.Changes.BaseUrl).ValidBaseUrl(trustedHosts).OverridePropertyName("BaseUrl").When(x => x.Changes is not null);
+            RuleFor(x => x.Changes.BaseUrl).ValidBaseUrl(allowList).OverridePropertyName("BaseUrl").When(x => x.Changes is not null);
             RuleFor(x => x.Changes.CredentialRef).ValidCredentialRef(() => caller.TenantId).OverridePropertyName("CredentialRef")
                 .When(x => x.Changes?.CredentialRef is not null);
             this.ValidLimits(x => x.Changes?.Limits);
