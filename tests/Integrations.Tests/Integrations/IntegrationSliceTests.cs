@@ -90,8 +90,9 @@ public sealed class IntegrationSliceTests(ServiceFixture fixture) : IClassFixtur
     public async Task Create_accepts_http_only_for_trusted_hosts_and_encrypted_references()
     {
         var tenant = TestEnvironment.NewTenant();
+        var encrypted = await Host.SendAsync(new EncryptCredential.Command("sk-local"), tenant, Scopes.Admin);
         var result = await Host.SendAsync(new CreateIntegration.Command("local", "openai_compatible",
-            BaseUrl: "http://127.0.0.1:11434/v1", CredentialRef: "encrypted://AAECAwQ="), tenant);
+            BaseUrl: "http://127.0.0.1:11434/v1", CredentialRef: encrypted.Value.Reference), tenant);
         Assert.True(result.IsSuccess, result.Error?.Detail);
     }
 
