@@ -249,10 +249,14 @@ public sealed class SsrfGuardTests
         Assert.True(result.IsSuccess);
     }
 
-    [Fact]
-    public async Task The_handler_refuses_before_connecting_when_dns_changes_after_the_check()
+    [Theory]
+    [InlineData("127.0.0.1")]
+    [InlineData("64:ff9b:1::7f00:1")]
+    [InlineData("::ffff:0:7f00:1")]
+    [InlineData("2001:0:808:808::80ff:fffe")]
+    public async Task The_handler_refuses_before_connecting_when_dns_changes_after_the_check(string rebound)
     {
-        var answers = new Queue<IPAddress>([IPAddress.Parse("93.184.216.34"), IPAddress.Loopback]);
+        var answers = new Queue<IPAddress>([IPAddress.Parse("93.184.216.34"), IPAddress.Parse(rebound)]);
         var guard = new SsrfGuard(new EgressAllowList([])) { Resolve = (_, _) => Task.FromResult(new[] { answers.Dequeue() }) };
         Assert.True((await guard.CheckAsync(new Uri("https://rebind.example.com/"), CancellationToken.None)).IsSuccess);
 
