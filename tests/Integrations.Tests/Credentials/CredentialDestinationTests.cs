@@ -117,8 +117,10 @@ public sealed class CredentialDestinationTests(VaultFixture fixture) : IClassFix
         var integration = (await CreateAsync(tenant, "https://llm.example.com/v1", bound.Reference)).Value;
         Assert.Equal("sk-follows-the-url", (await Host.RevealAsync(tenant, integration.Id)).Value);
 
+        // The API refuses the move; a row changed any other way (plain SQL, a restore) is caught when the secret is asked for.
         var moved = await Host.SendAsync(new UpdateIntegration.Command(integration.Id, new UpdateIntegration.Body(BaseUrl: "https://attacker.test/v1")), tenant);
-        Assert.True(moved.IsSuccess, moved.Error?.Detail);
+        Assert.Equal("credential_host_not_allowed", moved.Error?.Code);
+        await Db.ExecuteAsync(Cs, "UPDATE cus_integrations SET base_url = 'https://attacker.test/v1' WHERE id = @id", new { id = integration.Id });
         var refused = await Host.RevealAsync(tenant, integration.Id);
 
         Assert.Equal(("credential_host_not_allowed", 422), (refused.Error?.Code, refused.Error?.Status));
@@ -154,6 +156,27 @@ public sealed class CredentialDestinationTests(VaultFixture fixture) : IClassFix
         Assert.DoesNotContain(mcp.ReceivedRequests, r => r.Authorization is not null);
         Assert.True(await Db.ScalarAsync<long>(Cs,
             "SELECT count(*) FROM credential_access_log WHERE tenant_id = @tenant AND outcome = 'denied' AND reason = 'host_not_allowed'", new { tenant }) >= 3);
+    }
+
+    [Fact]
+    public async Task Pointing_an_integration_that_holds_a_credential_at_a_new_base_url_is_attaching_it_again()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var unbound = await Host.StoreAsync(tenant, "sk-unbound-move");
+        var bound = await StoreBoundAsync(tenant, "sk-bound-move", "llm.example.com", "llm2.example.com");
+        var withUnbound = (await CreateAsync(tenant, "https://llm.example.com/v1", unbound.Reference)).Value;
+        var withBound = (await CreateAsync(tenant, "https://llm.example.com/v1", bound.Reference)).Value;
+
+        // A write key cannot move a secret it may not attach (then ask for a health check to have it sent there).
+        var moved = await Host.SendAsync(new UpdateIntegration.Command(withUnbound.Id, new UpdateIntegration.Body(BaseUrl: "https://attacker.test/v1")), tenant, WriteOnly);
+        Assert.Equal("forbidden", moved.Error?.Code);
+        var outside = await Host.SendAsync(new UpdateIntegration.Command(withBound.Id, new UpdateIntegration.Body(BaseUrl: "https://attacker.test/v1")), tenant);
+        Assert.Equal("credential_host_not_allowed", outside.Error?.Code);
+        Assert.Equal(2L, await Db.ScalarAsync<long>(Cs,
+            "SELECT count(*) FROM cus_integrations WHERE tenant_id = @tenant AND base_url = 'https://llm.example.com/v1'", new { tenant }));
+
+        Assert.True((await Host.SendAsync(new UpdateIntegration.Command(withBound.Id, new UpdateIntegration.Body(BaseUrl: "https://llm2.example.com/v1")), tenant)).IsSuccess);
+        Assert.True((await Host.SendAsync(new UpdateIntegration.Command(withUnbound.Id, new UpdateIntegration.Body(Name: "renamed")), tenant, WriteOnly)).IsSuccess);
     }
 
     [Fact]

@@ -88,6 +88,12 @@ public static class UpdateIntegration
             if (row is null) return Error.NotFound(Integration.SubjectType);
             var accessor = new CredentialAccessor(CredentialAccessor.Integration, row.Id);
             if (await grants.AttachAsync(accessor, changes.CredentialRef, ct) is { } credentialError) return credentialError;
+            // A new base URL sends the credential already attached to a new destination: that is attaching it again.
+            if (changes.BaseUrl is not null && changes.CredentialRef is null && row.CredentialRef is { } attached
+                && await grants.MayAttachAsync(accessor, attached, destinationHost: null, ct) is { } moveError)
+            {
+                return moveError;
+            }
 
             audit.Record(Integration.SubjectType, row.Id.ToString(), new
             {
