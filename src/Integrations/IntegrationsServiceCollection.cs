@@ -45,7 +45,7 @@ public static class IntegrationsServiceCollection
         }
         services.TryAddSingleton(_ => new TenantBatches(CreateDataSource(TenantBatches.ConnectionString(connectionString), "integrations-batches"), batchesInFlight));
 
-        services.AddSingleton(TrustedHosts.FromConfiguration(configuration));
+        services.AddSingleton(EgressAllowList.FromConfiguration(configuration));
         services.AddSingleton<SsrfGuard>();
         services.AddSingleton<MigrationRunner>();
         services.TryAddSingleton(TimeProvider.System);

@@ -67,7 +67,7 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         }
 
         await using var api = await ApiProcess.StartReadyAsync(settings, connectionString, "api-tools-invoke",
-            new Dictionary<string, string> { ["Integrations__Network__TrustedHosts__0"] = "127.0.0.1" });
+            new Dictionary<string, string> { ["Integrations__Network__EgressAllow__0"] = "127.0.0.1" });
         RssAfterStartBytes = api.Memory().Rss;
         long peakSampled = 0;
         using var sampling = new CancellationTokenSource();

@@ -25,5 +25,8 @@ public static class Scopes
     public const string Invoke = "tools:invoke";
     public const string Admin = "admin";
 
-    public static readonly IReadOnlyList<string> All = [Read, Write, Invoke, Admin];
+    /// <summary>Attaching a stored secret to something that sends it out (integration, MCP server, datasource, grant).</summary>
+    public const string CredentialsUse = "credentials:use";
+
+    public static readonly IReadOnlyList<string> All = [Read, Write, Invoke, CredentialsUse, Admin];
 }

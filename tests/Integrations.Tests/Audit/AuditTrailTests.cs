@@ -2,6 +2,7 @@ using Integrations.Features.Audit;
 using Integrations.Features.Integrations;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Vault;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
@@ -16,7 +17,9 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
     public async Task Each_successful_write_leaves_exactly_one_audit_event_named_by_its_operation()
     {
         var tenant = TestEnvironment.NewTenant();
-        var created = (await Host.SendAsync(new CreateIntegration.Command("a", "openai", CredentialRef: "encrypted://c2VjcmV0"), tenant)).Value;
+        // An encrypted:// reference made for this tenant directly (credentials.encrypt would add an event of its own).
+        var reference = Host.Services.GetRequiredService<VaultCrypto>().EncryptReference("secret"u8, tenant);
+        var created = (await Host.SendAsync(new CreateIntegration.Command("a", "openai", CredentialRef: reference), tenant)).Value;
         await Host.SendAsync(new UpdateIntegration.Command(created.Id, new UpdateIntegration.Body(Name: "b")), tenant);
         await Host.SendAsync(new EnableIntegration.Command(created.Id), tenant);
         await Host.SendAsync(new DisableIntegration.Command(created.Id), tenant);

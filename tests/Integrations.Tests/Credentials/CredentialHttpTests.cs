@@ -191,4 +191,32 @@ public sealed class CredentialHttpTests(CapturingApiFixture fixture) : IClassFix
             Assert.False(await VaultTestKit.DatabaseContainsAsync(fixture.ConnectionString, tenant, secret), $"the database holds {secret[..5]}...");
         }
     }
+
+    [Fact]
+    public async Task Allowed_hosts_travel_as_json_and_attaching_a_bound_credential_elsewhere_is_a_422_problem()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var (admin, _) = await fixture.ClientForAsync(tenant);
+        var (writer, _) = await fixture.ClientForAsync(tenant, Scopes.Read, Scopes.Write);
+        var stored = await JsonAsync(await admin.PostAsJsonAsync("/credentials",
+            new { name = "bound", type = "api_key", secret = "sk-http-bound", allowed_hosts = new[] { "llm.example.com" } }), HttpStatusCode.Created);
+        Assert.Equal("llm.example.com", stored.GetProperty("allowed_hosts")[0].GetString());
+        var reference = stored.GetProperty("reference").GetString();
+
+        var elsewhere = await admin.PostAsJsonAsync("/integrations", new { name = "x", provider = "openai_compatible", base_url = "https://attacker.test/v1", credential_ref = reference });
+        var problem = await JsonAsync(elsewhere, HttpStatusCode.UnprocessableEntity);
+        Assert.Equal("credential_host_not_allowed", problem.GetProperty("code").GetString());
+        var withoutScope = await writer.PostAsJsonAsync("/integrations", new { name = "y", provider = "openai_compatible", base_url = "https://llm.example.com/v1", credential_ref = reference });
+        Assert.Equal("forbidden", (await JsonAsync(withoutScope, HttpStatusCode.Forbidden)).GetProperty("code").GetString());
+        Assert.Equal(HttpStatusCode.Forbidden,
+            (await writer.PatchAsJsonAsync($"/credentials/{stored.GetProperty("id").GetString()}", new { allowed_hosts = new[] { "attacker.test" } })).StatusCode);
+
+        var widened = await JsonAsync(await admin.PatchAsJsonAsync($"/credentials/{stored.GetProperty("id").GetString()}",
+            new { allowed_hosts = new[] { "*.example.com" } }), HttpStatusCode.OK);
+        Assert.Equal("*.example.com", widened.GetProperty("allowed_hosts")[0].GetString());
+        var policy = await JsonAsync(await admin.PutAsJsonAsync("/policies/credentials", new { require_allowed_hosts = true }), HttpStatusCode.OK);
+        Assert.True(policy.GetProperty("require_allowed_hosts").GetBoolean());
+        Assert.True((await JsonAsync(await writer.GetAsync("/policies/credentials"), HttpStatusCode.OK)).GetProperty("require_allowed_hosts").GetBoolean());
+        Assert.DoesNotContain(fixture.Logs.Lines, m => m.Contains("sk-http-bound", StringComparison.Ordinal));
+    }
 }

@@ -270,8 +270,13 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         var integration = await Host.IntegrationAsync(tenant, made.Value.Reference);
         Assert.Equal("sk-encrypted", (await Host.RevealAsync(tenant, integration.Id)).Value);
 
+        // Another tenant cannot attach it (refused when written), and one attached before that check still does not resolve.
         var other = TestEnvironment.NewTenant();
-        var theirs = await Host.IntegrationAsync(other, made.Value.Reference);
+        var attached = await Host.SendAsync(new CreateIntegration.Command("llm", "openai_compatible", BaseUrl: "https://llm.example.com/v1", CredentialRef: made.Value.Reference), other);
+        Assert.Equal(("credential_reference_invalid", 422), (attached.Error?.Code, attached.Error?.Status));
+        Assert.Equal(0L, await Db.ScalarAsync<long>(Cs, "SELECT count(*) FROM cus_integrations WHERE tenant_id = @other", new { other }));
+        var theirs = await Host.IntegrationAsync(other, credentialRef: null);
+        await Db.ExecuteAsync(Cs, "UPDATE cus_integrations SET credential_ref = @reference WHERE id = @id", new { reference = made.Value.Reference, id = theirs.Id });
         Assert.Equal("credential_denied", (await Host.RevealAsync(other, theirs.Id)).Error?.Code);
         Assert.Equal(("denied", "integrity_check_failed", "encrypted://(redacted)"), (await VaultTestKit.AccessLogAsync(Cs, other)).Single());
     }

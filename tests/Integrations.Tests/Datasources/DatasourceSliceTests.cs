@@ -380,7 +380,8 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         var tenant = TestEnvironment.NewTenant();
         var reference = $"cus-vault://{tenant}/{Guid.NewGuid()}";
 
-        foreach (var host in new[] { "10.0.0.5", "169.254.169.254", "192.168.1.10", "::ffff:127.0.0.1", "0.0.0.0" })
+        foreach (var host in new[] { "10.0.0.5", "169.254.169.254", "192.168.1.10", "::ffff:127.0.0.1", "0.0.0.0",
+            "64:ff9b:1::a00:5", "::ffff:0:a9fe:a9fe", "2001:0:808:808::80ff:fffe", "192.88.99.1", "[fd00::5]" })
         {
             var blocked = await Host.SendAsync(new RegisterDatasource.Command("db", host, "app", "reader", reference, TlsMode: "require"), tenant);
             Assert.Equal(("ssrf_blocked", 422), (blocked.Error?.Code, blocked.Error?.Status));

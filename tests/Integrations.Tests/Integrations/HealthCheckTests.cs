@@ -192,6 +192,10 @@ public sealed class HealthCheckTests(HealthFixture fixture) : IClassFixture<Heal
     [InlineData("https://10.0.0.1/v1")]
     [InlineData("https://[::ffff:10.0.0.1]/v1")]
     [InlineData("https://100.64.0.1/v1")]
+    [InlineData("https://[64:ff9b:1::a9fe:a9fe]/v1")]
+    [InlineData("https://[2001:0:808:808::80ff:fffe]/v1")]
+    [InlineData("https://[::ffff:0:a00:1]/v1")]
+    [InlineData("https://192.31.196.1/v1")]
     public async Task A_base_url_on_a_private_or_metadata_address_is_refused_before_any_connection(string baseUrl)
     {
         var (tenant, id, _) = await IntegrationAsync("", baseUrl: baseUrl);

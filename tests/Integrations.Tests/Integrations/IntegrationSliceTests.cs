@@ -57,6 +57,8 @@ public sealed class IntegrationSliceTests(ServiceFixture fixture) : IClassFixtur
         { new CreateIntegration.Command("n", "openai", BaseUrl: "http://api.example.com/v1"), "base_url" },
         { new CreateIntegration.Command("n", "openai", BaseUrl: "ftp://api.example.com"), "base_url" },
         { new CreateIntegration.Command("n", "openai", BaseUrl: "https://user:pw@api.example.com"), "base_url" },
+        { new CreateIntegration.Command("n", "openai", BaseUrl: "https://api.example.com/v1#models"), "base_url" },
+        { new CreateIntegration.Command("n", "openai", BaseUrl: "https://@api.example.com/v1"), "base_url" },
         { new CreateIntegration.Command("n", "openai", BaseUrl: "not a url"), "base_url" },
         { new CreateIntegration.Command("n", "azure_openai"), "base_url" },
         { new CreateIntegration.Command("n", "openai_compatible"), "base_url" },
@@ -88,8 +90,9 @@ public sealed class IntegrationSliceTests(ServiceFixture fixture) : IClassFixtur
     public async Task Create_accepts_http_only_for_trusted_hosts_and_encrypted_references()
     {
         var tenant = TestEnvironment.NewTenant();
+        var encrypted = await Host.SendAsync(new EncryptCredential.Command("sk-local"), tenant, Scopes.Admin);
         var result = await Host.SendAsync(new CreateIntegration.Command("local", "openai_compatible",
-            BaseUrl: "http://127.0.0.1:11434/v1", CredentialRef: "encrypted://AAECAwQ="), tenant);
+            BaseUrl: "http://127.0.0.1:11434/v1", CredentialRef: encrypted.Value.Reference), tenant);
         Assert.True(result.IsSuccess, result.Error?.Detail);
     }
 

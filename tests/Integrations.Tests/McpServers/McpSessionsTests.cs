@@ -19,7 +19,7 @@ public sealed class McpSessionsTests
             MaxResponseBytes = 64 * 1024,
         };
         configure?.Invoke(options);
-        return new McpSessions(options, new SsrfGuard(new TrustedHosts(["127.0.0.1"])), NullLogger<McpSessions>.Instance, time);
+        return new McpSessions(options, new SsrfGuard(new EgressAllowList(["127.0.0.1"])), NullLogger<McpSessions>.Instance, time);
     }
 
     private static async Task<TestMcpServer> StartAsync(Action<TestMcpServer>? configure = null)

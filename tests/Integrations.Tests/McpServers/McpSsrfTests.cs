@@ -11,8 +11,8 @@ public sealed class McpSsrfTests : IAsyncLifetime
 {
     private static readonly Dictionary<string, string?> NothingTrusted = new()
     {
-        ["Integrations:Network:TrustedHosts:0"] = "",
-        ["Integrations:Network:TrustedHosts:1"] = "",
+        ["Integrations:Network:EgressAllow:0"] = "",
+        ["Integrations:Network:EgressAllow:1"] = "",
         ["Integrations:Mcp:RequestTimeout"] = "00:00:02",
     };
 
@@ -31,6 +31,12 @@ public sealed class McpSsrfTests : IAsyncLifetime
         "https://127.0.0.1/mcp", "https://localhost/mcp", "https://10.0.0.1/mcp", "https://172.16.0.1/mcp", "https://192.168.1.1/mcp",
         "https://169.254.169.254/mcp", "https://100.64.0.1/mcp", "https://[::1]/mcp", "https://[::ffff:169.254.169.254]/mcp",
         "https://[fd00::1]/mcp", "https://2852039166/mcp", "https://0x7f000001/mcp", "https://0177.0.0.1/mcp",
+        // IPv6 forms that carry or translate an internal IPv4 address, and special-purpose blocks beyond RFC 1918.
+        "https://[64:ff9b:1::a9fe:a9fe]/mcp", "https://[::ffff:0:7f00:1]/mcp", "https://[2001:0:808:808::80ff:fffe]/mcp",
+        "https://[64:ff9b::a00:1]/mcp", "https://[2002:7f00:1::]/mcp", "https://[::808:808]/mcp", "https://192.88.99.1/mcp",
+        "https://[100::1]/mcp", "https://[5f00::1]/mcp", "https://[3fff::1]/mcp",
+        // user info and fragments are refused for every destination
+        "https://user:pw@mcp.example.com/mcp", "https://mcp.example.com/mcp#x",
     ];
 
     [Theory]
@@ -41,8 +47,7 @@ public sealed class McpSsrfTests : IAsyncLifetime
 
         var result = await _host.SendAsync(new RegisterMcpServer.Command("attack", url), tenant);
 
-        Assert.Equal("ssrf_blocked", result.Error?.Code);
-        Assert.Equal(422, result.Error?.Status);
+        Assert.Equal(url.Contains('@') || url.Contains('#') ? ("validation_failed", 400) : ("ssrf_blocked", 422), (result.Error?.Code, result.Error?.Status));
         Assert.Equal(0L, await Db.ScalarAsync<long>(_host.ConnectionString, "SELECT count(*) FROM mcp_servers WHERE tenant_id = @tenant", new { tenant }));
         Assert.Equal(0L, await Db.AuditCountAsync(_host.ConnectionString, tenant));
     }
@@ -53,7 +58,7 @@ public sealed class McpSsrfTests : IAsyncLifetime
         await using var mcp = new TestMcpServer();
         await mcp.StartAsync();
         var lookups = 0;
-        var guard = new SsrfGuard(new TrustedHosts([]))
+        var guard = new SsrfGuard(new EgressAllowList([]))
         {
             Resolve = (_, _) => Task.FromResult(Interlocked.Increment(ref lookups) == 1
                 ? new[] { IPAddress.Parse("93.184.216.34") }
@@ -75,7 +80,7 @@ public sealed class McpSsrfTests : IAsyncLifetime
     {
         await using var mcp = new TestMcpServer();
         await mcp.StartAsync();
-        var guard = new SsrfGuard(new TrustedHosts([])) { Resolve = (_, _) => Task.FromResult(new[] { IPAddress.Loopback }) };
+        var guard = new SsrfGuard(new EgressAllowList([])) { Resolve = (_, _) => Task.FromResult(new[] { IPAddress.Loopback }) };
         await using var host = await ServiceHost.StartAsync(NothingTrusted, services => services.AddSingleton(guard));
         var tenant = TestEnvironment.NewTenant();
         // A server registered while its name still pointed at a public address.

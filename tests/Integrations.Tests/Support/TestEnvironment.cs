@@ -50,8 +50,8 @@ public static class TestEnvironment
         {
             ["ConnectionStrings:Integrations"] = connectionString,
             ["Integrations:Database:MigrateOnStart"] = "false",
-            ["Integrations:Network:TrustedHosts:0"] = "127.0.0.1",
-            ["Integrations:Network:TrustedHosts:1"] = "localhost",
+            ["Integrations:Network:EgressAllow:0"] = "127.0.0.1",
+            ["Integrations:Network:EgressAllow:1"] = "localhost",
             ["Integrations:Vault:MasterKey"] = MasterKey,
             ["Integrations:Health:SweepInterval"] = "00:00:00",
             // Each host its own outcome journal, and no recovery pass over the shared database unless a test runs one.

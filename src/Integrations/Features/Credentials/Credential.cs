@@ -18,11 +18,12 @@ public static class Credential
         string Reference,
         int Version,
         DateTimeOffset CreatedAt,
-        DateTimeOffset? RotatedAt);
+        DateTimeOffset? RotatedAt,
+        IReadOnlyList<string>? AllowedHosts);
 
     public sealed record Grant(string AccessorType, Guid AccessorId, string GrantedBy, DateTimeOffset CreatedAt);
 
-    internal const string Columns = "id, tenant_id, name, type, description, version, created_at, rotated_at";
+    internal const string Columns = "id, tenant_id, name, type, description, version, created_at, rotated_at, allowed_hosts";
 
     internal sealed class Row
     {
@@ -34,9 +35,10 @@ public static class Credential
         public int Version { get; init; }
         public DateTime CreatedAt { get; init; }
         public DateTime? RotatedAt { get; init; }
+        public string[]? AllowedHosts { get; init; }
 
         public Response ToResponse() => new(
-            Id, Name, Type, Description, CredentialReference.ForVault(TenantId, Id), Version, Utc(CreatedAt), RotatedAt is { } r ? Utc(r) : null);
+            Id, Name, Type, Description, CredentialReference.ForVault(TenantId, Id), Version, Utc(CreatedAt), RotatedAt is { } r ? Utc(r) : null, AllowedHosts);
     }
 
     internal sealed class GrantRow
@@ -105,6 +107,10 @@ public static class Credential
         rule.NotEmpty().WithMessage("Name is required.")
             .MaximumLength(200).WithMessage("Name may be at most 200 characters.")
             .Must(n => n is null || n.Trim() == n).WithMessage("Name may not start or end with whitespace.");
+
+    /// <summary>Where the secret may be sent (null: anywhere it is attached); an empty list is refused, so a binding is never silently nothing.</summary>
+    internal static IRuleBuilderOptions<T, IReadOnlyList<string>?> ValidAllowedHosts<T>(this IRuleBuilder<T, IReadOnlyList<string>?> rule) =>
+        rule.Must(hosts => hosts is null || CredentialHosts.Normalize(hosts) is not null).WithMessage(CredentialHosts.Rule);
 
     /// <summary>Adds the secret-field errors to a validator (for the type the request names).</summary>
     internal static void ValidSecretFields<T>(this AbstractValidator<T> validator, Func<T, ISecretFields?> fields, Func<T, string?> type) =>

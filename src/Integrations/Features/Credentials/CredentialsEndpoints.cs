@@ -19,6 +19,7 @@ public static class CredentialsEndpoints
         ListCredentials.Map(credentials);
         GetCredential.Map(credentials);
         RotateCredential.Map(credentials);
+        UpdateCredential.Map(credentials);
         DeleteCredential.Map(credentials);
         GrantCredential.Map(credentials);
         RevokeCredentialGrant.Map(credentials);

@@ -32,8 +32,11 @@ public static class GrantCredential
         }
     }
 
-    /// <summary>Lets an accessor of the same tenant resolve the credential; both must exist.</summary>
-    internal sealed class Handler(TenantSession session, AuditTrail audit, CallerContext caller) : IRequestHandler<Command, Result<Credential.Grant>>
+    /// <summary>
+    /// Lets an accessor of the same tenant resolve the credential; both must exist, and the grant is an attachment
+    /// like any other (<c>credentials:use</c>, the credential's allowed hosts, the tenant's credential policy).
+    /// </summary>
+    internal sealed class Handler(TenantSession session, AuditTrail audit, CallerContext caller, CredentialGrants grants) : IRequestHandler<Command, Result<Credential.Grant>>
     {
         private const string CredentialSql = "SELECT EXISTS (SELECT 1 FROM credentials WHERE tenant_id = @TenantId AND id = @CredentialId AND deleted_at IS NULL)";
 
@@ -62,6 +65,8 @@ public static class GrantCredential
             var accessor = new CredentialAccessor(request.AccessorType, request.AccessorId);
             var (found, _) = await CredentialResolver.StoredReferenceAsync(connection, session.TenantId, accessor, ct);
             if (!found) return Error.NotFound(request.AccessorType.Replace('_', ' '));
+            var reference = CredentialReference.ForVault(session.TenantId, request.CredentialId);
+            if (await grants.MayAttachAsync(accessor, reference, destinationHost: null, ct) is { } refused) return refused;
 
             var row = await connection.QuerySingleAsync<Credential.GrantRow>(new CommandDefinition(GrantSql, args, cancellationToken: ct));
             audit.Record(Credential.SubjectType, request.CredentialId.ToString(),

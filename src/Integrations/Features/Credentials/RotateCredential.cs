@@ -15,12 +15,16 @@ namespace Integrations.Features.Credentials;
 
 public static class RotateCredential
 {
-    /// <summary>The new secret, in the fields of the credential's type (see credentials.store).</summary>
+    /// <summary>
+    /// The new secret, in the fields of the credential's type (see credentials.store); <c>allowed_hosts</c>, when
+    /// given, replaces the hosts the new secret may be sent to (omitted: unchanged).
+    /// </summary>
     public sealed record Body(
         string? Secret = null,
         string? Username = null,
         string? Password = null,
-        IReadOnlyDictionary<string, string>? Fields = null) : Credential.ISecretFields
+        IReadOnlyDictionary<string, string>? Fields = null,
+        IReadOnlyList<string>? AllowedHosts = null) : Credential.ISecretFields
     {
         public override string ToString() => "RotateCredential.Body(secret redacted)";
     }
@@ -33,7 +37,11 @@ public static class RotateCredential
 
     internal sealed class Validator : AbstractValidator<Command>
     {
-        public Validator() => RuleFor(x => x.NewSecret).NotNull().WithMessage("A body with the new secret is required.");
+        public Validator()
+        {
+            RuleFor(x => x.NewSecret).NotNull().WithMessage("A body with the new secret is required.");
+            RuleFor(x => x.NewSecret.AllowedHosts).ValidAllowedHosts().OverridePropertyName("AllowedHosts").When(x => x.NewSecret is not null);
+        }
     }
 
     /// <summary>
@@ -50,7 +58,7 @@ public static class RotateCredential
 
         private const string UpdateSql = $"""
             UPDATE credentials SET version = @Version, ciphertext = @Ciphertext, nonce = @Nonce, tag = @Tag,
-                wrapped_key = @WrappedKey, key_id = @KeyId, rotated_at = now()
+                wrapped_key = @WrappedKey, key_id = @KeyId, rotated_at = now(), allowed_hosts = coalesce(@AllowedHosts, allowed_hosts)
             WHERE tenant_id = @TenantId AND id = @Id
             RETURNING {Credential.Columns}
             """;
@@ -88,9 +96,10 @@ public static class RotateCredential
                 sealedSecret.Tag,
                 sealedSecret.WrappedKey,
                 sealedSecret.KeyId,
+                AllowedHosts = CredentialHosts.Normalize(request.NewSecret.AllowedHosts),
             }, cancellationToken: ct));
 
-            audit.Record(Credential.SubjectType, row.Id.ToString(), new { row.Name, PreviousVersion = current.Version, row.Version, MasterKeyId = sealedSecret.KeyId });
+            audit.Record(Credential.SubjectType, row.Id.ToString(), new { row.Name, PreviousVersion = current.Version, row.Version, MasterKeyId = sealedSecret.KeyId, row.AllowedHosts });
             return row.ToResponse();
         }
     }

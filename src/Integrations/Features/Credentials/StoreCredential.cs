@@ -26,7 +26,8 @@ public static class StoreCredential
         string? Username = null,
         string? Password = null,
         IReadOnlyDictionary<string, string>? Fields = null,
-        string? Description = null) : IOperation<Credential.Response>, IAudited, Credential.ISecretFields
+        string? Description = null,
+        IReadOnlyList<string>? AllowedHosts = null) : IOperation<Credential.Response>, IAudited, Credential.ISecretFields
     {
         public static string Operation => "credentials.store";
         public static string Scope => Scopes.Write;
@@ -42,6 +43,7 @@ public static class StoreCredential
             RuleFor(x => x.Type).Must(t => CredentialTypes.Storable.Contains(t))
                 .WithMessage($"Type must be one of: {string.Join(", ", CredentialTypes.Storable)}.");
             RuleFor(x => x.Description).MaximumLength(1000).WithMessage("Description may be at most 1000 characters.");
+            RuleFor(x => x.AllowedHosts).ValidAllowedHosts();
             this.ValidSecretFields(x => x, x => x.Type);
         }
     }
@@ -49,8 +51,8 @@ public static class StoreCredential
     internal sealed class Handler(TenantSession session, AuditTrail audit, VaultCrypto crypto) : IRequestHandler<Command, Result<Credential.Response>>
     {
         private const string Sql = $"""
-            INSERT INTO credentials (id, tenant_id, name, type, description, version, ciphertext, nonce, tag, wrapped_key, key_id)
-            VALUES (@Id, @TenantId, @Name, @Type, @Description, 1, @Ciphertext, @Nonce, @Tag, @WrappedKey, @KeyId)
+            INSERT INTO credentials (id, tenant_id, name, type, description, version, ciphertext, nonce, tag, wrapped_key, key_id, allowed_hosts)
+            VALUES (@Id, @TenantId, @Name, @Type, @Description, 1, @Ciphertext, @Nonce, @Tag, @WrappedKey, @KeyId, @AllowedHosts)
             ON CONFLICT DO NOTHING
             RETURNING {Credential.Columns}
             """;
@@ -82,10 +84,11 @@ public static class StoreCredential
                 sealedSecret.Tag,
                 sealedSecret.WrappedKey,
                 sealedSecret.KeyId,
+                AllowedHosts = CredentialHosts.Normalize(request.AllowedHosts),
             }, cancellationToken: ct));
             if (row is null) return Error.Conflict($"A credential named '{request.Name}' already exists.");
 
-            audit.Record(Credential.SubjectType, row.Id.ToString(), new { row.Name, row.Type, row.Version, MasterKeyId = sealedSecret.KeyId });
+            audit.Record(Credential.SubjectType, row.Id.ToString(), new { row.Name, row.Type, row.Version, MasterKeyId = sealedSecret.KeyId, row.AllowedHosts });
             return row.ToResponse();
         }
     }

@@ -160,9 +160,9 @@ public static partial class Datasource
             return false;
         }).WithMessage("{Reason}");
 
-    /// <summary>Unencrypted (or downgradable) connections only to hosts the configuration trusts, as with plain http.</summary>
-    internal static bool TlsModeAllowed(string? tlsMode, string? host, TrustedHosts trustedHosts) =>
-        tlsMode is "require" or "verify-full" || (tlsMode is "disable" or "prefer" && host is not null && trustedHosts.Contains(host));
+    /// <summary>Unencrypted (or downgradable) connections only to hosts the egress allow-list opens, as with plain http.</summary>
+    internal static bool TlsModeAllowed(string? tlsMode, string? host, EgressAllowList allowList) =>
+        tlsMode is "require" or "verify-full" || (tlsMode is "disable" or "prefer" && host is not null && allowList.AllowsPlaintext(host));
 
     internal static IRuleBuilderOptions<T, int?> ValidRowLimit<T>(this IRuleBuilder<T, int?> rule) =>
         rule.InclusiveBetween(1, MaxRowLimit).WithMessage($"Row limit must be between 1 and {MaxRowLimit}.");

@@ -36,7 +36,7 @@ public static class RegisterDatasource
 
     internal sealed class Validator : AbstractValidator<Command>
     {
-        public Validator(TrustedHosts trustedHosts, CallerContext caller)
+        public Validator(EgressAllowList allowList, CallerContext caller)
         {
             RuleFor(x => x.Name).ValidName();
             RuleFor(x => x.Kind).Must(k => Datasource.Kinds.Contains(k))
@@ -48,7 +48,7 @@ public static class RegisterDatasource
             RuleFor(x => x.CredentialRef).ValidCredentialRef(() => caller.TenantId);
             RuleFor(x => x.TlsMode).Must(m => Datasource.TlsModes.Contains(m))
                 .WithMessage($"TLS mode must be one of: {string.Join(", ", Datasource.TlsModes)}.");
-            RuleFor(x => x.TlsMode).Must((command, mode) => Datasource.TlsModeAllowed(mode, command.Host, trustedHosts))
+            RuleFor(x => x.TlsMode).Must((command, mode) => Datasource.TlsModeAllowed(mode, command.Host, allowList))
                 .When(x => Datasource.TlsModes.Contains(x.TlsMode))
                 .WithMessage("TLS modes 'disable' and 'prefer' are allowed only for hosts the configuration trusts; use 'require' or 'verify-full'.");
             RuleFor(x => x.RowLimit).ValidRowLimit();

@@ -29,12 +29,12 @@ public static class CreateIntegration
 
     internal sealed class Validator : AbstractValidator<Command>
     {
-        public Validator(TrustedHosts trustedHosts, CallerContext caller)
+        public Validator(EgressAllowList allowList, CallerContext caller)
         {
             RuleFor(x => x.Name).ValidName();
             RuleFor(x => x.Provider).Must(p => Integration.Providers.Contains(p))
                 .WithMessage($"Provider must be one of: {string.Join(", ", Integration.Providers)}.");
-            RuleFor(x => x.BaseUrl).ValidBaseUrl(trustedHosts);
+            RuleFor(x => x.BaseUrl).ValidBaseUrl(allowList);
             RuleFor(x => x.BaseUrl).NotEmpty()
                 .When(x => x.Provider is "azure_openai" or "openai_compatible")
                 .WithMessage("Base URL is required for azure_openai and openai_compatible providers.");

@@ -67,9 +67,9 @@ public static class Integration
             .MaximumLength(200).WithMessage("Name may be at most 200 characters.")
             .Must(n => n is null || n.Trim() == n).WithMessage("Name may not start or end with whitespace.");
 
-    internal static IRuleBuilderOptions<T, string?> ValidBaseUrl<T>(this IRuleBuilder<T, string?> rule, TrustedHosts trustedHosts) =>
-        rule.Must(url => IsAcceptableBaseUrl(url, trustedHosts))
-            .WithMessage("Base URL must be an absolute https URL (http only for hosts the configuration trusts), without credentials in it.");
+    internal static IRuleBuilderOptions<T, string?> ValidBaseUrl<T>(this IRuleBuilder<T, string?> rule, EgressAllowList allowList) =>
+        rule.Must(url => IsAcceptableBaseUrl(url, allowList))
+            .WithMessage("Base URL must be an absolute https URL (http only for hosts on the egress allow-list), without user info or fragment.");
 
     internal static IRuleBuilderOptions<T, string?> ValidCredentialRef<T>(this IRuleBuilder<T, string?> rule, Func<string> tenantId) =>
         rule.Must((owner, value, context) =>
@@ -96,10 +96,11 @@ public static class Integration
         rule.Must(models => models is null || (models.Count <= 100 && models.All(m => !string.IsNullOrWhiteSpace(m) && m.Length <= 200)))
             .WithMessage("Allowed models: at most 100 names of 1-200 characters each.");
 
-    private static bool IsAcceptableBaseUrl(string? url, TrustedHosts trustedHosts)
+    private static bool IsAcceptableBaseUrl(string? url, EgressAllowList allowList)
     {
         if (url is null) return true;
-        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || !string.IsNullOrEmpty(uri.UserInfo)) return false;
-        return uri.Scheme == Uri.UriSchemeHttps || (uri.Scheme == Uri.UriSchemeHttp && trustedHosts.Contains(uri.Host));
+        if (EgressUrl.Problem(url) is not null) return false;
+        var uri = new Uri(url);
+        return uri.Scheme == Uri.UriSchemeHttps || (uri.Scheme == Uri.UriSchemeHttp && allowList.AllowsPlaintext(uri.IdnHost));
     }
 }

@@ -32,11 +32,11 @@ public static class UpdateIntegration
 
     internal sealed class Validator : AbstractValidator<Command>
     {
-        public Validator(TrustedHosts trustedHosts, CallerContext caller)
+        public Validator(EgressAllowList allowList, CallerContext caller)
         {
             RuleFor(x => x.Changes).NotNull().WithMessage("A body with the fields to change is required.");
             RuleFor(x => x.Changes.Name).ValidName().OverridePropertyName("Name").When(x => x.Changes?.Name is not null);
-            RuleFor(x => x.Changes.BaseUrl).ValidBaseUrl(trustedHosts).OverridePropertyName("BaseUrl").When(x => x.Changes is not null);
+            RuleFor(x => x.Changes.BaseUrl).ValidBaseUrl(allowList).OverridePropertyName("BaseUrl").When(x => x.Changes is not null);
             RuleFor(x => x.Changes.CredentialRef).ValidCredentialRef(() => caller.TenantId).OverridePropertyName("CredentialRef")
                 .When(x => x.Changes?.CredentialRef is not null);
             this.ValidLimits(x => x.Changes?.Limits);
@@ -88,6 +88,12 @@ public static class UpdateIntegration
             if (row is null) return Error.NotFound(Integration.SubjectType);
             var accessor = new CredentialAccessor(CredentialAccessor.Integration, row.Id);
             if (await grants.AttachAsync(accessor, changes.CredentialRef, ct) is { } credentialError) return credentialError;
+            // A new base URL sends the credential already attached to a new destination: that is attaching it again.
+            if (changes.BaseUrl is not null && changes.CredentialRef is null && row.CredentialRef is { } attached
+                && await grants.MayAttachAsync(accessor, attached, destinationHost: null, ct) is { } moveError)
+            {
+                return moveError;
+            }
 
             audit.Record(Integration.SubjectType, row.Id.ToString(), new
             {

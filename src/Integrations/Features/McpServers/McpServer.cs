@@ -5,6 +5,7 @@ using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Mcp;
+using Integrations.Infrastructure.Network;
 using Integrations.Infrastructure.Vault;
 
 namespace Integrations.Features.McpServers;
@@ -163,9 +164,8 @@ public static class McpServer
     /// </summary>
     internal static IRuleBuilderOptions<T, string?> ValidServerUrl<T>(this IRuleBuilder<T, string?> rule) =>
         rule.NotEmpty().WithMessage("Url is required.")
-            .MaximumLength(2048).WithMessage("Url may be at most 2048 characters.")
-            .Must(url => url is null || (Uri.TryCreate(url, UriKind.Absolute, out var uri) && string.IsNullOrEmpty(uri.UserInfo) && string.IsNullOrEmpty(uri.Fragment)))
-            .WithMessage("Url must be an absolute URL without user info or fragment, e.g. https://mcp.example.com/mcp.");
+            .Must(url => url is null || EgressUrl.Problem(url) is null)
+            .WithMessage($"Url must be an absolute URL of at most {EgressUrl.MaxLength} characters without user info or fragment, e.g. https://mcp.example.com/mcp.");
 
     // Headers the transport itself owns; a secret must not replace them.
     private static readonly HashSet<string> ReservedHeaders = new(StringComparer.OrdinalIgnoreCase)

@@ -91,11 +91,11 @@ public static class RegisterMcpServer
             McpServerAuth? auth = null;
             if (request.CredentialRef is { } reference)
             {
-                if (await grants.AttachAsync(accessor, reference, ct) is { } attachError) return attachError;
+                if (await grants.AttachAsync(accessor, reference, ct, destinationHost: url.IdnHost) is { } attachError) return attachError;
                 await session.CommitAsync(ct);
                 granted = true;
 
-                var resolved = await resolver.ResolveAsync(accessor, reference, Command.Operation, ct);
+                var resolved = await resolver.ResolveAsync(accessor, reference, Command.Operation, ct, destinationHost: url.IdnHost);
                 var authResult = resolved.IsSuccess ? McpServer.AuthFrom(resolved.Value, authHeader) : resolved.Error!;
                 if (!authResult.IsSuccess) return await UndoGrantAsync(accessor, authResult.Error!, ct);
                 auth = authResult.Value;

@@ -25,6 +25,8 @@ public static class GovernanceServices
         var policies = app.MapGroup("/policies").WithTags("Policies").RequireAuthorization();
         GetToolPolicy.Map(policies);
         UpdateToolPolicy.Map(policies);
+        GetCredentialPolicy.Map(policies);
+        UpdateCredentialPolicy.Map(policies);
 
         var incidents = app.MapGroup("/incidents").WithTags("Incidents").RequireAuthorization();
         ListIncidents.Map(incidents);

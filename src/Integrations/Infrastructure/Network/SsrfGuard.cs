@@ -8,27 +8,31 @@ namespace Integrations.Infrastructure.Network;
 public sealed class SsrfBlockedException(string message) : Exception(message);
 
 /// <summary>
-/// Every outbound connection (MCP servers, provider base URLs, datasource hosts) goes through here:
-/// http/https only; the host is resolved and every address checked (loopback, private, link-local, CGNAT,
-/// multicast, metadata, reserved and IPv4-in-IPv6 forms are refused); the connection goes to the address that
-/// was checked, so a DNS answer that changes between check and connect cannot slip through. Hosts listed in
-/// <see cref="TrustedHosts"/> are exempt (development and tests).
+/// The one egress guard: every outbound connection (MCP servers, provider base URLs, datasource hosts, connectors)
+/// goes through here. URLs must have the <see cref="EgressUrl"/> shape and the http or https scheme (plain http only
+/// for hosts the <see cref="EgressAllowList"/> opens); the host is resolved and every address judged against
+/// <see cref="SpecialPurposeAddresses"/> (IPv4 carried inside IPv6 judged too); the connection goes to the address
+/// that was judged, so a DNS answer that changes between check and connect cannot slip through. Hosts and CIDR
+/// blocks on the allow-list are the only exceptions.
 /// </summary>
-public sealed class SsrfGuard(TrustedHosts trustedHosts)
+public sealed class SsrfGuard(EgressAllowList allowList)
 {
-    /// <summary>Overridable resolver, so tests can play a DNS answer that changes.</summary>
+    /// <summary>The DNS seam: tests play answers here (including answers that change between check and connect).</summary>
     public Func<string, CancellationToken, Task<IPAddress[]>> Resolve { get; init; } = Dns.GetHostAddressesAsync;
 
-    /// <summary>Checks a URL before use: its scheme, then every address its host resolves to.</summary>
+    public EgressAllowList AllowList => allowList;
+
+    /// <summary>Checks a URL before use: its shape and scheme, then every address its host resolves to.</summary>
     public async Task<Result<IPAddress[]>> CheckAsync(Uri url, CancellationToken ct)
     {
         if (!url.IsAbsoluteUri || (url.Scheme != Uri.UriSchemeHttp && url.Scheme != Uri.UriSchemeHttps))
         {
             return Error.SsrfBlocked("Only http and https URLs are allowed.");
         }
-        if (url.Scheme == Uri.UriSchemeHttp && !trustedHosts.Contains(url.IdnHost))
+        if (EgressUrl.Problem(url) is { } problem) return Error.SsrfBlocked(problem);
+        if (url.Scheme == Uri.UriSchemeHttp && !allowList.AllowsPlaintext(url.IdnHost))
         {
-            return Error.SsrfBlocked($"Plain http is allowed only for trusted development hosts; use https for '{url.Host}'.");
+            return Error.SsrfBlocked($"Plain http is allowed only for hosts on {EgressAllowList.Section}; use https for '{url.Host}'.");
         }
         return await CheckHostAsync(url.IdnHost, ct);
     }
@@ -51,12 +55,19 @@ public sealed class SsrfGuard(TrustedHosts trustedHosts)
             }
         }
         if (addresses.Length == 0) return Error.SsrfBlocked($"The host '{host}' does not resolve.");
-        if (trustedHosts.Contains(host)) return addresses;
+        if (allowList.AllowsHost(host)) return addresses;
 
-        var refused = addresses.FirstOrDefault(a => !IsPublic(a));
-        return refused is null
-            ? addresses
-            : Error.SsrfBlocked($"The host '{host}' resolves to {refused}, a {Describe(refused)} address; outbound connections go to public addresses only.");
+        foreach (var address in addresses)
+        {
+            if (allowList.AllowsAddress(address)) continue;
+            var judgement = SpecialPurposeAddresses.Judge(address);
+            if (!judgement.IsPublic)
+            {
+                return Error.SsrfBlocked(
+                    $"The host '{host}' resolves to {address}, {judgement}; outbound connections go to public addresses only, or to those {EgressAllowList.Section} opens.");
+            }
+        }
+        return addresses;
     }
 
     /// <summary>
@@ -100,48 +111,6 @@ public sealed class SsrfGuard(TrustedHosts trustedHosts)
         return false;
     }
 
-    /// <summary>True for addresses on the public internet; false for every special-purpose range.</summary>
-    public static bool IsPublic(IPAddress address) => Describe(address) == "public";
-
-    private static string Describe(IPAddress address)
-    {
-        if (address.IsIPv4MappedToIPv6) return Describe(address.MapToIPv4());
-        if (address.AddressFamily == AddressFamily.InterNetwork)
-        {
-            var b = address.GetAddressBytes();
-            return b switch
-            {
-                [0, ..] => "unspecified",
-                [10, ..] => "private",
-                [127, ..] => "loopback",
-                [169, 254, ..] => "link-local or metadata",
-                [172, >= 16 and <= 31, ..] => "private",
-                [192, 168, ..] => "private",
-                [100, >= 64 and <= 127, ..] => "carrier-grade NAT",
-                [192, 0, 0, _] => "IETF protocol assignment",
-                [192, 0, 2, _] or [198, 51, 100, _] or [203, 0, 113, _] => "documentation",
-                [198, 18 or 19, ..] => "benchmarking",
-                [>= 224 and <= 239, ..] => "multicast",
-                [>= 240, ..] => "reserved or broadcast",
-                _ => "public",
-            };
-        }
-        if (address.AddressFamily == AddressFamily.InterNetworkV6)
-        {
-            if (address.Equals(IPAddress.IPv6Loopback)) return "loopback";
-            if (address.Equals(IPAddress.IPv6None)) return "unspecified";
-            var b = address.GetAddressBytes();
-            // IPv4 embedded in IPv6 (compatible ::a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002::/16) is judged by its IPv4 part.
-            if (b.AsSpan(0, 12).IndexOfAnyExcept((byte)0) < 0) return Describe(new IPAddress(b[12..]));
-            if (b is [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0, ..]) return Describe(new IPAddress(b[12..]));
-            if (b is [0x20, 0x02, ..]) return Describe(new IPAddress(b[2..6]));
-            if ((b[0] & 0xfe) == 0xfc) return "unique-local (private)";
-            if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return "link-local";
-            if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) return "site-local";
-            if (b[0] == 0xff) return "multicast";
-            if (b is [0x20, 0x01, 0x0d, 0xb8, ..]) return "documentation";
-            return "public";
-        }
-        return "unsupported";
-    }
+    /// <summary>True for addresses on the public internet; false for every special-purpose range (the allow-list aside).</summary>
+    public static bool IsPublic(IPAddress address) => SpecialPurposeAddresses.Judge(address).IsPublic;
 }

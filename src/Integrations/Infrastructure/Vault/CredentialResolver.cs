@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using Dapper;
 using Integrations.Common;
+using Integrations.Features.Integrations;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Npgsql;
@@ -56,7 +57,13 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
 
     private sealed record Decision(bool Allowed, string Reason, Guid? CredentialId, ResolvedCredential? Credential, Error? Error);
 
-    public async Task<Result<ResolvedCredential>> ResolveAsync(CredentialAccessor accessor, string reference, string operation, CancellationToken ct)
+    /// <summary>
+    /// <paramref name="destinationHost"/> is for an accessor whose row is not written yet (a registration resolves
+    /// before it stores); otherwise the destination is read from the accessor's row, so a bound credential follows
+    /// the URL or host as it is now, not as it was when it was attached.
+    /// </summary>
+    public async Task<Result<ResolvedCredential>> ResolveAsync(
+        CredentialAccessor accessor, string reference, string operation, CancellationToken ct, string? destinationHost = null)
     {
         var caller = callerContext.Required;
         await using var session = new TenantSession(dataSource, callerContext);
@@ -64,7 +71,7 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
         // Fail rather than wait if the request's own transaction holds this tenant's audit chain head.
         await connection.ExecuteAsync(new CommandDefinition("SET LOCAL lock_timeout = '5s'", cancellationToken: ct));
 
-        var decision = await DecideAsync(connection, caller, accessor, reference, ct);
+        var decision = await DecideAsync(connection, caller, accessor, reference, destinationHost, ct);
         await RecordAsync(connection, caller, accessor, reference, operation, decision, ct);
         await session.CommitAsync(ct);
         return decision.Allowed ? decision.Credential! : decision.Error!;
@@ -83,7 +90,38 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
 
     private sealed record StoredRef(string? CredentialRef);
 
-    private async Task<Decision> DecideAsync(NpgsqlConnection connection, Caller caller, CredentialAccessor accessor, string reference, CancellationToken ct)
+    private sealed class Destination
+    {
+        public string? Target { get; init; }
+        public string? Provider { get; init; }
+    }
+
+    /// <summary>The host a grantable accessor sends its secret to, read from its row; null when there is no such row.</summary>
+    public static async Task<string?> DestinationHostAsync(NpgsqlConnection connection, string tenantId, CredentialAccessor accessor, CancellationToken ct)
+    {
+        var sql = accessor.Type switch
+        {
+            CredentialAccessor.McpServer => "SELECT url AS target, NULL AS provider FROM mcp_servers",
+            CredentialAccessor.Datasource => "SELECT host AS target, NULL AS provider FROM datasources",
+            CredentialAccessor.Integration => "SELECT base_url AS target, provider FROM cus_integrations",
+            _ => null,
+        };
+        if (sql is null) return null;
+        var row = await connection.QuerySingleOrDefaultAsync<Destination>(new CommandDefinition(
+            sql + " WHERE tenant_id = @TenantId AND id = @Id AND deleted_at IS NULL", new { TenantId = tenantId, accessor.Id }, cancellationToken: ct));
+        return row is null ? null : DestinationHost(accessor.Type, row.Target, row.Provider);
+    }
+
+    /// <summary>The host of an accessor's destination: a URL's host, a datasource's host, an integration's base URL or its provider's default.</summary>
+    public static string? DestinationHost(string accessorType, string? target, string? provider = null) => accessorType switch
+    {
+        CredentialAccessor.Datasource => target,
+        CredentialAccessor.Integration when provider is not null => ProviderHealthProbe.Target(provider, target).Url.IdnHost,
+        _ => Uri.TryCreate(target, UriKind.Absolute, out var url) ? url.IdnHost : null,
+    };
+
+    private async Task<Decision> DecideAsync(
+        NpgsqlConnection connection, Caller caller, CredentialAccessor accessor, string reference, string? destinationHost, CancellationToken ct)
     {
         if (reference.StartsWith(CredentialReference.CusVaultScheme, StringComparison.Ordinal))
         {
@@ -97,7 +135,7 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
             {
                 return Deny("invalid_reference", CredentialErrors.Denied(error));
             }
-            return await DecideVaultAsync(connection, caller.TenantId, accessor, parsed!, ct);
+            return await DecideVaultAsync(connection, caller.TenantId, accessor, parsed!, destinationHost, ct);
         }
         if (reference.StartsWith(CredentialReference.EncryptedScheme, StringComparison.Ordinal))
         {
@@ -143,10 +181,11 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
         public required byte[] WrappedKey { get; init; }
         public required string KeyId { get; init; }
         public bool Granted { get; init; }
+        public string[]? AllowedHosts { get; init; }
     }
 
     private const string VaultSql = """
-        SELECT c.id, c.type, c.version, c.ciphertext, c.nonce, c.tag, c.wrapped_key, c.key_id,
+        SELECT c.id, c.type, c.version, c.ciphertext, c.nonce, c.tag, c.wrapped_key, c.key_id, c.allowed_hosts,
                EXISTS (SELECT 1 FROM credential_grants g
                        WHERE g.tenant_id = c.tenant_id AND g.credential_id = c.id
                          AND g.accessor_type = @AccessorType AND g.accessor_id = @AccessorId) AS granted
@@ -155,7 +194,7 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
         """;
 
     private async Task<Decision> DecideVaultAsync(
-        NpgsqlConnection connection, string tenantId, CredentialAccessor accessor, CredentialReference reference, CancellationToken ct)
+        NpgsqlConnection connection, string tenantId, CredentialAccessor accessor, CredentialReference reference, string? destinationHost, CancellationToken ct)
     {
         var row = await connection.QuerySingleOrDefaultAsync<VaultRow>(new CommandDefinition(VaultSql, new
         {
@@ -170,6 +209,15 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
             return Deny("no_grant", CredentialErrors.Denied(
                 $"This {accessor.Type.Replace('_', ' ')} has no grant on the credential. Attaching the reference with a write-scoped request " +
                 "grants it, or POST /credentials/{id}/grants."), row.Id);
+        }
+        if (row.AllowedHosts is { } allowed)
+        {
+            var host = destinationHost ?? await DestinationHostAsync(connection, tenantId, accessor, ct);
+            if (host is null || !CredentialHosts.Allows(allowed, host))
+            {
+                return Deny("host_not_allowed", CredentialErrors.HostNotAllowed(
+                    $"The credential may be sent only to {string.Join(", ", allowed)}; this {accessor.Type.Replace('_', ' ')} now sends it to '{host ?? "(unknown)"}'."), row.Id);
+            }
         }
         try
         {

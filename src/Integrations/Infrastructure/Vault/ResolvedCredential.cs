@@ -130,4 +130,13 @@ public static class CredentialErrors
     public static Error Denied(string detail) => new("credential_denied", 403, "Credential access denied.", detail);
 
     public static Error Unreadable(string detail) => new("credential_unreadable", 500, "Credential cannot be decrypted.", detail);
+
+    /// <summary>The credential is bound to other hosts than the destination it would be sent to.</summary>
+    public static Error HostNotAllowed(string detail) => new("credential_host_not_allowed", 422, "Credential not allowed for this destination.", detail);
+
+    /// <summary>The tenant's credential policy requires allowed_hosts and the credential (or encrypted:// reference) has none.</summary>
+    public static Error Unbound(string detail) => new("credential_unbound", 422, "Credential not bound to hosts.", detail);
+
+    /// <summary>An encrypted:// reference that does not decrypt for this tenant (another tenant's, or altered).</summary>
+    public static Error ForeignReference(string detail) => new("credential_reference_invalid", 422, "Credential reference not usable.", detail);
 }
