@@ -55,6 +55,7 @@ app.UseStatusCodePages(async context =>
 app.Use(RequestBodyLimit.Enforce);
 app.UseAuthentication();
 app.UseAuthorization();
+app.Use(IdempotencyKeys.Apply);
 
 app.MapOpenApi("/openapi/{documentName}.json");
 app.UseSwaggerUI(o =>
