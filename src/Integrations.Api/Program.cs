@@ -39,6 +39,7 @@ builder.WebHost.ConfigureKestrel(o => o.Limits.MaxRequestBodySize = RequestBodyL
 
 var app = builder.Build();
 
+app.Use(RequestIds.Apply);
 app.UseExceptionHandler();
 app.UseStatusCodePages(async context =>
 {
@@ -63,6 +64,7 @@ app.UseSwaggerUI(o =>
     o.RoutePrefix = "docs";
     o.SwaggerEndpoint("/openapi/v1.json", "Integrations v1");
 });
+app.MapGet("/", () => Results.Redirect("/docs")).ExcludeFromDescription();
 app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false }).ExcludeFromDescription();
 app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains("ready") }).ExcludeFromDescription();
 app.MapIntegrationsApi();

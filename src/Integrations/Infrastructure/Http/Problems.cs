@@ -25,6 +25,7 @@ public static class Problems
             foreach (var (key, value) in error.Extensions) problem.Extensions[key] = value;
         }
         problem.Extensions["trace_id"] = Activity.Current?.TraceId.ToString() ?? context.TraceIdentifier;
+        problem.Extensions["request_id"] = context.TraceIdentifier;
         return problem;
     }
 
