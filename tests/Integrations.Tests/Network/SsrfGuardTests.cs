@@ -232,6 +232,23 @@ public sealed class SsrfGuardTests
     }
 
     [Fact]
+    public async Task A_name_that_does_not_resolve_is_an_unreachable_upstream_not_a_blocked_address()
+    {
+        var guard = new SsrfGuard(new EgressAllowList([]))
+        {
+            Resolve = (_, _) => Task.FromException<IPAddress[]>(new System.Net.Sockets.SocketException((int)System.Net.Sockets.SocketError.HostNotFound)),
+        };
+
+        var checkedUrl = await guard.CheckAsync(new Uri("https://gone.example.com/mcp"), CancellationToken.None);
+        Assert.Equal(("upstream_unreachable", 502), (checkedUrl.Error?.Code, checkedUrl.Error?.Status));
+
+        using var client = new HttpClient(guard.CreateHandler());
+        var sent = await Record.ExceptionAsync(() => client.GetAsync("https://gone.example.com/mcp"));
+        Assert.IsType<HttpRequestException>(sent);
+        Assert.False(SsrfGuard.IsBlocked(sent));
+    }
+
+    [Fact]
     public async Task A_host_name_resolving_to_a_private_address_is_refused()
     {
         var guard = new SsrfGuard(new EgressAllowList([])) { Resolve = (_, _) => Task.FromResult(new[] { IPAddress.Parse("93.184.216.34"), IPAddress.Parse("10.1.2.3") }) };

@@ -51,10 +51,10 @@ public sealed class SsrfGuard(EgressAllowList allowList)
             }
             catch (SocketException)
             {
-                return Error.SsrfBlocked($"The host '{host}' does not resolve.");
+                return DoesNotResolve(host);
             }
         }
-        if (addresses.Length == 0) return Error.SsrfBlocked($"The host '{host}' does not resolve.");
+        if (addresses.Length == 0) return DoesNotResolve(host);
         if (allowList.AllowsHost(host)) return addresses;
 
         foreach (var address in addresses)
@@ -87,6 +87,7 @@ public sealed class SsrfGuard(EgressAllowList allowList)
     private async ValueTask<Stream> ConnectAsync(SocketsHttpConnectionContext context, CancellationToken ct)
     {
         var checkedAddresses = await CheckHostAsync(context.DnsEndPoint.Host, ct);
+        if (checkedAddresses.Error is { Code: "upstream_unreachable" }) throw new SocketException((int)SocketError.HostNotFound);
         if (!checkedAddresses.IsSuccess) throw new SsrfBlockedException(checkedAddresses.Error!.Detail!);
 
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
@@ -101,6 +102,9 @@ public sealed class SsrfGuard(EgressAllowList allowList)
             throw;
         }
     }
+
+    /// <summary>A name that does not resolve is an upstream that cannot be reached (502), not an address we refuse.</summary>
+    private static Error DoesNotResolve(string host) => Error.UpstreamUnreachable($"The host '{host}' does not resolve.");
 
     public static bool IsBlocked(Exception exception)
     {
