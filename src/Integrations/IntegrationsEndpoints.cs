@@ -32,6 +32,7 @@ public static class IntegrationsEndpoints
         var audit = app.MapGroup("/audit").WithTags("Audit").RequireAuthorization();
         ListAuditEvents.Map(audit);
         VerifyAuditChain.Map(audit);
+        ListAuditAnchors.Map(audit);
         app.MapGovernanceApi();
         app.MapCredentialsApi();
         app.MapMcpServersApi();

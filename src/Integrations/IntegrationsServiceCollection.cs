@@ -15,6 +15,7 @@ using MediatR;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace Integrations;
@@ -38,6 +39,10 @@ public static class IntegrationsServiceCollection
                 "or set ConnectionStrings__Integrations.");
         }
         services.TryAddSingleton(_ => CreateDataSource(connectionString));
+        var ownerConnectionString = configuration.GetConnectionString(OwnerDatabase.ConnectionStringName);
+        services.TryAddSingleton(sp => string.IsNullOrWhiteSpace(ownerConnectionString)
+            ? new OwnerDatabase(sp.GetRequiredService<NpgsqlDataSource>(), owned: false)
+            : new OwnerDatabase(CreateDataSource(ownerConnectionString, "integrations-owner"), owned: true));
         var batchesInFlight = configuration.GetValue("Integrations:Database:BatchesInFlightPerTenant", 1);
         if (batchesInFlight is < 1 or > 8)
         {
@@ -47,7 +52,8 @@ public static class IntegrationsServiceCollection
 
         services.AddSingleton(EgressAllowList.FromConfiguration(configuration));
         services.AddSingleton<SsrfGuard>();
-        services.AddSingleton<MigrationRunner>();
+        services.AddSingleton(sp => new MigrationRunner(sp.GetRequiredService<OwnerDatabase>().DataSource, sp.GetRequiredService<ILogger<MigrationRunner>>()));
+        services.AddAuditTrail(configuration);
         services.TryAddSingleton(TimeProvider.System);
         services.AddSingleton<ApiKeyUsage>();
         services.AddHostedService(sp => sp.GetRequiredService<ApiKeyUsage>());
@@ -59,7 +65,6 @@ public static class IntegrationsServiceCollection
 
         services.AddScoped<CallerContext>();
         services.AddScoped<TenantSession>();
-        services.AddScoped<AuditTrail>();
         services.AddScoped<IntegrationLifecycle>();
         services.AddGovernance();
         services.AddGovernedCalls();
@@ -67,6 +72,7 @@ public static class IntegrationsServiceCollection
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
         services.AddScoped<IMediator, Mediator>();
+        services.AddTransient(typeof(IPipelineBehavior<,>), typeof(AuditKeysBehavior<,>));
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(TracingBehavior<,>));
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(AuthorizationBehavior<,>));
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(ValidationBehavior<,>));

@@ -38,7 +38,7 @@ internal sealed class IntegrationHealthSweep(
 
     private sealed record Enabled(string TenantId, Guid Id);
 
-    /// <summary>One pass over the enabled integrations (as the owner: across tenants); answers how many were checked.</summary>
+    /// <summary>One pass over the enabled integrations (across tenants, through a function of migration 0011); answers how many were checked.</summary>
     public async Task<int> RunOnceAsync(CancellationToken ct)
     {
         var checkedCount = 0;
@@ -48,10 +48,8 @@ internal sealed class IntegrationHealthSweep(
             List<Enabled> batch;
             await using (var connection = await dataSource.OpenConnectionAsync(ct))
             {
-                batch = (await connection.QueryAsync<Enabled>(new CommandDefinition("""
-                    SELECT tenant_id, id FROM cus_integrations
-                    WHERE status = 'enabled' AND deleted_at IS NULL AND id > @After ORDER BY id LIMIT 100
-                    """, new { After = after }, cancellationToken: ct))).AsList();
+                batch = (await connection.QueryAsync<Enabled>(new CommandDefinition(
+                    "SELECT tenant_id, id FROM enabled_integrations_after(@After, 100)", new { After = after }, cancellationToken: ct))).AsList();
             }
             if (batch.Count == 0) return checkedCount;
             after = batch[^1].Id;

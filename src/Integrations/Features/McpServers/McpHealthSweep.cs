@@ -39,19 +39,15 @@ internal sealed class McpHealthSweep(
 
     private sealed record Due(string TenantId, Guid Id);
 
-    /// <summary>One pass (as the owner: across tenants) over the servers due for a check; answers how many were checked.</summary>
+    /// <summary>One pass (across tenants, through a function of migration 0011) over the servers due for a check; answers how many were checked.</summary>
     public async Task<int> RunOnceAsync(CancellationToken ct)
     {
         List<Due> due;
         await using (var connection = await dataSource.OpenConnectionAsync(ct))
         {
-            due = (await connection.QueryAsync<Due>(new CommandDefinition("""
-                SELECT tenant_id, id FROM mcp_servers
-                WHERE deleted_at IS NULL AND status <> 'disabled'
-                  AND (status = 'pending' OR last_health_check_at IS NULL OR last_health_check_at <= now() - @Interval)
-                ORDER BY last_health_check_at NULLS FIRST, id
-                LIMIT 1000
-                """, new { Interval = options.HealthSweepInterval }, cancellationToken: ct))).AsList();
+            due = (await connection.QueryAsync<Due>(new CommandDefinition(
+                "SELECT tenant_id, id FROM mcp_servers_due_for_health(@Interval, 1000)",
+                new { Interval = options.HealthSweepInterval }, cancellationToken: ct))).AsList();
         }
         foreach (var server in due)
         {

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text;
 using System.Text.Json;
 using Integrations.Common;
 using Integrations.Infrastructure.Database;
@@ -11,13 +12,41 @@ public sealed record AuditEvent(string Action, string SubjectType, string Subjec
 
 /// <summary>
 /// The audit events one write appends, with who is acting and the correlation id they share (the current trace id
-/// when none is given). Both, and the events' details as JSON, are taken when this is created, on the caller's thread.
+/// when none is given). Both, the events' details as canonical JSON, an id and a time per event and each event's MAC
+/// (under the current audit key, <see cref="AuditKeys"/>) are made when this is created, on the caller's thread, so
+/// a tenant's batch (<see cref="TenantBatches"/>) only sends them.
 /// </summary>
 public sealed record AuditWrite(Caller Caller, IReadOnlyList<AuditEvent> Events, string? CorrelationId = null)
 {
     public string? CorrelationId { get; } = CorrelationId ?? Activity.Current?.TraceId.ToString();
 
-    internal string[] DetailsJson { get; } = Events.Select(e => JsonSerializer.Serialize(e.Details ?? new { }, AuditJson.Options)).ToArray();
+    internal Signed Signature { get; } = Signed.Of(Caller, Events, CorrelationId ?? Activity.Current?.TraceId.ToString());
+
+    /// <summary>What <see cref="AuditTrail.AddTo(NpgsqlBatch, string, IReadOnlyList{AuditWrite})"/> sends per event besides the event itself.</summary>
+    internal sealed record Signed(string[] DetailsJson, Guid[] EventIds, DateTime OccurredAt, string KeyId, byte[][] Macs)
+    {
+        public static Signed Of(Caller caller, IReadOnlyList<AuditEvent> events, string? correlationId)
+        {
+            var keys = AuditKeys.Current;
+            // PostgreSQL keeps microseconds: the MAC covers the time as it will be read back.
+            var now = DateTime.UtcNow;
+            var occurredAt = new DateTime(now.Ticks - now.Ticks % 10, DateTimeKind.Utc);
+            var micros = AuditTrail.Micros(occurredAt);
+            var details = new string[events.Count];
+            var ids = new Guid[events.Count];
+            var macs = new byte[events.Count][];
+            for (var i = 0; i < events.Count; i++)
+            {
+                var e = events[i];
+                var canonical = CanonicalJson.Serialize(JsonSerializer.SerializeToElement(e.Details ?? new { }, AuditJson.Options), normalizeNumbers: true);
+                details[i] = Encoding.UTF8.GetString(canonical);
+                ids[i] = Guid.CreateVersion7();
+                macs[i] = AuditKeys.EventMac(keys.CurrentEventKey, caller.TenantId, ids[i], micros, caller.Actor, e.Action,
+                    e.SubjectType, e.SubjectId, correlationId, canonical);
+            }
+            return new Signed(details, ids, occurredAt, keys.CurrentKeyId, macs);
+        }
+    }
 }
 
 /// <summary>
@@ -27,6 +56,9 @@ public sealed record AuditWrite(Caller Caller, IReadOnlyList<AuditEvent> Events,
 public sealed class AuditTrail(CallerContext caller)
 {
     private readonly List<AuditEvent> _pending = [];
+
+    /// <summary>Microseconds since the Unix epoch: an event's time as its MAC covers it.</summary>
+    internal static long Micros(DateTime utc) => (utc.Ticks - DateTime.UnixEpoch.Ticks) / 10;
 
     public IReadOnlyList<AuditEvent> Pending => _pending;
 
@@ -45,7 +77,7 @@ public sealed class AuditTrail(CallerContext caller)
     /// One statement, whatever the number of events and of writes they come from (migrations 0009 and 0010). Its
     /// parameters are positional, so Npgsql sends the text as it is instead of parsing it on every execution.
     /// </summary>
-    private const string AppendSql = "SELECT audit_append($1, $2, $3, $4, $5, $6, $7)";
+    private const string AppendSql = "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
     /// <summary>
     /// Appends events to the tenant's chain on <paramref name="connection"/>, in its current transaction, in one round trip.
@@ -85,6 +117,10 @@ public sealed class AuditTrail(CallerContext caller)
         var subjectTypes = new string[count];
         var subjectIds = new string[count];
         var details = new string[count];
+        var eventIds = new Guid[count];
+        var occurredAt = new DateTime[count];
+        var keyIds = new string[count];
+        var macs = new byte[count][];
         var i = 0;
         foreach (var write in writes)
         {
@@ -96,7 +132,11 @@ public sealed class AuditTrail(CallerContext caller)
                 actions[i] = write.Events[j].Action;
                 subjectTypes[i] = write.Events[j].SubjectType;
                 subjectIds[i] = write.Events[j].SubjectId;
-                details[i] = write.DetailsJson[j];
+                details[i] = write.Signature.DetailsJson[j];
+                eventIds[i] = write.Signature.EventIds[j];
+                occurredAt[i] = write.Signature.OccurredAt;
+                keyIds[i] = write.Signature.KeyId;
+                macs[i] = write.Signature.Macs[j];
             }
         }
         var append = new NpgsqlBatchCommand(AppendSql);
@@ -108,6 +148,10 @@ public sealed class AuditTrail(CallerContext caller)
         p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = subjectTypes });
         p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = subjectIds });
         p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb, Value = details });
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = eventIds });
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz, Value = occurredAt });
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = keyIds });
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bytea, Value = macs });
         batch.BatchCommands.Add(append);
     }
 }

@@ -41,15 +41,18 @@ public sealed class ApiKeys
     private const int MaxCached = 10_000;
 
     private readonly NpgsqlDataSource _dataSource;
+    private readonly NpgsqlDataSource _ownerDataSource;
     private readonly ChangeNotifications _changes;
     private readonly TimeProvider _time;
     private readonly ApiKeyUsage _usage;
     private readonly ConcurrentDictionary<Guid, Cached> _cache = new();
     private long _generation;
 
-    public ApiKeys(NpgsqlDataSource dataSource, ChangeNotifications changes, ApiKeyUsage usage, TimeProvider? time = null)
+    /// <param name="owner">Creating and revoking keys from the command line writes across tenants: as the owner (the service's role only looks keys up).</param>
+    public ApiKeys(NpgsqlDataSource dataSource, ChangeNotifications changes, ApiKeyUsage usage, TimeProvider? time = null, OwnerDatabase? owner = null)
     {
         _dataSource = dataSource;
+        _ownerDataSource = owner?.DataSource ?? dataSource;
         _usage = usage;
         _changes = changes;
         _time = time ?? TimeProvider.System;
@@ -85,7 +88,7 @@ public sealed class ApiKeys
         if (scopes.Count == 0) throw new ArgumentException("A key needs at least one scope.");
 
         var minted = Mint();
-        await using var connection = await _dataSource.OpenConnectionAsync(ct);
+        await using var connection = await _ownerDataSource.OpenConnectionAsync(ct);
         await connection.ExecuteAsync(new CommandDefinition(
             "INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes) VALUES (@Id, @tenantId, @name, @SecretHash, @scopes)",
             new { minted.Id, tenantId, name, minted.SecretHash, scopes = scopes.ToArray() }, cancellationToken: ct));
@@ -102,7 +105,7 @@ public sealed class ApiKeys
     /// <summary>Revokes the key; every replica hears of it when this commits (the row's trigger), this one at once.</summary>
     public async Task<bool> RevokeAsync(Guid id, CancellationToken ct)
     {
-        await using var connection = await _dataSource.OpenConnectionAsync(ct);
+        await using var connection = await _ownerDataSource.OpenConnectionAsync(ct);
         var revoked = await connection.ExecuteAsync(new CommandDefinition(
             "UPDATE api_keys SET revoked_at = now() WHERE id = @id AND revoked_at IS NULL", new { id }, cancellationToken: ct)) == 1;
         _changes.Publish(ChangeKeyPrefix + id);
@@ -123,7 +126,7 @@ public sealed class ApiKeys
             var generation = Interlocked.Read(ref _generation);
             await using var connection = await _dataSource.OpenConnectionAsync(ct);
             var row = await connection.QuerySingleOrDefaultAsync<KeyRow>(new CommandDefinition(
-                "SELECT tenant_id, key_hash, scopes, expires_at FROM api_keys WHERE id = @id AND revoked_at IS NULL",
+                "SELECT tenant_id, key_hash, scopes, expires_at FROM api_key_for_authentication(@id)",
                 new { id }, cancellationToken: ct));
             if (row is null)
             {

@@ -1,5 +1,6 @@
 using System.Text;
 using Dapper;
+using Integrations.Infrastructure.Database;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 
@@ -11,7 +12,7 @@ namespace Integrations.Infrastructure.Vault;
 /// statement (its wrapped key and key id together, and only if the row did not change meanwhile), so resolution keeps
 /// working throughout as long as the previous keys stay configured until the run ends. Runs as the owner (all tenants).
 /// </summary>
-public sealed class MasterKeyRotation(NpgsqlDataSource dataSource, VaultCrypto crypto, ILogger<MasterKeyRotation> logger)
+public sealed class MasterKeyRotation(OwnerDatabase owner, VaultCrypto crypto, ILogger<MasterKeyRotation> logger)
 {
     /// <summary>Columns that hold credential references, by table; tables that do not exist yet are skipped.</summary>
     public static readonly IReadOnlyList<(string Table, string Column)> ReferenceColumns =
@@ -48,7 +49,7 @@ public sealed class MasterKeyRotation(NpgsqlDataSource dataSource, VaultCrypto c
         var skipped = new Dictionary<string, int>();
         void Skip(string why) => skipped[why] = skipped.GetValueOrDefault(why) + 1;
 
-        await using var connection = await dataSource.OpenConnectionAsync(ct);
+        await using var connection = await owner.DataSource.OpenConnectionAsync(ct);
         var rewrapped = 0;
         var after = Guid.Empty;
         while (true)
