@@ -15,7 +15,9 @@ namespace Integrations.Common;
 /// </summary>
 public static class CanonicalJson
 {
-    public static byte[] Serialize(JsonElement value, bool normalizeNumbers = false)
+    public static byte[] Serialize(JsonElement value) => Serialize(value, normalizeNumbers: false);
+
+    public static byte[] Serialize(JsonElement value, bool normalizeNumbers)
     {
         var buffer = new ArrayBufferWriter<byte>();
         using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = false, SkipValidation = false }))

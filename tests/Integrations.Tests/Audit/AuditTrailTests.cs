@@ -78,7 +78,7 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
         var verified = (await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value;
         var events = (await Host.SendAsync(new ListAuditEvents.Query(), tenant)).Value.Items;
 
-        Assert.Equal(new VerifyAuditChain.Response(true, 5, null, null), verified);
+        Assert.Equal(new VerifyAuditChain.Response(true, 5, null, null, 0, 0), verified);
         Assert.Equal([5L, 4, 3, 2, 1], events.Select(e => e.Seq));
         Assert.Equal(5, events.Select(e => e.Hash).Distinct().Count());
     }
@@ -121,6 +121,7 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
         var tenant = TestEnvironment.NewTenant();
         await Host.SendAsync(new CreateIntegration.Command("first", "openai"), tenant);
         var batches = Host.Services.GetRequiredService<TenantBatches>();
+        using var keys = AuditKeys.Use(Host.Services.GetRequiredService<AuditKeys>());
 
         await batches.WriteAsync(tenant, batch => AuditTrail.AddTo(batch, TestEnvironment.CallerFor(tenant),
             [new AuditEvent("test.one", "test", "1", new { n = 1 }), new AuditEvent("test.two", "test", "2", null), new AuditEvent("test.three", "test", "3", new { n = 3 })],
@@ -138,7 +139,7 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
         Assert.Equal(4L, head[0].LastSeq);
         Assert.Equal(rows[3].Hash, head[0].LastHash);
         Assert.Equal(rows[2].Hash, head[0].PrevHash);
-        Assert.Equal(new VerifyAuditChain.Response(true, 4, null, null), (await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value);
+        Assert.Equal(new VerifyAuditChain.Response(true, 4, null, null, 0, 0), (await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value);
     }
 
     [Fact]
@@ -147,7 +148,10 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
         var tenant = TestEnvironment.NewTenant();
 
         var error = await Assert.ThrowsAsync<PostgresException>(() => Db.ExecuteAsync(Host.ConnectionString,
-            "SELECT audit_append(@tenant, ARRAY['key:a', 'key:b'], ARRAY[NULL, NULL]::text[], ARRAY['test.one'], ARRAY['test'], ARRAY['1'], ARRAY['{}']::jsonb[])",
+            """
+            SELECT audit_append(@tenant, ARRAY['key:a', 'key:b'], ARRAY[NULL, NULL]::text[], ARRAY['test.one'], ARRAY['test'], ARRAY['1'],
+                                ARRAY['{}']::jsonb[], ARRAY[gen_random_uuid()], ARRAY[now()], ARRAY['k'], ARRAY['\x00'::bytea])
+            """,
             new { tenant }));
 
         Assert.Equal(PostgresErrorCodes.InvalidParameterValue, error.SqlState);

@@ -20,7 +20,7 @@ public sealed class RateLimitAndIncidentTests(ServiceFixture fixture) : IClassFi
 
         async Task<RateLimitDecision> Acquire(ServiceHost host)
         {
-            await using var connection = await host.DataSource.OpenConnectionAsync();
+            await using var connection = await host.OpenTenantConnectionAsync(tenant);
             return await limiter.AcquireAsync(connection, tenant, "tool:echo", 3, CancellationToken.None);
         }
 
@@ -58,7 +58,7 @@ public sealed class RateLimitAndIncidentTests(ServiceFixture fixture) : IClassFi
 
     private async Task<RecordedIncident> RecordAsync(string tenant, string dedupKey, string message = "boom")
     {
-        await using var connection = await Host.DataSource.OpenConnectionAsync();
+        await using var connection = await Host.OpenTenantConnectionAsync(tenant);
         return await Host.Services.GetRequiredService<IncidentRecorder>().OpenOrBumpAsync(connection, tenant,
             new IncidentReport("tool_failure", "high", "mcp_tool", "tool-1", dedupKey, message), CancellationToken.None);
     }

@@ -93,7 +93,7 @@ public sealed class ApiKeyCacheTests(ServiceFixture fixture) : IClassFixture<Ser
         var connectionString = await TestEnvironment.CreateMigratedDatabaseAsync("apikeys");
         var time = new ManualTime();
         await using var host = await ServiceHost.StartAsync(connectionString: connectionString,
-            configure: services => services.AddSingleton(sp => new ApiKeys(sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), sp.GetRequiredService<ChangeNotifications>(), sp.GetRequiredService<ApiKeyUsage>(), time)));
+            configure: services => services.AddSingleton(sp => new ApiKeys(sp.GetRequiredService<Npgsql.NpgsqlDataSource>(), sp.GetRequiredService<ChangeNotifications>(), sp.GetRequiredService<ApiKeyUsage>(), time, sp.GetRequiredService<OwnerDatabase>())));
         var keys = await ListeningKeysAsync(host);
         var created = await keys.CreateAsync("tenant-a", "k", [Scopes.Read], CancellationToken.None);
         Assert.NotNull(await keys.AuthenticateAsync(created.Key, CancellationToken.None));

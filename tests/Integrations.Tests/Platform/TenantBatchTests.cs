@@ -43,6 +43,7 @@ public sealed class TenantBatchTests(ServiceFixture fixture) : IClassFixture<Ser
     [Fact]
     public async Task A_failing_command_rolls_back_the_whole_batch()
     {
+        using var signing = Host.SigningAuditEvents();
         var tenant = TestEnvironment.NewTenant();
         await using var connection = await Host.DataSource.OpenConnectionAsync();
         await using var batch = TenantSession.Batch(connection, tenant);
@@ -61,6 +62,7 @@ public sealed class TenantBatchTests(ServiceFixture fixture) : IClassFixture<Ser
     [Fact]
     public async Task Several_events_in_one_batch_are_chained_in_order_after_what_was_there()
     {
+        using var signing = Host.SigningAuditEvents();
         var tenant = TestEnvironment.NewTenant();
         await using (var connection = await Host.DataSource.OpenConnectionAsync())
         {
@@ -86,6 +88,7 @@ public sealed class TenantBatchTests(ServiceFixture fixture) : IClassFixture<Ser
     [Fact]
     public async Task Appends_inside_an_open_transaction_commit_or_roll_back_with_it()
     {
+        using var signing = Host.SigningAuditEvents();
         var tenant = TestEnvironment.NewTenant();
         await using var connection = await Host.DataSource.OpenConnectionAsync();
         await using (var tx = await connection.BeginTransactionAsync())

@@ -61,13 +61,14 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
         }
     }
 
-    private async Task<List<(long Seq, string Action, DateTime OccurredAt)>> EventsAsync(string tenant) =>
-        await Db.QueryAsync<(long, string, DateTime)>(Host.ConnectionString,
-            "SELECT seq, action, occurred_at FROM audit_events WHERE tenant_id = @tenant ORDER BY seq", new { tenant });
+    private async Task<List<(long Seq, string Action, string Transaction)>> EventsAsync(string tenant) =>
+        await Db.QueryAsync<(long, string, string)>(Host.ConnectionString,
+            "SELECT seq, action, xmin::text FROM audit_events WHERE tenant_id = @tenant ORDER BY seq", new { tenant });
 
     [Fact]
     public async Task Writes_that_arrive_during_a_batch_commit_together_in_the_next_in_arrival_order()
     {
+        using var signing = Host.SigningAuditEvents();
         var tenant = TestEnvironment.NewTenant();
         var (first, headLock) = await BlockingAsync(tenant);
         var queued = new List<Task>();
@@ -81,14 +82,15 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
 
         var events = await EventsAsync(tenant);
         Assert.Equal(["test.first", "test.queued.0", "test.queued.1", "test.queued.2", "test.queued.3", "test.queued.4"], events.Select(e => e.Action));
-        Assert.Single(events.Skip(1).Select(e => e.OccurredAt).Distinct()); // one transaction: now() is its start
-        Assert.NotEqual(events[0].OccurredAt, events[1].OccurredAt);
+        Assert.Single(events.Skip(1).Select(e => e.Transaction).Distinct()); // one transaction
+        Assert.NotEqual(events[0].Transaction, events[1].Transaction);
         Assert.True((await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value.Valid);
     }
 
     [Fact]
     public async Task A_write_that_fails_in_a_shared_batch_fails_alone()
     {
+        using var signing = Host.SigningAuditEvents();
         var tenant = TestEnvironment.NewTenant();
         var (first, headLock) = await BlockingAsync(tenant);
         var before = Batches.WriteAsync(tenant, Append(tenant, "test.before"));
@@ -113,6 +115,7 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
     [Fact]
     public async Task Tenants_do_not_wait_for_each_other()
     {
+        using var signing = Host.SigningAuditEvents();
         var busy = TestEnvironment.NewTenant();
         var other = TestEnvironment.NewTenant();
         var (first, headLock) = await BlockingAsync(busy);
@@ -127,6 +130,7 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
     [Fact]
     public async Task The_audit_events_of_a_batchs_writes_go_in_together_in_arrival_order_each_with_its_own_actor_and_correlation()
     {
+        using var signing = Host.SigningAuditEvents();
         var tenant = TestEnvironment.NewTenant();
         var (first, headLock) = await BlockingAsync(tenant);
         var alice = TestEnvironment.CallerFor(tenant) with { Actor = "key:alice" };
@@ -143,17 +147,18 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
         await first;
         await Task.WhenAll(queued);
 
-        var events = await Db.QueryAsync<(string Action, string Actor, string CorrelationId, DateTime OccurredAt)>(Host.ConnectionString,
-            "SELECT action, actor, correlation_id, occurred_at FROM audit_events WHERE tenant_id = @tenant AND seq > 1 ORDER BY seq", new { tenant });
+        var events = await Db.QueryAsync<(string Action, string Actor, string CorrelationId, string Transaction)>(Host.ConnectionString,
+            "SELECT action, actor, correlation_id, xmin::text FROM audit_events WHERE tenant_id = @tenant AND seq > 1 ORDER BY seq", new { tenant });
         Assert.Equal([("test.a1", "key:alice", "call-a"), ("test.a2", "key:alice", "call-a"), ("test.b1", "key:bob", "call-b"), ("test.a3", "key:alice", "call-c")],
             events.Select(e => (e.Action, e.Actor, e.CorrelationId)));
-        Assert.Single(events.Select(e => e.OccurredAt).Distinct()); // one transaction
+        Assert.Single(events.Select(e => e.Transaction).Distinct()); // one transaction
         Assert.True((await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value.Valid);
     }
 
     [Fact]
     public async Task A_write_that_fails_in_a_shared_batch_takes_none_of_its_audit_events_with_it_and_leaves_the_others()
     {
+        using var signing = Host.SigningAuditEvents();
         var tenant = TestEnvironment.NewTenant();
         var caller = TestEnvironment.CallerFor(tenant);
         var (first, headLock) = await BlockingAsync(tenant);
@@ -174,6 +179,7 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
     [Fact]
     public async Task An_audit_write_for_another_tenant_is_refused_before_it_is_queued()
     {
+        using var signing = Host.SigningAuditEvents();
         var tenant = TestEnvironment.NewTenant();
         var other = TestEnvironment.CallerFor(TestEnvironment.NewTenant());
 
@@ -188,6 +194,7 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
     [InlineData(2)]
     public async Task At_most_the_configured_number_of_a_tenants_batches_are_under_way_and_the_chain_stays_whole(int batchesInFlight)
     {
+        using var signing = Host.SigningAuditEvents();
         var tenant = TestEnvironment.NewTenant();
         var application = $"batches-{Guid.NewGuid():N}";
         var connectionString = new NpgsqlConnectionStringBuilder(Host.ConnectionString) { ApplicationName = application }.ConnectionString;

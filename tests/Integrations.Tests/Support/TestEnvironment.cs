@@ -1,4 +1,5 @@
 using Integrations.Common;
+using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using MediatR;
 using Microsoft.Extensions.Configuration;
@@ -26,6 +27,7 @@ public static class TestEnvironment
 
     public static async Task<string> CreateDatabaseAsync(string prefix)
     {
+        await ServiceRole.Value;
         var name = $"{prefix}_{Guid.NewGuid():N}"[..30];
         await using (var admin = new NpgsqlConnection(AdminConnectionString))
         {
@@ -36,6 +38,37 @@ public static class TestEnvironment
         return new NpgsqlConnectionStringBuilder(AdminConnectionString) { Database = name }.ConnectionString;
     }
 
+    /// <summary>The role the service logs in as (what eng/pg.sh service sets up): a member of integrations_app, nothing more.</summary>
+    public const string ServiceRoleName = "integrations_service";
+
+    private const string ServiceRolePassword = "integrations-service-test";
+
+    private static readonly Lazy<Task> ServiceRole = new(CreateServiceRoleAsync);
+
+    /// <summary><paramref name="connectionString"/>'s database, as the service's login role.</summary>
+    public static string ServiceConnectionString(string connectionString) =>
+        new NpgsqlConnectionStringBuilder(connectionString) { Username = ServiceRoleName, Password = ServiceRolePassword }.ConnectionString;
+
+    private static async Task CreateServiceRoleAsync()
+    {
+        await using var admin = new NpgsqlConnection(AdminConnectionString);
+        await admin.OpenAsync();
+        await using var create = new NpgsqlCommand($$"""
+            DO $$
+            BEGIN
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'integrations_app') THEN
+                    CREATE ROLE integrations_app NOLOGIN;
+                END IF;
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{{ServiceRoleName}}') THEN
+                    CREATE ROLE {{ServiceRoleName}} LOGIN PASSWORD '{{ServiceRolePassword}}';
+                END IF;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+            END $$;
+            GRANT integrations_app TO {{ServiceRoleName}};
+            """, admin);
+        await create.ExecuteNonQueryAsync();
+    }
+
     public static async Task<string> CreateMigratedDatabaseAsync(string prefix)
     {
         var connectionString = await CreateDatabaseAsync(prefix);
@@ -44,11 +77,16 @@ public static class TestEnvironment
         return connectionString;
     }
 
+    /// <param name="connectionString">The database as its owner (the tests' superuser): the service gets it for migrations
+    /// and operator commands, and logs in for requests as <see cref="ServiceRoleName"/>.</param>
     public static IConfiguration Configuration(string connectionString, IDictionary<string, string?>? extra = null)
     {
         var settings = new Dictionary<string, string?>
         {
-            ["ConnectionStrings:Integrations"] = connectionString,
+            ["ConnectionStrings:Integrations"] = ServiceConnectionString(connectionString),
+            ["ConnectionStrings:IntegrationsOwner"] = connectionString,
+            ["Integrations:Audit:AnchorFile"] = Path.Combine(Path.GetTempPath(), "integrations-tests", $"anchors-{Guid.NewGuid():N}.jsonl"),
+            ["Integrations:Audit:AnchorInterval"] = "00:00:00",
             ["Integrations:Database:MigrateOnStart"] = "false",
             ["Integrations:Network:EgressAllow:0"] = "127.0.0.1",
             ["Integrations:Network:EgressAllow:1"] = "localhost",
@@ -121,6 +159,25 @@ public sealed class ServiceHost : IAsyncDisposable
             await Task.Delay(10);
         }
     }
+
+    /// <summary>
+    /// A connection of the service's pool as a request uses it: the app role, <paramref name="tenantId"/> pinned for the
+    /// session (the service pins per transaction; this is for tests that hand a connection to a component).
+    /// </summary>
+    public async Task<NpgsqlConnection> OpenTenantConnectionAsync(string tenantId)
+    {
+        var connection = await DataSource.OpenConnectionAsync();
+        await using var pin = new NpgsqlCommand("SELECT set_config('role', 'integrations_app', false), set_config('app.tenant_id', $1, false)", connection);
+        pin.Parameters.Add(new NpgsqlParameter { Value = tenantId });
+        await pin.ExecuteNonQueryAsync();
+        return connection;
+    }
+
+    /// <summary>
+    /// Signs audit events made outside a mediator request (a test calling <c>AuditTrail.AddTo</c> or making an
+    /// <c>AuditWrite</c> itself) with this host's audit key, until disposed, as the pipeline does for every request.
+    /// </summary>
+    public IDisposable SigningAuditEvents() => AuditKeys.Use(Services.GetRequiredService<AuditKeys>());
 
     public ValueTask DisposeAsync() => Services.DisposeAsync();
 }

@@ -41,7 +41,7 @@ public sealed class CredentialContext
 /// <c>credential_access_log</c> and the audit trail in a transaction of its own that commits before the secret is
 /// released: if that record cannot be written, resolution throws and nothing is released.
 /// </summary>
-public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContext callerContext, VaultCrypto crypto)
+public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContext callerContext, VaultCrypto crypto, AuditKeys auditKeys)
 {
     public const string SubjectType = "credential";
     public const string AccessedAction = "credential.accessed";
@@ -66,6 +66,7 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
         CredentialAccessor accessor, string reference, string operation, CancellationToken ct, string? destinationHost = null)
     {
         var caller = callerContext.Required;
+        using var signing = AuditKeys.Use(auditKeys); // its audit write is its own, whether or not a request is around it
         await using var session = new TenantSession(dataSource, callerContext);
         var connection = await session.ConnectionAsync(ct);
         // Fail rather than wait if the request's own transaction holds this tenant's audit chain head.
