@@ -22,9 +22,13 @@ COPY --from=build /app ./
 ENV ASPNETCORE_HTTP_PORTS=8080 \
     DOTNET_CLI_TELEMETRY_OPTOUT=1
 EXPOSE 8080
+# With an owner connection string (ConnectionStrings__IntegrationsOwner) apply migrations first; then run the server.
+# Arguments replace the server's own:
+#   docker compose run --rm migrate create-api-key --tenant acme --scopes integrations:read,integrations:write
+# runs migrate, then that host command. The API service has no owner connection string and only serves.
+# The anchor volume's mount point belongs to the app user, so a named volume mounted there is writable.
+USER root
+RUN mkdir -p /anchors && chown $APP_UID /anchors
 USER $APP_UID
-# Apply migrations, then run the server. Arguments replace the server's own:
-#   docker compose run --rm api create-api-key --tenant acme --scopes integrations:read,integrations:write
-# runs migrate, then that host command.
-ENTRYPOINT ["/bin/sh", "-c", "dotnet Integrations.Api.dll migrate && exec dotnet Integrations.Api.dll \"$@\"", "integrations"]
+ENTRYPOINT ["/bin/sh", "-c", "if [ -n \"${ConnectionStrings__IntegrationsOwner:-}\" ]; then dotnet Integrations.Api.dll migrate || exit 1; fi; exec dotnet Integrations.Api.dll \"$@\"", "integrations"]
 CMD []

@@ -12,9 +12,12 @@
 #                                 (--smoke: tiny sizes, report to bench/results/smoke.md)
 #
 # Configuration (environment):
-#   ConnectionStrings__Integrations   Npgsql connection string (run); unset: local cluster in
-#                                     .data/postgres (eng/pg.sh; as root it runs as the postgres
-#                                     user, in /tmp/integrations-pg-<hash> if .data is unreachable)
+#   ConnectionStrings__Integrations   Npgsql connection string the API logs in with for requests (run);
+#                                     unset: local cluster in .data/postgres (eng/pg.sh; as root it runs
+#                                     as the postgres user, in /tmp/integrations-pg-<hash> if .data is
+#                                     unreachable), the API as integrations_service (eng/pg.sh service)
+#   ConnectionStrings__IntegrationsOwner  the tables' owner: migrations and create-api-key (run); unset
+#                                     with the local cluster: its superuser; unset otherwise: the above
 #   Integrations__Vault__MasterKey    base64 of 32 bytes; unset: generated once into .data/master-key
 #   INTEGRATIONS_URLS                 bind URL when --urls is not given (default http://127.0.0.1:8080)
 #   INTEGRATIONS_TEST_DB              set by `test` for the test fixture (a superuser connection string)
@@ -73,10 +76,13 @@ cmd_run() {
 
   local local_db=0
   if [ -z "${ConnectionStrings__Integrations:-}" ]; then
-    ConnectionStrings__Integrations=$(eng/pg.sh start "$DATA/postgres")
-    export ConnectionStrings__Integrations
+    ConnectionStrings__IntegrationsOwner=$(eng/pg.sh start "$DATA/postgres")
+    ConnectionStrings__Integrations=$(eng/pg.sh service "$DATA/postgres")
+    export ConnectionStrings__Integrations ConnectionStrings__IntegrationsOwner
     local_db=1
   fi
+  # Audit chain heads are anchored outside the database, here next to it.
+  export Integrations__Audit__AnchorFile=${Integrations__Audit__AnchorFile:-$DATA/audit-anchors.jsonl}
 
   if [ -z "${Integrations__Vault__MasterKey:-}" ]; then
     if [ ! -s "$DATA/master-key" ]; then
@@ -122,6 +128,11 @@ cmd_run() {
     echo "PostgreSQL (.data/postgres) keeps running after the API stops; stop it with: ./build.sh stop-db"
   fi
   echo "Press Ctrl-C to stop the API."
+  if [ -n "${ConnectionStrings__IntegrationsOwner:-}" ]; then
+    # Migrated above as the owner: the API itself logs in without the owner's password.
+    exec env -u ConnectionStrings__IntegrationsOwner Integrations__Database__MigrateOnStart=false \
+      dotnet "$dll" --urls "$url" --contentRoot "$(dirname "$dll")"
+  fi
   exec dotnet "$dll" --urls "$url" --contentRoot "$(dirname "$dll")"
 }
 

@@ -5,6 +5,10 @@
 #                             database "integrations"; prints ONE line on stdout:
 #                             Host=127.0.0.1;Port=<port>;Username=integrations;Password=<pw>;Database=integrations
 #                             (a second start on a running cluster only prints that line)
+#   eng/pg.sh service <dir>   on a running cluster: create (or update) the service's login role
+#                             integrations_service (eng/service-role.sql: a member of integrations_app,
+#                             owner of nothing; password kept in <dir>/service-password) and print ONE line:
+#                             Host=127.0.0.1;Port=<port>;Username=integrations_service;Password=<pw>;Database=integrations
 #   eng/pg.sh stop    <dir>   stop it (fast mode); no error when it is not running
 #   eng/pg.sh status  <dir>   exit 0 when running
 #   eng/pg.sh destroy <dir>   stop it and delete its data
@@ -28,6 +32,8 @@ set -euo pipefail
 
 PG_USER_NAME=integrations
 PG_DB_NAME=integrations
+SERVICE_USER_NAME=integrations_service
+ENG_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OS_PG_USER=postgres
 
 log() { printf 'pg.sh: %s\n' "$*" >&2; }
@@ -35,7 +41,7 @@ die() { printf 'pg.sh: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
   cat >&2 <<'EOF'
-usage: eng/pg.sh start|stop|status|destroy <datadir>
+usage: eng/pg.sh start|service|stop|status|destroy <datadir>
 EOF
   exit 2
 }
@@ -262,6 +268,21 @@ cmd_start() {
   conn_string
 }
 
+cmd_service() {
+  find_pg_bin || die "PostgreSQL is not installed (run eng/pg.sh start first)"
+  resolve_dir "$1" 0
+  is_running || die "no running cluster in $DIR (run eng/pg.sh start first)"
+  with_lock
+  if [ ! -s "$DIR/service-password" ]; then
+    (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$DIR/service-password")
+  fi
+  PGPASSWORD=$(cat "$DIR/password") PGCONNECT_TIMEOUT=10 PGOPTIONS="-c client_min_messages=warning" "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$(cat "$DIR/port")" \
+    -U "$PG_USER_NAME" -d "$PG_DB_NAME" -v service_role="$SERVICE_USER_NAME" -v service_password="$(cat "$DIR/service-password")" \
+    -f "$ENG_DIR/service-role.sql" >&2
+  printf 'Host=127.0.0.1;Port=%s;Username=%s;Password=%s;Database=%s\n' \
+    "$(cat "$DIR/port")" "$SERVICE_USER_NAME" "$(cat "$DIR/service-password")" "$PG_DB_NAME"
+}
+
 cmd_stop() {
   resolve_dir "$1" 0
   [ -f "$DIR/pgdata/PG_VERSION" ] || { log "no cluster in $DIR"; return 0; }
@@ -299,6 +320,7 @@ datadir=$(abspath "$2")
 [ -n "$datadir" ] && [ "$datadir" != / ] || die "refusing datadir '$2'"
 case "$1" in
   start) cmd_start "$datadir" ;;
+  service) cmd_service "$datadir" ;;
   stop) cmd_stop "$datadir" ;;
   status) cmd_status "$datadir" ;;
   destroy) cmd_destroy "$datadir" ;;
