@@ -53,6 +53,7 @@ public sealed class ApiProcess : IAsyncDisposable
         info.ArgumentList.Add(url.ToString().TrimEnd('/'));
         info.Environment["ConnectionStrings__Integrations"] = connectionString;
         info.Environment["Integrations__Vault__MasterKey"] = MasterKey;
+        info.Environment["Integrations__Audit__AnchorFile"] = Path.Combine(Path.GetTempPath(), $"integrations-bench-anchors-{port}.jsonl");
         info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
         info.Environment.Remove("OTEL_EXPORTER_OTLP_ENDPOINT");

@@ -27,6 +27,7 @@ public sealed class InProcessService : IAsyncDisposable
         {
             ["ConnectionStrings:Integrations"] = connectionString,
             ["Integrations:Database:MigrateOnStart"] = "false",
+            ["Integrations:Vault:MasterKey"] = ApiProcess.MasterKey, // the audit trail's MAC key is derived from it
         }).Build();
         var services = new ServiceCollection();
         services.AddSingleton<IConfiguration>(configuration);
