@@ -108,7 +108,15 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
     SELECT h.tenant_id, h.last_seq, h.last_hash FROM audit_chain_heads h WHERE h.last_seq > 0 ORDER BY h.tenant_id
 $$;
 
+-- Drops every tenant's rate-limit windows that ended before now() - older_than; answers how many.
+CREATE FUNCTION prune_rate_limit_counters(older_than interval)
+RETURNS int
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public AS $$
+    WITH dropped AS (DELETE FROM rate_limit_counters WHERE window_start < now() - older_than RETURNING 1)
+    SELECT count(*)::int FROM dropped
+$$;
+
 REVOKE EXECUTE ON FUNCTION api_key_for_authentication(uuid), enabled_integrations_after(uuid, int),
-    mcp_servers_due_for_health(interval, int), audit_chain_heads_for_anchoring() FROM PUBLIC;
+    mcp_servers_due_for_health(interval, int), audit_chain_heads_for_anchoring(), prune_rate_limit_counters(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api_key_for_authentication(uuid), enabled_integrations_after(uuid, int),
-    mcp_servers_due_for_health(interval, int), audit_chain_heads_for_anchoring() TO integrations_app;
+    mcp_servers_due_for_health(interval, int), audit_chain_heads_for_anchoring(), prune_rate_limit_counters(interval) TO integrations_app;

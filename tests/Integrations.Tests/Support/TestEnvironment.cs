@@ -38,7 +38,7 @@ public static class TestEnvironment
         return new NpgsqlConnectionStringBuilder(AdminConnectionString) { Database = name }.ConnectionString;
     }
 
-    /// <summary>The role the service logs in as (what eng/pg.sh service sets up): a member of integrations_app, nothing more.</summary>
+    /// <summary>The role the service logs in as (as eng/service-role.sql sets it up): a member of integrations_app, nothing more.</summary>
     public const string ServiceRoleName = "integrations_service";
 
     private const string ServiceRolePassword = "integrations-service-test";
@@ -60,10 +60,11 @@ public static class TestEnvironment
                     CREATE ROLE integrations_app NOLOGIN;
                 END IF;
                 IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{{ServiceRoleName}}') THEN
-                    CREATE ROLE {{ServiceRoleName}} LOGIN PASSWORD '{{ServiceRolePassword}}';
+                    CREATE ROLE {{ServiceRoleName}} LOGIN;
                 END IF;
             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
             END $$;
+            ALTER ROLE {{ServiceRoleName}} LOGIN PASSWORD '{{ServiceRolePassword}}';
             GRANT integrations_app TO {{ServiceRoleName}};
             """, admin);
         await create.ExecuteNonQueryAsync();

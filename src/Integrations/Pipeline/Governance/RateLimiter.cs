@@ -35,6 +35,6 @@ public sealed class RateLimiter
 
     /// <summary>Drops every tenant's windows that ended more than <paramref name="olderThan"/> ago (see <see cref="RateLimitCounterPruning"/>).</summary>
     public static Task<int> PruneAsync(NpgsqlConnection connection, TimeSpan olderThan, CancellationToken ct) =>
-        connection.ExecuteAsync(new CommandDefinition(
-            "DELETE FROM rate_limit_counters WHERE window_start < now() - @OlderThan", new { OlderThan = olderThan }, cancellationToken: ct));
+        connection.ExecuteScalarAsync<int>(new CommandDefinition(
+            "SELECT prune_rate_limit_counters(@OlderThan)", new { OlderThan = olderThan }, cancellationToken: ct)); // across tenants (migration 0011)
 }
