@@ -116,7 +116,26 @@ LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = public AS $$
     SELECT count(*)::int FROM dropped
 $$;
 
+-- Governed calls of every tenant that started between older_than and within ago and have no outcome (OutcomeRecovery).
+CREATE FUNCTION unclosed_governed_calls(older_than interval, within interval, take int)
+RETURNS TABLE (tenant_id text, correlation_id text, action text, subject_type text, subject_id text, details text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+    SELECT s.tenant_id, s.correlation_id, s.action, s.subject_type, s.subject_id, s.details::text
+    FROM audit_events s
+    WHERE s.action LIKE '%.started' AND s.occurred_at < now() - older_than AND s.occurred_at > now() - within
+      AND s.correlation_id IS NOT NULL
+      AND NOT EXISTS (
+          SELECT FROM audit_events o
+          WHERE o.tenant_id = s.tenant_id AND o.subject_type = s.subject_type AND o.subject_id = s.subject_id
+            AND o.seq > s.seq AND o.correlation_id = s.correlation_id
+            AND (o.action LIKE '%.completed' OR o.action LIKE '%.failed'))
+    ORDER BY s.occurred_at
+    LIMIT take
+$$;
+
 REVOKE EXECUTE ON FUNCTION api_key_for_authentication(uuid), enabled_integrations_after(uuid, int),
-    mcp_servers_due_for_health(interval, int), audit_chain_heads_for_anchoring(), prune_rate_limit_counters(interval) FROM PUBLIC;
+    mcp_servers_due_for_health(interval, int), audit_chain_heads_for_anchoring(), prune_rate_limit_counters(interval),
+    unclosed_governed_calls(interval, interval, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api_key_for_authentication(uuid), enabled_integrations_after(uuid, int),
-    mcp_servers_due_for_health(interval, int), audit_chain_heads_for_anchoring(), prune_rate_limit_counters(interval) TO integrations_app;
+    mcp_servers_due_for_health(interval, int), audit_chain_heads_for_anchoring(), prune_rate_limit_counters(interval),
+    unclosed_governed_calls(interval, interval, int) TO integrations_app;

@@ -137,6 +137,7 @@ public sealed class OutcomeRecoveryTests : IAsyncLifetime
         _effect.RunAsync("t1", Arg.Any<string?>(), Arg.Any<CancellationToken>()).Returns(Result<string>.Ok("done"));
         var finished = await _host.SendAsync(new FakeCall.Command("t1", "ok"), tenant);
         var lost = Guid.NewGuid().ToString();
+        using (_host.SigningAuditEvents())
         await using (var scope = _host.Services.CreateAsyncScope())
         {
             var caller = TestEnvironment.CallerFor(tenant);

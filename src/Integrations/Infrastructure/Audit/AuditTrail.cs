@@ -22,6 +22,9 @@ public sealed record AuditWrite(Caller Caller, IReadOnlyList<AuditEvent> Events,
 
     internal Signed Signature { get; } = Signed.Of(Caller, Events, CorrelationId ?? Activity.Current?.TraceId.ToString());
 
+    /// <summary>The events' details as canonical JSON, as they are stored and as their MACs cover them.</summary>
+    internal string[] DetailsJson => Signature.DetailsJson;
+
     /// <summary>What <see cref="AuditTrail.AddTo(NpgsqlBatch, string, IReadOnlyList{AuditWrite})"/> sends per event besides the event itself.</summary>
     internal sealed record Signed(string[] DetailsJson, Guid[] EventIds, DateTime OccurredAt, string KeyId, byte[][] Macs)
     {
@@ -132,7 +135,7 @@ public sealed class AuditTrail(CallerContext caller)
                 actions[i] = write.Events[j].Action;
                 subjectTypes[i] = write.Events[j].SubjectType;
                 subjectIds[i] = write.Events[j].SubjectId;
-                details[i] = write.Signature.DetailsJson[j];
+                details[i] = write.DetailsJson[j];
                 eventIds[i] = write.Signature.EventIds[j];
                 occurredAt[i] = write.Signature.OccurredAt;
                 keyIds[i] = write.Signature.KeyId;

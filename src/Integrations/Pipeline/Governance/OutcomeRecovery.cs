@@ -23,7 +23,7 @@ namespace Integrations.Pipeline.Governance;
 /// </summary>
 public sealed class OutcomeRecovery(
     IServiceScopeFactory scopes, NpgsqlDataSource dataSource, OutcomeJournal journal, IncidentRecorder incidents,
-    IConfiguration configuration, ILogger<OutcomeRecovery> logger) : BackgroundService
+    AuditKeys auditKeys, IConfiguration configuration, ILogger<OutcomeRecovery> logger) : BackgroundService
 {
     public const string Actor = "system:outcome-recovery";
     public const string Unknown = "unknown";
@@ -62,6 +62,7 @@ public sealed class OutcomeRecovery(
     /// <summary>Writes every journaled outcome, oldest first; the number written. Stops while the database is unreachable.</summary>
     public async Task<int> ReplayJournalAsync(CancellationToken ct)
     {
+        using var signing = AuditKeys.Use(auditKeys); // outside any request: the outcomes are signed now, when they are written
         var written = 0;
         foreach (var (path, outcome) in journal.Pending())
         {
@@ -126,23 +127,15 @@ public sealed class OutcomeRecovery(
 
     private sealed record Unclosed(string TenantId, string CorrelationId, string Action, string SubjectType, string SubjectId, string Details);
 
+    /// <summary>Across tenants, so through a function of migration 0012 (the service's role sees one tenant at a time).</summary>
     private const string UnclosedSql = """
-        SELECT s.tenant_id, s.correlation_id, s.action, s.subject_type, s.subject_id, s.details::text AS details
-        FROM audit_events s
-        WHERE s.action LIKE '%.started' AND s.occurred_at < now() - @Age AND s.occurred_at > now() - @Window
-          AND s.correlation_id IS NOT NULL
-          AND NOT EXISTS (
-              SELECT FROM audit_events o
-              WHERE o.tenant_id = s.tenant_id AND o.subject_type = s.subject_type AND o.subject_id = s.subject_id
-                AND o.seq > s.seq AND o.correlation_id = s.correlation_id
-                AND (o.action LIKE '%.completed' OR o.action LIKE '%.failed'))
-        ORDER BY s.occurred_at
-        LIMIT 1000
+        SELECT tenant_id, correlation_id, action, subject_type, subject_id, details FROM unclosed_governed_calls(@Age, @Window, 1000)
         """;
 
     /// <summary>Closes the calls left <c>started</c> without an outcome; the number closed.</summary>
     public async Task<int> CloseUnclosedCallsAsync(CancellationToken ct)
     {
+        using var signing = AuditKeys.Use(auditKeys);
         List<Unclosed> unclosed;
         await using (var connection = await dataSource.OpenConnectionAsync(ct))
         {
