@@ -176,6 +176,37 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
     }
 
     [Fact]
+    public async Task Verifying_while_writers_commit_sees_one_consistent_chain()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        await Host.SendAsync(new CreateIntegration.Command("first", "openai"), tenant);
+
+        var writers = Task.WhenAll(Enumerable.Range(0, 40).Select(i => Host.SendAsync(new CreateIntegration.Command($"w{i}", "openai"), tenant)));
+        var verified = new List<VerifyAuditChain.Response>();
+        while (!writers.IsCompleted) verified.Add((await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value);
+        await writers;
+        verified.Add((await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value);
+
+        Assert.All(verified, v => Assert.True(v.Valid, $"{v.Problem} at {v.FirstBrokenSeq}"));
+        Assert.Equal(41, verified[^1].EventsChecked);
+    }
+
+    [Fact]
+    public async Task A_head_moved_back_over_events_that_are_still_there_is_reported()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        for (var i = 0; i < 3; i++) await Host.SendAsync(new CreateIntegration.Command($"n{i}", "openai"), tenant);
+
+        await Db.ExecuteAsync(Host.ConnectionString, """
+            UPDATE audit_chain_heads SET last_seq = 2, last_hash = (SELECT hash FROM audit_events WHERE tenant_id = @tenant AND seq = 2)
+            WHERE tenant_id = @tenant
+            """, new { tenant });
+
+        var verified = (await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value;
+        Assert.Equal((false, 3L, "beyond_head"), (verified.Valid, verified.FirstBrokenSeq, verified.Problem));
+    }
+
+    [Fact]
     public async Task Audit_list_filters_by_action_and_subject_and_pages()
     {
         var tenant = TestEnvironment.NewTenant();

@@ -30,13 +30,16 @@ public static class VerifyAuditChain
     internal sealed class Handler(TenantSession session, AuditKeys keys, AuditAnchorFile anchors) : IRequestHandler<Query, Result<Response>>
     {
         // The hash is recomputed by the function audit_append used; links, MACs and anchors are checked here, because
-        // the MAC keys never reach PostgreSQL.
+        // the MAC keys never reach PostgreSQL. The head comes with every row, so events and head are one snapshot even
+        // while writers commit (the head alone is read only for a chain without events).
         private const string EventsSql = """
-            SELECT seq, event_id, occurred_at, actor, action, subject_type, subject_id, correlation_id, details::text, key_id, mac,
-                   prev_hash, hash,
-                   hash = audit_event_hash(prev_hash, tenant_id, seq, occurred_at, actor, action, subject_type, subject_id,
-                                           correlation_id, details, event_id, key_id, mac) AS hash_ok
-            FROM audit_events WHERE tenant_id = $1 ORDER BY seq
+            SELECT e.seq, e.event_id, e.occurred_at, e.actor, e.action, e.subject_type, e.subject_id, e.correlation_id, e.details::text,
+                   e.key_id, e.mac, e.prev_hash, e.hash,
+                   e.hash = audit_event_hash(e.prev_hash, e.tenant_id, e.seq, e.occurred_at, e.actor, e.action, e.subject_type,
+                                             e.subject_id, e.correlation_id, e.details, e.event_id, e.key_id, e.mac) AS hash_ok,
+                   h.last_seq, h.last_hash
+            FROM audit_events e LEFT JOIN audit_chain_heads h ON h.tenant_id = e.tenant_id
+            WHERE e.tenant_id = $1 ORDER BY e.seq
             """;
 
         private const string HeadSql = "SELECT last_seq, last_hash FROM audit_chain_heads WHERE tenant_id = $1";
@@ -58,6 +61,7 @@ public static class VerifyAuditChain
             }
 
             var connection = await session.ConnectionAsync(ct);
+            (long Seq, byte[] Hash)? head = null;
             long count = 0, unkeyed = 0, lastSeq = 0;
             var lastHash = new byte[32];
             var keyed = false;
@@ -69,7 +73,7 @@ public static class VerifyAuditChain
                 while (await reader.ReadAsync(ct))
                 {
                     var e = new Row(reader);
-                    count++;
+                    if (count++ == 0 && !reader.IsDBNull(14)) head = (reader.GetInt64(14), reader.GetFieldValue<byte[]>(15));
                     var problem =
                         e.Seq != lastSeq + 1 ? "missing_event"
                         : !e.PrevHash.AsSpan().SequenceEqual(lastHash) ? "broken_link"
@@ -89,12 +93,11 @@ public static class VerifyAuditChain
             if (broken is { } early && early.Seq <= lastSeq) return Invalid(early, count, tenantAnchors.Count, unkeyed);
 
             // The chain read to its end: it must end where the head says and reach every anchor.
-            var head = await HeadAsync(connection, tenant, ct);
+            if (count == 0) head = await HeadAsync(connection, tenant, ct);
             if (anchored.Keys.Any(seq => seq > lastSeq)) Found(lastSeq + 1, "anchor_mismatch");
-            if ((head?.Seq ?? 0) != lastSeq || (head is { } h && lastSeq > 0 && !h.Hash.AsSpan().SequenceEqual(lastHash)))
-            {
-                Found(lastSeq + 1, "missing_tail");
-            }
+            var headSeq = head?.Seq ?? 0;
+            if (headSeq < lastSeq) Found(headSeq + 1, "beyond_head");
+            else if (headSeq > lastSeq || (lastSeq > 0 && !head!.Value.Hash.AsSpan().SequenceEqual(lastHash))) Found(lastSeq + 1, "missing_tail");
             if (broken is { } late) return Invalid(late, count, tenantAnchors.Count, unkeyed);
             return new Response(true, count, null, null, tenantAnchors.Count, unkeyed);
         }
