@@ -22,7 +22,7 @@ public static class VerifyAuditChain
 
     /// <summary>
     /// <c>FirstBrokenSeq</c> is the first event whose position, link, hash, MAC or anchor does not hold; <c>Problem</c>
-    /// says which. <c>UnkeyedEvents</c> counts events written before the chain was keyed (migration 0014): their content
+    /// says which. <c>UnkeyedEvents</c> counts events written before the chain was keyed (migration 0015): their content
     /// is protected by the hash chain and anchors only.
     /// </summary>
     public sealed record Response(bool Valid, long EventsChecked, long? FirstBrokenSeq, string? Problem, long AnchorsChecked, long UnkeyedEvents);
@@ -107,7 +107,7 @@ public static class VerifyAuditChain
 
         /// <summary>
         /// An event's MAC must hold under the key it names. An event without one is accepted only before the chain's
-        /// first keyed event: the events written before migration 0014.
+        /// first keyed event: the events written before migration 0015.
         /// </summary>
         private string? MacProblem(string tenant, Row e, ref bool keyed, ref long unkeyed)
         {

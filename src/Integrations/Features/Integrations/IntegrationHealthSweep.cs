@@ -38,7 +38,7 @@ internal sealed class IntegrationHealthSweep(
 
     private sealed record Enabled(string TenantId, Guid Id);
 
-    /// <summary>One pass over the enabled integrations (across tenants, through a function of migration 0014); answers how many were checked.</summary>
+    /// <summary>One pass over the enabled integrations (across tenants, through a function of migration 0015); answers how many were checked.</summary>
     public async Task<int> RunOnceAsync(CancellationToken ct)
     {
         var checkedCount = 0;

@@ -39,7 +39,7 @@ internal sealed class McpHealthSweep(
 
     private sealed record Due(string TenantId, Guid Id);
 
-    /// <summary>One pass (across tenants, through a function of migration 0014) over the servers due for a check; answers how many were checked.</summary>
+    /// <summary>One pass (across tenants, through a function of migration 0015) over the servers due for a check; answers how many were checked.</summary>
     public async Task<int> RunOnceAsync(CancellationToken ct)
     {
         List<Due> due;

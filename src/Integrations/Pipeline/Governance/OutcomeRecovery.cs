@@ -127,7 +127,7 @@ public sealed class OutcomeRecovery(
 
     private sealed record Unclosed(string TenantId, string CorrelationId, string Action, string SubjectType, string SubjectId, string Details);
 
-    /// <summary>Across tenants, so through a function of migration 0014 (the service's role sees one tenant at a time).</summary>
+    /// <summary>Across tenants, so through a function of migration 0015 (the service's role sees one tenant at a time).</summary>
     private const string UnclosedSql = """
         SELECT tenant_id, correlation_id, action, subject_type, subject_id, details FROM unclosed_governed_calls(@Age, @Window, 1000)
         """;

@@ -36,5 +36,5 @@ public sealed class RateLimiter
     /// <summary>Drops every tenant's windows that ended more than <paramref name="olderThan"/> ago (see <see cref="RateLimitCounterPruning"/>).</summary>
     public static Task<int> PruneAsync(NpgsqlConnection connection, TimeSpan olderThan, CancellationToken ct) =>
         connection.ExecuteScalarAsync<int>(new CommandDefinition(
-            "SELECT prune_rate_limit_counters(@OlderThan)", new { OlderThan = olderThan }, cancellationToken: ct)); // across tenants (migration 0014)
+            "SELECT prune_rate_limit_counters(@OlderThan)", new { OlderThan = olderThan }, cancellationToken: ct)); // across tenants (migration 0015)
 }
