@@ -55,6 +55,8 @@ public static class IntegrationsServiceCollection
         services.AddSingleton(sp => new MigrationRunner(sp.GetRequiredService<OwnerDatabase>().DataSource, sp.GetRequiredService<ILogger<MigrationRunner>>()));
         services.AddAuditTrail(configuration);
         services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<ExpiredRowsPruning>();
+        services.AddHostedService(sp => sp.GetRequiredService<ExpiredRowsPruning>());
         services.AddSingleton<ApiKeyUsage>();
         services.AddHostedService(sp => sp.GetRequiredService<ApiKeyUsage>());
         services.AddSingleton<ApiKeys>();

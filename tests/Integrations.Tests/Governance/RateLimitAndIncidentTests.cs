@@ -1,5 +1,6 @@
 using Integrations.Features.Incidents;
 using Integrations.Infrastructure.Governance;
+using Integrations.Infrastructure.Database;
 using Integrations.Pipeline.Governance;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
@@ -48,7 +49,7 @@ public sealed class RateLimitAndIncidentTests(ServiceFixture fixture) : IClassFi
                 (@b, 'tool:recent', date_trunc('minute', now()) - interval '30 minutes', 1)
             """, new { a, b });
 
-        var pruned = await Host.Services.GetRequiredService<RateLimitCounterPruning>().PruneOnceAsync(CancellationToken.None);
+        var (pruned, _) = await Host.Services.GetRequiredService<ExpiredRowsPruning>().PruneOnceAsync(CancellationToken.None);
 
         Assert.True(pruned >= 2);
         var left = await Db.QueryAsync<(string, string)>(Host.ConnectionString,

@@ -1,7 +1,9 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Integrations.Infrastructure.Database;
 using Integrations.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Integrations.Tests.Http;
 
@@ -76,5 +78,24 @@ public sealed class IdempotencyKeyTests(ApiFixture fixture) : IClassFixture<ApiF
         Assert.Equal((HttpStatusCode.OK, HttpStatusCode.OK), (first.StatusCode, retry.StatusCode));
         Assert.Equal((await JsonAsync(first)).GetProperty("invocation_id").GetString(), (await JsonAsync(retry)).GetProperty("invocation_id").GetString());
         Assert.Equal(1, mcp.ToolCalls);
+    }
+
+    [Fact]
+    public async Task Keys_older_than_a_day_are_pruned_and_a_key_past_its_day_runs_again()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var client = await Api.ClientForAsync(tenant);
+        var key = Guid.NewGuid().ToString();
+        var first = await JsonAsync(await client.SendAsync(Post("/integrations", new { name = "day-one", provider = "openai" }, key)));
+        await Db.ExecuteAsync(Api.ConnectionString, "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE tenant_id = @tenant", new { tenant });
+
+        // Past its day the key is free again: the same request runs anew (here: the name now exists).
+        Assert.Equal(HttpStatusCode.Conflict, (await client.SendAsync(Post("/integrations", new { name = "day-one", provider = "openai" }, key))).StatusCode);
+        Assert.NotNull(first.GetProperty("id").GetString());
+
+        await Db.ExecuteAsync(Api.ConnectionString, "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE tenant_id = @tenant", new { tenant });
+        var (_, pruned) = await Api.Services.GetRequiredService<ExpiredRowsPruning>().PruneOnceAsync(CancellationToken.None);
+        Assert.True(pruned >= 1);
+        Assert.Equal(0L, await Db.ScalarAsync<long>(Api.ConnectionString, "SELECT count(*) FROM idempotency_keys WHERE tenant_id = @tenant", new { tenant }));
     }
 }

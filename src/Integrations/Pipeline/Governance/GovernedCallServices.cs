@@ -15,8 +15,6 @@ public static class GovernedCallServices
         services.AddScoped<CallAdmission>();
         services.AddScoped<CallOutcomes>();
         services.AddScoped<GovernedCallStage>();
-        services.AddSingleton<RateLimitCounterPruning>();
-        services.AddHostedService(sp => sp.GetRequiredService<RateLimitCounterPruning>());
         services.AddSingleton<OutcomeJournal>();
         services.AddSingleton<OutcomeRecovery>();
         services.AddHostedService(sp => sp.GetRequiredService<OutcomeRecovery>());

@@ -33,7 +33,7 @@ public sealed class RateLimiter
         return new RateLimitDecision(count <= limitPerMinute, count, limitPerMinute, retryAfter);
     }
 
-    /// <summary>Drops every tenant's windows that ended more than <paramref name="olderThan"/> ago (see <see cref="RateLimitCounterPruning"/>).</summary>
+    /// <summary>Drops every tenant's windows that ended more than <paramref name="olderThan"/> ago (see <c>ExpiredRowsPruning</c>).</summary>
     public static Task<int> PruneAsync(NpgsqlConnection connection, TimeSpan olderThan, CancellationToken ct) =>
         connection.ExecuteScalarAsync<int>(new CommandDefinition(
             "SELECT prune_rate_limit_counters(@OlderThan)", new { OlderThan = olderThan }, cancellationToken: ct)); // across tenants (migration 0015)
