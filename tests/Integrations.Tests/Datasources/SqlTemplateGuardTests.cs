@@ -21,20 +21,9 @@ public sealed class SqlTemplateGuardTests
         { "/* nested /* comment */ still a comment */ UPDATE t SET note = 'x'", "starts with SELECT or WITH" },
         { "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", "'DELETE' is not allowed" },
         { "WITH i AS (INSERT INTO t VALUES (9, 'x') RETURNING *) SELECT * FROM i", "'INSERT' is not allowed" },
-        { "SELECT pg_read_file('/etc/passwd')", "pg_read_file" },
-        { "SELECT pg_catalog.pg_read_binary_file('/etc/passwd')", "pg_read_binary_file" },
-        { "SELECT \"pg_read_file\"('/etc/passwd')", "pg_read_file" },
-        { "SELECT * FROM pg_ls_dir('.')", "pg_ls_dir" },
-        { "SELECT lo_import('/etc/passwd')", "lo_import" },
         { "COPY t TO PROGRAM 'id'", "starts with SELECT or WITH" },
         { "SET TRANSACTION READ WRITE", "starts with SELECT or WITH" },
-        { "SELECT nextval('s')", "nextval" },
-        { "SELECT setval('s', 1)", "setval" },
-        { "SELECT * FROM dblink('host=evil', 'SELECT 1') AS x(a int)", "dblink" },
-        { "SELECT set_config('transaction_read_only', 'off', true)", "set_config" },
         { "SELECT pg_sleep(10)", "longer than the template's timeout" },
-        { "SELECT pg_sleep_for('10 minutes')", "pg_sleep_for" },
-        { "SELECT query_to_xml('DELETE FROM t', true, true, '')", "query_to_xml" },
         { "SELECT * INTO copy_of_t FROM t", "'INTO' is not allowed" },
         { "SELECT * FROM t FOR UPDATE", "'UPDATE' is not allowed" },
         { "SELECT * FROM t FOR SHARE", "Row locks" },
@@ -142,25 +131,5 @@ public sealed class SqlTemplateGuardTests
 
         Assert.True(template is not null, error);
         Assert.Empty(template.ParameterNames);
-    }
-
-    [Theory]
-    [InlineData("""[{"Plan": {"Output": ["pg_catalog.pg_read_file('/etc/passwd'::text)"]}}]""", "pg_read_file")]
-    [InlineData("""[{"Plan": {"Output": ["set_config ('a'::text, 'b'::text, false)"]}}]""", "set_config")]
-    [InlineData("""[{"Plan": {"Filter": "(t.id = 1nextval('s'::regclass))"}}]""", "nextval")]
-    public void The_plan_check_names_a_denied_function_wherever_the_plan_shows_it(string plan, string function)
-    {
-        Assert.Contains(function, SqlGateway.RefusalInPlan(plan));
-    }
-
-    [Fact]
-    public async Task A_plan_holding_a_constant_of_megabytes_is_scanned_without_backtracking_over_it()
-    {
-        // What the datasource plans for SELECT repeat('x', 5000000) || ' ' || nextval('s'): the constant folded in.
-        var plan = JsonSerializer.Serialize(new[] { new { Plan = new { Output = new[] { new string('x', 5_000_000) + " nextval('s')" } } } });
-
-        var refusal = await Task.Run(() => SqlGateway.RefusalInPlan(plan)).WaitAsync(TimeSpan.FromSeconds(30));
-
-        Assert.Contains("nextval", refusal);
     }
 }

@@ -76,7 +76,9 @@ public sealed class DatasourceConnections(SsrfGuard guard) : IAsyncDisposable
             MaxPoolSize = MaxPoolSize,
             ConnectionIdleLifetime = 60,
             Enlist = false,
-            IncludeErrorDetail = false,
+            // The definition check reads the statement's parse tree from a notice's detail (SqlGateway.DescribeAsync);
+            // errors are reported by their message alone (DatasourceErrors), so no detail reaches a caller.
+            IncludeErrorDetail = true,
             LogParameters = false,
             // Arrays with NULL elements read as int?[] and the like instead of failing.
             ArrayNullabilityMode = ArrayNullabilityMode.PerInstance,

@@ -3,7 +3,6 @@ using System.Data;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 using Integrations.Common;
 using Npgsql;
 using NpgsqlTypes;
@@ -33,7 +32,7 @@ public sealed record QueryRows(IReadOnlyList<ColumnInfo> Columns, IReadOnlyList<
 /// row-locking part and every function it calls), and a template's run with bound, typed parameters, a row cap and
 /// a byte cap.
 /// </summary>
-public sealed partial class SqlGateway(DatasourceConnections connections, DatasourceOptions options)
+public sealed class SqlGateway(DatasourceConnections connections, DatasourceOptions options)
 {
     public Task<Result<ProbeResult>> ProbeAsync(DatasourceTarget target, string password, int timeoutMs, CancellationToken ct) =>
         ReadOnlyAsync(target, password, timeoutMs, ct, async (connection, transaction) =>
@@ -47,13 +46,33 @@ public sealed partial class SqlGateway(DatasourceConnections connections, Dataso
     /// <summary>
     /// The datasource's verdict on a template: its result columns, or why it is refused (a validation error on
     /// <c>sql</c>). A connection problem is the datasource's failure (upstream_error/timeout), not the template's.
+    /// In order, nothing of the template executing before the tree is checked: the datasource's domains (their
+    /// CHECKs can run while literals are parsed), the statement's rewritten parse tree (<see cref="ParseTree"/>,
+    /// views and row-security policies expanded) against the allow-list by OID (<see cref="CatalogCheck"/>), then the
+    /// plan (constant folding runs allowed functions only by then) and the columns.
     /// </summary>
     public Task<Result<IReadOnlyList<ColumnInfo>>> DescribeAsync(
-        DatasourceTarget target, string password, CheckedTemplate template, IReadOnlyList<string> parameterTypes, int timeoutMs, CancellationToken ct) =>
-        ReadOnlyAsync(target, password, timeoutMs, ct, async (connection, transaction) =>
+        DatasourceTarget target, string password, CheckedTemplate template, IReadOnlyList<string> parameterTypes, int timeoutMs,
+        CancellationToken ct, IReadOnlyList<string>? extensionFunctions = null) =>
+        ReadOnlyAsync<IReadOnlyList<ColumnInfo>>(target, password, timeoutMs, ct, async (connection, transaction) =>
         {
+            extensionFunctions ??= [];
             try
             {
+                // The catalog queries below look expensive to the planner, which would compile them (hundreds of ms).
+                await using (var noJit = new NpgsqlCommand("SET LOCAL jit = off", connection, transaction))
+                {
+                    await noJit.ExecuteNonQueryAsync(ct);
+                }
+                if (await DomainRefusalAsync(connection, transaction, extensionFunctions, ct) is { } domain)
+                {
+                    return Result<IReadOnlyList<ColumnInfo>>.Fail(Error.Validation("sql", domain));
+                }
+                var tree = await ParseTreeAsync(connection, transaction, template, parameterTypes, timeoutMs, ct);
+                if (tree.ShapeRefusal() is { } shape) return Result<IReadOnlyList<ColumnInfo>>.Fail(Error.Validation("sql", shape));
+                var refusals = await CatalogCheck.RefusalsAsync(connection, transaction, tree, extensionFunctions, ct);
+                if (refusals.Count > 0) return Result<IReadOnlyList<ColumnInfo>>.Fail(Error.Validation("sql", CatalogCheck.Describe(refusals[0])));
+
                 string plan;
                 await using (var explain = Batch(connection, transaction, "EXPLAIN (VERBOSE, FORMAT JSON) " + template.PositionalSql,
                                  parameterTypes, parameterTypes.Select(_ => (object)DBNull.Value).ToList(), timeoutMs))
@@ -72,6 +91,76 @@ public sealed partial class SqlGateway(DatasourceConnections connections, Dataso
                 return Result<IReadOnlyList<ColumnInfo>>.Fail(Error.Validation("sql", $"The datasource refused the template ({e.SqlState}): {e.MessageText}"));
             }
         });
+
+    /// <summary>
+    /// The statement's rewritten parse tree as the datasource dumps it: only parsed (no plan, no execution), with
+    /// <c>debug_print_rewritten</c> sent to us as a LOG notice for this one statement. (The server's own log gets a
+    /// copy at LOG level: the price of reading the tree without creating anything on the datasource.)
+    /// </summary>
+    private static async Task<ParseTree> ParseTreeAsync(NpgsqlConnection connection, NpgsqlTransaction transaction,
+        CheckedTemplate template, IReadOnlyList<string> parameterTypes, int timeoutMs, CancellationToken ct)
+    {
+        var dumps = new List<string>();
+        NoticeEventHandler capture = (_, e) =>
+        {
+            if (e.Notice.Severity == "LOG" && e.Notice.MessageText.StartsWith("rewritten parse tree", StringComparison.Ordinal)) dumps.Add(e.Notice.Detail ?? string.Empty);
+        };
+        await using (var on = new NpgsqlCommand(
+            "SET LOCAL debug_pretty_print = off; SET LOCAL client_min_messages = log; SET LOCAL debug_print_rewritten = on", connection, transaction))
+        {
+            await on.ExecuteNonQueryAsync(ct);
+        }
+        connection.Notice += capture;
+        try
+        {
+            await using var parse = Batch(connection, transaction, template.PositionalSql, parameterTypes,
+                parameterTypes.Select(_ => (object)DBNull.Value).ToList(), timeoutMs);
+            await using (await parse.ExecuteReaderAsync(CommandBehavior.SchemaOnly, ct))
+            {
+            }
+        }
+        finally
+        {
+            connection.Notice -= capture;
+        }
+        await using (var off = new NpgsqlCommand(
+            "SET LOCAL debug_print_rewritten = off; SET LOCAL client_min_messages = notice", connection, transaction))
+        {
+            await off.ExecuteNonQueryAsync(ct);
+        }
+        // One statement, one tree; none (a server that would not send it) or a redacted one is never a pass.
+        if (dumps.Count != 1 || !dumps[0].Contains("{QUERY", StringComparison.Ordinal))
+        {
+            throw new PostgresException("The datasource did not show the statement's parse tree, so the gateway cannot check it.", "ERROR", "ERROR", "XX000");
+        }
+        return ParseTree.Read(dumps[0]);
+    }
+
+    /// <summary>
+    /// A domain's CHECK runs wherever a value becomes the domain, even while a literal is parsed (an array or row of
+    /// the domain): so every domain of the datasource must pass the allow-list before any template is parsed there.
+    /// </summary>
+    private static async Task<string?> DomainRefusalAsync(NpgsqlConnection connection, NpgsqlTransaction transaction,
+        IReadOnlyList<string> extensionFunctions, CancellationToken ct)
+    {
+        var domains = new List<(string Name, ParseTree Check)>();
+        await using (var command = new NpgsqlCommand("""
+            SELECT t.oid::regtype::text, c.conbin::text FROM pg_constraint c JOIN pg_type t ON t.oid = c.contypid
+            WHERE c.contype = 'c' AND c.conbin IS NOT NULL AND t.oid >= 16384
+            """, connection, transaction))
+        await using (var reader = await command.ExecuteReaderAsync(ct))
+        {
+            while (await reader.ReadAsync(ct)) domains.Add((reader.GetString(0), ParseTree.Read(reader.GetString(1))));
+        }
+        foreach (var (name, check) in domains)
+        {
+            var where = $"A CHECK of the domain {name} on the datasource (it can run while any template is parsed)";
+            if (check.ShapeRefusal() is { } shape) return $"{where}: {shape}";
+            var refusals = await CatalogCheck.RefusalsAsync(connection, transaction, check, extensionFunctions, ct);
+            if (refusals.Count > 0) return CatalogCheck.Describe(refusals[0], where);
+        }
+        return null;
+    }
 
     /// <summary>
     /// Runs a checked template with its values bound as typed parameters. Rows come back until the row cap
@@ -256,8 +345,8 @@ public sealed partial class SqlGateway(DatasourceConnections connections, Dataso
     }
 
     /// <summary>
-    /// Reads the datasource's plan: a ModifyTable node is a data-modifying part, LockRows a row lock, and a denied
-    /// function may appear in any expression even when a view or an inlined SQL function hid it from the text.
+    /// Reads the datasource's plan: a ModifyTable node is a data-modifying part, LockRows a row lock (the parse tree
+    /// refuses both first; the plan is the second look, after the planner's rewrites).
     /// </summary>
     internal static string? RefusalInPlan(string planJson)
     {
@@ -286,27 +375,11 @@ public sealed partial class SqlGateway(DatasourceConnections connections, Dataso
                         if (Walk(item) is { } found) return found;
                     }
                     return null;
-                case JsonValueKind.String:
-                    foreach (Match call in FunctionCall().Matches(element.GetString()!))
-                    {
-                        var name = call.Groups[1].Value.ToLowerInvariant();
-                        if (SqlTemplateGuard.IsDeniedFunction(name))
-                        {
-                            return $"The template calls '{name}' (seen in the datasource's plan), which is not allowed.";
-                        }
-                    }
-                    return null;
                 default:
                     return null;
             }
         }
     }
-
-    // A name is the word before '(' from its first letter on (as in "1abc(" → abc). Tried only where a word starts, and
-    // never giving back part of one: a plan can hold a folded constant of megabytes (repeat('x', 5000000)), which a
-    // pattern tried at every position takes quadratic time to scan.
-    [GeneratedRegex(@"(?<![A-Za-z0-9_$])(?>[0-9$]*)((?>[A-Za-z_][A-Za-z0-9_$]*))\s*\(")]
-    private static partial Regex FunctionCall();
 
     internal static JsonNode? ToJson(object value, string type) => value switch
     {

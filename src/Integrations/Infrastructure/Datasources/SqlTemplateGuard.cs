@@ -10,10 +10,10 @@ public sealed record CheckedTemplate(string PositionalSql, IReadOnlyList<string>
 /// The first wall of the SQL gateway, before anything reaches a datasource: a PostgreSQL-aware lexer (comments,
 /// nested block comments, strings, E-strings, dollar quotes, quoted identifiers) and deny-by-default rules on its
 /// tokens. A template must be exactly one statement that starts with SELECT or WITH, may not contain a word that
-/// begins or forms a writing or session-changing statement, may not call a function known to escape a read-only
-/// transaction (files, large objects, dblink, sequences, settings, signals, dynamic SQL), and names its
-/// parameters as <c>@name</c>, each declared. The second wall is <see cref="SqlGateway.DescribeAsync"/>: the
-/// datasource itself prepares and plans the statement in a READ ONLY transaction.
+/// begins or forms a writing or session-changing statement, and names its parameters as <c>@name</c>, each
+/// declared. What it may call is not decided here, on names a view, a cast or a string can hide: the second wall,
+/// <see cref="SqlGateway.DescribeAsync"/>, has the datasource parse the statement in a READ ONLY transaction and
+/// checks every function, operator and type of its parse tree by OID against <see cref="FunctionAllowList"/>.
 /// </summary>
 public static class SqlTemplateGuard
 {
@@ -24,28 +24,6 @@ public static class SqlTemplateGuard
         "copy", "set", "do", "call", "commit", "begin", "rollback", "savepoint", "prepare", "execute", "deallocate",
         "listen", "unlisten", "notify", "vacuum", "reindex", "refresh", "checkpoint", "discard",
     };
-
-    private static readonly HashSet<string> DeniedFunctions = new(StringComparer.Ordinal)
-    {
-        "set_config", "nextval", "setval", "currval", "lastval", "pg_stat_file", "pg_terminate_backend",
-        "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile", "pg_promote", "pg_switch_wal", "pg_notify",
-        "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema",
-        "loread", "lowrite", "pg_import_system_collations", "txid_current", "pg_current_xact_id",
-        "pg_log_backend_memory_contexts", "pg_sleep_for", "pg_sleep_until", "pg_backup_start", "pg_backup_stop",
-        "pg_start_backup", "pg_stop_backup", "pg_create_restore_point", "pg_export_snapshot",
-    };
-
-    private static readonly string[] DeniedFunctionPrefixes =
-    [
-        "pg_read_", "pg_ls_", "pg_file_", "lo_", "dblink", "pg_logical_", "pg_replication_", "pg_create_", "pg_drop_",
-        "pg_advisory_", "pg_try_advisory_", "pg_stat_reset", "pg_wal_replay_", "binary_upgrade_",
-    ];
-
-    /// <summary>True for a function the gateway never lets a template call (checked on names, so schema qualification does not help).</summary>
-    public static bool IsDeniedFunction(string name) =>
-        DeniedFunctions.Contains(name) || DeniedFunctionPrefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal));
-
-    public static IEnumerable<string> DeniedFunctionNames => DeniedFunctions.Concat(DeniedFunctionPrefixes.Select(p => p + "*"));
 
     /// <summary>
     /// Checks <paramref name="sql"/> against the rules and rewrites its parameters. The error names the rule broken;
@@ -99,11 +77,6 @@ public static class SqlTemplateGuard
                 && i + 1 < tokens.Count && tokens[i + 1] is { Kind: TokenKind.Punctuation, Text: "(" };
             if (!isCall) continue;
             var name = token.Kind == TokenKind.Word ? token.Text : token.Text.ToLowerInvariant();
-            if (IsDeniedFunction(name))
-            {
-                error = $"The function '{name}' is not allowed in a template: it can read files, reach other servers, change state or run other SQL.";
-                return false;
-            }
             if (name == "pg_sleep" && !SleepFitsTimeout(tokens, i + 2, timeoutMs, out error)) return false;
         }
 
