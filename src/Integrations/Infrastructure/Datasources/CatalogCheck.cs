@@ -104,8 +104,14 @@ public static class CatalogCheck
         return refusals;
     }
 
-    /// <summary>The sentence a caller reads for the first refusal.</summary>
-    public static string Describe(Refusal refusal, string where = "The template") => refusal.Kind switch
+    /// <summary>What a caller reads: the first refusal in a sentence, the others named after it.</summary>
+    public static string Describe(IReadOnlyList<Refusal> refusals, string where = "The template")
+    {
+        var others = refusals.Skip(1).Select(r => r.Name).Distinct().Take(10).ToList();
+        return Describe(refusals[0], where) + (others.Count > 0 ? $" Also refused: {string.Join(", ", others)}." : string.Empty);
+    }
+
+    private static string Describe(Refusal refusal, string where) => refusal.Kind switch
     {
         "function" => $"{where} calls {refusal.Name}, which is not on the gateway's allow-list: only listed built-in functions " +
                       "(and extension functions the datasource allows) run; nothing that executes SQL text, opens connections, " +

@@ -71,7 +71,7 @@ public sealed class SqlGateway(DatasourceConnections connections, DatasourceOpti
                 var tree = await ParseTreeAsync(connection, transaction, template, parameterTypes, timeoutMs, ct);
                 if (tree.ShapeRefusal() is { } shape) return Result<IReadOnlyList<ColumnInfo>>.Fail(Error.Validation("sql", shape));
                 var refusals = await CatalogCheck.RefusalsAsync(connection, transaction, tree, extensionFunctions, ct);
-                if (refusals.Count > 0) return Result<IReadOnlyList<ColumnInfo>>.Fail(Error.Validation("sql", CatalogCheck.Describe(refusals[0])));
+                if (refusals.Count > 0) return Result<IReadOnlyList<ColumnInfo>>.Fail(Error.Validation("sql", CatalogCheck.Describe(refusals)));
 
                 string plan;
                 await using (var explain = Batch(connection, transaction, "EXPLAIN (VERBOSE, FORMAT JSON) " + template.PositionalSql,
@@ -157,7 +157,7 @@ public sealed class SqlGateway(DatasourceConnections connections, DatasourceOpti
             var where = $"A CHECK of the domain {name} on the datasource (it can run while any template is parsed)";
             if (check.ShapeRefusal() is { } shape) return $"{where}: {shape}";
             var refusals = await CatalogCheck.RefusalsAsync(connection, transaction, check, extensionFunctions, ct);
-            if (refusals.Count > 0) return CatalogCheck.Describe(refusals[0], where);
+            if (refusals.Count > 0) return CatalogCheck.Describe(refusals, where);
         }
         return null;
     }
