@@ -61,8 +61,8 @@ public sealed class DatasourcePasswordTests(DatasourceFixture fixture, PasswordA
 
         // The same template as if it had been defined while the password was right.
         await Db.ExecuteAsync(fixture.Host.ConnectionString, """
-            INSERT INTO datasource_queries (id, tenant_id, datasource_id, name, sql, parameters, columns, row_limit, timeout_ms, rate_limit_per_minute)
-            SELECT gen_random_uuid(), tenant_id, @Bad, name, sql, parameters, columns, row_limit, timeout_ms, rate_limit_per_minute
+            INSERT INTO datasource_queries (id, tenant_id, datasource_id, name, sql, parameters, columns, row_limit, timeout_ms, rate_limit_per_minute, guard_version)
+            SELECT gen_random_uuid(), tenant_id, @Bad, name, sql, parameters, columns, row_limit, timeout_ms, rate_limit_per_minute, guard_version
             FROM datasource_queries WHERE id = @Template
             """, new { Bad = bad.Id, Template = template.Id });
         var run = await fixture.Host.SendAsync(new RunQuery.Command(bad.Id, "q"), tenant);

@@ -1,6 +1,8 @@
 using Integrations.Common;
+using Integrations.Features.Audit;
 using Integrations.Features.Datasources;
 using Integrations.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Integrations.Tests.Datasources;
 
@@ -181,5 +183,106 @@ public sealed class SqlGatewayAttackTests(AttackFixture fixture) : IClassFixture
 
         Assert.True(result.IsSuccess, result.Error?.Detail);
         Assert.Equal(40, (long)result.Value.Rows[0][1]!);
+    }
+}
+
+/// <summary>
+/// Templates stored before the allow-list (guard_version 0) are checked again on start-up: the one that would run
+/// SQL given as text is disabled with an audit event and the reason, for good; the ordinary one runs again; none
+/// runs while unchecked. And extension functions run only where a datasource lists them.
+/// </summary>
+public sealed class StoredTemplateCheckTests(AttackFixture fixture) : IClassFixture<AttackFixture>
+{
+    private ServiceHost Host => fixture.Datasources.Host;
+    private TargetDatabase Target => fixture.Datasources.Target;
+
+    private Task<string> TableAsync() =>
+        Db.ScalarAsync<string>(Target.AdminConnectionString, "SELECT coalesce(string_agg(id || ':' || note, ',' ORDER BY id), '') FROM t");
+
+    private async Task<Guid> StoreLegacyAsync(string tenant, Guid datasourceId, string name, string sql, string parameters = "[]")
+    {
+        var id = Guid.NewGuid();
+        await Db.ExecuteAsync(Host.ConnectionString, """
+            INSERT INTO datasource_queries (id, tenant_id, datasource_id, name, sql, parameters, columns, row_limit, timeout_ms, enabled)
+            VALUES (@id, @tenant, @datasourceId, @name, @sql, @parameters::jsonb, '[]', 100, 5000, true)
+            """, new { id, tenant, datasourceId, name, sql, parameters });
+        return id;
+    }
+
+    private Task<Result<RunQuery.Response>> RunAsync(string tenant, Guid datasourceId, string name, object? args = null) =>
+        Host.SendAsync(new RunQuery.Command(datasourceId, name, args is null ? null : DatasourceSliceTests.Args(args)), tenant);
+
+    [Fact]
+    public async Task A_stored_template_that_no_longer_passes_is_disabled_on_start_up_with_an_audit_event()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var datasource = await fixture.Datasources.RegisterAsync(tenant);
+        await fixture.Datasources.DefineAsync(tenant, datasource.Id, "current", "SELECT count(*) AS n FROM t");
+        var evil = await StoreLegacyAsync(tenant, datasource.Id, "legacy-evil", "SELECT * FROM ts_stat(@q)", """[{"name": "q", "type": "text"}]""");
+        var fine = await StoreLegacyAsync(tenant, datasource.Id, "legacy-fine", "SELECT id FROM t ORDER BY id");
+        var attack = new { q = $"SELECT to_tsvector(dblink_exec('{fixture.Loopback}', 'DELETE FROM t'))" };
+        var before = await TableAsync();
+
+        var notYet = await RunAsync(tenant, datasource.Id, "legacy-evil", attack);
+        Assert.Equal(("policy_denied", "template_unchecked"), (notYet.Error?.Code, notYet.Error?.Extensions?["rule"]));
+        Assert.Equal("template_unchecked", (await RunAsync(tenant, datasource.Id, "legacy-fine")).Error?.Extensions?["rule"]);
+
+        await Host.Services.GetRequiredService<StoredTemplateCheck>().RunOnceAsync(CancellationToken.None);
+
+        var disabled = Assert.Single((await Host.SendAsync(new ListAuditEvents.Query(Action: RecheckQuery.Disabled), tenant)).Value.Items);
+        Assert.Equal((Datasource.QuerySubjectType, evil.ToString()), (disabled.SubjectType, disabled.SubjectId));
+        Assert.Contains("ts_stat", disabled.Details.GetProperty("reason").GetString());
+        Assert.Equal(StoredTemplateCheck.Actor, disabled.Actor);
+        var rechecked = Assert.Single((await Host.SendAsync(new ListAuditEvents.Query(Action: RecheckQuery.Rechecked), tenant)).Value.Items);
+        Assert.Equal(fine.ToString(), rechecked.SubjectId);
+
+        var denied = await RunAsync(tenant, datasource.Id, "legacy-evil", attack);
+        Assert.Equal("template_disabled", denied.Error?.Extensions?["rule"]);
+        Assert.Equal([1, 2, 3], (await RunAsync(tenant, datasource.Id, "legacy-fine")).Value.Rows.Select(r => (int)r[0]!));
+        Assert.Equal(before, await TableAsync());
+
+        var listed = (await Host.SendAsync(new ListQueries.Query(datasource.Id), tenant)).Value.Items.Single(q => q.Name == "legacy-evil");
+        Assert.False(listed.Enabled);
+        Assert.Contains("ts_stat", listed.DisabledReason);
+        var enable = await Host.SendAsync(new UpdateQuery.Command(datasource.Id, "legacy-evil", Enabled: true), tenant);
+        Assert.Contains("enabled", enable.Error!.FieldErrors!.Keys);
+
+        // A second pass finds nothing left to do.
+        await Host.Services.GetRequiredService<StoredTemplateCheck>().RunOnceAsync(CancellationToken.None);
+        Assert.Single((await Host.SendAsync(new ListAuditEvents.Query(Action: RecheckQuery.Disabled), tenant)).Value.Items);
+        Assert.Single((await Host.SendAsync(new ListAuditEvents.Query(Action: RecheckQuery.Rechecked), tenant)).Value.Items);
+    }
+
+    [Fact]
+    public async Task Extension_functions_run_only_where_the_datasource_lists_them_and_never_those_that_connect()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var credential = await fixture.Datasources.StoreAsync(tenant, Target.Password, Target.Role);
+        RegisterDatasource.Command Register(string name, params string[] functions) => new(name, Target.Host, Target.Database, Target.Role,
+            credential.Reference, Port: Target.Port, TlsMode: "disable", AllowedFunctions: functions);
+
+        foreach (var never in new[] { "public.dblink_exec", "public.dblink", "public.postgres_fdw_handler", "pg_catalog.pg_read_file", "similarity", "Public.X" })
+        {
+            var refused = await Host.SendAsync(Register("bad", never), tenant);
+            Assert.Equal("validation_failed", refused.Error?.Code);
+            Assert.Contains("allowed_functions[0]", refused.Error!.FieldErrors!.Keys);
+        }
+
+        var listing = (await Host.SendAsync(Register("trigram", "public.similarity", "public.evil"), tenant)).Value;
+        Assert.Equal(["public.evil", "public.similarity"], listing.AllowedFunctions);
+        var registered = Assert.Single((await Host.SendAsync(new ListAuditEvents.Query(Action: RegisterDatasource.Command.Operation), tenant)).Value.Items);
+        Assert.Equal(2, registered.Details.GetProperty("allowed_functions").GetArrayLength());
+
+        await fixture.Datasources.DefineAsync(tenant, listing.Id, "similar", "SELECT similarity(@a, 'customer') AS score", [new("a", "text")]);
+        var score = await RunAsync(tenant, listing.Id, "similar", new { a = "customer" });
+        Assert.Equal(1.0f, (float)score.Value.Rows[0][0]!);
+
+        // Listed by name, but a function someone created is no extension's member: still refused.
+        var userFunction = await Host.SendAsync(new DefineQuery.Command(listing.Id, "evil", "SELECT evil()"), tenant);
+        Assert.Contains("evil()", userFunction.Error!.FieldErrors!["sql"][0]);
+
+        var unlisted = await fixture.Datasources.RegisterAsync(tenant, "plain");
+        var refusedThere = await Host.SendAsync(new DefineQuery.Command(unlisted.Id, "similar", "SELECT similarity('a', 'b')"), tenant);
+        Assert.Contains("similarity(text,text)", refusedThere.Error!.FieldErrors!["sql"][0]);
     }
 }

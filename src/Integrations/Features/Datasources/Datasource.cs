@@ -39,11 +39,12 @@ public static partial class Datasource
         string? ServerVersion,
         DateTimeOffset? TestedAt,
         DateTimeOffset CreatedAt,
-        DateTimeOffset UpdatedAt);
+        DateTimeOffset UpdatedAt,
+        IReadOnlyList<string> AllowedFunctions);
 
     internal const string Columns = """
         id, name, kind, host, port, database, username, credential_ref, tls_mode, row_limit, statement_timeout_ms,
-        status, status_message, server_version, tested_at, created_at, updated_at
+        status, status_message, server_version, tested_at, created_at, updated_at, allowed_functions
         """;
 
     internal sealed class Row
@@ -65,12 +66,13 @@ public static partial class Datasource
         public DateTime? TestedAt { get; init; }
         public DateTime CreatedAt { get; init; }
         public DateTime UpdatedAt { get; init; }
+        public string[] AllowedFunctions { get; init; } = [];
 
         public DatasourceTarget Target => new(Id, Host, Port, Database, Username, TlsMode);
 
         public Response ToResponse() => new(
             Id, Name, Kind, Host, Port, Database, Username, CredentialRef, TlsMode, RowLimit, StatementTimeoutMs,
-            Status, StatusMessage, ServerVersion, Utc(TestedAt), Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value);
+            Status, StatusMessage, ServerVersion, Utc(TestedAt), Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value, AllowedFunctions);
     }
 
     /// <summary>A declared template parameter: bound as this PostgreSQL type, in this order.</summary>
@@ -89,11 +91,12 @@ public static partial class Datasource
         int? RateLimitPerMinute,
         bool Enabled,
         DateTimeOffset CreatedAt,
-        DateTimeOffset UpdatedAt);
+        DateTimeOffset UpdatedAt,
+        string? DisabledReason);
 
     internal const string QueryColumns = """
         id, datasource_id, name, description, sql, parameters::text AS parameters, columns::text AS columns,
-        row_limit, timeout_ms, rate_limit_per_minute, enabled, created_at, updated_at
+        row_limit, timeout_ms, rate_limit_per_minute, enabled, created_at, updated_at, disabled_reason
         """;
 
     internal sealed class QueryRow
@@ -111,13 +114,14 @@ public static partial class Datasource
         public bool Enabled { get; init; }
         public DateTime CreatedAt { get; init; }
         public DateTime UpdatedAt { get; init; }
+        public string? DisabledReason { get; init; }
 
         public IReadOnlyList<Parameter> ParameterList => ParseParameters(Parameters);
 
         public QueryResponse ToResponse() => new(
             Id, DatasourceId, Name, Description, Sql, ParameterList,
             JsonSerializer.Deserialize<List<ColumnInfo>>(Columns, Json) ?? [],
-            RowLimit, TimeoutMs, RateLimitPerMinute, Enabled, Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value);
+            RowLimit, TimeoutMs, RateLimitPerMinute, Enabled, Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value, DisabledReason);
     }
 
     internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };

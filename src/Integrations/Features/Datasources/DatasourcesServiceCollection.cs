@@ -18,6 +18,8 @@ public static class DatasourcesServiceCollection
         services.AddSingleton<SqlGateway>();
         services.AddScoped<DatasourcePasswords>();
         services.AddGovernedCallKind<RunQuery.Command, QueryCall>();
+        services.AddSingleton<StoredTemplateCheck>();
+        services.AddHostedService(sp => sp.GetRequiredService<StoredTemplateCheck>());
         return services;
     }
 }

@@ -15,8 +15,10 @@ namespace Integrations.Features.Datasources;
 
 /// <summary>
 /// datasources.define_query: the only way SQL gets into the gateway. The text passes the lexical rules
-/// (<see cref="SqlTemplateGuard"/>), then the datasource prepares and plans it in a READ ONLY transaction
-/// (<see cref="SqlGateway.DescribeAsync"/>); only then is it stored, with the columns the datasource described.
+/// (<see cref="SqlTemplateGuard"/>), then the datasource parses it in a READ ONLY transaction and everything its parse
+/// tree calls must be on the allow-list (<see cref="SqlGateway.DescribeAsync"/>, <see cref="FunctionAllowList"/>, with
+/// the datasource's own extension functions); only then is it stored, with the columns the datasource described and
+/// the version of the rules it passed.
 /// </summary>
 public static class DefineQuery
 {
@@ -84,9 +86,9 @@ public static class DefineQuery
 
         private const string InsertSql = $"""
             INSERT INTO datasource_queries (id, tenant_id, datasource_id, name, description, sql, parameters, columns,
-                row_limit, timeout_ms, rate_limit_per_minute, enabled)
+                row_limit, timeout_ms, rate_limit_per_minute, enabled, guard_version)
             SELECT @Id, @TenantId, @DatasourceId, @Name, @Description, @Sql, @Parameters::jsonb, @Columns::jsonb,
-                @RowLimit, @TimeoutMs, @RateLimitPerMinute, @Enabled
+                @RowLimit, @TimeoutMs, @RateLimitPerMinute, @Enabled, @GuardVersion
             WHERE EXISTS (SELECT 1 FROM datasources WHERE tenant_id = @TenantId AND id = @DatasourceId AND deleted_at IS NULL)
             ON CONFLICT DO NOTHING
             RETURNING {Datasource.QueryColumns}
@@ -119,7 +121,8 @@ public static class DefineQuery
             }
             var password = await passwords.ResolveAsync(datasource.Id, datasource.CredentialRef, Command.Operation, ct);
             if (!password.IsSuccess) return password.Error!;
-            var columns = await gateway.DescribeAsync(datasource.Target, password.Value, template!, parameters.Select(p => p.Type).ToList(), timeoutMs, ct);
+            var columns = await gateway.DescribeAsync(datasource.Target, password.Value, template!, parameters.Select(p => p.Type).ToList(), timeoutMs, ct,
+                datasource.AllowedFunctions);
             if (!columns.IsSuccess) return columns.Error!;
 
             connection = await session.ConnectionAsync(ct);
@@ -137,6 +140,7 @@ public static class DefineQuery
                 TimeoutMs = timeoutMs,
                 request.RateLimitPerMinute,
                 request.Enabled,
+                GuardVersion = FunctionAllowList.RulesVersion,
             }, cancellationToken: ct));
             if (row is null)
             {
@@ -169,7 +173,7 @@ public static class DefineQuery
                     body.TimeoutMs, body.RateLimitPerMinute, body.Enabled), http.RequestAborted)).ToHttp(http,
                     created => TypedResults.Created($"/integrations/datasources/{id}/queries/{created.Name}", created)))
             .WithName(Command.Operation)
-            .WithSummary("Define a named, parameterised, read-only query template: checked lexically, then prepared and planned by the datasource in a READ ONLY transaction.")
+            .WithSummary("Define a named, parameterised, read-only query template: checked lexically, then parsed by the datasource in a READ ONLY transaction, every function, operator and type of its parse tree checked by OID against the allow-list, then planned.")
             .Produces<Datasource.QueryResponse>(StatusCodes.Status201Created)
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)

@@ -33,6 +33,7 @@ public sealed class QueryCall : GovernedCallKind<RunQuery.Command, QueryCall.Tar
         public int TimeoutMs { get; init; }
         public int? RateLimitPerMinute { get; init; }
         public bool Enabled { get; init; }
+        public int GuardVersion { get; init; }
         public Guid DatasourceId { get; init; }
         public required string DatasourceName { get; init; }
         public required string Host { get; init; }
@@ -50,7 +51,7 @@ public sealed class QueryCall : GovernedCallKind<RunQuery.Command, QueryCall.Tar
     }
 
     private const string TargetSql = """
-        SELECT q.id, q.name, q.sql, q.parameters::text AS parameters, q.row_limit, q.timeout_ms, q.rate_limit_per_minute, q.enabled,
+        SELECT q.id, q.name, q.sql, q.parameters::text AS parameters, q.row_limit, q.timeout_ms, q.rate_limit_per_minute, q.enabled, q.guard_version,
                d.id AS datasource_id, d.name AS datasource_name, d.host, d.port, d.database, d.username, d.credential_ref, d.tls_mode
         FROM datasource_queries q
         JOIN datasources d ON d.tenant_id = q.tenant_id AND d.id = q.datasource_id AND d.deleted_at IS NULL
@@ -68,7 +69,11 @@ public sealed class QueryCall : GovernedCallKind<RunQuery.Command, QueryCall.Tar
             new { TenantId = tenantId, request.DatasourceId, request.Name }, cancellationToken: ct));
 
     public override CallDenial? CheckState(Target target) =>
-        target.Enabled ? null : CallDenial.Policy("template_disabled", $"The query template '{target.Name}' is disabled.");
+        !target.Enabled ? CallDenial.Policy("template_disabled", $"The query template '{target.Name}' is disabled.")
+        : target.GuardVersion < FunctionAllowList.RulesVersion ? CallDenial.Policy("template_unchecked",
+            $"The query template '{target.Name}' was defined under older rules of the gateway and has not been checked against " +
+            "the current ones yet (the datasource could not be reached): it runs once the check passes.")
+        : null;
 
     public override PolicySubject PolicySubjectOf(Target target) => new(target.DatasourceName, target.DatasourceId, target.Name, "low");
 

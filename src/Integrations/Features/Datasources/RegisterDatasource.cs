@@ -2,6 +2,7 @@ using Dapper;
 using FluentValidation;
 using Integrations.Common;
 using Integrations.Infrastructure.Audit;
+using Integrations.Infrastructure.Datasources;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Network;
@@ -28,7 +29,8 @@ public static class RegisterDatasource
         string Kind = "postgres",
         string TlsMode = "verify-full",
         int? RowLimit = null,
-        int? StatementTimeoutMs = null) : IOperation<Datasource.Response>, IAudited
+        int? StatementTimeoutMs = null,
+        IReadOnlyList<string>? AllowedFunctions = null) : IOperation<Datasource.Response>, IAudited
     {
         public static string Operation => "datasources.register";
         public static string Scope => Scopes.Write;
@@ -53,6 +55,14 @@ public static class RegisterDatasource
                 .WithMessage("TLS modes 'disable' and 'prefer' are allowed only for hosts the configuration trusts; use 'require' or 'verify-full'.");
             RuleFor(x => x.RowLimit).ValidRowLimit();
             RuleFor(x => x.StatementTimeoutMs).ValidTimeout();
+            RuleFor(x => x.AllowedFunctions).Must(f => f is null || f.Count <= FunctionAllowList.MaxExtensionFunctions)
+                .WithMessage($"At most {FunctionAllowList.MaxExtensionFunctions} extension functions.");
+            RuleForEach(x => x.AllowedFunctions).Must((_, f, context) =>
+            {
+                if (FunctionAllowList.ExtensionFunctionRefusal(f) is not { } refusal) return true;
+                context.MessageFormatter.AppendArgument("Reason", refusal);
+                return false;
+            }).WithMessage("{Reason}");
         }
     }
 
@@ -61,9 +71,9 @@ public static class RegisterDatasource
     {
         private const string Sql = $"""
             INSERT INTO datasources (id, tenant_id, name, kind, host, port, database, username, credential_ref, tls_mode,
-                row_limit, statement_timeout_ms)
+                row_limit, statement_timeout_ms, allowed_functions)
             VALUES (@Id, @TenantId, @Name, @Kind, @Host, @Port, @Database, @Username, @CredentialRef, @TlsMode,
-                @RowLimit, @StatementTimeoutMs)
+                @RowLimit, @StatementTimeoutMs, @AllowedFunctions)
             ON CONFLICT DO NOTHING
             RETURNING {Datasource.Columns}
             """;
@@ -88,6 +98,7 @@ public static class RegisterDatasource
                 request.TlsMode,
                 RowLimit = request.RowLimit ?? DefaultRowLimit,
                 StatementTimeoutMs = request.StatementTimeoutMs ?? DefaultStatementTimeoutMs,
+                AllowedFunctions = (request.AllowedFunctions ?? []).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray(),
             }, cancellationToken: ct));
             if (row is null) return Error.Conflict($"A datasource named '{request.Name}' already exists.");
             // Attaching the reference grants the datasource (and only it) the credential.
@@ -106,6 +117,7 @@ public static class RegisterDatasource
                 row.TlsMode,
                 row.RowLimit,
                 row.StatementTimeoutMs,
+                row.AllowedFunctions,
             });
             return row.ToResponse();
         }

@@ -70,6 +70,11 @@ public static class UpdateQuery
             var current = await connection.QuerySingleOrDefaultAsync<Datasource.QueryRow>(
                 new CommandDefinition(ReadSql, new { session.TenantId, request.DatasourceId, request.Name }, cancellationToken: ct));
             if (current is null) return Error.NotFound("query template");
+            if (request.Enabled == true && current.DisabledReason is { } reason)
+            {
+                return Error.Validation("enabled", $"The gateway disabled this template because it no longer passes its rules ({reason}) " +
+                                                   "It cannot be enabled again: delete it and define it anew.");
+            }
 
             // A shorter timeout must still cover any pg_sleep literal in the statement.
             if (request.TimeoutMs is { } timeoutMs

@@ -19,6 +19,13 @@ namespace Integrations.Infrastructure.Datasources;
 /// </summary>
 public static class FunctionAllowList
 {
+    /// <summary>
+    /// The version of these rules a stored template last passed (<c>datasource_queries.guard_version</c>). Raise it
+    /// whenever the list or the checks change: templates below it are checked again on start-up
+    /// (<c>StoredTemplateCheck</c>) and do not run until they pass.
+    /// </summary>
+    public const int RulesVersion = 1;
+
     public static readonly IReadOnlyList<string> Builtins =
     [
         // Numbers.

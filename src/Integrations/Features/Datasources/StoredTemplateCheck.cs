@@ -1,0 +1,74 @@
+using Dapper;
+using Integrations.Common;
+using Integrations.Infrastructure.Datasources;
+using MediatR;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace Integrations.Features.Datasources;
+
+/// <summary>
+/// On start-up, and every <see cref="RetryInterval"/> while some are left, sends datasources.recheck_query for every
+/// stored template that has not passed the gateway's current rules (<see cref="FunctionAllowList.RulesVersion"/>),
+/// as a system caller of its tenant: those that fail are disabled with <c>datasource.query.disabled</c>; until a
+/// template passes, it cannot run (<see cref="QueryCall"/>: <c>template_unchecked</c>).
+/// </summary>
+internal sealed class StoredTemplateCheck(IServiceScopeFactory scopes, NpgsqlDataSource dataSource, ILogger<StoredTemplateCheck> logger)
+    : BackgroundService
+{
+    public const string Actor = "system:stored-template-check";
+    public static readonly TimeSpan RetryInterval = TimeSpan.FromMinutes(5);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                if (await RunOnceAsync(stoppingToken) == 0) return;
+            }
+            catch (Exception e) when (e is NpgsqlException or TimeoutException)
+            {
+                logger.LogWarning("The check of stored templates stopped early: the database is unavailable ({Error}).", e.GetType().Name);
+            }
+            await Task.Delay(RetryInterval, stoppingToken);
+        }
+    }
+
+    private sealed record Unchecked(string TenantId, Guid Id);
+
+    /// <summary>One pass (as the owner: across tenants); answers how many templates are still unchecked after it.</summary>
+    public async Task<int> RunOnceAsync(CancellationToken ct)
+    {
+        List<Unchecked> due;
+        await using (var connection = await dataSource.OpenConnectionAsync(ct))
+        {
+            due = (await connection.QueryAsync<Unchecked>(new CommandDefinition("""
+                SELECT q.tenant_id, q.id FROM datasource_queries q
+                JOIN datasources d ON d.tenant_id = q.tenant_id AND d.id = q.datasource_id AND d.deleted_at IS NULL
+                WHERE q.deleted_at IS NULL AND q.guard_version < @Version
+                ORDER BY q.created_at, q.id
+                """, new { Version = FunctionAllowList.RulesVersion }, cancellationToken: ct))).AsList();
+        }
+        var left = 0;
+        foreach (var template in due)
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            scope.ServiceProvider.GetRequiredService<CallerContext>()
+                .Set(new Caller(template.TenantId, Actor, new HashSet<string> { Scopes.Write }, IsSystem: true));
+            var result = await scope.ServiceProvider.GetRequiredService<IMediator>().Send(new RecheckQuery.Command(template.Id), ct);
+            if (!result.IsSuccess)
+            {
+                left++;
+                logger.LogWarning("Stored template {QueryId} (tenant {TenantId}) could not be checked: {Code}", template.Id, template.TenantId, result.Error!.Code);
+            }
+            else if (!result.Value.Passed)
+            {
+                logger.LogWarning("Stored template {QueryId} (tenant {TenantId}) was disabled: {Reason}", template.Id, template.TenantId, result.Value.DisabledReason);
+            }
+        }
+        return left;
+    }
+}
