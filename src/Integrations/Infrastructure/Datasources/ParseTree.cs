@@ -33,6 +33,8 @@ public sealed partial record ParseTree(
         "SQLVALUEFUNCTION", "NULLTEST", "BOOLEANTEST", "COERCETODOMAIN", "COERCETODOMAINVALUE", "AGGREF", "GROUPINGFUNC",
         "WINDOWFUNC", "SUBSCRIPTINGREF", "FIELDSELECT", "SORTGROUPCLAUSE", "GROUPINGSET", "WINDOWCLAUSE",
         "COMMONTABLEEXPR", "SETOPERATIONSTMT",
+        // PostgreSQL 16 and later: the permissions a query checks, split out of the range table entries.
+        "RTEPERMISSIONINFO",
     };
 
     // Fields that name something the executor calls. Operators run their function (oprcode); opfuncid is read as well.
@@ -102,8 +104,9 @@ public sealed partial record ParseTree(
     [GeneratedRegex(@"\{([A-Z_]+)")]
     private static partial Regex Node();
 
-    // ":name value" where value is one token or an OID list "(o 1 2 3)"; line breaks the server adds are whitespace.
-    [GeneratedRegex(@":([A-Za-z_]+)\s+(\(o[\s0-9]*\)|[^\s(){}]+)")]
+    // ":name value" where value is one token, an OID list "(o 1 2 3)", or the "{" / "(" that opens a node or a list;
+    // line breaks the server adds are whitespace.
+    [GeneratedRegex(@":([A-Za-z_]+)\s+(\(o[\s0-9]*\)|[{(]|[^\s(){}]+)")]
     private static partial Regex Field();
 
     [GeneratedRegex("[0-9]+")]
