@@ -247,6 +247,9 @@ public sealed class StoredTemplateCheckTests(AttackFixture fixture) : IClassFixt
         var enable = await Host.SendAsync(new UpdateQuery.Command(datasource.Id, "legacy-evil", Enabled: true), tenant);
         Assert.Contains("enabled", enable.Error!.FieldErrors!.Keys);
 
+        var again = await Host.SendAsync(new RecheckQuery.Command(datasource.Id, "legacy-fine"), tenant);
+        Assert.Equal(("conflict", 409), (again.Error?.Code, again.Error?.Status));
+
         // A second pass finds nothing left to do.
         await Host.Services.GetRequiredService<StoredTemplateCheck>().RunOnceAsync(CancellationToken.None);
         Assert.Single((await Host.SendAsync(new ListAuditEvents.Query(Action: RecheckQuery.Disabled), tenant)).Value.Items);

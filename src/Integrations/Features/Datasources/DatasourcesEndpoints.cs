@@ -20,6 +20,7 @@ public static class DatasourcesEndpoints
         UpdateQuery.Map(datasources);
         DeleteQuery.Map(datasources);
         RunQuery.Map(datasources);
+        RecheckQuery.Map(datasources);
         return app;
     }
 }

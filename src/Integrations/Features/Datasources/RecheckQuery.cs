@@ -3,12 +3,17 @@ using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Datasources;
+using Integrations.Infrastructure.Http;
 using MediatR;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 
 namespace Integrations.Features.Datasources;
 
 /// <summary>
-/// datasources.recheck_query (no route: <see cref="StoredTemplateCheck"/> sends it as a system caller): a stored
+/// datasources.recheck_query (<see cref="StoredTemplateCheck"/> sends it as a system caller on start-up; a tenant may send
+/// it too, e.g. once a datasource that was unreachable then is back): a stored
 /// template defined under older rules of the gateway (<c>guard_version</c> below <see cref="FunctionAllowList.RulesVersion"/>)
 /// goes through the same checks as a definition. It passes: <c>datasource.query.rechecked</c> and it may run again. It
 /// fails: it is disabled for good with <c>datasource.query.disabled</c> and the reason. The datasource cannot be
@@ -19,7 +24,7 @@ public static class RecheckQuery
     public const string Rechecked = "datasource.query.rechecked";
     public const string Disabled = "datasource.query.disabled";
 
-    public sealed record Command(Guid QueryId) : IOperation<Response>, IAudited
+    public sealed record Command(Guid DatasourceId, string Name) : IOperation<Response>, IAudited
     {
         public static string Operation => "datasources.recheck_query";
         public static string Scope => Scopes.Write;
@@ -36,7 +41,7 @@ public static class RecheckQuery
                    d.id AS datasource_id, d.host, d.port, d.database, d.username, d.credential_ref, d.tls_mode, d.allowed_functions
             FROM datasource_queries q
             JOIN datasources d ON d.tenant_id = q.tenant_id AND d.id = q.datasource_id AND d.deleted_at IS NULL
-            WHERE q.tenant_id = @TenantId AND q.id = @QueryId AND q.deleted_at IS NULL
+            WHERE q.tenant_id = @TenantId AND q.datasource_id = @DatasourceId AND q.name = @Name AND q.deleted_at IS NULL
             """;
 
         // Only the text that was checked, and only once: a redefinition or a concurrent pass in between wins.
@@ -44,13 +49,13 @@ public static class RecheckQuery
             UPDATE datasource_queries
             SET guard_version = @Version, updated_at = now(),
                 enabled = CASE WHEN @Reason::text IS NULL THEN enabled ELSE false END, disabled_reason = @Reason
-            WHERE tenant_id = @TenantId AND id = @QueryId AND sql = @Sql AND guard_version < @Version AND deleted_at IS NULL
+            WHERE tenant_id = @TenantId AND id = @Id AND sql = @Sql AND guard_version < @Version AND deleted_at IS NULL
             """;
 
         public async Task<Result<Response>> Handle(Command request, CancellationToken ct)
         {
             var connection = await session.ConnectionAsync(ct);
-            var row = await connection.QuerySingleOrDefaultAsync<Row>(new CommandDefinition(ReadSql, new { session.TenantId, request.QueryId }, cancellationToken: ct));
+            var row = await connection.QuerySingleOrDefaultAsync<Row>(new CommandDefinition(ReadSql, new { session.TenantId, request.DatasourceId, request.Name }, cancellationToken: ct));
             if (row is null) return Error.NotFound("query template");
             if (row.GuardVersion >= FunctionAllowList.RulesVersion) return Error.Conflict("The template already passed the current rules.");
             // Checking on the datasource takes round trips: our transaction does not wait open.
@@ -78,7 +83,7 @@ public static class RecheckQuery
                 Version = FunctionAllowList.RulesVersion,
                 Reason = reason,
                 session.TenantId,
-                request.QueryId,
+                row.Id,
                 row.Sql,
             }, cancellationToken: ct));
             if (updated == 0) return Error.Conflict("The template changed while it was being checked; the next pass checks it again.");
@@ -94,6 +99,17 @@ public static class RecheckQuery
             return new Response(row.Id, reason is null, reason);
         }
     }
+
+    internal static void Map(RouteGroupBuilder group) =>
+        group.MapPost("/{id:guid}/queries/{name}/recheck", async (Guid id, string name, IMediator mediator, HttpContext http) =>
+                (await mediator.Send(new Command(id, name), http.RequestAborted)).ToHttp(http))
+            .WithName(Command.Operation)
+            .WithSummary("Check a stored template defined under older rules of the gateway against the current ones now: it passes and may run, or it is disabled for good with the reason.")
+            .Produces<Response>()
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .ProducesProblem(StatusCodes.Status502BadGateway)
+            .ProducesProblem(StatusCodes.Status504GatewayTimeout);
 
     internal sealed class Row
     {

@@ -37,7 +37,7 @@ internal sealed class StoredTemplateCheck(IServiceScopeFactory scopes, NpgsqlDat
         }
     }
 
-    private sealed record Unchecked(string TenantId, Guid Id);
+    private sealed record Unchecked(string TenantId, Guid Id, Guid DatasourceId, string Name);
 
     /// <summary>One pass (as the owner: across tenants); answers how many templates are still unchecked after it.</summary>
     public async Task<int> RunOnceAsync(CancellationToken ct)
@@ -46,7 +46,7 @@ internal sealed class StoredTemplateCheck(IServiceScopeFactory scopes, NpgsqlDat
         await using (var connection = await dataSource.OpenConnectionAsync(ct))
         {
             due = (await connection.QueryAsync<Unchecked>(new CommandDefinition("""
-                SELECT q.tenant_id, q.id FROM datasource_queries q
+                SELECT q.tenant_id, q.id, q.datasource_id, q.name FROM datasource_queries q
                 JOIN datasources d ON d.tenant_id = q.tenant_id AND d.id = q.datasource_id AND d.deleted_at IS NULL
                 WHERE q.deleted_at IS NULL AND q.guard_version < @Version
                 ORDER BY q.created_at, q.id
@@ -58,7 +58,7 @@ internal sealed class StoredTemplateCheck(IServiceScopeFactory scopes, NpgsqlDat
             await using var scope = scopes.CreateAsyncScope();
             scope.ServiceProvider.GetRequiredService<CallerContext>()
                 .Set(new Caller(template.TenantId, Actor, new HashSet<string> { Scopes.Write }, IsSystem: true));
-            var result = await scope.ServiceProvider.GetRequiredService<IMediator>().Send(new RecheckQuery.Command(template.Id), ct);
+            var result = await scope.ServiceProvider.GetRequiredService<IMediator>().Send(new RecheckQuery.Command(template.DatasourceId, template.Name), ct);
             if (!result.IsSuccess)
             {
                 left++;
