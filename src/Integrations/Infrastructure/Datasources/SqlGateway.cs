@@ -59,11 +59,9 @@ public sealed class SqlGateway(DatasourceConnections connections, DatasourceOpti
             extensionFunctions ??= [];
             try
             {
-                // The catalog queries below look expensive to the planner, which would compile them (hundreds of ms).
-                await using (var noJit = new NpgsqlCommand("SET LOCAL jit = off", connection, transaction))
-                {
-                    await noJit.ExecuteNonQueryAsync(ct);
-                }
+                // The catalog queries look expensive to the planner, which would compile them (hundreds of ms); and they are
+                // the gateway's, not the template's: a template's short timeout does not apply to them.
+                await SetAsync(connection, transaction, $"SET LOCAL jit = off; SET LOCAL statement_timeout = {Math.Max(timeoutMs, CheckTimeoutMs)}", ct);
                 if (await DomainRefusalAsync(connection, transaction, extensionFunctions, ct) is { } domain)
                 {
                     return Result<IReadOnlyList<ColumnInfo>>.Fail(Error.Validation("sql", domain));
@@ -72,6 +70,7 @@ public sealed class SqlGateway(DatasourceConnections connections, DatasourceOpti
                 if (tree.ShapeRefusal() is { } shape) return Result<IReadOnlyList<ColumnInfo>>.Fail(Error.Validation("sql", shape));
                 var refusals = await CatalogCheck.RefusalsAsync(connection, transaction, tree, extensionFunctions, ct);
                 if (refusals.Count > 0) return Result<IReadOnlyList<ColumnInfo>>.Fail(Error.Validation("sql", CatalogCheck.Describe(refusals)));
+                await SetAsync(connection, transaction, $"SET LOCAL statement_timeout = {timeoutMs}", ct);
 
                 string plan;
                 await using (var explain = Batch(connection, transaction, "EXPLAIN (VERBOSE, FORMAT JSON) " + template.PositionalSql,
@@ -92,6 +91,16 @@ public sealed class SqlGateway(DatasourceConnections connections, DatasourceOpti
             }
         });
 
+    /// <summary>The least time the definition check's own catalog queries get on the datasource.</summary>
+    private const int CheckTimeoutMs = 10_000;
+
+    // Integers only: nothing a caller sent is part of this text.
+    private static async Task SetAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, FormattableString settings, CancellationToken ct)
+    {
+        await using var command = new NpgsqlCommand(FormattableString.Invariant(settings), connection, transaction);
+        await command.ExecuteNonQueryAsync(ct);
+    }
+
     /// <summary>
     /// The statement's rewritten parse tree as the datasource dumps it: only parsed (no plan, no execution), with
     /// <c>debug_print_rewritten</c> sent to us as a LOG notice for this one statement. (The server's own log gets a
@@ -105,11 +114,7 @@ public sealed class SqlGateway(DatasourceConnections connections, DatasourceOpti
         {
             if (e.Notice.Severity == "LOG" && e.Notice.MessageText.StartsWith("rewritten parse tree", StringComparison.Ordinal)) dumps.Add(e.Notice.Detail ?? string.Empty);
         };
-        await using (var on = new NpgsqlCommand(
-            "SET LOCAL debug_pretty_print = off; SET LOCAL client_min_messages = log; SET LOCAL debug_print_rewritten = on", connection, transaction))
-        {
-            await on.ExecuteNonQueryAsync(ct);
-        }
+        await SetAsync(connection, transaction, $"SET LOCAL debug_pretty_print = off; SET LOCAL client_min_messages = log; SET LOCAL debug_print_rewritten = on", ct);
         connection.Notice += capture;
         try
         {
@@ -123,11 +128,7 @@ public sealed class SqlGateway(DatasourceConnections connections, DatasourceOpti
         {
             connection.Notice -= capture;
         }
-        await using (var off = new NpgsqlCommand(
-            "SET LOCAL debug_print_rewritten = off; SET LOCAL client_min_messages = notice", connection, transaction))
-        {
-            await off.ExecuteNonQueryAsync(ct);
-        }
+        await SetAsync(connection, transaction, $"SET LOCAL debug_print_rewritten = off; SET LOCAL client_min_messages = notice", ct);
         // One statement, one tree; none (a server that would not send it) or a redacted one is never a pass.
         if (dumps.Count != 1 || !dumps[0].Contains("{QUERY", StringComparison.Ordinal))
         {
