@@ -1,5 +1,6 @@
 using Integrations.Common;
 using Integrations.Features.Audit;
+using Integrations.Features.Credentials;
 using Integrations.Features.Datasources;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
@@ -199,10 +200,10 @@ public sealed class StoredTemplateCheckTests(AttackFixture fixture) : IClassFixt
     private Task<string> TableAsync() =>
         Db.ScalarAsync<string>(Target.AdminConnectionString, "SELECT coalesce(string_agg(id || ':' || note, ',' ORDER BY id), '') FROM t");
 
-    private async Task<Guid> StoreLegacyAsync(string tenant, Guid datasourceId, string name, string sql, string parameters = "[]")
+    private static async Task<Guid> StoreLegacyAsync(ServiceHost host, string tenant, Guid datasourceId, string name, string sql, string parameters = "[]")
     {
         var id = Guid.NewGuid();
-        await Db.ExecuteAsync(Host.ConnectionString, """
+        await Db.ExecuteAsync(host.ConnectionString, """
             INSERT INTO datasource_queries (id, tenant_id, datasource_id, name, sql, parameters, columns, row_limit, timeout_ms, enabled)
             VALUES (@id, @tenant, @datasourceId, @name, @sql, @parameters::jsonb, '[]', 100, 5000, true)
             """, new { id, tenant, datasourceId, name, sql, parameters });
@@ -210,50 +211,57 @@ public sealed class StoredTemplateCheckTests(AttackFixture fixture) : IClassFixt
     }
 
     private Task<Result<RunQuery.Response>> RunAsync(string tenant, Guid datasourceId, string name, object? args = null) =>
-        Host.SendAsync(new RunQuery.Command(datasourceId, name, args is null ? null : DatasourceSliceTests.Args(args)), tenant);
+        RunAsync(Host, tenant, datasourceId, name, args);
+
+    private static Task<Result<RunQuery.Response>> RunAsync(ServiceHost host, string tenant, Guid datasourceId, string name, object? args = null) =>
+        host.SendAsync(new RunQuery.Command(datasourceId, name, args is null ? null : DatasourceSliceTests.Args(args)), tenant);
 
     [Fact]
     public async Task A_stored_template_that_no_longer_passes_is_disabled_on_start_up_with_an_audit_event()
     {
+        // A database of its own: no other test's host checks these templates first.
+        await using var host = await ServiceHost.StartAsync(connectionString: await TestEnvironment.CreateMigratedDatabaseAsync("templates"));
         var tenant = TestEnvironment.NewTenant();
-        var datasource = await fixture.Datasources.RegisterAsync(tenant);
-        await fixture.Datasources.DefineAsync(tenant, datasource.Id, "current", "SELECT count(*) AS n FROM t");
-        var evil = await StoreLegacyAsync(tenant, datasource.Id, "legacy-evil", "SELECT * FROM ts_stat(@q)", """[{"name": "q", "type": "text"}]""");
-        var fine = await StoreLegacyAsync(tenant, datasource.Id, "legacy-fine", "SELECT id FROM t ORDER BY id");
+        var credential = await host.SendAsync(new StoreCredential.Command("db", "basic_auth", Username: Target.Role, Password: Target.Password), tenant);
+        var datasource = (await host.SendAsync(new RegisterDatasource.Command("legacy", Target.Host, Target.Database, Target.Role,
+            credential.Value.Reference, Port: Target.Port, TlsMode: "disable"), tenant)).Value;
+        Assert.True((await host.SendAsync(new DefineQuery.Command(datasource.Id, "current", "SELECT count(*) AS n FROM t"), tenant)).IsSuccess);
+        var evil = await StoreLegacyAsync(host, tenant, datasource.Id, "legacy-evil", "SELECT * FROM ts_stat(@q)", """[{"name": "q", "type": "text"}]""");
+        var fine = await StoreLegacyAsync(host, tenant, datasource.Id, "legacy-fine", "SELECT id FROM t ORDER BY id");
         var attack = new { q = $"SELECT to_tsvector(dblink_exec('{fixture.Loopback}', 'DELETE FROM t'))" };
         var before = await TableAsync();
 
-        var notYet = await RunAsync(tenant, datasource.Id, "legacy-evil", attack);
+        var notYet = await RunAsync(host, tenant, datasource.Id, "legacy-evil", attack);
         Assert.Equal(("policy_denied", "template_unchecked"), (notYet.Error?.Code, notYet.Error?.Extensions?["rule"]));
-        Assert.Equal("template_unchecked", (await RunAsync(tenant, datasource.Id, "legacy-fine")).Error?.Extensions?["rule"]);
+        Assert.Equal("template_unchecked", (await RunAsync(host, tenant, datasource.Id, "legacy-fine")).Error?.Extensions?["rule"]);
 
-        await Host.Services.GetRequiredService<StoredTemplateCheck>().RunOnceAsync(CancellationToken.None);
+        await host.Services.GetRequiredService<StoredTemplateCheck>().RunOnceAsync(CancellationToken.None);
 
-        var disabled = Assert.Single((await Host.SendAsync(new ListAuditEvents.Query(Action: RecheckQuery.Disabled), tenant)).Value.Items);
+        var disabled = Assert.Single((await host.SendAsync(new ListAuditEvents.Query(Action: RecheckQuery.Disabled), tenant)).Value.Items);
         Assert.Equal((Datasource.QuerySubjectType, evil.ToString()), (disabled.SubjectType, disabled.SubjectId));
         Assert.Contains("ts_stat", disabled.Details.GetProperty("reason").GetString());
         Assert.Equal(StoredTemplateCheck.Actor, disabled.Actor);
-        var rechecked = Assert.Single((await Host.SendAsync(new ListAuditEvents.Query(Action: RecheckQuery.Rechecked), tenant)).Value.Items);
+        var rechecked = Assert.Single((await host.SendAsync(new ListAuditEvents.Query(Action: RecheckQuery.Rechecked), tenant)).Value.Items);
         Assert.Equal(fine.ToString(), rechecked.SubjectId);
 
-        var denied = await RunAsync(tenant, datasource.Id, "legacy-evil", attack);
+        var denied = await RunAsync(host, tenant, datasource.Id, "legacy-evil", attack);
         Assert.Equal("template_disabled", denied.Error?.Extensions?["rule"]);
-        Assert.Equal([1, 2, 3], (await RunAsync(tenant, datasource.Id, "legacy-fine")).Value.Rows.Select(r => (int)r[0]!));
+        Assert.Equal([1, 2, 3], (await RunAsync(host, tenant, datasource.Id, "legacy-fine")).Value.Rows.Select(r => (int)r[0]!));
         Assert.Equal(before, await TableAsync());
 
-        var listed = (await Host.SendAsync(new ListQueries.Query(datasource.Id), tenant)).Value.Items.Single(q => q.Name == "legacy-evil");
+        var listed = (await host.SendAsync(new ListQueries.Query(datasource.Id), tenant)).Value.Items.Single(q => q.Name == "legacy-evil");
         Assert.False(listed.Enabled);
         Assert.Contains("ts_stat", listed.DisabledReason);
-        var enable = await Host.SendAsync(new UpdateQuery.Command(datasource.Id, "legacy-evil", Enabled: true), tenant);
+        var enable = await host.SendAsync(new UpdateQuery.Command(datasource.Id, "legacy-evil", Enabled: true), tenant);
         Assert.Contains("enabled", enable.Error!.FieldErrors!.Keys);
 
-        var again = await Host.SendAsync(new RecheckQuery.Command(datasource.Id, "legacy-fine"), tenant);
+        var again = await host.SendAsync(new RecheckQuery.Command(datasource.Id, "legacy-fine"), tenant);
         Assert.Equal(("conflict", 409), (again.Error?.Code, again.Error?.Status));
 
         // A second pass finds nothing left to do.
-        await Host.Services.GetRequiredService<StoredTemplateCheck>().RunOnceAsync(CancellationToken.None);
-        Assert.Single((await Host.SendAsync(new ListAuditEvents.Query(Action: RecheckQuery.Disabled), tenant)).Value.Items);
-        Assert.Single((await Host.SendAsync(new ListAuditEvents.Query(Action: RecheckQuery.Rechecked), tenant)).Value.Items);
+        await host.Services.GetRequiredService<StoredTemplateCheck>().RunOnceAsync(CancellationToken.None);
+        Assert.Single((await host.SendAsync(new ListAuditEvents.Query(Action: RecheckQuery.Disabled), tenant)).Value.Items);
+        Assert.Single((await host.SendAsync(new ListAuditEvents.Query(Action: RecheckQuery.Rechecked), tenant)).Value.Items);
     }
 
     [Fact]
