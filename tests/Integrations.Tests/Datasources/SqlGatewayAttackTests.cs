@@ -72,12 +72,13 @@ public sealed class SqlGatewayAttackTests(AttackFixture fixture) : IClassFixture
 
     private static Datasource.Parameter P(string name, string type) => new(name, type);
 
-    /// <summary>Every row of t, the sequence, the large objects and the advisory locks: what an escape would change.</summary>
+    /// <summary>Every row of t, the sequence, the large objects and the advisory locks on this database: what an escape would change.</summary>
     private Task<string> StateAsync() => Db.ScalarAsync<string>(Target.AdminConnectionString, """
         SELECT (SELECT coalesce(string_agg(id || ':' || note, ',' ORDER BY id), '') FROM t)
             || '|' || (SELECT last_value || ':' || is_called FROM s)
             || '|' || (SELECT count(*) FROM pg_largeobject_metadata)
-            || '|' || (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory')
+            || '|' || (SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                       WHERE l.locktype = 'advisory' AND d.datname = current_database())
         """);
 
     public static TheoryData<string, string, string[]> Attacks() => new()
