@@ -28,9 +28,9 @@ public sealed record QueryRows(IReadOnlyList<ColumnInfo> Columns, IReadOnlyList<
 /// <summary>
 /// Everything the gateway runs on a datasource happens here, each time in a fresh READ ONLY transaction with
 /// <c>statement_timeout</c> set, rolled back at the end: the probe, the definition check of a template (the
-/// datasource prepares it, which refuses several statements, and plans it, which shows any data-modifying or
-/// row-locking part and every function it calls), and a template's run with bound, typed parameters, a row cap and
-/// a byte cap.
+/// datasource parses it, which refuses several statements; every function, operator, type and relation of its parse
+/// tree is checked by OID against <see cref="FunctionAllowList"/>; then it is planned, which shows any data-modifying
+/// or row-locking part), and a template's run with bound, typed parameters, a row cap and a byte cap.
 /// </summary>
 public sealed class SqlGateway(DatasourceConnections connections, DatasourceOptions options)
 {
