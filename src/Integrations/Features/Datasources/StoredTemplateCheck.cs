@@ -39,18 +39,15 @@ internal sealed class StoredTemplateCheck(IServiceScopeFactory scopes, NpgsqlDat
 
     private sealed record Unchecked(string TenantId, Guid Id, Guid DatasourceId, string Name);
 
-    /// <summary>One pass (as the owner: across tenants); answers how many templates are still unchecked after it.</summary>
+    /// <summary>One pass (across tenants, through migration 0016's function); answers how many templates are still unchecked after it.</summary>
     public async Task<int> RunOnceAsync(CancellationToken ct)
     {
         List<Unchecked> due;
         await using (var connection = await dataSource.OpenConnectionAsync(ct))
         {
-            due = (await connection.QueryAsync<Unchecked>(new CommandDefinition("""
-                SELECT q.tenant_id, q.id, q.datasource_id, q.name FROM datasource_queries q
-                JOIN datasources d ON d.tenant_id = q.tenant_id AND d.id = q.datasource_id AND d.deleted_at IS NULL
-                WHERE q.deleted_at IS NULL AND q.guard_version < @Version
-                ORDER BY q.created_at, q.id
-                """, new { Version = FunctionAllowList.RulesVersion }, cancellationToken: ct))).AsList();
+            due = (await connection.QueryAsync<Unchecked>(new CommandDefinition(
+                "SELECT tenant_id, id, datasource_id, name FROM datasource_queries_to_recheck(@Version, 1000)",
+                new { Version = FunctionAllowList.RulesVersion }, cancellationToken: ct))).AsList();
         }
         var left = 0;
         foreach (var template in due)
