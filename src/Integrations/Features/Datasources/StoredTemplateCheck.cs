@@ -39,7 +39,7 @@ internal sealed class StoredTemplateCheck(IServiceScopeFactory scopes, NpgsqlDat
 
     private sealed record Unchecked(string TenantId, Guid Id, Guid DatasourceId, string Name);
 
-    /// <summary>One pass (across tenants, through migration 0018's function); answers how many templates are still unchecked after it.</summary>
+    /// <summary>One pass (across tenants, through migration 0017's function); answers how many templates are still unchecked after it.</summary>
     public async Task<int> RunOnceAsync(CancellationToken ct)
     {
         List<Unchecked> due;
