@@ -35,7 +35,12 @@ builder.Services.AddOpenApi(o => o.AddDocumentTransformer((document, _, _) =>
     return Task.CompletedTask;
 }));
 builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: ["ready"]);
-builder.WebHost.ConfigureKestrel(o => o.Limits.MaxRequestBodySize = RequestBodyLimit.MaxBytes);
+builder.WebHost.ConfigureKestrel(o =>
+{
+    o.Limits.MaxRequestBodySize = RequestBodyLimit.MaxBytes;
+    o.Limits.MaxRequestLineSize = RequestHeadLimit.MaxTargetBytes * RequestHeadLimit.KestrelFactor;
+    o.Limits.MaxRequestHeadersTotalSize = RequestHeadLimit.MaxHeaderBytes * RequestHeadLimit.KestrelFactor;
+});
 
 var app = builder.Build();
 
@@ -57,6 +62,7 @@ app.UseStatusCodePages(async context =>
     };
     await Problems.WriteAsync(context.HttpContext, error);
 });
+app.Use(RequestHeadLimit.Enforce);
 app.Use(RequestBodyLimit.Enforce);
 app.Use(RequestText.Enforce);
 app.UseAuthentication();
