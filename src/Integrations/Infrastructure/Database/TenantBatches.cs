@@ -164,8 +164,8 @@ public sealed class TenantBatches : IAsyncDisposable
     /// auto-prepares it leaves the statement marked prepared without its result description (Npgsql 10.0.0 to 10.0.3
     /// mark it prepared at ParseComplete and learn the description only after BindComplete); the next execution of that
     /// statement on the connection, by any tenant's batch, then fails with "Received unexpected backend message
-    /// DataRow". Only the server's end of a connection can be closed through the public API, and only a failing batch
-    /// pays for it.
+    /// DataRow" (npgsql/npgsql#6391 reports the same corruption after a failed auto-prepared statement; it is open).
+    /// Only the server's end of a connection can be closed through the public API, and only a failing batch pays for it.
     /// </summary>
     private static async Task DiscardAsync(NpgsqlConnection connection)
     {
