@@ -167,7 +167,7 @@ public sealed class TenantBatches : IAsyncDisposable
     /// DataRow" (npgsql/npgsql#6391 reports the same corruption after a failed auto-prepared statement; it is open).
     /// Only the server's end of a connection can be closed through the public API, and only a failing batch pays for it.
     /// </summary>
-    private static async Task DiscardAsync(NpgsqlConnection connection)
+    private async Task DiscardAsync(NpgsqlConnection connection)
     {
         try
         {
@@ -178,9 +178,9 @@ public sealed class TenantBatches : IAsyncDisposable
         {
             // the server ended the session, as asked: Npgsql now counts the connection as broken and drops it
         }
-        if (connection.FullState != System.Data.ConnectionState.Broken && connection.FullState != System.Data.ConnectionState.Closed)
+        if (connection.FullState is not (System.Data.ConnectionState.Broken or System.Data.ConnectionState.Closed))
         {
-            throw new InvalidOperationException($"A batch's connection that PostgreSQL refused a statement on is still {connection.FullState}.");
+            _dataSource.Clear(); // the session outlived the request to end it: then no connection of the pool is used again
         }
     }
 
