@@ -117,14 +117,16 @@ public static class RequestText
     }
 
     /// <summary>
-    /// Walks the JSON, keeping the path of the current value (<c>arguments.items[2]</c>); stops at the first bad name or
-    /// string. JSON that does not parse is left to binding, which refuses it as <c>malformed_request</c>.
+    /// Walks the JSON, keeping where the current value is (each enclosing object's property name as a slice of the
+    /// body, each enclosing array's index), and stops at the first bad name or string; names become text only to
+    /// report one (<c>arguments.items[2]</c>). JSON that does not parse is left to binding, which refuses it as
+    /// <c>malformed_request</c>.
     /// </summary>
     private static (string Field, string Message)? InJson(ReadOnlySpan<byte> json)
     {
-        var reader = new Utf8JsonReader(json, new JsonReaderOptions { AllowTrailingCommas = false, CommentHandling = JsonCommentHandling.Disallow, MaxDepth = 256 });
-        var path = new List<(string? Name, int Index)>();
-        string? pendingName = null;
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 256 });
+        List<Step>? path = null;
+        var name = Step.None;
         try
         {
             while (reader.Read())
@@ -132,23 +134,24 @@ public static class RequestText
                 switch (reader.TokenType)
                 {
                     case JsonTokenType.PropertyName:
-                        if (CheckJsonString(reader.ValueSpan, reader.ValueIsEscaped) is { } badName) return (Field(path, null) is { Length: > 0 } at ? at : "body", badName);
-                        pendingName = reader.GetString();
+                        if (CheckJsonString(reader.ValueSpan, reader.ValueIsEscaped) is { } badName) return (Field(json, path, Step.None), badName);
+                        name = new Step((int)reader.TokenStartIndex + 1, reader.ValueSpan.Length, -1);
                         continue;
                     case JsonTokenType.StartObject:
                     case JsonTokenType.StartArray:
-                        path.Add((Consume(path, ref pendingName), reader.TokenType == JsonTokenType.StartArray ? 0 : -1));
+                        var at = Advance(path, ref name);
+                        (path ??= []).Add(at with { Index = reader.TokenType == JsonTokenType.StartArray ? 0 : -1 });
                         continue;
                     case JsonTokenType.EndObject:
                     case JsonTokenType.EndArray:
-                        path.RemoveAt(path.Count - 1);
+                        path!.RemoveAt(path.Count - 1);
                         continue;
                     case JsonTokenType.String:
-                        var name = Consume(path, ref pendingName);
-                        if (CheckJsonString(reader.ValueSpan, reader.ValueIsEscaped) is { } message) return (Field(path, name) is { Length: > 0 } field ? field : "body", message);
+                        var step = Advance(path, ref name);
+                        if (CheckJsonString(reader.ValueSpan, reader.ValueIsEscaped) is { } message) return (Field(json, path, step), message);
                         continue;
                     default:
-                        Consume(path, ref pendingName);
+                        Advance(path, ref name);
                         continue;
                 }
             }
@@ -160,33 +163,52 @@ public static class RequestText
         return null;
     }
 
-    /// <summary>The name of the value just read: its property's name, or its index in the enclosing array (advanced).</summary>
-    private static string? Consume(List<(string? Name, int Index)> path, ref string? pendingName)
+    /// <summary>
+    /// Where a value sits in its parent: a property name (<see cref="NameStart"/>, <see cref="NameLength"/> bytes of
+    /// the body, as written) or an array position (<see cref="Position"/>); as a frame of the path, <see cref="Index"/>
+    /// is the next position in an array, -1 for an object.
+    /// </summary>
+    private readonly record struct Step(int NameStart, int NameLength, int Position)
     {
-        if (pendingName is { } name)
-        {
-            pendingName = null;
-            return name;
-        }
-        if (path.Count > 0 && path[^1].Index >= 0)
-        {
-            var (own, index) = path[^1];
-            path[^1] = (own, index + 1);
-            return $"[{index}]";
-        }
-        return null;
+        public static readonly Step None = new(-1, 0, -1);
+
+        public int Index { get; init; } = -1;
     }
 
-    private static string Field(List<(string? Name, int Index)> path, string? last)
+    /// <summary>The step of the value just read: its property's name, or its position in the enclosing array (advanced).</summary>
+    private static Step Advance(List<Step>? path, ref Step name)
+    {
+        if (name.NameStart >= 0)
+        {
+            var named = name;
+            name = Step.None;
+            return named;
+        }
+        if (path is { Count: > 0 } && path[^1].Index >= 0)
+        {
+            var array = path[^1];
+            path[^1] = array with { Index = array.Index + 1 };
+            return Step.None with { Position = array.Index };
+        }
+        return Step.None;
+    }
+
+    private static string Field(ReadOnlySpan<byte> json, List<Step>? path, Step last)
     {
         var field = new StringBuilder();
-        foreach (var name in path.Select(p => p.Name).Append(last))
+        foreach (var step in (path ?? []).Append(last))
         {
-            if (name is null) continue;
-            if (field.Length > 0 && name[0] != '[') field.Append('.');
-            field.Append(name);
+            if (step.Position >= 0)
+            {
+                field.Append('[').Append(step.Position).Append(']');
+            }
+            else if (step.NameStart >= 0)
+            {
+                if (field.Length > 0) field.Append('.');
+                field.Append(JsonSerializer.Deserialize<string>(json.Slice(step.NameStart - 1, step.NameLength + 2)));
+            }
         }
-        return field.ToString();
+        return field.Length > 0 ? field.ToString() : "body";
     }
 
     /// <summary>
