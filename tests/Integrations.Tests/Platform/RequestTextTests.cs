@@ -268,6 +268,6 @@ public sealed class RequestTextTests(ApiFixture fixture) : IClassFixture<ApiFixt
         var response = await client.SendAsync(request);
 
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-        Assert.True((await JsonAsync(response)).GetProperty("errors").TryGetProperty("header.x-api-key", out _));
+        Assert.True((await JsonAsync(response)).GetProperty("errors").TryGetProperty("X-Api-Key", out _));
     }
 }

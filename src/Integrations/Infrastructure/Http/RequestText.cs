@@ -24,8 +24,8 @@ namespace Integrations.Infrastructure.Http;
 /// </summary>
 public static class RequestText
 {
-    /// <summary>The request headers the service reads (API keys); the rest are Kestrel's or the framework's.</summary>
-    public static readonly string[] HeadersRead = ["Authorization", "X-Api-Key"];
+    /// <summary>The request headers the service reads (API keys, idempotency keys); the rest are Kestrel's or the framework's.</summary>
+    public static readonly string[] HeadersRead = ["Authorization", "X-Api-Key", IdempotencyKeys.Header];
 
     public static async Task Enforce(HttpContext context, RequestDelegate next)
     {
@@ -49,7 +49,7 @@ public static class RequestText
         {
             foreach (var value in request.Headers[name])
             {
-                if (value is not null && Check(value) is { } message) return ($"header.{name.ToLowerInvariant()}", message);
+                if (value is not null && Check(value) is { } message) return (name, message);
             }
         }
         return null;
