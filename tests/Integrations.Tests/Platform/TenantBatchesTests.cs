@@ -217,6 +217,7 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
     [Fact]
     public async Task Another_tenants_failing_writes_leave_no_connection_that_breaks_a_tenants_writes()
     {
+        using var signing = Host.SigningAuditEvents();
         var victim = TestEnvironment.NewTenant();
         var attacker = TestEnvironment.NewTenant();
         var victimCaller = TestEnvironment.CallerFor(victim);
