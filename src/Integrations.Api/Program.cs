@@ -35,7 +35,12 @@ builder.Services.AddOpenApi(o => o.AddDocumentTransformer((document, _, _) =>
     return Task.CompletedTask;
 }));
 builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: ["ready"]);
-builder.WebHost.ConfigureKestrel(o => o.Limits.MaxRequestBodySize = RequestBodyLimit.MaxBytes);
+builder.WebHost.ConfigureKestrel(o =>
+{
+    o.Limits.MaxRequestBodySize = RequestBodyLimit.MaxBytes;
+    o.Limits.MaxRequestLineSize = RequestHeadLimit.MaxTargetBytes * RequestHeadLimit.KestrelFactor;
+    o.Limits.MaxRequestHeadersTotalSize = RequestHeadLimit.MaxHeaderBytes * RequestHeadLimit.KestrelFactor;
+});
 
 var app = builder.Build();
 
@@ -49,11 +54,17 @@ app.UseStatusCodePages(async context =>
         404 => Integrations.Common.Error.NotFound("resource"),
         405 => new Integrations.Common.Error("method_not_allowed", 405, "Method not allowed.", "This route does not accept that method."),
         415 => new Integrations.Common.Error("unsupported_media_type", 415, "Unsupported media type.", "Send the body as application/json."),
+        400 => new Integrations.Common.Error("malformed_request", 400, "Malformed request.", "The request could not be read."),
+        413 => new Integrations.Common.Error("payload_too_large", 413, "Request body too large.", $"The body may be at most {RequestBodyLimit.MaxBytes} bytes."),
+        414 => new Integrations.Common.Error("uri_too_long", 414, "URI too long.", "The request target is longer than the server accepts."),
+        431 => new Integrations.Common.Error("headers_too_large", 431, "Request headers too large.", "The request's headers are larger than the server accepts."),
         _ => new Integrations.Common.Error("http_" + status, status, "Request failed."),
     };
     await Problems.WriteAsync(context.HttpContext, error);
 });
+app.Use(RequestHeadLimit.Enforce);
 app.Use(RequestBodyLimit.Enforce);
+app.Use(RequestText.Enforce);
 app.UseAuthentication();
 app.UseAuthorization();
 app.Use(IdempotencyKeys.Apply);

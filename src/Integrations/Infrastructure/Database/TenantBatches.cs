@@ -147,9 +147,40 @@ public sealed class TenantBatches : IAsyncDisposable
         {
             await batch.ExecuteNonQueryAsync();
         }
+        catch (PostgresException)
+        {
+            await DiscardAsync(connection);
+            throw;
+        }
         finally
         {
             batch.BatchCommands.Clear(); // the statements may be sent again, write by write, in batches of their own
+        }
+    }
+
+    /// <summary>
+    /// Ends the physical connection <paramref name="connection"/> holds, so it never goes back to the pool. A statement
+    /// that PostgreSQL refuses while binding its parameters (a NUL in a text value, say) in the execution in which Npgsql
+    /// auto-prepares it leaves the statement marked prepared without its result description (Npgsql 10.0.0 to 10.0.3
+    /// mark it prepared at ParseComplete and learn the description only after BindComplete); the next execution of that
+    /// statement on the connection, by any tenant's batch, then fails with "Received unexpected backend message
+    /// DataRow" (npgsql/npgsql#6391 reports the same corruption after a failed auto-prepared statement; it is open).
+    /// Only the server's end of a connection can be closed through the public API, and only a failing batch pays for it.
+    /// </summary>
+    private async Task DiscardAsync(NpgsqlConnection connection)
+    {
+        try
+        {
+            await using var end = new NpgsqlCommand("SELECT pg_terminate_backend(pg_backend_pid())", connection);
+            await end.ExecuteNonQueryAsync();
+        }
+        catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+        {
+            // the server ended the session, as asked: Npgsql now counts the connection as broken and drops it
+        }
+        if (connection.FullState is not (System.Data.ConnectionState.Broken or System.Data.ConnectionState.Closed))
+        {
+            _dataSource.Clear(); // the session outlived the request to end it: then no connection of the pool is used again
         }
     }
 
