@@ -2,11 +2,13 @@ using Dapper;
 using FluentValidation;
 using Integrations.Common;
 using Integrations.Features.Credentials;
+using Integrations.Features.Datasources;
+using Integrations.Features.Incidents;
 using Integrations.Features.Integrations;
 using Integrations.Features.McpServers;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Network;
 using Integrations.Infrastructure.Security;
 using Integrations.Pipeline;
@@ -63,12 +65,18 @@ public static class IntegrationsServiceCollection
             services.AddHostedService<MigrateOnStart>();
         }
 
+        services.AddSingleton<ChangeNotifications>();
         services.AddScoped<CallerContext>();
         services.AddScoped<TenantSession>();
-        services.AddScoped<IntegrationLifecycle>();
-        services.AddGovernance();
         services.AddGovernedCalls();
-        Features.Datasources.DatasourcesServiceCollection.AddDatasources(services, configuration);
+
+        // Each feature area registers what it brings, next to its routes (Features/<Area>/<Area>Module.cs).
+        CredentialsModule.AddServices(services, configuration);
+        IntegrationsModule.AddServices(services, configuration);
+        McpServersModule.AddServices(services, configuration);
+        DatasourcesModule.AddServices(services, configuration);
+        PoliciesModule.AddServices(services);
+        IncidentsModule.AddServices(services);
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
         services.AddScoped<IMediator, Mediator>();
@@ -79,8 +87,6 @@ public static class IntegrationsServiceCollection
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(AuditBehavior<,>));
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(GovernedCallBehavior<,>));
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(CredentialBehavior<,>)); // innermost: secrets only once everything else allowed the request
-        services.AddCredentials(configuration);
-        services.AddMcpServers(configuration);
 
         foreach (var type in typeof(IntegrationsServiceCollection).Assembly.GetTypes().Where(t => t is { IsClass: true, IsAbstract: false, IsGenericTypeDefinition: false }))
         {

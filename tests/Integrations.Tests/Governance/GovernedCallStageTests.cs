@@ -5,7 +5,6 @@ using Integrations.Features.Audit;
 using Integrations.Features.Credentials;
 using Integrations.Features.Incidents;
 using Integrations.Features.Policies;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Vault;
 using Integrations.Pipeline.Governance;
 using Integrations.Tests.Support;

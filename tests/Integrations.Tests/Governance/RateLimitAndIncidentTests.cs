@@ -1,5 +1,4 @@
 using Integrations.Features.Incidents;
-using Integrations.Infrastructure.Governance;
 using Integrations.Pipeline.Governance;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;

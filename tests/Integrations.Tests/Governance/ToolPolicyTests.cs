@@ -1,6 +1,5 @@
 using Integrations.Common;
 using Integrations.Features.Policies;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Database;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;

@@ -3,7 +3,7 @@ using Integrations.Pipeline.Governance;
 using Integrations.Common;
 using Integrations.Features.Audit;
 using Integrations.Features.McpServers;
-using Integrations.Infrastructure.Governance;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Mcp;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;

@@ -2,7 +2,7 @@ using System.Text.Json;
 using Dapper;
 using Integrations.Common;
 using Integrations.Infrastructure.Datasources;
-using Integrations.Infrastructure.Governance;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Vault;
 using Integrations.Pipeline.Governance;
 using Npgsql;

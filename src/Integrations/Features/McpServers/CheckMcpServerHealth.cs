@@ -1,8 +1,8 @@
 using Dapper;
 using Integrations.Common;
 using Integrations.Infrastructure.Audit;
+using Integrations.Features.Incidents;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Mcp;
 using Integrations.Infrastructure.Vault;

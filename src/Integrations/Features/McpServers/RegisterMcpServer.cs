@@ -1,9 +1,9 @@
 using Dapper;
 using FluentValidation;
 using Integrations.Common;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Mcp;
 using Integrations.Infrastructure.Network;

@@ -3,7 +3,6 @@ using FluentValidation;
 using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Http;
 using MediatR;
 using Microsoft.AspNetCore.Builder;

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
+using Integrations.Features.Policies;
 using Npgsql;
 
 namespace Integrations.Pipeline.Governance;

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
+using Integrations.Features.Incidents;
 using Npgsql;
 
 namespace Integrations.Pipeline.Governance;

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Integrations.Common;
 using Integrations.Infrastructure.Audit;
-using Integrations.Infrastructure.Governance;
+using Integrations.Features.Incidents;
 using Microsoft.Extensions.Configuration;
 using Npgsql;
 using NpgsqlTypes;

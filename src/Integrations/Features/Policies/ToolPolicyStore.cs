@@ -3,7 +3,7 @@ using Dapper;
 using Integrations.Infrastructure.Database;
 using Npgsql;
 
-namespace Integrations.Infrastructure.Governance;
+namespace Integrations.Features.Policies;
 
 /// <summary>
 /// Reads a tenant's <see cref="ToolPolicy"/> (the defaults when it has none), cached in memory while the
