@@ -19,7 +19,7 @@ builder.Logging.ClearProviders().AddJsonConsole(o => o.IncludeScopes = false);
 builder.Services.AddIntegrations(builder.Configuration);
 // The modules are the Integrations assembly's; validators are registered by AddIntegrations, not by Carter.
 builder.Services.AddCarter(new DependencyContextAssemblyCatalog([typeof(IntegrationsServiceCollection).Assembly]), c => c.WithEmptyValidators());
-builder.Services.AddHostedService<TelemetryProviders>();
+builder.Services.AddIntegrationsTelemetry(builder.Configuration);
 builder.Services.Configure<JsonOptions>(o =>
 {
     o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
