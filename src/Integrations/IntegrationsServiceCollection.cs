@@ -88,13 +88,14 @@ public static class IntegrationsServiceCollection
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(GovernedCallBehavior<,>));
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(CredentialBehavior<,>)); // innermost: secrets only once everything else allowed the request
 
-        foreach (var type in typeof(IntegrationsServiceCollection).Assembly.GetTypes().Where(t => t is { IsClass: true, IsAbstract: false, IsGenericTypeDefinition: false }))
+        var assembly = typeof(IntegrationsServiceCollection).Assembly;
+        // Scoped: a validator may read the request's CallerContext.
+        services.AddValidatorsFromAssembly(assembly, ServiceLifetime.Scoped, includeInternalTypes: true);
+        foreach (var type in assembly.GetTypes().Where(t => t is { IsClass: true, IsAbstract: false, IsGenericTypeDefinition: false }))
         {
-            foreach (var contract in type.GetInterfaces().Where(i => i.IsGenericType))
+            foreach (var contract in type.GetInterfaces().Where(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IRequestHandler<,>)))
             {
-                var definition = contract.GetGenericTypeDefinition();
-                if (definition == typeof(IRequestHandler<,>)) services.AddTransient(contract, type);
-                else if (definition == typeof(IValidator<>)) services.AddScoped(contract, type);
+                services.AddTransient(contract, type);
             }
         }
         return services;
