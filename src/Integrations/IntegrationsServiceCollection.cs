@@ -31,7 +31,7 @@ public static class IntegrationsServiceCollection
     /// </summary>
     public static IServiceCollection AddIntegrations(this IServiceCollection services, IConfiguration configuration)
     {
-        DefaultTypeMap.MatchNamesWithUnderscores = true;
+        DapperSettings.Apply();
 
         var connectionString = configuration.GetConnectionString("Integrations");
         if (string.IsNullOrWhiteSpace(connectionString))

@@ -71,7 +71,7 @@ public static class ListCredentialAccessLog
     private sealed class Row
     {
         public Guid Id { get; init; }
-        public DateTime OccurredAt { get; init; }
+        public DateTimeOffset OccurredAt { get; init; }
         public Guid? CredentialId { get; init; }
         public required string Reference { get; init; }
         public required string AccessorType { get; init; }
@@ -81,7 +81,7 @@ public static class ListCredentialAccessLog
         public required string Outcome { get; init; }
         public required string Reason { get; init; }
 
-        public Entry ToEntry() => new(Id, Credential.Utc(OccurredAt), CredentialId, Reference, AccessorType, AccessorId, Actor, Operation, Outcome, Reason);
+        public Entry ToEntry() => new(Id, OccurredAt, CredentialId, Reference, AccessorType, AccessorId, Actor, Operation, Outcome, Reason);
     }
 
     internal static void Map(RouteGroupBuilder group) =>

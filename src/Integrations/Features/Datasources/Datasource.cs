@@ -62,15 +62,15 @@ public static partial class Datasource
         public required string Status { get; init; }
         public string? StatusMessage { get; init; }
         public string? ServerVersion { get; init; }
-        public DateTime? TestedAt { get; init; }
-        public DateTime CreatedAt { get; init; }
-        public DateTime UpdatedAt { get; init; }
+        public DateTimeOffset? TestedAt { get; init; }
+        public DateTimeOffset CreatedAt { get; init; }
+        public DateTimeOffset UpdatedAt { get; init; }
 
         public DatasourceTarget Target => new(Id, Host, Port, Database, Username, TlsMode);
 
         public Response ToResponse() => new(
             Id, Name, Kind, Host, Port, Database, Username, CredentialRef, TlsMode, RowLimit, StatementTimeoutMs,
-            Status, StatusMessage, ServerVersion, Utc(TestedAt), Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value);
+            Status, StatusMessage, ServerVersion, TestedAt, CreatedAt, UpdatedAt);
     }
 
     /// <summary>A declared template parameter: bound as this PostgreSQL type, in this order.</summary>
@@ -109,23 +109,20 @@ public static partial class Datasource
         public int TimeoutMs { get; init; }
         public int? RateLimitPerMinute { get; init; }
         public bool Enabled { get; init; }
-        public DateTime CreatedAt { get; init; }
-        public DateTime UpdatedAt { get; init; }
+        public DateTimeOffset CreatedAt { get; init; }
+        public DateTimeOffset UpdatedAt { get; init; }
 
         public IReadOnlyList<Parameter> ParameterList => ParseParameters(Parameters);
 
         public QueryResponse ToResponse() => new(
             Id, DatasourceId, Name, Description, Sql, ParameterList,
             JsonSerializer.Deserialize<List<ColumnInfo>>(Columns, Json) ?? [],
-            RowLimit, TimeoutMs, RateLimitPerMinute, Enabled, Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value);
+            RowLimit, TimeoutMs, RateLimitPerMinute, Enabled, CreatedAt, UpdatedAt);
     }
 
     internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     internal static IReadOnlyList<Parameter> ParseParameters(string json) => JsonSerializer.Deserialize<List<Parameter>>(json, Json) ?? [];
-
-    internal static DateTimeOffset? Utc(DateTime? value) =>
-        value is { } v ? new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)) : null;
 
     internal static IRuleBuilderOptions<T, string?> ValidName<T>(this IRuleBuilder<T, string?> rule) =>
         rule.NotEmpty().WithMessage("Name is required.")

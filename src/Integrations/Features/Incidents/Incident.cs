@@ -27,17 +27,15 @@ public static class Incident
         public required string SubjectId { get; init; }
         public required string Message { get; init; }
         public int Occurrences { get; init; }
-        public DateTime FirstSeen { get; init; }
-        public DateTime LastSeen { get; init; }
+        public DateTimeOffset FirstSeen { get; init; }
+        public DateTimeOffset LastSeen { get; init; }
         public required string Status { get; init; }
-        public DateTime? AcknowledgedAt { get; init; }
+        public DateTimeOffset? AcknowledgedAt { get; init; }
         public string? AcknowledgedBy { get; init; }
-        public DateTime? ResolvedAt { get; init; }
+        public DateTimeOffset? ResolvedAt { get; init; }
         public string? ResolvedBy { get; init; }
 
-        public Response ToResponse() => new(Id, Kind, Severity, SubjectType, SubjectId, Message, Occurrences, Utc(FirstSeen), Utc(LastSeen),
-            Status, AcknowledgedAt is { } a ? Utc(a) : null, AcknowledgedBy, ResolvedAt is { } r ? Utc(r) : null, ResolvedBy);
-
-        private static DateTimeOffset Utc(DateTime value) => new(DateTime.SpecifyKind(value, DateTimeKind.Utc));
+        public Response ToResponse() => new(Id, Kind, Severity, SubjectType, SubjectId, Message, Occurrences, FirstSeen, LastSeen,
+            Status, AcknowledgedAt, AcknowledgedBy, ResolvedAt, ResolvedBy);
     }
 }

@@ -66,7 +66,7 @@ public static class CheckIntegrationHealth
                 outcome = probed.Value;
             }
 
-            var checkedAt = await connection.QuerySingleOrDefaultAsync<DateTime?>(new CommandDefinition(RecordSql, new
+            var checkedAt = await connection.QuerySingleOrDefaultAsync<DateTimeOffset?>(new CommandDefinition(RecordSql, new
             {
                 session.TenantId, request.Id, outcome.Health, outcome.Message,
             }, cancellationToken: ct));
@@ -89,10 +89,8 @@ public static class CheckIntegrationHealth
                 Credential = credentials.Current?.Reference ?? "none",
                 IncidentId = incidentId,
             });
-            return new Response(request.Id, outcome.Health, Utc(checkedAt.Value), outcome.Message, outcome.UpstreamStatus, outcome.DurationMs, incidentId);
+            return new Response(request.Id, outcome.Health, checkedAt.Value, outcome.Message, outcome.UpstreamStatus, outcome.DurationMs, incidentId);
         }
-
-        private static DateTimeOffset Utc(DateTime value) => new(DateTime.SpecifyKind(value, DateTimeKind.Utc));
     }
 
     internal static void Map(RouteGroupBuilder group) =>

@@ -45,18 +45,18 @@ public static class Integration
         public string? CredentialRef { get; init; }
         public required string Status { get; init; }
         public required string Health { get; init; }
-        public DateTime? HealthCheckedAt { get; init; }
+        public DateTimeOffset? HealthCheckedAt { get; init; }
         public string? HealthMessage { get; init; }
         public int? RequestsPerMinute { get; init; }
         public long? TokensPerMonth { get; init; }
         public long? BudgetCentsPerMonth { get; init; }
         public string[] AllowedModels { get; init; } = [];
-        public DateTime CreatedAt { get; init; }
-        public DateTime UpdatedAt { get; init; }
+        public DateTimeOffset CreatedAt { get; init; }
+        public DateTimeOffset UpdatedAt { get; init; }
 
         public Response ToResponse() => new(
-            Id, Name, Provider, BaseUrl, CredentialRef, Status, Health, Utc(HealthCheckedAt), HealthMessage,
-            new Limits(RequestsPerMinute, TokensPerMonth, BudgetCentsPerMonth), AllowedModels, Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value);
+            Id, Name, Provider, BaseUrl, CredentialRef, Status, Health, HealthCheckedAt, HealthMessage,
+            new Limits(RequestsPerMinute, TokensPerMonth, BudgetCentsPerMonth), AllowedModels, CreatedAt, UpdatedAt);
 
         private static DateTimeOffset? Utc(DateTime? value) =>
             value is { } v ? new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)) : null;

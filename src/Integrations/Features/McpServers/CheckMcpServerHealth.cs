@@ -46,7 +46,7 @@ public static class CheckMcpServerHealth
             RETURNING status, last_health_check_at AS checked_at
             """;
 
-        private sealed record Recorded(string Status, DateTime CheckedAt);
+        private sealed record Recorded(string Status, DateTimeOffset CheckedAt);
 
         public async Task<Result<Response>> Handle(Command request, CancellationToken ct)
         {
@@ -92,7 +92,7 @@ public static class CheckMcpServerHealth
                 IncidentId = incidentId,
             });
             return new Response(request.Id, recorded.Status, server.Status, probe.LatencyMs, probe.Method, probe.Detail, probe.ErrorCode,
-                McpServer.Utc(recorded.CheckedAt)!.Value, incidentId);
+                recorded.CheckedAt, incidentId);
         }
     }
 

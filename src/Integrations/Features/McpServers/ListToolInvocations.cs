@@ -92,12 +92,12 @@ public static class ListToolInvocations
         public string? DecisionReason { get; init; }
         public string? Error { get; init; }
         public double DurationMs { get; init; }
-        public DateTime StartedAt { get; init; }
-        public DateTime FinishedAt { get; init; }
+        public DateTimeOffset StartedAt { get; init; }
+        public DateTimeOffset FinishedAt { get; init; }
         public Guid? IncidentId { get; init; }
 
         public Invocation ToInvocation() => new(Id, ServerId, ToolId, ToolName, RunId, Caller, InputHash, OutputHash, Outcome, DecisionReason,
-            Error, DurationMs, McpServer.Utc(StartedAt)!.Value, McpServer.Utc(FinishedAt)!.Value, IncidentId);
+            Error, DurationMs, StartedAt, FinishedAt, IncidentId);
     }
 
     internal static void Map(RouteGroupBuilder group) =>

@@ -67,18 +67,18 @@ public static class McpServer
         public string? ServerName { get; init; }
         public string? ServerVersion { get; init; }
         public string Capabilities { get; init; } = "{}";
-        public DateTime? DiscoveredAt { get; init; }
-        public DateTime? LastHealthCheckAt { get; init; }
+        public DateTimeOffset? DiscoveredAt { get; init; }
+        public DateTimeOffset? LastHealthCheckAt { get; init; }
         public int? HealthLatencyMs { get; init; }
         public string? HealthDetail { get; init; }
-        public DateTime CreatedAt { get; init; }
-        public DateTime UpdatedAt { get; init; }
+        public DateTimeOffset CreatedAt { get; init; }
+        public DateTimeOffset UpdatedAt { get; init; }
         public int ToolCount { get; init; }
 
         public Response ToResponse() => new(
             Id, Name, Url, Transport, CredentialRef, AuthHeader, Status, ProtocolVersion, ServerName, ServerVersion,
-            JsonDocument.Parse(Capabilities).RootElement.Clone(), ToolCount, Utc(DiscoveredAt), Utc(LastHealthCheckAt),
-            HealthLatencyMs, HealthDetail, Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value);
+            JsonDocument.Parse(Capabilities).RootElement.Clone(), ToolCount, DiscoveredAt, LastHealthCheckAt,
+            HealthLatencyMs, HealthDetail, CreatedAt, UpdatedAt);
 
         public McpEndpoint Endpoint(string tenantId, McpServerAuth? auth) => new(tenantId, Id, new Uri(Url), auth, Transport);
     }
@@ -140,9 +140,6 @@ public static class McpServer
         return Error.Validation("credential_ref",
             $"The attached credential (type {credential.Type}) carries no token for the '{authHeader}' header; attach an api_key or bearer_token credential.");
     }
-
-    internal static DateTimeOffset? Utc(DateTime? value) =>
-        value is { } v ? new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)) : null;
 
     internal static IRuleBuilderOptions<T, string?> ValidServerName<T>(this IRuleBuilder<T, string?> rule) =>
         rule.NotEmpty().WithMessage("Name is required.")

@@ -65,9 +65,8 @@ public sealed class ToolPolicyStore
         public string[] DenyList { get; init; } = [];
         public int? DefaultRateLimitPerMinute { get; init; }
         public int? TenantRateLimitPerMinute { get; init; }
-        public DateTime UpdatedAt { get; init; }
+        public DateTimeOffset UpdatedAt { get; init; }
 
-        public ToolPolicy ToPolicy() => new(RiskCeiling, AllowList, DenyList, DefaultRateLimitPerMinute, TenantRateLimitPerMinute,
-            new DateTimeOffset(DateTime.SpecifyKind(UpdatedAt, DateTimeKind.Utc)));
+        public ToolPolicy ToPolicy() => new(RiskCeiling, AllowList, DenyList, DefaultRateLimitPerMinute, TenantRateLimitPerMinute, UpdatedAt);
     }
 }
