@@ -20,6 +20,5 @@ public sealed class IncidentsModule : ICarterModule
     public static void AddServices(IServiceCollection services)
     {
         services.AddSingleton<IncidentRecorder>();
-        services.AddScoped<IncidentTransition>();
     }
 }

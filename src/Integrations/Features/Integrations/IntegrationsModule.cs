@@ -26,7 +26,6 @@ public sealed class IntegrationsModule : ICarterModule
     /// <summary>Settings from <c>Integrations:Health</c>.</summary>
     public static void AddServices(IServiceCollection services, IConfiguration configuration)
     {
-        services.AddScoped<IntegrationLifecycle>();
         services.AddSingleton(HealthCheckSettings.FromConfiguration(configuration));
         services.AddSingleton<ProviderHealthProbe>();
         services.AddSingleton<IntegrationHealthSweep>();
