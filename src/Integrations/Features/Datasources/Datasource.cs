@@ -135,8 +135,6 @@ public static partial class Datasource
             .Must(n => n is null || QueryName().IsMatch(n))
             .WithMessage("A template name is 1-100 characters: a lower-case letter, then lower-case letters, digits, '_' or '-'.");
 
-    internal static bool IsQueryName(string? name) => name is not null && QueryName().IsMatch(name);
-
     /// <summary>One host name or address: no lists, ports, paths, credentials or whitespace.</summary>
     internal static IRuleBuilderOptions<T, string?> ValidHost<T>(this IRuleBuilder<T, string?> rule) =>
         rule.NotEmpty().WithMessage("Host is required.")

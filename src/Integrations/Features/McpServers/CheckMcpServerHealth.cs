@@ -54,7 +54,7 @@ public static class CheckMcpServerHealth
             if (server is null) return Error.NotFound("MCP server");
             var auth = McpServer.AuthFrom(credentials.Current, server.AuthHeader);
             if (!auth.IsSuccess) return auth.Error!;
-            await session.DisposeAsync();
+            await session.RollbackAsync();
 
             var probe = await sessions.ProbeAsync(server.Endpoint(session.TenantId, auth.Value), ct);
 

@@ -45,8 +45,6 @@ public static class SqlTemplateGuard
     public static bool IsDeniedFunction(string name) =>
         DeniedFunctions.Contains(name) || DeniedFunctionPrefixes.Any(p => name.StartsWith(p, StringComparison.Ordinal));
 
-    public static IEnumerable<string> DeniedFunctionNames => DeniedFunctions.Concat(DeniedFunctionPrefixes.Select(p => p + "*"));
-
     /// <summary>
     /// Checks <paramref name="sql"/> against the rules and rewrites its parameters. The error names the rule broken;
     /// <c>sql</c> or <c>parameters</c> is the field it belongs to.
