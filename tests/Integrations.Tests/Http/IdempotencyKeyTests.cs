@@ -34,8 +34,8 @@ public sealed class IdempotencyKeyTests(ApiFixture fixture) : IClassFixture<ApiF
         Assert.Equal(first.Headers.Location, retry.Headers.Location);
         Assert.Equal("true", retry.Headers.GetValues("Idempotent-Replayed").Single());
         Assert.False(first.Headers.Contains("Idempotent-Replayed"));
-        Assert.Equal(1L, await Db.ScalarAsync<long>(Api.ConnectionString, "SELECT count(*) FROM cus_integrations WHERE tenant_id = @tenant", new { tenant }));
-        Assert.Equal(1L, await Db.AuditCountAsync(Api.ConnectionString, tenant, "integrations.create"));
+        Assert.Equal(1L, await OwnerSql.ScalarAsync<long>(Api.ConnectionString, "SELECT count(*) FROM cus_integrations WHERE tenant_id = @tenant", new { tenant }));
+        Assert.Equal(1L, await OwnerSql.AuditCountAsync(Api.ConnectionString, tenant, "integrations.create"));
 
         // Without the header, the same request is a new one (and here a name conflict).
         Assert.Equal(HttpStatusCode.Conflict, (await client.SendAsync(Post("/integrations", new { name = "once", provider = "openai" }, null))).StatusCode);

@@ -50,6 +50,8 @@ public sealed class MasterKeys
 
     public MasterKey Current { get; }
 
+    public IReadOnlyCollection<string> KeyIds => _byId.Keys;
+
     public bool TryGet(string keyId, out MasterKey key) => _byId.TryGetValue(keyId, out key!);
 
     /// <summary>
