@@ -82,9 +82,6 @@ public static class Integration
         public Response ToResponse() => new(
             Id, Name, Provider, BaseUrl, CredentialRef, Status, Health, HealthCheckedAt, HealthMessage,
             new Limits(RequestsPerMinute, TokensPerMonth, BudgetCentsPerMonth), AllowedModels, CreatedAt, UpdatedAt);
-
-        private static DateTimeOffset? Utc(DateTime? value) =>
-            value is { } v ? new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)) : null;
     }
 
     internal static IRuleBuilderOptions<T, string?> ValidName<T>(this IRuleBuilder<T, string?> rule) =>
