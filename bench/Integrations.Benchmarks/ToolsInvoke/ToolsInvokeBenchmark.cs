@@ -463,7 +463,7 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
             var ahead = due - Stopwatch.GetTimestamp();
             if (ahead <= 0) return;
             var microseconds = ahead * 1_000_000 / Stopwatch.Frequency;
-            if (microseconds > 0) usleep((uint)Math.Min(microseconds, 1_000_000));
+            if (microseconds > 0) _ = usleep((uint)Math.Min(microseconds, 1_000_000)); // an interrupted sleep is retried by the loop
         }
     }
 

@@ -78,7 +78,7 @@ public sealed class HealthCheckTests(HealthFixture fixture) : IClassFixture<Heal
         return (tenant, integration.Id, secret);
     }
 
-    private IReadOnlyList<RecordedRequest> RequestsTo(string fragment) => Provider.Requests.Where(r => r.PathAndQuery.Contains(fragment)).ToList();
+    private List<RecordedRequest> RequestsTo(string fragment) => Provider.Requests.Where(r => r.PathAndQuery.Contains(fragment)).ToList();
 
     [Theory]
     [InlineData(200, "healthy", "accepted", 1)]

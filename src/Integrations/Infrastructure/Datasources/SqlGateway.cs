@@ -117,7 +117,7 @@ public sealed partial class SqlGateway(DatasourceConnections connections, Dataso
     /// The current row's values, or null when they come to more than <paramref name="budget"/> bytes as JSON. Text,
     /// json and bytea values are measured on the wire before they are loaded: their JSON is never shorter than that.
     /// </summary>
-    private static Result<Row?> ReadRow(NpgsqlDataReader reader, IReadOnlyList<ColumnInfo> columns, long budget)
+    private static Result<Row?> ReadRow(NpgsqlDataReader reader, List<ColumnInfo> columns, long budget)
     {
         var values = new JsonNode?[columns.Count];
         var bytes = 0L;
@@ -203,6 +203,7 @@ public sealed partial class SqlGateway(DatasourceConnections connections, Dataso
     private static string Wrap(CheckedTemplate template, int limit) =>
         $"SELECT * FROM (\n{template.PositionalSql}\n) AS gateway_result" + (limit > 0 ? $" LIMIT {limit}" : string.Empty);
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1068", Justification = "The work reads best as the trailing lambda of each call.")]
     private async Task<Result<T>> ReadOnlyAsync<T>(DatasourceTarget target, string password, int timeoutMs, CancellationToken ct,
         Func<NpgsqlConnection, NpgsqlTransaction, Task<Result<T>>> work)
     {
