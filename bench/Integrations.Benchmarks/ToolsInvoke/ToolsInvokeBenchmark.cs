@@ -224,7 +224,8 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
                 var index = i;
                 tasks[i] = Task.Run(() => One(index, due));
             }
-        }) { IsBackground = true, Name = "fixed-rate sender", Priority = ThreadPriority.AboveNormal };
+        })
+        { IsBackground = true, Name = "fixed-rate sender", Priority = ThreadPriority.AboveNormal };
         sender.Start();
         await Task.Run(sender.Join);
         await Task.WhenAll(tasks);

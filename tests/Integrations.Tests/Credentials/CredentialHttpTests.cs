@@ -132,7 +132,10 @@ public sealed class CredentialHttpTests(CapturingApiFixture fixture) : IClassFix
         var blob = await JsonAsync(await client.PostAsJsonAsync("/credentials/encrypt", new { secret = encrypted }), HttpStatusCode.OK);
         var second = await JsonAsync(await client.PostAsJsonAsync("/integrations", new
         {
-            name = "llm-2", provider = "openai_compatible", base_url = baseUrl, credential_ref = blob.GetProperty("reference").GetString(),
+            name = "llm-2",
+            provider = "openai_compatible",
+            base_url = baseUrl,
+            credential_ref = blob.GetProperty("reference").GetString(),
         }), HttpStatusCode.Created);
         await JsonAsync(await client.PostAsync($"/integrations/{second.GetProperty("id").GetString()}/health", null), HttpStatusCode.OK);
 

@@ -110,7 +110,9 @@ public sealed class MasterKeyTests
 
         var during = new Dictionary<string, string?>
         {
-            ["ConnectionStrings:Integrations"] = cs, [MasterKeys.CurrentKey] = newKey, [$"{MasterKeys.PreviousKeysSection}:0"] = oldKey,
+            ["ConnectionStrings:Integrations"] = cs,
+            [MasterKeys.CurrentKey] = newKey,
+            [$"{MasterKeys.PreviousKeysSection}:0"] = oldKey,
         };
         await using (var host = await VaultTestKit.StartHostAsync(during))
         {

@@ -1,9 +1,9 @@
 using System.Text.Json;
 using Integrations.Common;
 using Integrations.Features.Audit;
+using Integrations.Features.Credentials;
 using Integrations.Features.Datasources;
 using Integrations.Features.Policies;
-using Integrations.Features.Credentials;
 using Integrations.Infrastructure.Datasources;
 using Integrations.Infrastructure.Vault;
 using Integrations.Tests.Support;

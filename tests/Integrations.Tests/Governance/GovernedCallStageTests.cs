@@ -10,9 +10,9 @@ using Integrations.Pipeline.Governance;
 using Integrations.Tests.Support;
 using MediatR;
 using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
 using NSubstitute;
 using NSubstitute.ExceptionExtensions;
-using Npgsql;
 
 namespace Integrations.Tests.Governance;
 

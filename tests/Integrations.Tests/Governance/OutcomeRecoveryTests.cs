@@ -9,8 +9,8 @@ using Integrations.Pipeline.Governance;
 using Integrations.Tests.Support;
 using MediatR;
 using Microsoft.Extensions.DependencyInjection;
-using NSubstitute;
 using Npgsql;
+using NSubstitute;
 
 namespace Integrations.Tests.Governance;
 

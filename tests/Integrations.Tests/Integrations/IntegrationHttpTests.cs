@@ -32,7 +32,10 @@ public sealed class IntegrationHttpTests(ApiFixture fixture) : IClassFixture<Api
 
         var created = await client.PostAsJsonAsync("/integrations", new
         {
-            name = "openai-main", provider = "openai", limits = new { requests_per_minute = 60 }, allowed_models = new[] { "gpt-4o" },
+            name = "openai-main",
+            provider = "openai",
+            limits = new { requests_per_minute = 60 },
+            allowed_models = new[] { "gpt-4o" },
         });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
         var id = (await JsonAsync(created)).GetProperty("id").GetString();

@@ -1,12 +1,12 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.Json;
-using Integrations.Pipeline.Governance;
 using Integrations.Common;
 using Integrations.Features.Audit;
 using Integrations.Features.Credentials;
 using Integrations.Features.McpServers;
 using Integrations.Infrastructure.Telemetry;
+using Integrations.Pipeline.Governance;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 

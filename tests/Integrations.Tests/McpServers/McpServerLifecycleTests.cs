@@ -1,10 +1,10 @@
 using System.Text.Json;
-using Integrations.Pipeline.Governance;
 using Integrations.Common;
 using Integrations.Features.Audit;
 using Integrations.Features.McpServers;
 using Integrations.Features.Policies;
 using Integrations.Infrastructure.Mcp;
+using Integrations.Pipeline.Governance;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 

@@ -61,7 +61,12 @@ public static class ListCredentialAccessLog
             var connection = await session.ConnectionAsync(ct);
             var rows = (await connection.QueryAsync<Row>(new CommandDefinition(sql.ToString(), new
             {
-                session.TenantId, After = after, request.CredentialId, request.Outcome, request.AccessorType, request.AccessorId,
+                session.TenantId,
+                After = after,
+                request.CredentialId,
+                request.Outcome,
+                request.AccessorType,
+                request.AccessorId,
                 Take = request.Limit + 1,
             }, cancellationToken: ct))).AsList();
             return Paging.ToPage(rows, request.Limit, r => r.ToEntry(), r => Cursor.Encode(r.Id));

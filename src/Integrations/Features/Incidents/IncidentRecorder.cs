@@ -1,5 +1,5 @@
-using Integrations.Common;
 using Dapper;
+using Integrations.Common;
 using Npgsql;
 
 namespace Integrations.Features.Incidents;

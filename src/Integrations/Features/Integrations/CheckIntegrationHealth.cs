@@ -1,7 +1,7 @@
 using Dapper;
 using Integrations.Common;
-using Integrations.Infrastructure.Audit;
 using Integrations.Features.Incidents;
+using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Vault;
@@ -68,7 +68,10 @@ public static class CheckIntegrationHealth
 
             var checkedAt = await connection.QuerySingleOrDefaultAsync<DateTimeOffset?>(new CommandDefinition(RecordSql, new
             {
-                session.TenantId, request.Id, outcome.Health, outcome.Message,
+                session.TenantId,
+                request.Id,
+                outcome.Health,
+                outcome.Message,
             }, cancellationToken: ct));
             if (checkedAt is null) return Error.NotFound(Integration.SubjectType);
 

@@ -1,7 +1,7 @@
 using Dapper;
 using Integrations.Common;
-using Integrations.Infrastructure.Audit;
 using Integrations.Features.Incidents;
+using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Mcp;

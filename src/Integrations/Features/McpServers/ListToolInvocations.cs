@@ -71,8 +71,15 @@ public static class ListToolInvocations
             var connection = await session.ConnectionAsync(ct);
             var rows = (await connection.QueryAsync<Row>(new CommandDefinition(sql.ToString(), new
             {
-                session.TenantId, request.ServerId, After = after, request.Outcome, request.Tool, request.RunId,
-                From = request.From?.UtcDateTime, To = request.To?.UtcDateTime, Take = request.Limit + 1,
+                session.TenantId,
+                request.ServerId,
+                After = after,
+                request.Outcome,
+                request.Tool,
+                request.RunId,
+                From = request.From?.UtcDateTime,
+                To = request.To?.UtcDateTime,
+                Take = request.Limit + 1,
             }, cancellationToken: ct))).AsList();
             return Paging.ToPage(rows, request.Limit, r => r.ToInvocation(), r => Cursor.Encode(r.Id));
         }

@@ -1,8 +1,8 @@
 using System.Text.Json;
 using Dapper;
 using Integrations.Common;
-using Integrations.Features.Policies;
 using Integrations.Features.Incidents;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Vault;
 using Integrations.Pipeline.Governance;
 using Npgsql;

@@ -103,7 +103,8 @@ public sealed partial class SqlGateway(DatasourceConnections connections, Dataso
                     return Error.UpstreamError(
                         $"The first row of the result is larger than the result cap of {options.MaxResultBytes} bytes " +
                         $"({DatasourceOptions.Section}:MaxResultBytes): select fewer or narrower columns, e.g. left(column, n).")
-                        with { Extensions = new Dictionary<string, object?> { ["max_result_bytes"] = options.MaxResultBytes } };
+                        with
+                    { Extensions = new Dictionary<string, object?> { ["max_result_bytes"] = options.MaxResultBytes } };
                 }
                 rows.Add(row.Values);
                 bytes += overhead + row.Bytes;

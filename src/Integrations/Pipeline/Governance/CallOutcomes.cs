@@ -1,8 +1,8 @@
 using System.Runtime.InteropServices;
 using Integrations.Common;
+using Integrations.Features.Incidents;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
-using Integrations.Features.Incidents;
 using Npgsql;
 
 namespace Integrations.Pipeline.Governance;

@@ -1,6 +1,6 @@
 using Integrations.Common;
-using Integrations.Features.Policies;
 using Integrations.Features.Incidents;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Vault;
 using MediatR;
 using Npgsql;
