@@ -106,8 +106,12 @@ public sealed class AuditChainAttackTests(ServiceFixture fixture) : IClassFixtur
         var hash = await OwnerSql.ScalarAsync<byte[]>(Host.ConnectionString, "SELECT hash FROM audit_events WHERE tenant_id = @tenant AND seq = 2", new { tenant });
         await File.AppendAllTextAsync(anchors.Path, JsonSerializer.Serialize(new
         {
-            tenant_id = tenant, seq = 2, hash = Convert.ToHexStringLower(hash), anchored_at = DateTime.UtcNow,
-            key_id = Host.Services.GetRequiredService<AuditKeys>().CurrentKeyId, mac = new string('0', 64),
+            tenant_id = tenant,
+            seq = 2,
+            hash = Convert.ToHexStringLower(hash),
+            anchored_at = DateTime.UtcNow,
+            key_id = Host.Services.GetRequiredService<AuditKeys>().CurrentKeyId,
+            mac = new string('0', 64),
         }) + "\n");
 
         Assert.Equal((false, 2L, "anchor_forged"), await VerifyAsync(tenant));
@@ -122,16 +126,19 @@ public sealed class AuditChainAttackTests(ServiceFixture fixture) : IClassFixtur
         var anchorFile = Path.Combine(Path.GetTempPath(), "integrations-tests", $"anchors-{Guid.NewGuid():N}.jsonl");
         var tenant = TestEnvironment.NewTenant();
         await using (var before = await ServiceHost.StartAsync(new Dictionary<string, string?>
-                     {
-                         ["Integrations:Vault:MasterKey"] = oldKey, ["Integrations:Audit:AnchorFile"] = anchorFile,
-                     }))
+        {
+            ["Integrations:Vault:MasterKey"] = oldKey,
+            ["Integrations:Audit:AnchorFile"] = anchorFile,
+        }))
         {
             for (var i = 0; i < 2; i++) await before.SendAsync(new CreateIntegration.Command($"old{i}", "openai"), tenant);
             await before.Services.GetRequiredService<AuditAnchoring>().RunOnceAsync(CancellationToken.None);
         }
         await using var after = await ServiceHost.StartAsync(new Dictionary<string, string?>
         {
-            ["Integrations:Vault:MasterKey"] = newKey, ["Integrations:Vault:PreviousKeys:old"] = oldKey, ["Integrations:Audit:AnchorFile"] = anchorFile,
+            ["Integrations:Vault:MasterKey"] = newKey,
+            ["Integrations:Vault:PreviousKeys:old"] = oldKey,
+            ["Integrations:Audit:AnchorFile"] = anchorFile,
         });
         for (var i = 0; i < 2; i++) await after.SendAsync(new CreateIntegration.Command($"new{i}", "openai"), tenant);
 
@@ -144,7 +151,8 @@ public sealed class AuditChainAttackTests(ServiceFixture fixture) : IClassFixtur
         // Once the old key is gone, what it signed can no longer be checked, and verification says so.
         await using var forgetful = await ServiceHost.StartAsync(new Dictionary<string, string?>
         {
-            ["Integrations:Vault:MasterKey"] = newKey, ["Integrations:Audit:AnchorFile"] = anchorFile,
+            ["Integrations:Vault:MasterKey"] = newKey,
+            ["Integrations:Audit:AnchorFile"] = anchorFile,
         });
         var verified = (await forgetful.SendAsync(new VerifyAuditChain.Query(), tenant)).Value;
         Assert.Equal((false, 1L, "unknown_key"), (verified.Valid, verified.FirstBrokenSeq, verified.Problem));
