@@ -20,7 +20,6 @@ public sealed class CredentialsModule : ICarterModule
         GetCredential.Map(credentials);
         RotateCredential.Map(credentials);
         UpdateCredential.Map(credentials);
-        UpdateCredential.Map(credentials);
         DeleteCredential.Map(credentials);
         GrantCredential.Map(credentials);
         RevokeCredentialGrant.Map(credentials);
