@@ -4,8 +4,10 @@
 #   ./build.sh run [--urls URL]   run the API locally (Development) against a project-local
 #                                 PostgreSQL unless ConnectionStrings__Integrations is set
 #   ./build.sh stop-db            stop the project-local PostgreSQL started by `run`
-#   ./build.sh test               build and run every test project against a throwaway
-#                                 PostgreSQL; last line: "N passed, N failed[, N skipped]"
+#   ./build.sh test               build (analyzers are errors), check formatting (dotnet format
+#                                 --verify-no-changes) and run every test project against a throwaway
+#                                 PostgreSQL; last line: "N passed, N failed[, N skipped]" (a formatting
+#                                 failure counts as one failed)
 #   ./build.sh bench [--smoke] [--stages a,b]
 #                                 the benchmark suite (bench/) against a throwaway PostgreSQL with
 #                                 default durability; writes the results into bench/README.md
@@ -222,9 +224,17 @@ cmd_test() {
 
   echo "Building $SOLUTION (Release)..." >&2
   if ! dotnet build "$SOLUTION" -c Release -nologo -v quiet; then
-    echo "build.sh: error: build failed" >&2
+    echo "build.sh: error: build failed (compiler or analyzer errors above)" >&2
     summary 0 1 0
     exit 1
+  fi
+
+  # The style gate: formatting and code style (.editorconfig) of the whole solution; analyzers already fail the build.
+  local format_failed=0
+  echo "Checking formatting and code style (dotnet format --verify-no-changes)..." >&2
+  if ! dotnet format "$SOLUTION" --verify-no-changes --no-restore -v quiet >&2; then
+    echo "build.sh: error: formatting or code style differs from .editorconfig: run 'dotnet format $SOLUTION' and commit the result" >&2
+    format_failed=1
   fi
 
   local results="$TEST_TMP/results" rc
@@ -252,6 +262,7 @@ cmd_test() {
     echo "build.sh: error: dotnet test failed (exit code $rc) without a failed test: a test host crashed or was aborted" >&2
     f=1
   fi
+  f=$((f + format_failed))
   summary "$p" "$f" "$s"
   [ "$f" -eq 0 ] || exit 1
 }

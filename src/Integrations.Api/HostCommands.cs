@@ -37,37 +37,37 @@ internal static class HostCommands
                     Console.WriteLine("Migrations are up to date.");
                     return 0;
                 case "create-api-key":
-                {
-                    var tenant = Option(args, "--tenant") ?? throw new ArgumentException("--tenant is required.");
-                    var scopes = (Option(args, "--scopes") ?? string.Join(',', Scopes.Read, Scopes.Write))
-                        .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-                    var name = Option(args, "--name") ?? "cli";
-                    var created = await services.GetRequiredService<ApiKeys>().CreateAsync(tenant, name, scopes, ct);
-                    Console.WriteLine($"Created API key {created.Id} for tenant '{created.TenantId}' with scopes {string.Join(',', created.Scopes)}.");
-                    Console.WriteLine("The key is shown once; store it now:");
-                    Console.WriteLine(created.Key);
-                    return 0;
-                }
+                    {
+                        var tenant = Option(args, "--tenant") ?? throw new ArgumentException("--tenant is required.");
+                        var scopes = (Option(args, "--scopes") ?? string.Join(',', Scopes.Read, Scopes.Write))
+                            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+                        var name = Option(args, "--name") ?? "cli";
+                        var created = await services.GetRequiredService<ApiKeys>().CreateAsync(tenant, name, scopes, ct);
+                        Console.WriteLine($"Created API key {created.Id} for tenant '{created.TenantId}' with scopes {string.Join(',', created.Scopes)}.");
+                        Console.WriteLine("The key is shown once; store it now:");
+                        Console.WriteLine(created.Key);
+                        return 0;
+                    }
                 case "revoke-api-key":
-                {
-                    if (args.Length < 2 || !Guid.TryParse(args[1], out var id)) throw new ArgumentException("Usage: revoke-api-key <id>");
-                    var revoked = await services.GetRequiredService<ApiKeys>().RevokeAsync(id, ct);
-                    Console.WriteLine(revoked ? $"Revoked API key {id}." : $"No active API key {id}.");
-                    return revoked ? 0 : 1;
-                }
+                    {
+                        if (args.Length < 2 || !Guid.TryParse(args[1], out var id)) throw new ArgumentException("Usage: revoke-api-key <id>");
+                        var revoked = await services.GetRequiredService<ApiKeys>().RevokeAsync(id, ct);
+                        Console.WriteLine(revoked ? $"Revoked API key {id}." : $"No active API key {id}.");
+                        return revoked ? 0 : 1;
+                    }
                 case "check-api-key":
-                {
-                    if (args.Length < 2) throw new ArgumentException("Usage: check-api-key <key>");
-                    var caller = await services.GetRequiredService<ApiKeys>().AuthenticateAsync(args[1], ct);
-                    Console.WriteLine(caller is null ? "invalid" : $"valid for tenant '{caller.TenantId}'");
-                    return caller is null ? 1 : 0;
-                }
+                    {
+                        if (args.Length < 2) throw new ArgumentException("Usage: check-api-key <key>");
+                        var caller = await services.GetRequiredService<ApiKeys>().AuthenticateAsync(args[1], ct);
+                        Console.WriteLine(caller is null ? "invalid" : $"valid for tenant '{caller.TenantId}'");
+                        return caller is null ? 1 : 0;
+                    }
                 case "rotate-master-key":
-                {
-                    var report = await services.GetRequiredService<MasterKeyRotation>().RunAsync(ct);
-                    Console.WriteLine(MasterKeyRotation.Describe(report));
-                    return report.Complete ? 0 : 1;
-                }
+                    {
+                        var report = await services.GetRequiredService<MasterKeyRotation>().RunAsync(ct);
+                        Console.WriteLine(MasterKeyRotation.Describe(report));
+                        return report.Complete ? 0 : 1;
+                    }
             }
             return 2;
         }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Carter;
 using Integrations;
 using Integrations.Api;
 using Integrations.Infrastructure.Http;
@@ -16,7 +17,9 @@ var builder = WebApplication.CreateBuilder(args);
 builder.Logging.ClearProviders().AddJsonConsole(o => o.IncludeScopes = false);
 
 builder.Services.AddIntegrations(builder.Configuration);
-builder.Services.AddHostedService<TelemetryProviders>();
+// The modules are the Integrations assembly's; validators are registered by AddIntegrations, not by Carter.
+builder.Services.AddCarter(new DependencyContextAssemblyCatalog([typeof(IntegrationsServiceCollection).Assembly]), c => c.WithEmptyValidators());
+builder.Services.AddIntegrationsTelemetry(builder.Configuration);
 builder.Services.Configure<JsonOptions>(o =>
 {
     o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
@@ -28,12 +31,16 @@ builder.Services.AddExceptionHandler<UnexpectedExceptionHandler>();
 builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
     .AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
 builder.Services.AddAuthorization();
-builder.Services.AddOpenApi(o => o.AddDocumentTransformer((document, _, _) =>
+builder.Services.AddOpenApi(o =>
 {
-    document.Info.Title = "Integrations";
-    document.Info.Description = "Governed integrations for AI agents: BYOK LLM integrations, MCP servers, datasources, audit.";
-    return Task.CompletedTask;
-}));
+    o.CreateSchemaReferenceId = OpenApiSchemaIds.For;
+    o.AddDocumentTransformer((document, _, _) =>
+    {
+        document.Info.Title = "Integrations";
+        document.Info.Description = "Governed integrations for AI agents: BYOK LLM integrations, MCP servers, datasources, audit.";
+        return Task.CompletedTask;
+    });
+});
 builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: ["ready"]);
 builder.WebHost.ConfigureKestrel(o =>
 {
@@ -78,7 +85,7 @@ app.UseSwaggerUI(o =>
 app.MapGet("/", () => Results.Redirect("/docs")).ExcludeFromDescription();
 app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false }).ExcludeFromDescription();
 app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains("ready") }).ExcludeFromDescription();
-app.MapIntegrationsApi();
+app.MapCarter();
 
 await app.RunAsync();
 return 0;

@@ -2,11 +2,13 @@ using Dapper;
 using FluentValidation;
 using Integrations.Common;
 using Integrations.Features.Credentials;
+using Integrations.Features.Datasources;
+using Integrations.Features.Incidents;
 using Integrations.Features.Integrations;
 using Integrations.Features.McpServers;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Network;
 using Integrations.Infrastructure.Security;
 using Integrations.Pipeline;
@@ -29,7 +31,7 @@ public static class IntegrationsServiceCollection
     /// </summary>
     public static IServiceCollection AddIntegrations(this IServiceCollection services, IConfiguration configuration)
     {
-        DefaultTypeMap.MatchNamesWithUnderscores = true;
+        DapperSettings.Apply();
 
         var connectionString = configuration.GetConnectionString("Integrations");
         if (string.IsNullOrWhiteSpace(connectionString))
@@ -65,12 +67,18 @@ public static class IntegrationsServiceCollection
             services.AddHostedService<MigrateOnStart>();
         }
 
+        services.AddSingleton<ChangeNotifications>();
         services.AddScoped<CallerContext>();
         services.AddScoped<TenantSession>();
-        services.AddScoped<IntegrationLifecycle>();
-        services.AddGovernance();
         services.AddGovernedCalls();
-        Features.Datasources.DatasourcesServiceCollection.AddDatasources(services, configuration);
+
+        // Each feature area registers what it brings, next to its routes (Features/<Area>/<Area>Module.cs).
+        CredentialsModule.AddServices(services, configuration);
+        IntegrationsModule.AddServices(services, configuration);
+        McpServersModule.AddServices(services, configuration);
+        DatasourcesModule.AddServices(services, configuration);
+        PoliciesModule.AddServices(services);
+        IncidentsModule.AddServices(services);
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
         services.AddScoped<IMediator, Mediator>();
@@ -81,16 +89,15 @@ public static class IntegrationsServiceCollection
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(AuditBehavior<,>));
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(GovernedCallBehavior<,>));
         services.AddTransient(typeof(IPipelineBehavior<,>), typeof(CredentialBehavior<,>)); // innermost: secrets only once everything else allowed the request
-        services.AddCredentials(configuration);
-        services.AddMcpServers(configuration);
 
-        foreach (var type in typeof(IntegrationsServiceCollection).Assembly.GetTypes().Where(t => t is { IsClass: true, IsAbstract: false, IsGenericTypeDefinition: false }))
+        var assembly = typeof(IntegrationsServiceCollection).Assembly;
+        // Scoped: a validator may read the request's CallerContext.
+        services.AddValidatorsFromAssembly(assembly, ServiceLifetime.Scoped, includeInternalTypes: true);
+        foreach (var type in assembly.GetTypes().Where(t => t is { IsClass: true, IsAbstract: false, IsGenericTypeDefinition: false }))
         {
-            foreach (var contract in type.GetInterfaces().Where(i => i.IsGenericType))
+            foreach (var contract in type.GetInterfaces().Where(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IRequestHandler<,>)))
             {
-                var definition = contract.GetGenericTypeDefinition();
-                if (definition == typeof(IRequestHandler<,>)) services.AddTransient(contract, type);
-                else if (definition == typeof(IValidator<>)) services.AddScoped(contract, type);
+                services.AddTransient(contract, type);
             }
         }
         return services;

@@ -36,5 +36,5 @@ public sealed class Result<T> : IFallible<Result<T>>
 /// <summary>The success value of an operation that returns nothing.</summary>
 public readonly record struct Done
 {
-    public static readonly Done Value = default;
+    public static readonly Done Value;
 }

@@ -20,7 +20,7 @@ internal sealed class AuditBehavior<TRequest, TResponse>(TenantSession session, 
         var response = await next();
         if (response.Error is not null)
         {
-            await session.DisposeAsync();
+            await session.RollbackAsync();
             return response;
         }
         if (audit.Pending.Count == 0)

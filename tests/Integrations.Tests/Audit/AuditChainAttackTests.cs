@@ -60,7 +60,7 @@ public sealed class AuditChainAttackTests(ServiceFixture fixture) : IClassFixtur
 
         await AsOwnerAsync($"DELETE FROM audit_events WHERE tenant_id = '{tenant}' AND seq >= 5", Rechain(tenant));
 
-        Assert.Equal(4L, await Db.ScalarAsync<long>(Host.ConnectionString, "SELECT last_seq FROM audit_chain_heads WHERE tenant_id = @tenant", new { tenant }));
+        Assert.Equal(4L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString, "SELECT last_seq FROM audit_chain_heads WHERE tenant_id = @tenant", new { tenant }));
         Assert.Equal((false, 5L, "anchor_mismatch"), await VerifyAsync(tenant));
     }
 
@@ -74,7 +74,7 @@ public sealed class AuditChainAttackTests(ServiceFixture fixture) : IClassFixtur
 
         await AsOwnerAsync($"DELETE FROM audit_events WHERE tenant_id = '{tenant}' AND seq = 2", Renumber(tenant), Rechain(tenant));
 
-        Assert.Equal(5L, await Db.AuditCountAsync(Host.ConnectionString, tenant));
+        Assert.Equal(5L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant));
         Assert.Equal((false, 3L, "anchor_mismatch"), await VerifyAsync(tenant));
     }
 
@@ -103,11 +103,15 @@ public sealed class AuditChainAttackTests(ServiceFixture fixture) : IClassFixtur
     {
         var tenant = await TenantWithEventsAsync(2);
         var anchors = Host.Services.GetRequiredService<AuditAnchorFile>();
-        var hash = await Db.ScalarAsync<byte[]>(Host.ConnectionString, "SELECT hash FROM audit_events WHERE tenant_id = @tenant AND seq = 2", new { tenant });
+        var hash = await OwnerSql.ScalarAsync<byte[]>(Host.ConnectionString, "SELECT hash FROM audit_events WHERE tenant_id = @tenant AND seq = 2", new { tenant });
         await File.AppendAllTextAsync(anchors.Path, JsonSerializer.Serialize(new
         {
-            tenant_id = tenant, seq = 2, hash = Convert.ToHexStringLower(hash), anchored_at = DateTime.UtcNow,
-            key_id = Host.Services.GetRequiredService<AuditKeys>().CurrentKeyId, mac = new string('0', 64),
+            tenant_id = tenant,
+            seq = 2,
+            hash = Convert.ToHexStringLower(hash),
+            anchored_at = DateTime.UtcNow,
+            key_id = Host.Services.GetRequiredService<AuditKeys>().CurrentKeyId,
+            mac = new string('0', 64),
         }) + "\n");
 
         Assert.Equal((false, 2L, "anchor_forged"), await VerifyAsync(tenant));
@@ -122,20 +126,23 @@ public sealed class AuditChainAttackTests(ServiceFixture fixture) : IClassFixtur
         var anchorFile = Path.Combine(Path.GetTempPath(), "integrations-tests", $"anchors-{Guid.NewGuid():N}.jsonl");
         var tenant = TestEnvironment.NewTenant();
         await using (var before = await ServiceHost.StartAsync(new Dictionary<string, string?>
-                     {
-                         ["Integrations:Vault:MasterKey"] = oldKey, ["Integrations:Audit:AnchorFile"] = anchorFile,
-                     }))
+        {
+            ["Integrations:Vault:MasterKey"] = oldKey,
+            ["Integrations:Audit:AnchorFile"] = anchorFile,
+        }))
         {
             for (var i = 0; i < 2; i++) await before.SendAsync(new CreateIntegration.Command($"old{i}", "openai"), tenant);
             await before.Services.GetRequiredService<AuditAnchoring>().RunOnceAsync(CancellationToken.None);
         }
         await using var after = await ServiceHost.StartAsync(new Dictionary<string, string?>
         {
-            ["Integrations:Vault:MasterKey"] = newKey, ["Integrations:Vault:PreviousKeys:old"] = oldKey, ["Integrations:Audit:AnchorFile"] = anchorFile,
+            ["Integrations:Vault:MasterKey"] = newKey,
+            ["Integrations:Vault:PreviousKeys:old"] = oldKey,
+            ["Integrations:Audit:AnchorFile"] = anchorFile,
         });
         for (var i = 0; i < 2; i++) await after.SendAsync(new CreateIntegration.Command($"new{i}", "openai"), tenant);
 
-        var keyIds = await Db.QueryAsync<string>(Host.ConnectionString, "SELECT key_id FROM audit_events WHERE tenant_id = @tenant ORDER BY seq", new { tenant });
+        var keyIds = await OwnerSql.QueryAsync<string>(Host.ConnectionString, "SELECT key_id FROM audit_events WHERE tenant_id = @tenant ORDER BY seq", new { tenant });
         var oldId = MasterKeys.Parse(oldKey, "old").Id;
         var newId = MasterKeys.Parse(newKey, "new").Id;
         Assert.Equal([oldId, oldId, newId, newId], keyIds);
@@ -144,7 +151,8 @@ public sealed class AuditChainAttackTests(ServiceFixture fixture) : IClassFixtur
         // Once the old key is gone, what it signed can no longer be checked, and verification says so.
         await using var forgetful = await ServiceHost.StartAsync(new Dictionary<string, string?>
         {
-            ["Integrations:Vault:MasterKey"] = newKey, ["Integrations:Audit:AnchorFile"] = anchorFile,
+            ["Integrations:Vault:MasterKey"] = newKey,
+            ["Integrations:Audit:AnchorFile"] = anchorFile,
         });
         var verified = (await forgetful.SendAsync(new VerifyAuditChain.Query(), tenant)).Value;
         Assert.Equal((false, 1L, "unknown_key"), (verified.Valid, verified.FirstBrokenSeq, verified.Problem));
@@ -188,7 +196,7 @@ public sealed class AuditChainAttackTests(ServiceFixture fixture) : IClassFixtur
         var next = (await Host.SendAsync(new ListAuditAnchors.Query(Limit: 1, Cursor: listed.NextCursor), tenant)).Value;
         Assert.Equal([3L, 2], listed.Items.Concat(next.Items).Select(a => a.Seq));
         Assert.Null(next.NextCursor);
-        var hashes = await Db.QueryAsync<byte[]>(Host.ConnectionString, "SELECT hash FROM audit_events WHERE tenant_id = @tenant AND seq IN (2, 3) ORDER BY seq DESC", new { tenant });
+        var hashes = await OwnerSql.QueryAsync<byte[]>(Host.ConnectionString, "SELECT hash FROM audit_events WHERE tenant_id = @tenant AND seq IN (2, 3) ORDER BY seq DESC", new { tenant });
         Assert.Equal(hashes.Select(Convert.ToHexStringLower), listed.Items.Concat(next.Items).Select(a => a.Hash));
         Assert.Empty((await Host.SendAsync(new ListAuditAnchors.Query(), TestEnvironment.NewTenant())).Value.Items);
     }

@@ -43,7 +43,7 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
         var tenant = TestEnvironment.NewTenant();
         var created = (await Host.SendAsync(new CreateIntegration.Command("a", "openai"), tenant)).Value;
         await Host.SendAsync(new CreateIntegration.Command("b", "openai"), tenant);
-        var before = await Db.AuditCountAsync(Host.ConnectionString, tenant);
+        var before = await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant);
 
         await Host.SendAsync(new CreateIntegration.Command("a", "openai"), tenant);                                   // conflict
         await Host.SendAsync(new UpdateIntegration.Command(created.Id, new UpdateIntegration.Body(Name: "b")), tenant); // unique violation
@@ -51,7 +51,7 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
         await Host.SendAsync(new CreateIntegration.Command("", "nope"), tenant);                                        // validation
         await Host.SendAsync(new DeleteIntegration.Command(Guid.NewGuid()), tenant);                                     // not found
 
-        Assert.Equal(before, await Db.AuditCountAsync(Host.ConnectionString, tenant));
+        Assert.Equal(before, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant));
     }
 
     [Theory]
@@ -63,10 +63,10 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
         var tenant = TestEnvironment.NewTenant();
         await Host.SendAsync(new CreateIntegration.Command("a", "openai"), tenant);
 
-        var error = await Assert.ThrowsAsync<PostgresException>(() => Db.ExecuteAsync(Host.ConnectionString, sql));
+        var error = await Assert.ThrowsAsync<PostgresException>(() => OwnerSql.ExecuteAsync(Host.ConnectionString, sql));
 
         Assert.Contains("append-only", error.MessageText);
-        Assert.Equal(1, await Db.AuditCountAsync(Host.ConnectionString, tenant));
+        Assert.Equal(1, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant));
     }
 
     [Fact]
@@ -90,7 +90,7 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
         for (var i = 0; i < 4; i++) await Host.SendAsync(new CreateIntegration.Command($"n{i}", "openai"), tenant);
 
         // An attacker with owner rights can bypass triggers; the chain still tells.
-        await Db.ExecuteAsync(Host.ConnectionString, """
+        await OwnerSql.ExecuteAsync(Host.ConnectionString, """
             SET session_replication_role = replica;
             UPDATE audit_events SET details = '{"name":"forged"}' WHERE tenant_id = @tenant AND seq = 3;
             """, new { tenant });
@@ -106,11 +106,11 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
         var tenant = TestEnvironment.NewTenant();
         for (var i = 0; i < 4; i++) await Host.SendAsync(new CreateIntegration.Command($"n{i}", "openai"), tenant);
 
-        await Db.ExecuteAsync(Host.ConnectionString,
+        await OwnerSql.ExecuteAsync(Host.ConnectionString,
             "SET session_replication_role = replica; DELETE FROM audit_events WHERE tenant_id = @tenant AND seq = 2", new { tenant });
         Assert.Equal((false, 3L), await VerifyAsync(tenant));
 
-        await Db.ExecuteAsync(Host.ConnectionString,
+        await OwnerSql.ExecuteAsync(Host.ConnectionString,
             "SET session_replication_role = replica; DELETE FROM audit_events WHERE tenant_id = @tenant AND seq >= 2", new { tenant });
         Assert.Equal((false, 2L), await VerifyAsync(tenant));
     }
@@ -127,14 +127,14 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
             [new AuditEvent("test.one", "test", "1", new { n = 1 }), new AuditEvent("test.two", "test", "2", null), new AuditEvent("test.three", "test", "3", new { n = 3 })],
             "one-write"));
 
-        var rows = await Db.QueryAsync<(long Seq, string Action, string? CorrelationId, byte[] PrevHash, byte[] Hash, DateTime OccurredAt)>(Host.ConnectionString,
+        var rows = await OwnerSql.QueryAsync<(long Seq, string Action, string? CorrelationId, byte[] PrevHash, byte[] Hash, DateTime OccurredAt)>(Host.ConnectionString,
             "SELECT seq, action, correlation_id, prev_hash, hash, occurred_at FROM audit_events WHERE tenant_id = @tenant ORDER BY seq", new { tenant });
         Assert.Equal([1L, 2, 3, 4], rows.Select(r => r.Seq));
         Assert.Equal(["test.one", "test.two", "test.three"], rows.Skip(1).Select(r => r.Action));
         Assert.All(rows.Skip(1), r => Assert.Equal("one-write", r.CorrelationId));
         for (var i = 1; i < rows.Count; i++) Assert.Equal(rows[i - 1].Hash, rows[i].PrevHash);
         Assert.Single(rows.Skip(1).Select(r => r.OccurredAt).Distinct());
-        var head = await Db.QueryAsync<(long LastSeq, byte[] LastHash, byte[] PrevHash)>(Host.ConnectionString,
+        var head = await OwnerSql.QueryAsync<(long LastSeq, byte[] LastHash, byte[] PrevHash)>(Host.ConnectionString,
             "SELECT last_seq, last_hash, prev_hash FROM audit_chain_heads WHERE tenant_id = @tenant", new { tenant });
         Assert.Equal(4L, head[0].LastSeq);
         Assert.Equal(rows[3].Hash, head[0].LastHash);
@@ -147,7 +147,7 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
     {
         var tenant = TestEnvironment.NewTenant();
 
-        var error = await Assert.ThrowsAsync<PostgresException>(() => Db.ExecuteAsync(Host.ConnectionString,
+        var error = await Assert.ThrowsAsync<PostgresException>(() => OwnerSql.ExecuteAsync(Host.ConnectionString,
             """
             SELECT audit_append(@tenant, ARRAY['key:a', 'key:b'], ARRAY[NULL, NULL]::text[], ARRAY['test.one'], ARRAY['test'], ARRAY['1'],
                                 ARRAY['{}']::jsonb[], ARRAY[gen_random_uuid()], ARRAY[now()], ARRAY['k'], ARRAY['\x00'::bytea])
@@ -155,7 +155,7 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
             new { tenant }));
 
         Assert.Equal(PostgresErrorCodes.InvalidParameterValue, error.SqlState);
-        Assert.Equal(0, await Db.AuditCountAsync(Host.ConnectionString, tenant));
+        Assert.Equal(0, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant));
     }
 
     private async Task<(bool, long?)> VerifyAsync(string tenant)
@@ -197,7 +197,7 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
         var tenant = TestEnvironment.NewTenant();
         for (var i = 0; i < 3; i++) await Host.SendAsync(new CreateIntegration.Command($"n{i}", "openai"), tenant);
 
-        await Db.ExecuteAsync(Host.ConnectionString, """
+        await OwnerSql.ExecuteAsync(Host.ConnectionString, """
             UPDATE audit_chain_heads SET last_seq = 2, last_hash = (SELECT hash FROM audit_events WHERE tenant_id = @tenant AND seq = 2)
             WHERE tenant_id = @tenant
             """, new { tenant });

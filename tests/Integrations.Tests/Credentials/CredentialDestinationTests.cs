@@ -33,7 +33,7 @@ public sealed class CredentialDestinationTests(VaultFixture fixture) : IClassFix
         Host.SendAsync(new CreateIntegration.Command($"llm-{Guid.NewGuid():N}", provider, BaseUrl: baseUrl, CredentialRef: reference), tenant, scopes);
 
     private Task<long> CountAsync(string table, string tenant) =>
-        Db.ScalarAsync<long>(Cs, $"SELECT count(*) FROM {table} WHERE tenant_id = @tenant", new { tenant });
+        OwnerSql.ScalarAsync<long>(Cs, $"SELECT count(*) FROM {table} WHERE tenant_id = @tenant", new { tenant });
 
     [Fact]
     public async Task A_write_scoped_key_without_credentials_use_cannot_attach_any_credential_anywhere()
@@ -106,7 +106,7 @@ public sealed class CredentialDestinationTests(VaultFixture fixture) : IClassFix
 
         Assert.Empty(attacker.ReceivedRequests);
         Assert.Equal(0L, await CountAsync("mcp_servers", tenant));
-        Assert.Equal(2L, await Db.ScalarAsync<long>(Cs, "SELECT count(*) FROM credential_grants WHERE tenant_id = @tenant", new { tenant }));
+        Assert.Equal(2L, await OwnerSql.ScalarAsync<long>(Cs, "SELECT count(*) FROM credential_grants WHERE tenant_id = @tenant", new { tenant }));
     }
 
     [Fact]
@@ -120,7 +120,7 @@ public sealed class CredentialDestinationTests(VaultFixture fixture) : IClassFix
         // The API refuses the move; a row changed any other way (plain SQL, a restore) is caught when the secret is asked for.
         var moved = await Host.SendAsync(new UpdateIntegration.Command(integration.Id, new UpdateIntegration.Body(BaseUrl: "https://attacker.test/v1")), tenant);
         Assert.Equal("credential_host_not_allowed", moved.Error?.Code);
-        await Db.ExecuteAsync(Cs, "UPDATE cus_integrations SET base_url = 'https://attacker.test/v1' WHERE id = @id", new { id = integration.Id });
+        await OwnerSql.ExecuteAsync(Cs, "UPDATE cus_integrations SET base_url = 'https://attacker.test/v1' WHERE id = @id", new { id = integration.Id });
         var refused = await Host.RevealAsync(tenant, integration.Id);
 
         Assert.Equal(("credential_host_not_allowed", 422), (refused.Error?.Code, refused.Error?.Status));
@@ -143,7 +143,7 @@ public sealed class CredentialDestinationTests(VaultFixture fixture) : IClassFix
 
         // The row now points at another host name (here: the same server under another name, as an attacker's would be).
         var elsewhere = new UriBuilder(mcp.Endpoint) { Host = "localhost" }.Uri.ToString();
-        await Db.ExecuteAsync(Cs, "UPDATE mcp_servers SET url = @elsewhere WHERE id = @server", new { elsewhere, server });
+        await OwnerSql.ExecuteAsync(Cs, "UPDATE mcp_servers SET url = @elsewhere WHERE id = @server", new { elsewhere, server });
         mcp.ClearReceived();
 
         var discovered = await Host.SendAsync(new DiscoverMcpServer.Command(server), tenant);
@@ -154,7 +154,7 @@ public sealed class CredentialDestinationTests(VaultFixture fixture) : IClassFix
         Assert.Equal("credential_host_not_allowed", health.Error?.Code);
         Assert.False(invoked.IsSuccess);
         Assert.DoesNotContain(mcp.ReceivedRequests, r => r.Authorization is not null);
-        Assert.True(await Db.ScalarAsync<long>(Cs,
+        Assert.True(await OwnerSql.ScalarAsync<long>(Cs,
             "SELECT count(*) FROM credential_access_log WHERE tenant_id = @tenant AND outcome = 'denied' AND reason = 'host_not_allowed'", new { tenant }) >= 3);
     }
 
@@ -172,7 +172,7 @@ public sealed class CredentialDestinationTests(VaultFixture fixture) : IClassFix
         Assert.Equal("forbidden", moved.Error?.Code);
         var outside = await Host.SendAsync(new UpdateIntegration.Command(withBound.Id, new UpdateIntegration.Body(BaseUrl: "https://attacker.test/v1")), tenant);
         Assert.Equal("credential_host_not_allowed", outside.Error?.Code);
-        Assert.Equal(2L, await Db.ScalarAsync<long>(Cs,
+        Assert.Equal(2L, await OwnerSql.ScalarAsync<long>(Cs,
             "SELECT count(*) FROM cus_integrations WHERE tenant_id = @tenant AND base_url = 'https://llm.example.com/v1'", new { tenant }));
 
         Assert.True((await Host.SendAsync(new UpdateIntegration.Command(withBound.Id, new UpdateIntegration.Body(BaseUrl: "https://llm2.example.com/v1")), tenant)).IsSuccess);
@@ -201,7 +201,7 @@ public sealed class CredentialDestinationTests(VaultFixture fixture) : IClassFix
         // Another tenant's policy is its own.
         var other = TestEnvironment.NewTenant();
         Assert.True((await CreateAsync(other, "https://llm.example.com/v1", (await Host.StoreAsync(other, "sk-other")).Reference)).IsSuccess);
-        Assert.Equal(1L, await Db.AuditCountAsync(Cs, tenant, UpdateCredentialPolicy.Command.Operation));
+        Assert.Equal(1L, await OwnerSql.AuditCountAsync(Cs, tenant, UpdateCredentialPolicy.Command.Operation));
     }
 
     [Fact]

@@ -132,7 +132,10 @@ public sealed class CredentialHttpTests(CapturingApiFixture fixture) : IClassFix
         var blob = await JsonAsync(await client.PostAsJsonAsync("/credentials/encrypt", new { secret = encrypted }), HttpStatusCode.OK);
         var second = await JsonAsync(await client.PostAsJsonAsync("/integrations", new
         {
-            name = "llm-2", provider = "openai_compatible", base_url = baseUrl, credential_ref = blob.GetProperty("reference").GetString(),
+            name = "llm-2",
+            provider = "openai_compatible",
+            base_url = baseUrl,
+            credential_ref = blob.GetProperty("reference").GetString(),
         }), HttpStatusCode.Created);
         await JsonAsync(await client.PostAsync($"/integrations/{second.GetProperty("id").GetString()}/health", null), HttpStatusCode.OK);
 
@@ -145,7 +148,7 @@ public sealed class CredentialHttpTests(CapturingApiFixture fixture) : IClassFix
 
         // An unexpected failure while resolving: a 500 without internals, and the secret is not released.
         var trigger = $"refuse_{Guid.NewGuid():N}";
-        await Db.ExecuteAsync(fixture.ConnectionString, $"""
+        await OwnerSql.ExecuteAsync(fixture.ConnectionString, $"""
             CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'access log unavailable'; END $$;
             CREATE TRIGGER {trigger} BEFORE INSERT ON credential_access_log FOR EACH ROW WHEN (NEW.tenant_id = '{tenant}') EXECUTE FUNCTION {trigger}();
             """);
@@ -156,7 +159,7 @@ public sealed class CredentialHttpTests(CapturingApiFixture fixture) : IClassFix
         }
         finally
         {
-            await Db.ExecuteAsync(fixture.ConnectionString, $"DROP TRIGGER {trigger} ON credential_access_log; DROP FUNCTION {trigger}();");
+            await OwnerSql.ExecuteAsync(fixture.ConnectionString, $"DROP TRIGGER {trigger} ON credential_access_log; DROP FUNCTION {trigger}();");
         }
 
         // Reads: metadata, access log, audit.

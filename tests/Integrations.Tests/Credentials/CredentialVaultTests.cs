@@ -42,7 +42,7 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
             Assert.False(await VaultTestKit.DatabaseContainsAsync(Cs, tenant, secret), "the database holds a plaintext secret");
         }
         Assert.All(await VaultTestKit.AccessLogAsync(Cs, tenant), e => Assert.Equal(("allowed", "granted"), (e.Outcome, e.Reason)));
-        Assert.Equal(3, await Db.AuditCountAsync(Cs, tenant, CredentialResolver.AccessedAction));
+        Assert.Equal(3, await OwnerSql.AuditCountAsync(Cs, tenant, CredentialResolver.AccessedAction));
     }
 
     [Fact]
@@ -51,7 +51,7 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         var tenant = TestEnvironment.NewTenant();
         await Host.StoreAsync(tenant, "sk-same-secret", "one");
         await Host.StoreAsync(tenant, "sk-same-secret", "two");
-        var rows = await Db.QueryAsync<(byte[] Ciphertext, byte[] Nonce, byte[] WrappedKey)>(Cs,
+        var rows = await OwnerSql.QueryAsync<(byte[] Ciphertext, byte[] Nonce, byte[] WrappedKey)>(Cs,
             "SELECT ciphertext, nonce, wrapped_key FROM credentials WHERE tenant_id = @tenant", new { tenant });
         Assert.Equal(2, rows.Count);
         Assert.NotEqual(rows[0].Ciphertext, rows[1].Ciphertext);
@@ -68,7 +68,7 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         var tenant = TestEnvironment.NewTenant();
         var stored = await Host.StoreAsync(tenant, "sk-flip-me");
         var integration = await Host.IntegrationAsync(tenant, stored.Reference);
-        await Db.ExecuteAsync(Cs, $"UPDATE credentials SET {column} = set_byte({column}, 3, get_byte({column}, 3) # 1) WHERE id = @Id", new { stored.Id });
+        await OwnerSql.ExecuteAsync(Cs, $"UPDATE credentials SET {column} = set_byte({column}, 3, get_byte({column}, 3) # 1) WHERE id = @Id", new { stored.Id });
 
         var result = await Host.RevealAsync(tenant, integration.Id);
 
@@ -85,7 +85,7 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         var target = await Host.StoreAsync(tenant, "sk-target-secret", "target");
         var integration = await Host.IntegrationAsync(tenant, target.Reference);
 
-        await Db.ExecuteAsync(Cs, """
+        await OwnerSql.ExecuteAsync(Cs, """
             UPDATE credentials t SET ciphertext = s.ciphertext, nonce = s.nonce, tag = s.tag, wrapped_key = s.wrapped_key, key_id = s.key_id
             FROM credentials s WHERE s.id = @Source AND t.id = @Target
             """, new { Source = source.Id, Target = target.Id });
@@ -94,7 +94,7 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         // The secret alone, with the target's own data key, fails too.
         var other = await Host.StoreAsync(tenant, "sk-other-secret", "other");
         var second = await Host.IntegrationAsync(tenant, other.Reference, "second");
-        await Db.ExecuteAsync(Cs, """
+        await OwnerSql.ExecuteAsync(Cs, """
             UPDATE credentials t SET ciphertext = s.ciphertext, nonce = s.nonce, tag = s.tag
             FROM credentials s WHERE s.id = @Source AND t.id = @Target
             """, new { Source = source.Id, Target = other.Id });
@@ -107,7 +107,7 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         var tenant = TestEnvironment.NewTenant();
         var stored = await Host.StoreAsync(tenant, "sk-version-one");
         var integration = await Host.IntegrationAsync(tenant, stored.Reference);
-        var old = (await Db.QueryAsync<(byte[] C, byte[] N, byte[] T, byte[] W)>(Cs,
+        var old = (await OwnerSql.QueryAsync<(byte[] C, byte[] N, byte[] T, byte[] W)>(Cs,
             "SELECT ciphertext, nonce, tag, wrapped_key FROM credentials WHERE id = @Id", new { stored.Id })).Single();
 
         var rotated = await Host.SendAsync(new RotateCredential.Command(stored.Id, new RotateCredential.Body(Secret: "sk-version-two")), tenant);
@@ -115,7 +115,7 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         Assert.NotNull(rotated.Value.RotatedAt);
         Assert.Equal("sk-version-two", (await Host.RevealAsync(tenant, integration.Id)).Value);
 
-        await Db.ExecuteAsync(Cs, "UPDATE credentials SET ciphertext = @C, nonce = @N, tag = @T, wrapped_key = @W WHERE id = @Id",
+        await OwnerSql.ExecuteAsync(Cs, "UPDATE credentials SET ciphertext = @C, nonce = @N, tag = @T, wrapped_key = @W WHERE id = @Id",
             new { old.C, old.N, old.T, old.W, stored.Id });
         Assert.Equal("credential_unreadable", (await Host.RevealAsync(tenant, integration.Id)).Error?.Code);
     }
@@ -141,8 +141,8 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         Assert.True((await Host.SendAsync(new DeleteCredential.Command(stored.Id), tenant)).IsSuccess);
 
         Assert.Equal("credential_not_found", (await Host.RevealAsync(tenant, integration.Id)).Error?.Code);
-        Assert.Equal(0, await Db.ScalarAsync<int>(Cs, "SELECT length(ciphertext) + length(wrapped_key) FROM credentials WHERE id = @Id", new { stored.Id }));
-        Assert.Equal(0L, await Db.ScalarAsync<long>(Cs, "SELECT count(*) FROM credential_grants WHERE credential_id = @Id", new { stored.Id }));
+        Assert.Equal(0, await OwnerSql.ScalarAsync<int>(Cs, "SELECT length(ciphertext) + length(wrapped_key) FROM credentials WHERE id = @Id", new { stored.Id }));
+        Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(Cs, "SELECT count(*) FROM credential_grants WHERE credential_id = @Id", new { stored.Id }));
         Assert.Equal("not_found", (await Host.SendAsync(new GetCredential.Query(stored.Id), tenant)).Error?.Code);
         Assert.Equal("credential_not_found", (await Host.SendAsync(new UpdateIntegration.Command(integration.Id,
             new UpdateIntegration.Body(CredentialRef: stored.Reference)), tenant)).Error?.Code);
@@ -162,7 +162,7 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         Assert.Equal(403, result.Error!.Status);
         Assert.Equal(runs, RevealForTestHandler.Runs(tenant));
         Assert.Equal(("denied", "no_grant", stored.Reference), (await VaultTestKit.AccessLogAsync(Cs, tenant)).Single());
-        Assert.Equal(1, await Db.AuditCountAsync(Cs, tenant, CredentialResolver.DeniedAction));
+        Assert.Equal(1, await OwnerSql.AuditCountAsync(Cs, tenant, CredentialResolver.DeniedAction));
     }
 
     [Fact]
@@ -203,12 +203,12 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
 
         Assert.Equal("credential_not_found", (await Host.SendAsync(new CreateIntegration.Command("ghost", "openai",
             CredentialRef: $"cus-vault://{tenant}/{Guid.NewGuid()}"), tenant)).Error?.Code);
-        Assert.Equal(0L, await Db.ScalarAsync<long>(Cs, "SELECT count(*) FROM cus_integrations WHERE tenant_id = @tenant AND name = 'ghost'", new { tenant }));
+        Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(Cs, "SELECT count(*) FROM cus_integrations WHERE tenant_id = @tenant AND name = 'ghost'", new { tenant }));
 
         await Host.SendAsync(new DeleteIntegration.Command(integration.Id), tenant);
         Assert.Empty((await Host.SendAsync(new GetCredential.Query(second.Id), tenant)).Value.Grants);
-        Assert.True(await Db.AuditCountAsync(Cs, tenant, CredentialGrants.GrantedAction) >= 2);
-        Assert.True(await Db.AuditCountAsync(Cs, tenant, CredentialGrants.RevokedAction) >= 2);
+        Assert.True(await OwnerSql.AuditCountAsync(Cs, tenant, CredentialGrants.GrantedAction) >= 2);
+        Assert.True(await OwnerSql.AuditCountAsync(Cs, tenant, CredentialGrants.RevokedAction) >= 2);
     }
 
     [Fact]
@@ -274,9 +274,9 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         var other = TestEnvironment.NewTenant();
         var attached = await Host.SendAsync(new CreateIntegration.Command("llm", "openai_compatible", BaseUrl: "https://llm.example.com/v1", CredentialRef: made.Value.Reference), other);
         Assert.Equal(("credential_reference_invalid", 422), (attached.Error?.Code, attached.Error?.Status));
-        Assert.Equal(0L, await Db.ScalarAsync<long>(Cs, "SELECT count(*) FROM cus_integrations WHERE tenant_id = @other", new { other }));
+        Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(Cs, "SELECT count(*) FROM cus_integrations WHERE tenant_id = @other", new { other }));
         var theirs = await Host.IntegrationAsync(other, credentialRef: null);
-        await Db.ExecuteAsync(Cs, "UPDATE cus_integrations SET credential_ref = @reference WHERE id = @id", new { reference = made.Value.Reference, id = theirs.Id });
+        await OwnerSql.ExecuteAsync(Cs, "UPDATE cus_integrations SET credential_ref = @reference WHERE id = @id", new { reference = made.Value.Reference, id = theirs.Id });
         Assert.Equal("credential_denied", (await Host.RevealAsync(other, theirs.Id)).Error?.Code);
         Assert.Equal(("denied", "integrity_check_failed", "encrypted://(redacted)"), (await VaultTestKit.AccessLogAsync(Cs, other)).Single());
     }
@@ -288,7 +288,7 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         var stored = await Host.StoreAsync(tenant, "sk-fail-closed");
         var integration = await Host.IntegrationAsync(tenant, stored.Reference);
         var trigger = $"refuse_{Guid.NewGuid():N}";
-        await Db.ExecuteAsync(Cs, $"""
+        await OwnerSql.ExecuteAsync(Cs, $"""
             CREATE FUNCTION {trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'access log unavailable'; END $$;
             CREATE TRIGGER {trigger} BEFORE INSERT ON credential_access_log FOR EACH ROW
                 WHEN (NEW.tenant_id = '{tenant}') EXECUTE FUNCTION {trigger}();
@@ -300,10 +300,10 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         }
         finally
         {
-            await Db.ExecuteAsync(Cs, $"DROP TRIGGER {trigger} ON credential_access_log; DROP FUNCTION {trigger}();");
+            await OwnerSql.ExecuteAsync(Cs, $"DROP TRIGGER {trigger} ON credential_access_log; DROP FUNCTION {trigger}();");
         }
         Assert.Equal(runs, RevealForTestHandler.Runs(tenant));
-        Assert.Equal(0, await Db.AuditCountAsync(Cs, tenant, CredentialResolver.AccessedAction));
+        Assert.Equal(0, await OwnerSql.AuditCountAsync(Cs, tenant, CredentialResolver.AccessedAction));
         Assert.Equal("sk-fail-closed", (await Host.RevealAsync(tenant, integration.Id)).Value);
     }
 
@@ -358,7 +358,7 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
         await Host.IntegrationAsync(tenant, stored.Reference);
         await using var scope = Host.Services.CreateAsyncScope();
         scope.ServiceProvider.GetRequiredService<CallerContext>().Set(TestEnvironment.CallerFor(tenant));
-        var integrationId = (await Db.QueryAsync<Guid>(Cs, "SELECT id FROM cus_integrations WHERE tenant_id = @tenant", new { tenant })).Single();
+        var integrationId = (await OwnerSql.QueryAsync<Guid>(Cs, "SELECT id FROM cus_integrations WHERE tenant_id = @tenant", new { tenant })).Single();
         var resolved = (await scope.ServiceProvider.GetRequiredService<CredentialResolver>().ResolveAsync(
             new CredentialAccessor(CredentialAccessor.Integration, integrationId), stored.Reference, "test.direct", CancellationToken.None)).Value;
 

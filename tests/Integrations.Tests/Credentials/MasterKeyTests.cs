@@ -106,11 +106,13 @@ public sealed class MasterKeyTests
             var blob = (await before.SendAsync(new EncryptCredential.Command("sk-in-a-blob"), tenant, Scopes.Admin)).Value.Reference;
             expected[(await before.IntegrationAsync(tenant, blob, "blob")).Id] = "sk-in-a-blob";
         }
-        var ciphertexts = await Db.QueryAsync<byte[]>(cs, "SELECT ciphertext FROM credentials ORDER BY id");
+        var ciphertexts = await OwnerSql.QueryAsync<byte[]>(cs, "SELECT ciphertext FROM credentials ORDER BY id");
 
         var during = new Dictionary<string, string?>
         {
-            ["ConnectionStrings:Integrations"] = cs, [MasterKeys.CurrentKey] = newKey, [$"{MasterKeys.PreviousKeysSection}:0"] = oldKey,
+            ["ConnectionStrings:Integrations"] = cs,
+            [MasterKeys.CurrentKey] = newKey,
+            [$"{MasterKeys.PreviousKeysSection}:0"] = oldKey,
         };
         await using (var host = await VaultTestKit.StartHostAsync(during))
         {
@@ -129,9 +131,9 @@ public sealed class MasterKeyTests
             Assert.Equal(0, await rotation);
         }
 
-        Assert.Equal([newKeyId], await Db.QueryAsync<string>(cs, "SELECT DISTINCT key_id FROM credentials"));
-        Assert.Equal(ciphertexts, (await Db.QueryAsync<byte[]>(cs, "SELECT ciphertext FROM credentials ORDER BY id")).Take(ciphertexts.Count));
-        var blobRef = await Db.ScalarAsync<string>(cs, "SELECT credential_ref FROM cus_integrations WHERE name = 'blob'");
+        Assert.Equal([newKeyId], await OwnerSql.QueryAsync<string>(cs, "SELECT DISTINCT key_id FROM credentials"));
+        Assert.Equal(ciphertexts, (await OwnerSql.QueryAsync<byte[]>(cs, "SELECT ciphertext FROM credentials ORDER BY id")).Take(ciphertexts.Count));
+        var blobRef = await OwnerSql.ScalarAsync<string>(cs, "SELECT credential_ref FROM cus_integrations WHERE name = 'blob'");
         Assert.Equal(newKeyId, VaultCrypto.ReferenceKeyId(blobRef));
 
         await using (var after = await VaultTestKit.StartHostAsync(new Dictionary<string, string?> { ["ConnectionStrings:Integrations"] = cs, [MasterKeys.CurrentKey] = newKey }))

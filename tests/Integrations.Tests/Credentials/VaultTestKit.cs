@@ -67,7 +67,7 @@ public static class VaultTestKit
         host.SendAsync(new RevealForTest(new CredentialAccessor(CredentialAccessor.Integration, integrationId), reference), tenant);
 
     public static async Task<List<(string Outcome, string Reason, string Reference)>> AccessLogAsync(string connectionString, string tenant) =>
-        (await Db.QueryAsync<(string, string, string)>(connectionString,
+        (await OwnerSql.QueryAsync<(string, string, string)>(connectionString,
             "SELECT outcome, reason, reference FROM credential_access_log WHERE tenant_id = @tenant ORDER BY id", new { tenant })).ToList();
 
     /// <summary>True when <paramref name="secret"/> occurs in any text or byte column of any row the tenant has in the database.</summary>
@@ -76,11 +76,11 @@ public static class VaultTestKit
         string[] tables = ["credentials", "credential_grants", "credential_access_log", "audit_events", "cus_integrations", "incidents"];
         foreach (var table in tables)
         {
-            var texts = await Db.QueryAsync<string>(connectionString, $"SELECT t::text FROM {table} t WHERE tenant_id = @tenant", new { tenant });
+            var texts = await OwnerSql.QueryAsync<string>(connectionString, $"SELECT t::text FROM {table} t WHERE tenant_id = @tenant", new { tenant });
             if (texts.Any(t => t.Contains(secret, StringComparison.Ordinal))) return true;
         }
         var needle = Encoding.UTF8.GetBytes(secret);
-        var blobs = await Db.QueryAsync<byte[]>(connectionString, """
+        var blobs = await OwnerSql.QueryAsync<byte[]>(connectionString, """
             SELECT ciphertext FROM credentials WHERE tenant_id = @tenant UNION ALL SELECT wrapped_key FROM credentials WHERE tenant_id = @tenant
             UNION ALL SELECT nonce FROM credentials WHERE tenant_id = @tenant UNION ALL SELECT tag FROM credentials WHERE tenant_id = @tenant
             """, new { tenant });

@@ -50,8 +50,15 @@ public sealed class DatasourceHttpTests(DatasourceApiFixture fixture) : IClassFi
 
         var registered = await client.PostAsJsonAsync("/integrations/datasources", new
         {
-            name, host = Target.Host, port = Target.Port, database = Target.Database, username = Target.Role,
-            credential_ref = reference, tls_mode = "disable", row_limit = 100, statement_timeout_ms = 2000,
+            name,
+            host = Target.Host,
+            port = Target.Port,
+            database = Target.Database,
+            username = Target.Role,
+            credential_ref = reference,
+            tls_mode = "disable",
+            row_limit = 100,
+            statement_timeout_ms = 2000,
         });
         Assert.Equal(HttpStatusCode.Created, registered.StatusCode);
         var id = (await JsonAsync(registered)).GetProperty("id").GetString()!;
@@ -159,7 +166,12 @@ public sealed class DatasourceHttpTests(DatasourceApiFixture fixture) : IClassFi
 
         var blocked = await client.PostAsJsonAsync("/integrations/datasources", new
         {
-            name = "metadata", host = "169.254.169.254", database = "x", username = "x", credential_ref = reference, tls_mode = "require",
+            name = "metadata",
+            host = "169.254.169.254",
+            database = "x",
+            username = "x",
+            credential_ref = reference,
+            tls_mode = "require",
         });
 
         Assert.Equal(((HttpStatusCode)422, "ssrf_blocked"), await ProblemAsync(blocked));

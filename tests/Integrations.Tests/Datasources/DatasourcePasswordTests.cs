@@ -36,7 +36,7 @@ public sealed class DatasourcePasswordTests(DatasourceFixture fixture, PasswordA
         Assert.Equal("failing", tested.Status);
         Assert.Contains("authentication", tested.StatusMessage, StringComparison.OrdinalIgnoreCase);
         Assert.Contains(_target.Role, tested.StatusMessage);
-        var stored = await Db.ScalarAsync<string>(fixture.Host.ConnectionString,
+        var stored = await OwnerSql.ScalarAsync<string>(fixture.Host.ConnectionString,
             "SELECT status_message || (SELECT string_agg(details::text, ' ') FROM audit_events WHERE tenant_id = @tenant) FROM datasources WHERE id = @Id",
             new { tenant, datasource.Id });
         Assert.DoesNotContain(wrongPassword, stored);
@@ -60,7 +60,7 @@ public sealed class DatasourcePasswordTests(DatasourceFixture fixture, PasswordA
         Assert.Contains("Authentication failed", define.Error!.Detail);
 
         // The same template as if it had been defined while the password was right.
-        await Db.ExecuteAsync(fixture.Host.ConnectionString, """
+        await OwnerSql.ExecuteAsync(fixture.Host.ConnectionString, """
             INSERT INTO datasource_queries (id, tenant_id, datasource_id, name, sql, parameters, columns, row_limit, timeout_ms, rate_limit_per_minute, guard_version)
             SELECT gen_random_uuid(), tenant_id, @Bad, name, sql, parameters, columns, row_limit, timeout_ms, rate_limit_per_minute, guard_version
             FROM datasource_queries WHERE id = @Template

@@ -1,9 +1,9 @@
 using System.Text.Json;
 using Integrations.Common;
 using Integrations.Features.Audit;
+using Integrations.Features.Credentials;
 using Integrations.Features.Datasources;
 using Integrations.Features.Policies;
-using Integrations.Features.Credentials;
 using Integrations.Infrastructure.Datasources;
 using Integrations.Infrastructure.Vault;
 using Integrations.Tests.Support;
@@ -140,9 +140,9 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         Assert.Equal("validation_failed", result.Error?.Code);
         Assert.Contains("sql", result.Error!.FieldErrors!.Keys);
         Assert.Empty((await Host.SendAsync(new ListQueries.Query(datasource.Id), tenant)).Value.Items);
-        Assert.Equal(0L, await Db.AuditCountAsync(Host.ConnectionString, tenant, DefineQuery.Command.Operation));
+        Assert.Equal(0L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant, DefineQuery.Command.Operation));
         Assert.Equal(3L, await Target.CountAsync("t"));
-        Assert.Equal(1L, await Db.ScalarAsync<long>(Target.AdminConnectionString, "SELECT last_value FROM s"));
+        Assert.Equal(1L, await OwnerSql.ScalarAsync<long>(Target.AdminConnectionString, "SELECT last_value FROM s"));
     }
 
     public static TheoryData<string, string> RefusedByTheDatasource() => new()
@@ -163,7 +163,7 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         var gateway = Host.Services.GetRequiredService<SqlGateway>();
         var target = Target.TargetFor(Guid.NewGuid());
         // Even a role that may write is held to reads.
-        await Db.ExecuteAsync(Target.AdminConnectionString, $"GRANT INSERT, UPDATE, DELETE ON t TO \"{Target.Role}\"");
+        await OwnerSql.ExecuteAsync(Target.AdminConnectionString, $"GRANT INSERT, UPDATE, DELETE ON t TO \"{Target.Role}\"");
         try
         {
             var described = await gateway.DescribeAsync(target, Target.Password, new CheckedTemplate(sql, []), [], 2000, CancellationToken.None);
@@ -174,7 +174,7 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         }
         finally
         {
-            await Db.ExecuteAsync(Target.AdminConnectionString, $"REVOKE INSERT, UPDATE, DELETE ON t FROM \"{Target.Role}\"");
+            await OwnerSql.ExecuteAsync(Target.AdminConnectionString, $"REVOKE INSERT, UPDATE, DELETE ON t FROM \"{Target.Role}\"");
         }
     }
 
@@ -182,7 +182,7 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
     public async Task A_view_that_hides_a_denied_function_is_refused_from_the_plan()
     {
         var view = $"v_{Guid.NewGuid():N}";
-        await Db.ExecuteAsync(Target.AdminConnectionString,
+        await OwnerSql.ExecuteAsync(Target.AdminConnectionString,
             $"CREATE VIEW {view} AS SELECT id, set_config('application_name', 'x', false) AS changed FROM t; GRANT SELECT ON {view} TO \"{Target.Role}\"");
         var tenant = TestEnvironment.NewTenant();
         var datasource = await fixture.RegisterAsync(tenant);
@@ -204,8 +204,8 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
 
         Assert.Equal("upstream_error", result.Error?.Code);
         Assert.Contains("read-only transaction", result.Error!.Detail);
-        Assert.Equal(1L, await Db.ScalarAsync<long>(Target.AdminConnectionString, "SELECT last_value FROM s"));
-        Assert.False(await Db.ScalarAsync<bool>(Target.AdminConnectionString, "SELECT is_called FROM s"));
+        Assert.Equal(1L, await OwnerSql.ScalarAsync<long>(Target.AdminConnectionString, "SELECT last_value FROM s"));
+        Assert.False(await OwnerSql.ScalarAsync<bool>(Target.AdminConnectionString, "SELECT is_called FROM s"));
     }
 
     [Fact]
@@ -388,7 +388,7 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         var plaintext = await Host.SendAsync(new RegisterDatasource.Command("db", "db.example.com", "app", "reader", reference, TlsMode: "disable"), tenant);
         Assert.Contains("tls_mode", plaintext.Error!.FieldErrors!.Keys);
         Assert.Empty((await Host.SendAsync(new ListDatasources.Query(), tenant)).Value.Items);
-        Assert.Equal(0L, await Db.AuditCountAsync(Host.ConnectionString, tenant));
+        Assert.Equal(0L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant));
     }
 
     public static TheoryData<RegisterDatasource.Command, string> InvalidRegistrations() => new()
@@ -442,7 +442,7 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         Assert.Contains("no grant", refused.StatusMessage);
 
         var missingDatabase = await fixture.RegisterAsync(tenant, "no-db");
-        await Db.ExecuteAsync(Host.ConnectionString, "UPDATE datasources SET database = 'no_such_db' WHERE id = @Id", new { missingDatabase.Id });
+        await OwnerSql.ExecuteAsync(Host.ConnectionString, "UPDATE datasources SET database = 'no_such_db' WHERE id = @Id", new { missingDatabase.Id });
         Assert.Contains("does not exist", (await Host.SendAsync(new TestDatasource.Command(missingDatabase.Id), tenant)).Value.StatusMessage);
 
         Assert.Equal(3, (await AuditAsync(tenant, TestDatasource.Command.Operation)).Count);
@@ -467,14 +467,14 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         Assert.Empty((await Host.SendAsync(new ListDatasources.Query(), tenant)).Value.Items);
 
         var datasource = await fixture.RegisterAsync(tenant);
-        var grants = await Db.QueryAsync<(string, Guid)>(Host.ConnectionString,
+        var grants = await OwnerSql.QueryAsync<(string, Guid)>(Host.ConnectionString,
             "SELECT accessor_type, accessor_id FROM credential_grants WHERE tenant_id = @tenant", new { tenant });
         Assert.Equal([(CredentialAccessor.Datasource, datasource.Id)], grants);
         Assert.Equal([RegisterDatasource.Command.Operation, CredentialGrants.GrantedAction],
             (await AuditAsync(tenant)).Take(2).Select(e => e.Action));
 
         Assert.True((await Host.SendAsync(new DeleteDatasource.Command(datasource.Id), tenant)).IsSuccess);
-        Assert.Equal(0L, await Db.ScalarAsync<long>(Host.ConnectionString, "SELECT count(*) FROM credential_grants WHERE tenant_id = @tenant", new { tenant }));
+        Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString, "SELECT count(*) FROM credential_grants WHERE tenant_id = @tenant", new { tenant }));
     }
 
     [Fact]
@@ -489,7 +489,7 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
 
         Assert.Equal(("credential_denied", 403), (result.Error?.Code, result.Error?.Status));
         Assert.Equal([RunQuery.Failed, "datasource.query.allowed", RunQuery.Requested], await QueryEventsAsync(tenant, 3));
-        var log = await Db.QueryAsync<(string, string, string)>(Host.ConnectionString,
+        var log = await OwnerSql.QueryAsync<(string, string, string)>(Host.ConnectionString,
             "SELECT outcome, reason, operation FROM credential_access_log WHERE tenant_id = @tenant ORDER BY id DESC LIMIT 1", new { tenant });
         Assert.Equal([("denied", "no_grant", RunQuery.Command.Operation)], log);
 
@@ -579,7 +579,7 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         Assert.Equal("not_found", (await Host.SendAsync(new TestDatasource.Command(datasource.Id), tenant)).Error?.Code);
         Assert.Equal("not_found", (await Host.SendAsync(new DeleteDatasource.Command(datasource.Id), tenant)).Error?.Code);
         Assert.Empty((await Host.SendAsync(new ListDatasources.Query(), tenant)).Value.Items);
-        Assert.Equal(1L, await Db.ScalarAsync<long>(Host.ConnectionString,
+        Assert.Equal(1L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString,
             "SELECT count(*) FROM datasource_queries WHERE datasource_id = @Id AND deleted_at IS NOT NULL", new { datasource.Id }));
         var deleted = Assert.Single(await AuditAsync(tenant, DeleteDatasource.Command.Operation));
         Assert.Equal(1, deleted.Details.GetProperty("templates_deleted").GetInt32());
@@ -592,7 +592,7 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         var intruder = TestEnvironment.NewTenant();
         var datasource = await fixture.RegisterAsync(owner);
         await fixture.DefineAsync(owner, datasource.Id, "q", "SELECT id FROM t");
-        var before = await Db.AuditCountAsync(Host.ConnectionString, owner);
+        var before = await OwnerSql.AuditCountAsync(Host.ConnectionString, owner);
 
         Assert.Equal("not_found", (await Host.SendAsync(new GetDatasource.Query(datasource.Id), intruder)).Error?.Code);
         Assert.Empty((await Host.SendAsync(new ListDatasources.Query(), intruder)).Value.Items);
@@ -606,9 +606,9 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
 
         Assert.True((await RunAsync(owner, datasource.Id, "q")).IsSuccess);
         // requested, allowed, credential.accessed, started, completed
-        Assert.Equal(before + 5, await Db.AuditCountAsync(Host.ConnectionString, owner));
+        Assert.Equal(before + 5, await OwnerSql.AuditCountAsync(Host.ConnectionString, owner));
         // The intruder's own trail holds its refused query (requested, denied not_found); the owner's holds nothing of it.
-        Assert.Equal(2L, await Db.AuditCountAsync(Host.ConnectionString, intruder));
+        Assert.Equal(2L, await OwnerSql.AuditCountAsync(Host.ConnectionString, intruder));
     }
 
     [Fact]

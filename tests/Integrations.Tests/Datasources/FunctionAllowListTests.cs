@@ -32,7 +32,7 @@ public sealed class FunctionAllowListTests
     [Fact]
     public async Task What_operators_casts_and_type_io_admit_is_never_volatile_and_never_of_a_dangerous_family()
     {
-        var derived = await Db.QueryAsync<(string Signature, string Name, char Volatility)>(TestEnvironment.AdminConnectionString, DerivedSql);
+        var derived = await OwnerSql.QueryAsync<(string Signature, string Name, char Volatility)>(TestEnvironment.AdminConnectionString, DerivedSql);
 
         Assert.True(derived.Count > 1000, $"only {derived.Count} derived functions: the query no longer reads the catalog as intended");
         Assert.Empty(derived.Where(f => f.Volatility == 'v').Select(f => f.Signature));
@@ -42,7 +42,7 @@ public sealed class FunctionAllowListTests
     [Fact]
     public async Task Every_listed_built_in_exists_and_none_is_of_a_dangerous_family()
     {
-        var known = await Db.QueryAsync<(string Name, string Signature, char Volatility)>(TestEnvironment.AdminConnectionString, """
+        var known = await OwnerSql.QueryAsync<(string Name, string Signature, char Volatility)>(TestEnvironment.AdminConnectionString, """
             SELECT p.proname, p.oid::regprocedure::text, p.provolatile FROM pg_proc p
             WHERE p.oid < 16384 AND p.pronamespace = 'pg_catalog'::regnamespace
               AND (p.proname = ANY(@names) OR p.oid::regprocedure::text = ANY(@names))

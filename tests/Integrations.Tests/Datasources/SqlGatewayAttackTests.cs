@@ -26,7 +26,7 @@ public sealed class AttackFixture : IAsyncLifetime
         var target = Datasources.Target;
         Loopback = $"host={target.Host} port={target.Port} dbname={target.Database} user={target.Role} password={target.Password}";
         var wipe = $"SELECT dblink_exec('{Loopback}', 'DELETE FROM t')";
-        await Db.ExecuteAsync(target.AdminConnectionString, $"""
+        await OwnerSql.ExecuteAsync(target.AdminConnectionString, $"""
             CREATE EXTENSION dblink;
             CREATE EXTENSION postgres_fdw;
             CREATE EXTENSION pg_trgm;
@@ -73,7 +73,7 @@ public sealed class SqlGatewayAttackTests(AttackFixture fixture) : IClassFixture
     private static Datasource.Parameter P(string name, string type) => new(name, type);
 
     /// <summary>Every row of t, the sequence, the large objects and the advisory locks on this database: what an escape would change.</summary>
-    private Task<string> StateAsync() => Db.ScalarAsync<string>(Target.AdminConnectionString, """
+    private Task<string> StateAsync() => OwnerSql.ScalarAsync<string>(Target.AdminConnectionString, """
         SELECT (SELECT coalesce(string_agg(id || ':' || note, ',' ORDER BY id), '') FROM t)
             || '|' || (SELECT last_value || ':' || is_called FROM s)
             || '|' || (SELECT count(*) FROM pg_largeobject_metadata)
@@ -147,7 +147,7 @@ public sealed class SqlGatewayAttackTests(AttackFixture fixture) : IClassFixture
         var tenant = TestEnvironment.NewTenant();
         var datasource = await fixture.Datasources.RegisterAsync(tenant);
         var before = await StateAsync();
-        await Db.ExecuteAsync(Target.AdminConnectionString, "CREATE DOMAIN public.d_evil AS integer CHECK (public.evil_check(VALUE))");
+        await OwnerSql.ExecuteAsync(Target.AdminConnectionString, "CREATE DOMAIN public.d_evil AS integer CHECK (public.evil_check(VALUE))");
         try
         {
             // Parsing the literal array already runs the domain's CHECK (array_in, then domain_in).
@@ -163,7 +163,7 @@ public sealed class SqlGatewayAttackTests(AttackFixture fixture) : IClassFixture
         }
         finally
         {
-            await Db.ExecuteAsync(Target.AdminConnectionString, "DROP DOMAIN public.d_evil");
+            await OwnerSql.ExecuteAsync(Target.AdminConnectionString, "DROP DOMAIN public.d_evil");
         }
     }
 
@@ -199,12 +199,12 @@ public sealed class StoredTemplateCheckTests(AttackFixture fixture) : IClassFixt
     private TargetDatabase Target => fixture.Datasources.Target;
 
     private Task<string> TableAsync() =>
-        Db.ScalarAsync<string>(Target.AdminConnectionString, "SELECT coalesce(string_agg(id || ':' || note, ',' ORDER BY id), '') FROM t");
+        OwnerSql.ScalarAsync<string>(Target.AdminConnectionString, "SELECT coalesce(string_agg(id || ':' || note, ',' ORDER BY id), '') FROM t");
 
     private static async Task<Guid> StoreLegacyAsync(ServiceHost host, string tenant, Guid datasourceId, string name, string sql, string parameters = "[]")
     {
         var id = Guid.NewGuid();
-        await Db.ExecuteAsync(host.ConnectionString, """
+        await OwnerSql.ExecuteAsync(host.ConnectionString, """
             INSERT INTO datasource_queries (id, tenant_id, datasource_id, name, sql, parameters, columns, row_limit, timeout_ms, enabled)
             VALUES (@id, @tenant, @datasourceId, @name, @sql, @parameters::jsonb, '[]', 100, 5000, true)
             """, new { id, tenant, datasourceId, name, sql, parameters });

@@ -5,15 +5,14 @@ using Integrations.Features.Audit;
 using Integrations.Features.Credentials;
 using Integrations.Features.Incidents;
 using Integrations.Features.Policies;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Vault;
 using Integrations.Pipeline.Governance;
 using Integrations.Tests.Support;
 using MediatR;
 using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
 using NSubstitute;
 using NSubstitute.ExceptionExtensions;
-using Npgsql;
 
 namespace Integrations.Tests.Governance;
 
@@ -37,7 +36,7 @@ public sealed class GovernedCallStageTests : IAsyncLifetime
             services.AddGovernedCallKind<FakeCall.Command, FakeCall.Kind>();
             services.AddTransient<IRequestHandler<FakeCall.Command, Result<FakeCall.Response>>, FakeCall.Handler>();
         });
-        await Db.ExecuteAsync(_host.ConnectionString, """
+        await OwnerSql.ExecuteAsync(_host.ConnectionString, """
             DO $$ BEGIN
                 IF to_regclass('fake_call_records') IS NULL THEN
                     CREATE TABLE fake_call_records (id uuid PRIMARY KEY, tenant_id text NOT NULL, outcome text NOT NULL, reason text,
@@ -59,7 +58,7 @@ public sealed class GovernedCallStageTests : IAsyncLifetime
             .Where(e => e.Action.StartsWith("fake.call.", StringComparison.Ordinal)).Reverse().ToList();
 
     private Task<List<(string Outcome, string? Reason, Guid? IncidentId)>> RecordsAsync(string tenant) =>
-        Db.QueryAsync<(string, string?, Guid?)>(_host.ConnectionString,
+        OwnerSql.QueryAsync<(string, string?, Guid?)>(_host.ConnectionString,
             "SELECT outcome, reason, incident_id FROM fake_call_records WHERE tenant_id = @tenant", new { tenant });
 
     private static Guid InvocationOf<T>(Result<T> result) => (Guid)result.Error!.Extensions!["invocation_id"]!;

@@ -9,8 +9,8 @@ using Integrations.Pipeline.Governance;
 using Integrations.Tests.Support;
 using MediatR;
 using Microsoft.Extensions.DependencyInjection;
-using NSubstitute;
 using Npgsql;
+using NSubstitute;
 
 namespace Integrations.Tests.Governance;
 
@@ -30,7 +30,7 @@ public sealed class OutcomeRecoveryTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         _direct = await TestEnvironment.CreateMigratedDatabaseAsync("outage");
-        await Db.ExecuteAsync(_direct, """
+        await OwnerSql.ExecuteAsync(_direct, """
             DO $$ BEGIN
                 IF to_regclass('fake_call_records') IS NULL THEN
                     CREATE TABLE fake_call_records (id uuid PRIMARY KEY, tenant_id text NOT NULL, outcome text NOT NULL, reason text,
@@ -63,7 +63,7 @@ public sealed class OutcomeRecoveryTests : IAsyncLifetime
     private OutcomeRecovery Recovery => _host.Services.GetRequiredService<OutcomeRecovery>();
 
     private Task<List<(string Action, string Correlation, string Details)>> EventsAsync(string tenant) =>
-        Db.QueryAsync<(string, string, string)>(_direct,
+        OwnerSql.QueryAsync<(string, string, string)>(_direct,
             "SELECT action, correlation_id, details::text FROM audit_events WHERE tenant_id = @tenant ORDER BY seq", new { tenant });
 
     [Fact]
@@ -93,7 +93,7 @@ public sealed class OutcomeRecoveryTests : IAsyncLifetime
         Assert.Equal(["fake.call.requested", "fake.call.allowed", "fake.call.started", "fake.call.completed"], events.Select(e => e.Action));
         Assert.All(events, e => Assert.Equal(result.Value.InvocationId.ToString(), e.Correlation));
         Assert.Equal(result.Value.DurationMs, JsonDocument.Parse(events[3].Details).RootElement.GetProperty("duration_ms").GetDouble());
-        var record = Assert.Single(await Db.QueryAsync<(string, double)>(_direct,
+        var record = Assert.Single(await OwnerSql.QueryAsync<(string, double)>(_direct,
             "SELECT outcome, duration_ms FROM fake_call_records WHERE tenant_id = @tenant", new { tenant }));
         Assert.Equal(("completed", result.Value.DurationMs), record);
 
@@ -126,7 +126,7 @@ public sealed class OutcomeRecoveryTests : IAsyncLifetime
         var failed = (await EventsAsync(tenant))[^1];
         Assert.Equal("fake.call.failed", failed.Action);
         Assert.Equal(incident.Id.ToString(), JsonDocument.Parse(failed.Details).RootElement.GetProperty("incident_id").GetString());
-        Assert.Equal([incident.Id], await Db.QueryAsync<Guid>(_direct, "SELECT incident_id FROM fake_call_records WHERE tenant_id = @tenant", new { tenant }));
+        Assert.Equal([incident.Id], await OwnerSql.QueryAsync<Guid>(_direct, "SELECT incident_id FROM fake_call_records WHERE tenant_id = @tenant", new { tenant }));
     }
 
     [Fact]

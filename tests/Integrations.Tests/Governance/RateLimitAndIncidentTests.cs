@@ -1,5 +1,4 @@
 using Integrations.Features.Incidents;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Database;
 using Integrations.Pipeline.Governance;
 using Integrations.Tests.Support;
@@ -41,7 +40,7 @@ public sealed class RateLimitAndIncidentTests(ServiceFixture fixture) : IClassFi
     public async Task Pruning_drops_every_tenants_windows_older_than_an_hour_and_keeps_the_current_ones()
     {
         var (a, b) = (TestEnvironment.NewTenant(), TestEnvironment.NewTenant());
-        await Db.ExecuteAsync(Host.ConnectionString, """
+        await OwnerSql.ExecuteAsync(Host.ConnectionString, """
             INSERT INTO rate_limit_counters (tenant_id, key, window_start, count) VALUES
                 (@a, 'tool:old', date_trunc('minute', now()) - interval '2 hours', 5),
                 (@b, 'tool:old', date_trunc('minute', now()) - interval '61 minutes', 5),
@@ -52,7 +51,7 @@ public sealed class RateLimitAndIncidentTests(ServiceFixture fixture) : IClassFi
         var (pruned, _) = await Host.Services.GetRequiredService<ExpiredRowsPruning>().PruneOnceAsync(CancellationToken.None);
 
         Assert.True(pruned >= 2);
-        var left = await Db.QueryAsync<(string, string)>(Host.ConnectionString,
+        var left = await OwnerSql.QueryAsync<(string, string)>(Host.ConnectionString,
             "SELECT tenant_id, key FROM rate_limit_counters WHERE tenant_id IN (@a, @b) ORDER BY key", new { a, b });
         Assert.Equal([(a, "tool:now"), (b, "tool:recent")], left);
     }
@@ -83,7 +82,7 @@ public sealed class RateLimitAndIncidentTests(ServiceFixture fixture) : IClassFi
         var reopened = await RecordAsync(tenant, "server-1/echo");
         Assert.NotEqual(first.Id, reopened.Id);
         Assert.Equal(1, reopened.Occurrences);
-        Assert.Equal(2, await Db.AuditCountAsync(Host.ConnectionString, tenant));
+        Assert.Equal(2, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant));
     }
 
     [Fact]

@@ -1,6 +1,5 @@
 using Integrations.Common;
 using Integrations.Features.Policies;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Database;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
@@ -66,7 +65,7 @@ public sealed class ToolPolicyTests(ServiceFixture fixture) : IClassFixture<Serv
         Assert.Equal(("high", 30, 600), (read.RiskCeiling, read.DefaultRateLimitPerMinute, read.TenantRateLimitPerMinute));
         Assert.Equal(["files/*"], read.AllowList);
         Assert.Equal(["shell"], read.DenyList);
-        Assert.Equal(1, await Db.AuditCountAsync(Host.ConnectionString, tenant, "policies.update"));
+        Assert.Equal(1, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant, "policies.update"));
     }
 
     [Fact]

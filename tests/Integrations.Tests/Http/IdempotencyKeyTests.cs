@@ -36,8 +36,8 @@ public sealed class IdempotencyKeyTests(ApiFixture fixture) : IClassFixture<ApiF
         Assert.Equal(first.Headers.Location, retry.Headers.Location);
         Assert.Equal("true", retry.Headers.GetValues("Idempotent-Replayed").Single());
         Assert.False(first.Headers.Contains("Idempotent-Replayed"));
-        Assert.Equal(1L, await Db.ScalarAsync<long>(Api.ConnectionString, "SELECT count(*) FROM cus_integrations WHERE tenant_id = @tenant", new { tenant }));
-        Assert.Equal(1L, await Db.AuditCountAsync(Api.ConnectionString, tenant, "integrations.create"));
+        Assert.Equal(1L, await OwnerSql.ScalarAsync<long>(Api.ConnectionString, "SELECT count(*) FROM cus_integrations WHERE tenant_id = @tenant", new { tenant }));
+        Assert.Equal(1L, await OwnerSql.AuditCountAsync(Api.ConnectionString, tenant, "integrations.create"));
 
         // Without the header, the same request is a new one (and here a name conflict).
         Assert.Equal(HttpStatusCode.Conflict, (await client.SendAsync(Post("/integrations", new { name = "once", provider = "openai" }, null))).StatusCode);
@@ -87,15 +87,15 @@ public sealed class IdempotencyKeyTests(ApiFixture fixture) : IClassFixture<ApiF
         var client = await Api.ClientForAsync(tenant);
         var key = Guid.NewGuid().ToString();
         var first = await JsonAsync(await client.SendAsync(Post("/integrations", new { name = "day-one", provider = "openai" }, key)));
-        await Db.ExecuteAsync(Api.ConnectionString, "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE tenant_id = @tenant", new { tenant });
+        await OwnerSql.ExecuteAsync(Api.ConnectionString, "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE tenant_id = @tenant", new { tenant });
 
         // Past its day the key is free again: the same request runs anew (here: the name now exists).
         Assert.Equal(HttpStatusCode.Conflict, (await client.SendAsync(Post("/integrations", new { name = "day-one", provider = "openai" }, key))).StatusCode);
         Assert.NotNull(first.GetProperty("id").GetString());
 
-        await Db.ExecuteAsync(Api.ConnectionString, "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE tenant_id = @tenant", new { tenant });
+        await OwnerSql.ExecuteAsync(Api.ConnectionString, "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE tenant_id = @tenant", new { tenant });
         var (_, pruned) = await Api.Services.GetRequiredService<ExpiredRowsPruning>().PruneOnceAsync(CancellationToken.None);
         Assert.True(pruned >= 1);
-        Assert.Equal(0L, await Db.ScalarAsync<long>(Api.ConnectionString, "SELECT count(*) FROM idempotency_keys WHERE tenant_id = @tenant", new { tenant }));
+        Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(Api.ConnectionString, "SELECT count(*) FROM idempotency_keys WHERE tenant_id = @tenant", new { tenant }));
     }
 }

@@ -78,7 +78,7 @@ public sealed class HealthCheckTests(HealthFixture fixture) : IClassFixture<Heal
         return (tenant, integration.Id, secret);
     }
 
-    private IReadOnlyList<RecordedRequest> RequestsTo(string fragment) => Provider.Requests.Where(r => r.PathAndQuery.Contains(fragment)).ToList();
+    private List<RecordedRequest> RequestsTo(string fragment) => Provider.Requests.Where(r => r.PathAndQuery.Contains(fragment)).ToList();
 
     [Theory]
     [InlineData(200, "healthy", "accepted", 1)]
@@ -105,7 +105,7 @@ public sealed class HealthCheckTests(HealthFixture fixture) : IClassFixture<Heal
         Assert.Equal(result.Value.Message, stored.HealthMessage);
         Assert.NotNull(stored.HealthCheckedAt);
         Assert.DoesNotContain(secret, stored.HealthMessage);
-        Assert.Equal(1, await Db.AuditCountAsync(Host.ConnectionString, tenant, CheckIntegrationHealth.Command.Operation));
+        Assert.Equal(1, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant, CheckIntegrationHealth.Command.Operation));
         Assert.False(await VaultTestKit.DatabaseContainsAsync(Host.ConnectionString, tenant, secret));
         Assert.Equal(health == "failing", result.Value.IncidentId is not null);
     }
@@ -119,7 +119,7 @@ public sealed class HealthCheckTests(HealthFixture fixture) : IClassFixture<Heal
         var second = await Host.SendAsync(new CheckIntegrationHealth.Command(id), tenant);
 
         Assert.Equal(first.Value.IncidentId, second.Value.IncidentId);
-        var incident = (await Db.QueryAsync<(string Kind, string SubjectId, int Occurrences, string Message)>(Host.ConnectionString,
+        var incident = (await OwnerSql.QueryAsync<(string Kind, string SubjectId, int Occurrences, string Message)>(Host.ConnectionString,
             "SELECT kind, subject_id, occurrences, message FROM incidents WHERE tenant_id = @tenant", new { tenant })).Single();
         Assert.Equal(("health_failure", id.ToString(), 2), (incident.Kind, incident.SubjectId, incident.Occurrences));
         Assert.Contains("rejected the credential", incident.Message);
@@ -226,7 +226,7 @@ public sealed class HealthCheckTests(HealthFixture fixture) : IClassFixture<Heal
     {
         var token = Guid.NewGuid().ToString("N");
         var (tenant, id, _) = await IntegrationAsync($"/ok/{token}/v1");
-        var credentialId = (await Db.QueryAsync<Guid>(Host.ConnectionString, "SELECT id FROM credentials WHERE tenant_id = @tenant", new { tenant })).Single();
+        var credentialId = (await OwnerSql.QueryAsync<Guid>(Host.ConnectionString, "SELECT id FROM credentials WHERE tenant_id = @tenant", new { tenant })).Single();
         await Host.SendAsync(new RevokeCredentialGrant.Command(credentialId, CredentialAccessor.Integration, id), tenant);
 
         var result = await Host.SendAsync(new CheckIntegrationHealth.Command(id), tenant);
@@ -261,9 +261,9 @@ public sealed class HealthCheckTests(HealthFixture fixture) : IClassFixture<Heal
         foreach (var (tenant, id) in enabled)
         {
             Assert.Equal("healthy", (await host.SendAsync(new GetIntegration.Query(id), tenant)).Value.Health);
-            Assert.Equal(IntegrationHealthSweep.Actor, await Db.ScalarAsync<string>(cs,
+            Assert.Equal(IntegrationHealthSweep.Actor, await OwnerSql.ScalarAsync<string>(cs,
                 "SELECT actor FROM audit_events WHERE tenant_id = @tenant AND action = 'integrations.check_health'", new { tenant }));
         }
-        Assert.Equal(["unknown", "unknown"], await Db.QueryAsync<string>(cs, "SELECT health FROM cus_integrations WHERE name = 'off'"));
+        Assert.Equal(["unknown", "unknown"], await OwnerSql.QueryAsync<string>(cs, "SELECT health FROM cus_integrations WHERE name = 'off'"));
     }
 }

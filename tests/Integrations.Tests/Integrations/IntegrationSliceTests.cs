@@ -145,7 +145,7 @@ public sealed class IntegrationSliceTests(ServiceFixture fixture) : IClassFixtur
         Assert.Equal("not_found", (await Host.SendAsync(new DeleteIntegration.Command(created.Id), tenant)).Error?.Code);
         Assert.Equal("not_found", (await Host.SendAsync(new EnableIntegration.Command(created.Id), tenant)).Error?.Code);
         Assert.Empty((await Host.SendAsync(new QueryIntegrations.Query(), tenant)).Value.Items);
-        Assert.Equal(1L, await Db.ScalarAsync<long>(Host.ConnectionString,
+        Assert.Equal(1L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString,
             "SELECT count(*) FROM cus_integrations WHERE id = @Id AND deleted_at IS NOT NULL", new { created.Id }));
     }
 
@@ -267,7 +267,7 @@ public sealed class IntegrationSliceTests(ServiceFixture fixture) : IClassFixtur
 
         var untouched = await Host.SendAsync(new GetIntegration.Query(created.Id), owner);
         Assert.Equal(("main", "created"), (untouched.Value.Name, untouched.Value.Status));
-        Assert.Equal(0, await Db.AuditCountAsync(Host.ConnectionString, intruder));
+        Assert.Equal(0, await OwnerSql.AuditCountAsync(Host.ConnectionString, intruder));
     }
 
     [Fact]
@@ -290,6 +290,6 @@ public sealed class IntegrationSliceTests(ServiceFixture fixture) : IClassFixtur
         var result = await Host.SendAsync(new CreateIntegration.Command("n", "openai"), caller: null);
 
         Assert.Equal("unauthenticated", result.Error?.Code);
-        Assert.Equal(0L, await Db.ScalarAsync<long>(Host.ConnectionString, "SELECT count(*) FROM cus_integrations WHERE name = 'n' AND tenant_id = ''"));
+        Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString, "SELECT count(*) FROM cus_integrations WHERE name = 'n' AND tenant_id = ''"));
     }
 }

@@ -119,7 +119,7 @@ public sealed class ApiKeysHttpTests(ApiFixture fixture) : IClassFixture<ApiFixt
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/session")).StatusCode);
 
         // Time passes: the row says it expired a second ago (the change reaches every replica's cache).
-        await Db.ExecuteAsync(Api.ConnectionString, "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = @id",
+        await OwnerSql.ExecuteAsync(Api.ConnectionString, "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = @id",
             new { id = Guid.Parse(created.GetProperty("api_key").GetProperty("id").GetString()!) });
         HttpResponseMessage response;
         var deadline = DateTime.UtcNow.AddSeconds(10);
@@ -148,10 +148,10 @@ public sealed class ApiKeysHttpTests(ApiFixture fixture) : IClassFixture<ApiFixt
         }
         var first = Guid.Parse(ids[0]);
         const string LastUsed = "SELECT last_used_at FROM api_keys WHERE id = @first";
-        Assert.Equal([null], await Db.QueryAsync<DateTime?>(Api.ConnectionString, LastUsed, new { first }));
+        Assert.Equal([null], await OwnerSql.QueryAsync<DateTime?>(Api.ConnectionString, LastUsed, new { first }));
 
         await Api.Services.GetRequiredService<ApiKeyUsage>().FlushOnceAsync(CancellationToken.None);
-        Assert.NotNull(Assert.Single(await Db.QueryAsync<DateTime?>(Api.ConnectionString, LastUsed, new { first })));
+        Assert.NotNull(Assert.Single(await OwnerSql.QueryAsync<DateTime?>(Api.ConnectionString, LastUsed, new { first })));
 
         var page1 = await JsonAsync(await admin.GetAsync("/api-keys?limit=2"));
         var cursor = page1.GetProperty("next_cursor").GetString();

@@ -82,13 +82,13 @@ public sealed class CrossTenantFaultTests(ServiceFixture fixture) : IClassFixtur
 
         Assert.True(victimCalls >= 200 && attackerCalls >= 40, $"{victimCalls} calls, {attackerCalls} faulty calls");
         Assert.Empty(victimErrors.Distinct());
-        var unclosed = await Db.QueryAsync<string>(Host.ConnectionString, """
+        var unclosed = await OwnerSql.QueryAsync<string>(Host.ConnectionString, """
             SELECT correlation_id FROM audit_events WHERE tenant_id = @victim AND action LIKE 'tool.invocation.%'
             GROUP BY correlation_id
             HAVING count(*) FILTER (WHERE action = 'tool.invocation.requested') <> count(*) FILTER (WHERE action IN ('tool.invocation.completed', 'tool.invocation.failed'))
             """, new { victim });
         Assert.Empty(unclosed);
-        Assert.Equal(victimCalls, await Db.ScalarAsync<long>(Host.ConnectionString,
+        Assert.Equal(victimCalls, await OwnerSql.ScalarAsync<long>(Host.ConnectionString,
             "SELECT count(*) FROM audit_events WHERE tenant_id = @victim AND action = 'tool.invocation.completed'", new { victim }));
         Assert.True((await Host.SendAsync(new VerifyAuditChain.Query(), victim)).Value.Valid);
     }

@@ -82,7 +82,7 @@ public sealed class DriftAndGovernanceTests(ServiceFixture fixture) : IClassFixt
         var echo = await ToolAsync(tenant, registered.Server.Id, "echo");
         Assert.Equal("Echoes the message (and now also mails it somewhere)", echo.Description);
         Assert.True(echo.Enabled, "drift does not change the enabled flag; the status keeps it from being invoked");
-        Assert.Equal(1L, await Db.AuditCountAsync(Host.ConnectionString, tenant, "mcp_servers.discover"));
+        Assert.Equal(1L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant, "mcp_servers.discover"));
     }
 
     [Fact]
@@ -106,7 +106,7 @@ public sealed class DriftAndGovernanceTests(ServiceFixture fixture) : IClassFixt
         Assert.True(approved.IsSuccess, approved.Error?.Detail);
         Assert.Equal(McpTool.Active, approved.Value.Status);
         Assert.Equal(drifted.DefinitionHash, approved.Value.ApprovedHash);
-        Assert.Equal(1L, await Db.AuditCountAsync(Host.ConnectionString, tenant, "tools.update"));
+        Assert.Equal(1L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant, "tools.update"));
 
         var next = await DiscoverAsync(tenant, registered.Server.Id);
         Assert.Empty(next.Drifted);
@@ -220,7 +220,7 @@ public sealed class DriftAndGovernanceTests(ServiceFixture fixture) : IClassFixt
         var cleared = await Host.SendAsync(new UpdateMcpTool.Command(registered.Server.Id, run.Id, new(RateLimitPerMinute: 0, Enabled: false)), tenant);
         Assert.Null(cleared.Value.RateLimitPerMinute);
         Assert.False(cleared.Value.Enabled);
-        Assert.Equal(3L, await Db.AuditCountAsync(Host.ConnectionString, tenant, "tools.update"));
+        Assert.Equal(3L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant, "tools.update"));
     }
 
     [Fact]
@@ -236,7 +236,7 @@ public sealed class DriftAndGovernanceTests(ServiceFixture fixture) : IClassFixt
         var result = await Host.SendAsync(new UpdateMcpTool.Command(registered.Server.Id, big.Id, new(Enabled: true)), tenant);
 
         Assert.Equal("invalid_transition", result.Error?.Code);
-        Assert.Equal(0L, await Db.AuditCountAsync(Host.ConnectionString, tenant, "tools.update"));
+        Assert.Equal(0L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant, "tools.update"));
     }
 
     public static TheoryData<UpdateMcpTool.Body, string> InvalidBodies() => new()

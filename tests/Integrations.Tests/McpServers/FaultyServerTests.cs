@@ -42,10 +42,10 @@ public sealed class FaultyServerTests(FastFailingHostFixture fixture) : IClassFi
 
     private async Task AssertNothingStoredAsync(string tenant)
     {
-        Assert.Equal(0L, await Db.ScalarAsync<long>(Host.ConnectionString, "SELECT count(*) FROM mcp_servers WHERE tenant_id = @tenant", new { tenant }));
-        Assert.Equal(0L, await Db.ScalarAsync<long>(Host.ConnectionString, "SELECT count(*) FROM mcp_tools WHERE tenant_id = @tenant", new { tenant }));
-        Assert.Equal(0L, await Db.ScalarAsync<long>(Host.ConnectionString, "SELECT count(*) FROM credential_grants WHERE tenant_id = @tenant", new { tenant }));
-        Assert.Equal(0L, await Db.AuditCountAsync(Host.ConnectionString, tenant, "mcp_servers.register"));
+        Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString, "SELECT count(*) FROM mcp_servers WHERE tenant_id = @tenant", new { tenant }));
+        Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString, "SELECT count(*) FROM mcp_tools WHERE tenant_id = @tenant", new { tenant }));
+        Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString, "SELECT count(*) FROM credential_grants WHERE tenant_id = @tenant", new { tenant }));
+        Assert.Equal(0L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant, "mcp_servers.register"));
     }
 
     private Task<Result<RegisterMcpServer.Response>> RegisterAsync(string tenant, TestMcpServer server, string? credentialRef = null, string? authHeader = null) =>
@@ -172,7 +172,7 @@ public sealed class FaultyServerTests(FastFailingHostFixture fixture) : IClassFi
 
         Assert.True(registered.IsSuccess, registered.Error?.Detail);
         Assert.Equal(reference, registered.Value.Server.CredentialRef);
-        Assert.Equal(1L, await Db.ScalarAsync<long>(Host.ConnectionString,
+        Assert.Equal(1L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString,
             "SELECT count(*) FROM credential_grants WHERE tenant_id = @tenant AND accessor_type = 'mcp_server' AND accessor_id = @id",
             new { tenant, id = registered.Value.Server.Id }));
 
@@ -184,13 +184,13 @@ public sealed class FaultyServerTests(FastFailingHostFixture fixture) : IClassFi
         var posts = mcp.ReceivedRequests.Where(r => r.Method == "POST").ToList();
         Assert.True(posts.Count >= 4);
         Assert.All(posts, r => Assert.Equal("Bearer s3cret-token", r.Authorization));
-        Assert.Equal(3L, await Db.ScalarAsync<long>(Host.ConnectionString,
+        Assert.Equal(3L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString,
             "SELECT count(*) FROM credential_access_log WHERE tenant_id = @tenant AND accessor_type = 'mcp_server' AND outcome = 'allowed'", new { tenant }));
 
         // The secret is only ever in the request to the server: not in responses, stored rows or audit details.
         var everything = System.Text.Json.JsonSerializer.Serialize(new object[] { registered.Value, discovered.Value, health.Value });
         Assert.DoesNotContain("s3cret-token", everything);
-        Assert.Equal(0L, await Db.ScalarAsync<long>(Host.ConnectionString, """
+        Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString, """
             SELECT (SELECT count(*) FROM audit_events WHERE tenant_id = @tenant AND details::text LIKE '%s3cret-token%')
                  + (SELECT count(*) FROM mcp_servers WHERE tenant_id = @tenant AND row_to_json(mcp_servers)::text LIKE '%s3cret-token%')
             """, new { tenant }));

@@ -1,12 +1,12 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.Json;
-using Integrations.Pipeline.Governance;
 using Integrations.Common;
 using Integrations.Features.Audit;
 using Integrations.Features.Credentials;
 using Integrations.Features.McpServers;
 using Integrations.Infrastructure.Telemetry;
+using Integrations.Pipeline.Governance;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -125,7 +125,7 @@ public sealed class InvokeCachedRowsTests(ServiceFixture fixture) : IClassFixtur
         Assert.True((await InvokeAsync(Host, tenant, server, echo)).IsSuccess);
         Assert.True((await InvokeAsync(Host, tenant, server, echo)).IsSuccess);
 
-        await Db.ExecuteAsync(Host.ConnectionString, "UPDATE mcp_servers SET status = 'disabled' WHERE id = @server", new { server });
+        await OwnerSql.ExecuteAsync(Host.ConnectionString, "UPDATE mcp_servers SET status = 'disabled' WHERE id = @server", new { server });
 
         var denied = await InvokeAsync(Host, tenant, server, echo);
         Assert.Equal("server_disabled", denied.Error?.Extensions?["rule"]);
@@ -158,13 +158,13 @@ public sealed class InvokeCachedRowsTests(ServiceFixture fixture) : IClassFixtur
         Assert.True((await InvokeAsync(host, tenant, registered.Value.Server.Id, echo)).IsSuccess);
         Assert.True((await InvokeAsync(host, tenant, registered.Value.Server.Id, echo)).IsSuccess);
         var calls = _mcp.ToolCalls;
-        await Db.ExecuteAsync(connectionString, "REVOKE INSERT ON audit_events FROM integrations_app");
+        await OwnerSql.ExecuteAsync(connectionString, "REVOKE INSERT ON audit_events FROM integrations_app");
 
         var result = await InvokeAsync(host, tenant, registered.Value.Server.Id, echo);
 
         Assert.Equal(("unavailable", 503), (result.Error?.Code, result.Error?.Status));
         Assert.Equal(calls, _mcp.ToolCalls);
-        Assert.Equal(2L, await Db.ScalarAsync<long>(connectionString, "SELECT count(*) FROM mcp_tool_invocations"));
+        Assert.Equal(2L, await OwnerSql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM mcp_tool_invocations"));
     }
 
     [Fact]

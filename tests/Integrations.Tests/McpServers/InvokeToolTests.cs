@@ -241,14 +241,14 @@ public sealed class InvokeToolTests(ServiceFixture fixture) : IClassFixture<Serv
         var tenant = TestEnvironment.NewTenant();
         var registered = await host.SendAsync(new RegisterMcpServer.Command("test", _mcp.Endpoint.ToString()), tenant);
         var echo = registered.Value.Tools.Single(t => t.Name == "echo");
-        await Db.ExecuteAsync(connectionString, "REVOKE INSERT ON audit_events FROM integrations_app");
+        await OwnerSql.ExecuteAsync(connectionString, "REVOKE INSERT ON audit_events FROM integrations_app");
         _mcp.ClearReceived();
 
         var result = await host.SendAsync(new InvokeMcpTool.Command(registered.Value.Server.Id, echo.Id, Args("""{"message":"x"}""")), tenant);
 
         Assert.Equal(("unavailable", 503), (result.Error?.Code, result.Error?.Status));
         Assert.Equal(0, _mcp.Count("tools/call"));
-        Assert.Equal(0L, await Db.ScalarAsync<long>(connectionString, "SELECT count(*) FROM mcp_tool_invocations"));
+        Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM mcp_tool_invocations"));
     }
 
     [Theory]
@@ -261,7 +261,7 @@ public sealed class InvokeToolTests(ServiceFixture fixture) : IClassFixture<Serv
         var (server, tools) = await RegisterAsync(tenant);
         await InvokeAsync(tenant, server, tools["echo"], """{"message":"x"}""");
 
-        var error = await Assert.ThrowsAsync<PostgresException>(() => Db.ExecuteAsync(Host.ConnectionString, sql));
+        var error = await Assert.ThrowsAsync<PostgresException>(() => OwnerSql.ExecuteAsync(Host.ConnectionString, sql));
         Assert.Contains("append-only", error.MessageText);
     }
 

@@ -41,7 +41,7 @@ public sealed class McpHealthTests(FastFailingHostFixture fixture) : IClassFixtu
         var server = (await Host.SendAsync(new GetMcpServer.Query(id), tenant)).Value;
         Assert.Equal(health.Value.CheckedAt, server.LastHealthCheckAt);
         Assert.Equal(health.Value.LatencyMs, server.HealthLatencyMs);
-        Assert.Equal(1L, await Db.AuditCountAsync(Host.ConnectionString, tenant, "mcp_servers.health"));
+        Assert.Equal(1L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant, "mcp_servers.health"));
     }
 
     [Fact]
@@ -71,7 +71,7 @@ public sealed class McpHealthTests(FastFailingHostFixture fixture) : IClassFixtu
         Assert.Equal("unreachable", stored.Status);
         Assert.Contains("could not be reached", stored.HealthDetail);
         Assert.Equal(failing.IncidentId, gone.IncidentId);
-        var (occurrences, severity) = (await Db.QueryAsync<(int, string)>(Host.ConnectionString,
+        var (occurrences, severity) = (await OwnerSql.QueryAsync<(int, string)>(Host.ConnectionString,
             "SELECT occurrences, severity FROM incidents WHERE tenant_id = @tenant AND kind = 'health_failure'", new { tenant })).Single();
         Assert.Equal((2, "medium"), (occurrences, severity));
     }
@@ -139,7 +139,7 @@ public sealed class McpHealthTests(FastFailingHostFixture fixture) : IClassFixtu
 
         var server = (await host.SendAsync(new GetMcpServer.Query(idA), a)).Value;
         Assert.NotNull(server.LastHealthCheckAt);
-        Assert.Equal(McpHealthSweep.Actor, await Db.ScalarAsync<string>(database,
+        Assert.Equal(McpHealthSweep.Actor, await OwnerSql.ScalarAsync<string>(database,
             "SELECT actor FROM audit_events WHERE tenant_id = @a AND action = 'mcp_servers.health'", new { a }));
     }
 
@@ -174,7 +174,7 @@ public sealed class McpHealthTests(FastFailingHostFixture fixture) : IClassFixtu
         var result = await Host.SendAsync(new CheckMcpServerHealth.Command(Guid.NewGuid()), tenant);
 
         Assert.Equal("not_found", result.Error?.Code);
-        Assert.Equal(0L, await Db.AuditCountAsync(Host.ConnectionString, tenant));
+        Assert.Equal(0L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant));
     }
 
     [Fact]

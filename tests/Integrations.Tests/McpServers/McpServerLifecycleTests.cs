@@ -1,10 +1,10 @@
 using System.Text.Json;
-using Integrations.Pipeline.Governance;
 using Integrations.Common;
 using Integrations.Features.Audit;
 using Integrations.Features.McpServers;
-using Integrations.Infrastructure.Governance;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Mcp;
+using Integrations.Pipeline.Governance;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -175,8 +175,8 @@ public sealed class McpServerLifecycleTests(ServiceFixture fixture) : IClassFixt
         var enablePending = await Host.SendAsync(new EnableMcpServer.Command(server), tenant);
         Assert.Equal(("invalid_transition", "pending"), (enablePending.Error?.Code, enablePending.Error?.Extensions?["current_status"]));
 
-        Assert.Equal(1L, await Db.AuditCountAsync(Host.ConnectionString, tenant, DisableMcpServer.Command.Operation));
-        Assert.Equal(1L, await Db.AuditCountAsync(Host.ConnectionString, tenant, EnableMcpServer.Command.Operation));
+        Assert.Equal(1L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant, DisableMcpServer.Command.Operation));
+        Assert.Equal(1L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant, EnableMcpServer.Command.Operation));
     }
 
     [Fact]
@@ -187,7 +187,7 @@ public sealed class McpServerLifecycleTests(ServiceFixture fixture) : IClassFixt
         var (deleted, _) = await RegisterAsync(Host, b, _mcp);
         Assert.True((await Host.SendAsync(new DisableMcpServer.Command(deleted), b)).IsSuccess);
         Assert.True((await Host.SendAsync(new DeleteMcpServer.Command(deleted), b)).IsSuccess);
-        var auditBefore = await Db.AuditCountAsync(Host.ConnectionString, b);
+        var auditBefore = await OwnerSql.AuditCountAsync(Host.ConnectionString, b);
 
         foreach (var id in new[] { server, deleted, Guid.NewGuid() })
         {
@@ -196,8 +196,8 @@ public sealed class McpServerLifecycleTests(ServiceFixture fixture) : IClassFixt
         }
 
         Assert.Equal("active", (await Host.SendAsync(new GetMcpServer.Query(server), a)).Value.Status);
-        Assert.Equal(auditBefore, await Db.AuditCountAsync(Host.ConnectionString, b));
-        Assert.Equal(1L, await Db.AuditCountAsync(Host.ConnectionString, a));
+        Assert.Equal(auditBefore, await OwnerSql.AuditCountAsync(Host.ConnectionString, b));
+        Assert.Equal(1L, await OwnerSql.AuditCountAsync(Host.ConnectionString, a));
     }
 
     [Fact]

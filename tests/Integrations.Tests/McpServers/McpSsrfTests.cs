@@ -48,8 +48,8 @@ public sealed class McpSsrfTests : IAsyncLifetime
         var result = await _host.SendAsync(new RegisterMcpServer.Command("attack", url), tenant);
 
         Assert.Equal(url.Contains('@') || url.Contains('#') ? ("validation_failed", 400) : ("ssrf_blocked", 422), (result.Error?.Code, result.Error?.Status));
-        Assert.Equal(0L, await Db.ScalarAsync<long>(_host.ConnectionString, "SELECT count(*) FROM mcp_servers WHERE tenant_id = @tenant", new { tenant }));
-        Assert.Equal(0L, await Db.AuditCountAsync(_host.ConnectionString, tenant));
+        Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(_host.ConnectionString, "SELECT count(*) FROM mcp_servers WHERE tenant_id = @tenant", new { tenant }));
+        Assert.Equal(0L, await OwnerSql.AuditCountAsync(_host.ConnectionString, tenant));
     }
 
     [Fact]
@@ -85,7 +85,7 @@ public sealed class McpSsrfTests : IAsyncLifetime
         var tenant = TestEnvironment.NewTenant();
         // A server registered while its name still pointed at a public address.
         var id = Guid.CreateVersion7();
-        await Db.ExecuteAsync(host.ConnectionString,
+        await OwnerSql.ExecuteAsync(host.ConnectionString,
             "INSERT INTO mcp_servers (id, tenant_id, name, url, status) VALUES (@id, @tenant, 'was-public', @url, 'active')",
             new { id, tenant, url = $"https://moved.example:{mcp.Endpoint.Port}/mcp" });
 

@@ -33,7 +33,7 @@ public sealed class McpTenantIsolationTests(ServiceFixture fixture) : IClassFixt
         var stillThere = await Host.SendAsync(new GetMcpServer.Query(serverId), a);
         Assert.True(stillThere.IsSuccess);
         Assert.Equal(tool.Enabled, (await Host.SendAsync(new ListMcpServerTools.Query(serverId), a)).Value.Items.Single(t => t.Id == tool.Id).Enabled);
-        Assert.Equal(1L, await Db.AuditCountAsync(Host.ConnectionString, b)); // B's own registration only
+        Assert.Equal(1L, await OwnerSql.AuditCountAsync(Host.ConnectionString, b)); // B's own registration only
     }
 
     [Fact]

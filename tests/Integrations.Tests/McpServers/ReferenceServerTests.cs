@@ -50,7 +50,7 @@ public sealed class ReferenceServerTests(EverythingServer everything, ServiceFix
             Assert.Matches("^[0-9a-f]{64}$", t.DefinitionHash);
             Assert.Equal(t.DefinitionHash, t.ApprovedHash);
         });
-        Assert.Equal(1L, await Db.AuditCountAsync(Host.ConnectionString, tenant, "mcp_servers.register"));
+        Assert.Equal(1L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant, "mcp_servers.register"));
 
         var health = await Host.SendAsync(new CheckMcpServerHealth.Command(server.Id), tenant);
         Assert.True(health.IsSuccess, health.Error?.Detail);
@@ -89,7 +89,7 @@ public sealed class ReferenceServerTests(EverythingServer everything, ServiceFix
         Assert.Equal("conflict", second.Error?.Code);
         Assert.Equal(409, second.Error?.Status);
         Assert.Single((await Host.SendAsync(new ListMcpServers.Query(), tenant)).Value.Items);
-        Assert.Equal(1L, await Db.AuditCountAsync(Host.ConnectionString, tenant));
+        Assert.Equal(1L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant));
         var otherTenant = await Host.SendAsync(new RegisterMcpServer.Command("first", everything.Endpoint.ToString()), TestEnvironment.NewTenant());
         Assert.True(otherTenant.IsSuccess, "another tenant may register the same URL");
     }

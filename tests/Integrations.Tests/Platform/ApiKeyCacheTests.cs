@@ -54,7 +54,7 @@ public sealed class ApiKeyCacheTests(ServiceFixture fixture) : IClassFixture<Ser
         var created = await keys.CreateAsync(tenant, "k", [Scopes.Read], CancellationToken.None);
         Assert.NotNull(await keys.AuthenticateAsync(created.Key, CancellationToken.None));
 
-        await Db.ExecuteAsync(Host.ConnectionString, "UPDATE api_keys SET revoked_at = now() WHERE id = @Id", new { created.Id });
+        await OwnerSql.ExecuteAsync(Host.ConnectionString, "UPDATE api_keys SET revoked_at = now() WHERE id = @Id", new { created.Id });
 
         await WaitUntil(async () => await keys.AuthenticateAsync(created.Key, CancellationToken.None) is null);
     }
@@ -97,8 +97,8 @@ public sealed class ApiKeyCacheTests(ServiceFixture fixture) : IClassFixture<Ser
         var keys = await ListeningKeysAsync(host);
         var created = await keys.CreateAsync("tenant-a", "k", [Scopes.Read], CancellationToken.None);
         Assert.NotNull(await keys.AuthenticateAsync(created.Key, CancellationToken.None));
-        await Db.ExecuteAsync(connectionString, "ALTER TABLE api_keys DISABLE TRIGGER api_keys_changed");
-        await Db.ExecuteAsync(connectionString, "UPDATE api_keys SET revoked_at = now() WHERE id = @Id", new { created.Id });
+        await OwnerSql.ExecuteAsync(connectionString, "ALTER TABLE api_keys DISABLE TRIGGER api_keys_changed");
+        await OwnerSql.ExecuteAsync(connectionString, "UPDATE api_keys SET revoked_at = now() WHERE id = @Id", new { created.Id });
 
         Assert.NotNull(await keys.AuthenticateAsync(created.Key, CancellationToken.None)); // served from the cache
         time.Advance(ApiKeys.CacheFor + TimeSpan.FromSeconds(1));

@@ -1,3 +1,5 @@
+using Dapper;
+using Integrations.Infrastructure.Database;
 using Integrations.Tests.Support;
 using Npgsql;
 
@@ -40,5 +42,28 @@ public sealed class DataSourceTests
             var other = await host.SendAsync(new Features.Integrations.QueryIntegrations.Query(), TestEnvironment.NewTenant());
             Assert.Empty(other.Value.Items);
         }
+    }
+
+    private sealed record Stamped(DateTimeOffset At, DateTimeOffset? Maybe);
+
+    [Fact]
+    public async Task Timestamps_read_into_date_time_offsets_as_utc()
+    {
+        DapperSettings.Apply();
+        await using var dataSource = NpgsqlDataSource.Create(await TestEnvironment.ConnectionStringAsync());
+        await using var connection = await dataSource.OpenConnectionAsync();
+        var written = new DateTimeOffset(2026, 3, 1, 10, 30, 45, TimeSpan.Zero).AddTicks(1230);
+
+        // In a session whose time zone is not UTC: the instant, not the wall clock, comes back.
+        await connection.ExecuteAsync("SET TIME ZONE 'Asia/Kolkata'");
+        var row = await connection.QuerySingleAsync<Stamped>("SELECT @Written AS at, NULL::timestamptz AS maybe", new { Written = written });
+        var scalar = await connection.QuerySingleAsync<DateTimeOffset>("SELECT @Written::timestamptz", new { Written = written });
+        var text = await connection.QuerySingleAsync<string>("SELECT to_char(@Written AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')", new { Written = written });
+
+        Assert.Equal(TimeSpan.Zero, row.At.Offset);
+        Assert.Equal(written.UtcTicks, row.At.UtcTicks);
+        Assert.Null(row.Maybe);
+        Assert.Equal(written, scalar);
+        Assert.Equal("2026-03-01 10:30:45.000123", text);
     }
 }

@@ -16,7 +16,7 @@ public sealed class MigrationTests
 
         Assert.Equal(MigrationRunner.Embedded.Count, await runner.RunAsync(CancellationToken.None));
         Assert.Equal(0, await runner.RunAsync(CancellationToken.None));
-        Assert.Equal((long)MigrationRunner.Embedded.Count, await Db.ScalarAsync<long>(connectionString, "SELECT count(*) FROM schema_migrations"));
+        Assert.Equal((long)MigrationRunner.Embedded.Count, await OwnerSql.ScalarAsync<long>(connectionString, "SELECT count(*) FROM schema_migrations"));
     }
 
     [Fact]
@@ -36,7 +36,7 @@ public sealed class MigrationTests
     {
         var connectionString = await TestEnvironment.CreateMigratedDatabaseAsync("mig");
         var first = MigrationRunner.Embedded[0];
-        await Db.ExecuteAsync(connectionString, "UPDATE schema_migrations SET checksum = 'edited' WHERE version = @Version", new { first.Version });
+        await OwnerSql.ExecuteAsync(connectionString, "UPDATE schema_migrations SET checksum = 'edited' WHERE version = @Version", new { first.Version });
         await using var dataSource = NpgsqlDataSource.Create(connectionString);
 
         var error = await Assert.ThrowsAsync<InvalidOperationException>(() =>

@@ -42,7 +42,7 @@ public sealed class RequestTextTests(ApiFixture fixture) : IClassFixture<ApiFixt
         return (response.StatusCode, code, body);
     }
 
-    private static HttpContent JsonBody(byte[] bytes) =>
+    private static ByteArrayContent JsonBody(byte[] bytes) =>
         new ByteArrayContent(bytes) { Headers = { ContentType = new MediaTypeHeaderValue("application/json") } };
 
     private static byte[] WithBad(string json, byte[] bad)

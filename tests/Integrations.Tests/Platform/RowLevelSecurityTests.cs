@@ -58,7 +58,7 @@ public sealed class RowLevelSecurityTests(ServiceFixture fixture) : IClassFixtur
     [Fact]
     public async Task Every_table_with_a_tenant_id_has_row_level_security_and_a_policy()
     {
-        var unprotected = await Db.QueryAsync<string>(Host.ConnectionString, """
+        var unprotected = await OwnerSql.QueryAsync<string>(Host.ConnectionString, """
             SELECT c.relname FROM pg_class c
             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id'
             WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace
@@ -70,10 +70,10 @@ public sealed class RowLevelSecurityTests(ServiceFixture fixture) : IClassFixtur
     [Fact]
     public async Task The_app_role_is_neither_owner_nor_superuser()
     {
-        var role = (await Db.QueryAsync<(bool, bool)>(Host.ConnectionString,
+        var role = (await OwnerSql.QueryAsync<(bool, bool)>(Host.ConnectionString,
             "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'integrations_app'")).Single();
         Assert.Equal((false, false), role);
-        Assert.Equal(0L, await Db.ScalarAsync<long>(Host.ConnectionString,
+        Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString,
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner = 'integrations_app'"));
     }
 }

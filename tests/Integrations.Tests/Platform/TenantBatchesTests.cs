@@ -62,7 +62,7 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
     }
 
     private async Task<List<(long Seq, string Action, string Transaction)>> EventsAsync(string tenant) =>
-        await Db.QueryAsync<(long, string, string)>(Host.ConnectionString,
+        await OwnerSql.QueryAsync<(long, string, string)>(Host.ConnectionString,
             "SELECT seq, action, xmin::text FROM audit_events WHERE tenant_id = @tenant ORDER BY seq", new { tenant });
 
     [Fact]
@@ -147,7 +147,7 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
         await first;
         await Task.WhenAll(queued);
 
-        var events = await Db.QueryAsync<(string Action, string Actor, string CorrelationId, string Transaction)>(Host.ConnectionString,
+        var events = await OwnerSql.QueryAsync<(string Action, string Actor, string CorrelationId, string Transaction)>(Host.ConnectionString,
             "SELECT action, actor, correlation_id, xmin::text FROM audit_events WHERE tenant_id = @tenant AND seq > 1 ORDER BY seq", new { tenant });
         Assert.Equal([("test.a1", "key:alice", "call-a"), ("test.a2", "key:alice", "call-a"), ("test.b1", "key:bob", "call-b"), ("test.a3", "key:alice", "call-c")],
             events.Select(e => (e.Action, e.Actor, e.CorrelationId)));
@@ -306,6 +306,6 @@ public sealed class TenantBatchesTests(ServiceFixture fixture) : IClassFixture<S
     }
 
     private async Task<long> WaitingForLocksAsync(string application) =>
-        await Db.ScalarAsync<long>(Host.ConnectionString,
+        await OwnerSql.ScalarAsync<long>(Host.ConnectionString,
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = @application AND wait_event_type = 'Lock'", new { application });
 }

@@ -28,7 +28,9 @@ public sealed class ValidatorConstructionTests(ServiceFixture fixture) : IClassF
         await using var scope = fixture.Host.Services.CreateAsyncScope();
         scope.ServiceProvider.GetRequiredService<CallerContext>().Set(TestEnvironment.CallerFor(TestEnvironment.NewTenant()));
 
-        foreach (var validator in scope.ServiceProvider.GetServices(contract).Cast<IEnumerable<IValidationRule>>())
+        var validators = scope.ServiceProvider.GetServices(contract).Cast<IEnumerable<IValidationRule>>().ToList();
+        Assert.NotEmpty(validators);
+        foreach (var validator in validators)
         {
             foreach (var rule in validator)
             {

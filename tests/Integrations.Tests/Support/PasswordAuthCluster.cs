@@ -46,7 +46,10 @@ public sealed class PasswordAuthCluster : IAsyncLifetime
         {
             var attempt = new NpgsqlConnectionStringBuilder(adminConnectionString)
             {
-                Username = role, Password = "wrong", Database = "postgres", Pooling = false,
+                Username = role,
+                Password = "wrong",
+                Database = "postgres",
+                Pooling = false,
             };
             await using var connection = new NpgsqlConnection(attempt.ConnectionString);
             await connection.OpenAsync();
@@ -80,7 +83,11 @@ public sealed class PasswordAuthCluster : IAsyncLifetime
             "-o", $"-p {port} -k {_directory} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=30");
         return new NpgsqlConnectionStringBuilder
         {
-            Host = "127.0.0.1", Port = port, Username = "admin", Password = password, Database = "postgres",
+            Host = "127.0.0.1",
+            Port = port,
+            Username = "admin",
+            Password = password,
+            Database = "postgres",
         }.ConnectionString;
     }
 

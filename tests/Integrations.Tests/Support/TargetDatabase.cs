@@ -74,11 +74,11 @@ public sealed class TargetDatabase : IAsyncDisposable
     public DatasourceTarget TargetFor(Guid id, string tlsMode = "disable") => new(id, Host, Port, Database, Role, tlsMode);
 
     public async Task<long> CountAsync(string table) =>
-        await Db.ScalarAsync<long>(AdminConnectionString, $"SELECT count(*) FROM {table}");
+        await OwnerSql.ScalarAsync<long>(AdminConnectionString, $"SELECT count(*) FROM {table}");
 
     /// <summary>The gateway's sessions on this database for one datasource: (state, query).</summary>
     public Task<List<(string State, string Query)>> GatewaySessionsAsync(Guid datasourceId) =>
-        Db.QueryAsync<(string State, string Query)>(AdminConnectionString,
+        OwnerSql.QueryAsync<(string State, string Query)>(AdminConnectionString,
             "SELECT state, query FROM pg_stat_activity WHERE application_name = @name",
             new { name = DatasourceConnections.ApplicationName(datasourceId) });
 

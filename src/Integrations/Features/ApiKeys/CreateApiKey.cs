@@ -55,7 +55,11 @@ public static class CreateApiKey
             var connection = await session.ConnectionAsync(ct);
             var row = await connection.QuerySingleAsync<ApiKey.Row>(new CommandDefinition(Sql, new
             {
-                minted.Id, session.TenantId, request.Name, minted.SecretHash, Scopes = request.Scopes.ToArray(),
+                minted.Id,
+                session.TenantId,
+                request.Name,
+                minted.SecretHash,
+                Scopes = request.Scopes.ToArray(),
                 ExpiresAt = request.ExpiresAt?.UtcDateTime,
             }, cancellationToken: ct));
             audit.Record(ApiKey.SubjectType, minted.Id.ToString(), new { request.Name, request.Scopes, request.ExpiresAt });

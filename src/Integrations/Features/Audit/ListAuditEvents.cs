@@ -77,13 +77,13 @@ public static class ListAuditEvents
     }
 
     private sealed record Row(
-        long Seq, DateTime OccurredAt, string Actor, string Action, string SubjectType, string SubjectId,
+        long Seq, DateTimeOffset OccurredAt, string Actor, string Action, string SubjectType, string SubjectId,
         string? CorrelationId, string Details, byte[] Hash)
     {
         public Event ToEvent()
         {
             using var details = JsonDocument.Parse(Details);
-            return new Event(Seq, new DateTimeOffset(DateTime.SpecifyKind(OccurredAt, DateTimeKind.Utc)), Actor, Action, SubjectType,
+            return new Event(Seq, OccurredAt, Actor, Action, SubjectType,
                 SubjectId, CorrelationId, details.RootElement.Clone(), Convert.ToHexStringLower(Hash));
         }
     }

@@ -33,12 +33,12 @@ public static class Credential
         public required string Type { get; init; }
         public string? Description { get; init; }
         public int Version { get; init; }
-        public DateTime CreatedAt { get; init; }
-        public DateTime? RotatedAt { get; init; }
+        public DateTimeOffset CreatedAt { get; init; }
+        public DateTimeOffset? RotatedAt { get; init; }
         public string[]? AllowedHosts { get; init; }
 
         public Response ToResponse() => new(
-            Id, Name, Type, Description, CredentialReference.ForVault(TenantId, Id), Version, Utc(CreatedAt), RotatedAt is { } r ? Utc(r) : null, AllowedHosts);
+            Id, Name, Type, Description, CredentialReference.ForVault(TenantId, Id), Version, CreatedAt, RotatedAt, AllowedHosts);
     }
 
     internal sealed class GrantRow
@@ -46,12 +46,10 @@ public static class Credential
         public required string AccessorType { get; init; }
         public Guid AccessorId { get; init; }
         public required string GrantedBy { get; init; }
-        public DateTime CreatedAt { get; init; }
+        public DateTimeOffset CreatedAt { get; init; }
 
-        public Grant ToGrant() => new(AccessorType, AccessorId, GrantedBy, Utc(CreatedAt));
+        public Grant ToGrant() => new(AccessorType, AccessorId, GrantedBy, CreatedAt);
     }
-
-    internal static DateTimeOffset Utc(DateTime value) => new(DateTime.SpecifyKind(value, DateTimeKind.Utc));
 
     /// <summary>The secret fields a request may carry, checked against the credential's type. Messages never repeat a value.</summary>
     public interface ISecretFields

@@ -61,7 +61,12 @@ public static class ListCredentialAccessLog
             var connection = await session.ConnectionAsync(ct);
             var rows = (await connection.QueryAsync<Row>(new CommandDefinition(sql.ToString(), new
             {
-                session.TenantId, After = after, request.CredentialId, request.Outcome, request.AccessorType, request.AccessorId,
+                session.TenantId,
+                After = after,
+                request.CredentialId,
+                request.Outcome,
+                request.AccessorType,
+                request.AccessorId,
                 Take = request.Limit + 1,
             }, cancellationToken: ct))).AsList();
             return Paging.ToPage(rows, request.Limit, r => r.ToEntry(), r => Cursor.Encode(r.Id));
@@ -71,7 +76,7 @@ public static class ListCredentialAccessLog
     private sealed class Row
     {
         public Guid Id { get; init; }
-        public DateTime OccurredAt { get; init; }
+        public DateTimeOffset OccurredAt { get; init; }
         public Guid? CredentialId { get; init; }
         public required string Reference { get; init; }
         public required string AccessorType { get; init; }
@@ -81,7 +86,7 @@ public static class ListCredentialAccessLog
         public required string Outcome { get; init; }
         public required string Reason { get; init; }
 
-        public Entry ToEntry() => new(Id, Credential.Utc(OccurredAt), CredentialId, Reference, AccessorType, AccessorId, Actor, Operation, Outcome, Reason);
+        public Entry ToEntry() => new(Id, OccurredAt, CredentialId, Reference, AccessorType, AccessorId, Actor, Operation, Outcome, Reason);
     }
 
     internal static void Map(RouteGroupBuilder group) =>

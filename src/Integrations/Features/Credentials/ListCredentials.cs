@@ -48,7 +48,11 @@ public static class ListCredentials
             var connection = await session.ConnectionAsync(ct);
             var rows = (await connection.QueryAsync<Credential.Row>(new CommandDefinition(sql.ToString(), new
             {
-                session.TenantId, After = after, request.Type, request.NamePrefix, Take = request.Limit + 1,
+                session.TenantId,
+                After = after,
+                request.Type,
+                request.NamePrefix,
+                Take = request.Limit + 1,
             }, cancellationToken: ct))).AsList();
             return Paging.ToPage(rows, request.Limit, r => r.ToResponse(), r => Cursor.Encode(r.Id));
         }

@@ -31,7 +31,10 @@ public static class RevokeCredentialGrant
             var connection = await session.ConnectionAsync(ct);
             var deleted = await connection.ExecuteAsync(new CommandDefinition(Sql, new
             {
-                session.TenantId, request.CredentialId, request.AccessorType, request.AccessorId,
+                session.TenantId,
+                request.CredentialId,
+                request.AccessorType,
+                request.AccessorId,
             }, cancellationToken: ct));
             if (deleted == 0) return Error.NotFound("grant");
             audit.Record(Credential.SubjectType, request.CredentialId.ToString(),

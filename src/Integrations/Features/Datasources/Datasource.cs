@@ -63,16 +63,16 @@ public static partial class Datasource
         public required string Status { get; init; }
         public string? StatusMessage { get; init; }
         public string? ServerVersion { get; init; }
-        public DateTime? TestedAt { get; init; }
-        public DateTime CreatedAt { get; init; }
-        public DateTime UpdatedAt { get; init; }
+        public DateTimeOffset? TestedAt { get; init; }
+        public DateTimeOffset CreatedAt { get; init; }
+        public DateTimeOffset UpdatedAt { get; init; }
         public string[] AllowedFunctions { get; init; } = [];
 
         public DatasourceTarget Target => new(Id, Host, Port, Database, Username, TlsMode);
 
         public Response ToResponse() => new(
             Id, Name, Kind, Host, Port, Database, Username, CredentialRef, TlsMode, RowLimit, StatementTimeoutMs,
-            Status, StatusMessage, ServerVersion, Utc(TestedAt), Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value, AllowedFunctions);
+            Status, StatusMessage, ServerVersion, TestedAt, CreatedAt, UpdatedAt, AllowedFunctions);
     }
 
     /// <summary>A declared template parameter: bound as this PostgreSQL type, in this order.</summary>
@@ -112,8 +112,8 @@ public static partial class Datasource
         public int TimeoutMs { get; init; }
         public int? RateLimitPerMinute { get; init; }
         public bool Enabled { get; init; }
-        public DateTime CreatedAt { get; init; }
-        public DateTime UpdatedAt { get; init; }
+        public DateTimeOffset CreatedAt { get; init; }
+        public DateTimeOffset UpdatedAt { get; init; }
         public string? DisabledReason { get; init; }
 
         public IReadOnlyList<Parameter> ParameterList => ParseParameters(Parameters);
@@ -121,15 +121,12 @@ public static partial class Datasource
         public QueryResponse ToResponse() => new(
             Id, DatasourceId, Name, Description, Sql, ParameterList,
             JsonSerializer.Deserialize<List<ColumnInfo>>(Columns, Json) ?? [],
-            RowLimit, TimeoutMs, RateLimitPerMinute, Enabled, Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value, DisabledReason);
+            RowLimit, TimeoutMs, RateLimitPerMinute, Enabled, CreatedAt, UpdatedAt, DisabledReason);
     }
 
     internal static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     internal static IReadOnlyList<Parameter> ParseParameters(string json) => JsonSerializer.Deserialize<List<Parameter>>(json, Json) ?? [];
-
-    internal static DateTimeOffset? Utc(DateTime? value) =>
-        value is { } v ? new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)) : null;
 
     internal static IRuleBuilderOptions<T, string?> ValidName<T>(this IRuleBuilder<T, string?> rule) =>
         rule.NotEmpty().WithMessage("Name is required.")
@@ -141,8 +138,6 @@ public static partial class Datasource
         rule.NotEmpty().WithMessage("Name is required.")
             .Must(n => n is null || QueryName().IsMatch(n))
             .WithMessage("A template name is 1-100 characters: a lower-case letter, then lower-case letters, digits, '_' or '-'.");
-
-    internal static bool IsQueryName(string? name) => name is not null && QueryName().IsMatch(name);
 
     /// <summary>One host name or address: no lists, ports, paths, credentials or whitespace.</summary>
     internal static IRuleBuilderOptions<T, string?> ValidHost<T>(this IRuleBuilder<T, string?> rule) =>

@@ -1,8 +1,8 @@
 using System.Text.Json;
 using Dapper;
 using Integrations.Common;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Datasources;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Vault;
 using Integrations.Pipeline.Governance;
 using Npgsql;

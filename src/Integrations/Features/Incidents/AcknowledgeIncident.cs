@@ -1,4 +1,6 @@
 using Integrations.Common;
+using Integrations.Infrastructure.Audit;
+using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Http;
 using MediatR;
 using Microsoft.AspNetCore.Builder;
@@ -15,10 +17,10 @@ public static class AcknowledgeIncident
         public static string Scope => Scopes.Write;
     }
 
-    internal sealed class Handler(IncidentTransition transition) : IRequestHandler<Command, Result<Incident.Response>>
+    internal sealed class Handler(TenantSession session, AuditTrail audit, CallerContext caller) : IRequestHandler<Command, Result<Incident.Response>>
     {
         public Task<Result<Incident.Response>> Handle(Command request, CancellationToken ct) =>
-            transition.MoveAsync(request.Id, ["open"], "acknowledged", ct);
+            Incident.MoveAsync(session, audit, caller, Incident.Acknowledging, request.Id, ct);
     }
 
     internal static void Map(RouteGroupBuilder group) =>

@@ -1,8 +1,8 @@
 using Dapper;
 using Integrations.Common;
+using Integrations.Features.Incidents;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Vault;
 using MediatR;
@@ -66,9 +66,12 @@ public static class CheckIntegrationHealth
                 outcome = probed.Value;
             }
 
-            var checkedAt = await connection.QuerySingleOrDefaultAsync<DateTime?>(new CommandDefinition(RecordSql, new
+            var checkedAt = await connection.QuerySingleOrDefaultAsync<DateTimeOffset?>(new CommandDefinition(RecordSql, new
             {
-                session.TenantId, request.Id, outcome.Health, outcome.Message,
+                session.TenantId,
+                request.Id,
+                outcome.Health,
+                outcome.Message,
             }, cancellationToken: ct));
             if (checkedAt is null) return Error.NotFound(Integration.SubjectType);
 
@@ -89,10 +92,8 @@ public static class CheckIntegrationHealth
                 Credential = credentials.Current?.Reference ?? "none",
                 IncidentId = incidentId,
             });
-            return new Response(request.Id, outcome.Health, Utc(checkedAt.Value), outcome.Message, outcome.UpstreamStatus, outcome.DurationMs, incidentId);
+            return new Response(request.Id, outcome.Health, checkedAt.Value, outcome.Message, outcome.UpstreamStatus, outcome.DurationMs, incidentId);
         }
-
-        private static DateTimeOffset Utc(DateTime value) => new(DateTime.SpecifyKind(value, DateTimeKind.Utc));
     }
 
     internal static void Map(RouteGroupBuilder group) =>

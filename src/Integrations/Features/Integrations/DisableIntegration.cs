@@ -1,4 +1,6 @@
 using Integrations.Common;
+using Integrations.Infrastructure.Audit;
+using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Http;
 using MediatR;
 using Microsoft.AspNetCore.Builder;
@@ -15,10 +17,10 @@ public static class DisableIntegration
         public static string Scope => Scopes.Write;
     }
 
-    internal sealed class Handler(IntegrationLifecycle lifecycle) : IRequestHandler<Command, Result<Integration.Response>>
+    internal sealed class Handler(TenantSession session, AuditTrail audit) : IRequestHandler<Command, Result<Integration.Response>>
     {
         public Task<Result<Integration.Response>> Handle(Command request, CancellationToken ct) =>
-            lifecycle.MoveAsync(request.Id, ["enabled", "error"], "disabled", "disabled", ct);
+            Integration.MoveAsync(session, audit, Integration.Disabling, request.Id, ct);
     }
 
     internal static void Map(RouteGroupBuilder group) =>

@@ -1,4 +1,7 @@
 using FluentValidation;
+using Integrations.Common;
+using Integrations.Infrastructure.Audit;
+using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Network;
 using Integrations.Infrastructure.Vault;
 
@@ -12,6 +15,28 @@ public static class Integration
     public static readonly string[] Providers = ["openai", "anthropic", "azure_openai", "google", "openai_compatible"];
     public static readonly string[] Statuses = ["created", "enabled", "disabled", "error"];
     public static readonly string[] Healths = ["unknown", "healthy", "degraded", "failing"];
+
+    /// <summary>created → enabled ⇄ disabled; an integration in <c>error</c> may be enabled again or disabled.</summary>
+    internal static readonly StatusTransition Enabling = new(SubjectType, ["created", "disabled", "error"], "enabled", "enabled");
+
+    internal static readonly StatusTransition Disabling = new(SubjectType, ["enabled", "error"], "disabled", "disabled");
+
+    private const string MoveSql = $"""
+        UPDATE cus_integrations SET status = @To, updated_at = now()
+        WHERE tenant_id = @TenantId AND id = @Id AND deleted_at IS NULL AND status = ANY(@From)
+        RETURNING {Columns}
+        """;
+
+    private const string StatusSql = "SELECT status FROM cus_integrations WHERE tenant_id = @TenantId AND id = @Id AND deleted_at IS NULL";
+
+    internal static async Task<Result<Response>> MoveAsync(
+        TenantSession session, AuditTrail audit, StatusTransition transition, Guid id, CancellationToken ct)
+    {
+        var moved = await transition.RunAsync<Row>(session, id, MoveSql, StatusSql, null, ct);
+        if (!moved.IsSuccess) return moved.Error!;
+        audit.Record(SubjectType, id.ToString(), new { Status = transition.To, AllowedFrom = transition.From });
+        return moved.Value.ToResponse();
+    }
 
     public sealed record Limits(int? RequestsPerMinute = null, long? TokensPerMonth = null, long? BudgetCentsPerMonth = null);
 
@@ -45,21 +70,18 @@ public static class Integration
         public string? CredentialRef { get; init; }
         public required string Status { get; init; }
         public required string Health { get; init; }
-        public DateTime? HealthCheckedAt { get; init; }
+        public DateTimeOffset? HealthCheckedAt { get; init; }
         public string? HealthMessage { get; init; }
         public int? RequestsPerMinute { get; init; }
         public long? TokensPerMonth { get; init; }
         public long? BudgetCentsPerMonth { get; init; }
         public string[] AllowedModels { get; init; } = [];
-        public DateTime CreatedAt { get; init; }
-        public DateTime UpdatedAt { get; init; }
+        public DateTimeOffset CreatedAt { get; init; }
+        public DateTimeOffset UpdatedAt { get; init; }
 
         public Response ToResponse() => new(
-            Id, Name, Provider, BaseUrl, CredentialRef, Status, Health, Utc(HealthCheckedAt), HealthMessage,
-            new Limits(RequestsPerMinute, TokensPerMonth, BudgetCentsPerMonth), AllowedModels, Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value);
-
-        private static DateTimeOffset? Utc(DateTime? value) =>
-            value is { } v ? new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)) : null;
+            Id, Name, Provider, BaseUrl, CredentialRef, Status, Health, HealthCheckedAt, HealthMessage,
+            new Limits(RequestsPerMinute, TokensPerMonth, BudgetCentsPerMonth), AllowedModels, CreatedAt, UpdatedAt);
     }
 
     internal static IRuleBuilderOptions<T, string?> ValidName<T>(this IRuleBuilder<T, string?> rule) =>

@@ -86,7 +86,8 @@ public sealed class ProviderHealthProbe : IDisposable
             {
                 h.Add("x-api-key", key);
                 h.Add("anthropic-version", AnthropicVersion);
-            }),
+            }
+            ),
             "azure_openai" => (new Uri(Base("https://invalid.openai.azure.com") + $"/openai/models?api-version={AzureApiVersion}"), (h, key) => h.Add("api-key", key)),
             "google" => (new Uri(Base("https://generativelanguage.googleapis.com/v1beta") + "/models"), (h, key) => h.Add("x-goog-api-key", key)),
             _ => (new Uri(Base("https://api.openai.com/v1") + "/models"), (h, key) => h.Authorization = new AuthenticationHeaderValue("Bearer", key)),

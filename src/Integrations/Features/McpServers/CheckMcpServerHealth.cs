@@ -1,8 +1,8 @@
 using Dapper;
 using Integrations.Common;
+using Integrations.Features.Incidents;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Mcp;
 using Integrations.Infrastructure.Vault;
@@ -46,7 +46,7 @@ public static class CheckMcpServerHealth
             RETURNING status, last_health_check_at AS checked_at
             """;
 
-        private sealed record Recorded(string Status, DateTime CheckedAt);
+        private sealed record Recorded(string Status, DateTimeOffset CheckedAt);
 
         public async Task<Result<Response>> Handle(Command request, CancellationToken ct)
         {
@@ -54,7 +54,7 @@ public static class CheckMcpServerHealth
             if (server is null) return Error.NotFound("MCP server");
             var auth = McpServer.AuthFrom(credentials.Current, server.AuthHeader);
             if (!auth.IsSuccess) return auth.Error!;
-            await session.DisposeAsync();
+            await session.RollbackAsync();
 
             var probe = await sessions.ProbeAsync(server.Endpoint(session.TenantId, auth.Value), ct);
 
@@ -92,7 +92,7 @@ public static class CheckMcpServerHealth
                 IncidentId = incidentId,
             });
             return new Response(request.Id, recorded.Status, server.Status, probe.LatencyMs, probe.Method, probe.Detail, probe.ErrorCode,
-                McpServer.Utc(recorded.CheckedAt)!.Value, incidentId);
+                recorded.CheckedAt, incidentId);
         }
     }
 

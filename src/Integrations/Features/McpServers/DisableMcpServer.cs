@@ -35,11 +35,9 @@ public static class DisableMcpServer
     internal sealed class Handler(TenantSession session, AuditTrail audit, McpSessions sessions)
         : IRequestHandler<Command, Result<McpServer.Response>>
     {
-        private static readonly string[] From = McpServer.Statuses.Where(s => s != McpServer.Disabled).ToArray();
-
         public async Task<Result<McpServer.Response>> Handle(Command request, CancellationToken ct)
         {
-            var moved = await McpServer.MoveAsync(session, audit, request.Id, From, McpServer.Disabled, "disabled", request.Reason, ct);
+            var moved = await McpServer.MoveAsync(session, audit, McpServer.Disabling, request.Id, request.Reason, ct);
             if (!moved.IsSuccess) return moved.Error!;
             // Closed before the commit, as delete does: a call admitted before this commits may still open one (the idle
             // timeout closes it); every call decided after the commit is refused without reaching the server.

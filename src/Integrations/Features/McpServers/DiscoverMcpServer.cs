@@ -69,7 +69,7 @@ public static class DiscoverMcpServer
             var auth = McpServer.AuthFrom(credentials.Current, server.AuthHeader);
             if (!auth.IsSuccess) return auth.Error!;
             // No transaction stays open while the server is asked.
-            await session.DisposeAsync();
+            await session.RollbackAsync();
 
             var described = await sessions.DescribeAsync(server.Endpoint(session.TenantId, auth.Value), ct);
             if (!described.IsSuccess) return described.Error!;

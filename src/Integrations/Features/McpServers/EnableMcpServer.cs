@@ -34,11 +34,9 @@ public static class EnableMcpServer
     /// </summary>
     internal sealed class Handler(TenantSession session, AuditTrail audit) : IRequestHandler<Command, Result<McpServer.Response>>
     {
-        private static readonly string[] From = [McpServer.Disabled];
-
         public async Task<Result<McpServer.Response>> Handle(Command request, CancellationToken ct)
         {
-            var moved = await McpServer.MoveAsync(session, audit, request.Id, From, McpServer.Pending, "enabled (only a disabled server is)", request.Reason, ct);
+            var moved = await McpServer.MoveAsync(session, audit, McpServer.Enabling, request.Id, request.Reason, ct);
             return moved.IsSuccess ? moved.Value.ToResponse() : moved.Error!;
         }
     }

@@ -71,8 +71,15 @@ public static class ListToolInvocations
             var connection = await session.ConnectionAsync(ct);
             var rows = (await connection.QueryAsync<Row>(new CommandDefinition(sql.ToString(), new
             {
-                session.TenantId, request.ServerId, After = after, request.Outcome, request.Tool, request.RunId,
-                From = request.From?.UtcDateTime, To = request.To?.UtcDateTime, Take = request.Limit + 1,
+                session.TenantId,
+                request.ServerId,
+                After = after,
+                request.Outcome,
+                request.Tool,
+                request.RunId,
+                From = request.From?.UtcDateTime,
+                To = request.To?.UtcDateTime,
+                Take = request.Limit + 1,
             }, cancellationToken: ct))).AsList();
             return Paging.ToPage(rows, request.Limit, r => r.ToInvocation(), r => Cursor.Encode(r.Id));
         }
@@ -92,12 +99,12 @@ public static class ListToolInvocations
         public string? DecisionReason { get; init; }
         public string? Error { get; init; }
         public double DurationMs { get; init; }
-        public DateTime StartedAt { get; init; }
-        public DateTime FinishedAt { get; init; }
+        public DateTimeOffset StartedAt { get; init; }
+        public DateTimeOffset FinishedAt { get; init; }
         public Guid? IncidentId { get; init; }
 
         public Invocation ToInvocation() => new(Id, ServerId, ToolId, ToolName, RunId, Caller, InputHash, OutputHash, Outcome, DecisionReason,
-            Error, DurationMs, McpServer.Utc(StartedAt)!.Value, McpServer.Utc(FinishedAt)!.Value, IncidentId);
+            Error, DurationMs, StartedAt, FinishedAt, IncidentId);
     }
 
     internal static void Map(RouteGroupBuilder group) =>

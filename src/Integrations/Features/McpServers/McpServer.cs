@@ -54,7 +54,7 @@ public static class McpServer
         (SELECT count(*)::int FROM mcp_tools t WHERE t.tenant_id = s.tenant_id AND t.server_id = s.id AND t.status <> 'removed') AS tool_count
         """;
 
-    internal sealed class Row
+    internal class Row
     {
         public Guid Id { get; init; }
         public required string Name { get; init; }
@@ -67,18 +67,18 @@ public static class McpServer
         public string? ServerName { get; init; }
         public string? ServerVersion { get; init; }
         public string Capabilities { get; init; } = "{}";
-        public DateTime? DiscoveredAt { get; init; }
-        public DateTime? LastHealthCheckAt { get; init; }
+        public DateTimeOffset? DiscoveredAt { get; init; }
+        public DateTimeOffset? LastHealthCheckAt { get; init; }
         public int? HealthLatencyMs { get; init; }
         public string? HealthDetail { get; init; }
-        public DateTime CreatedAt { get; init; }
-        public DateTime UpdatedAt { get; init; }
+        public DateTimeOffset CreatedAt { get; init; }
+        public DateTimeOffset UpdatedAt { get; init; }
         public int ToolCount { get; init; }
 
         public Response ToResponse() => new(
             Id, Name, Url, Transport, CredentialRef, AuthHeader, Status, ProtocolVersion, ServerName, ServerVersion,
-            JsonDocument.Parse(Capabilities).RootElement.Clone(), ToolCount, Utc(DiscoveredAt), Utc(LastHealthCheckAt),
-            HealthLatencyMs, HealthDetail, Utc(CreatedAt)!.Value, Utc(UpdatedAt)!.Value);
+            JsonDocument.Parse(Capabilities).RootElement.Clone(), ToolCount, DiscoveredAt, LastHealthCheckAt,
+            HealthLatencyMs, HealthDetail, CreatedAt, UpdatedAt);
 
         public McpEndpoint Endpoint(string tenantId, McpServerAuth? auth) => new(tenantId, Id, new Uri(Url), auth, Transport);
     }
@@ -92,29 +92,43 @@ public static class McpServer
         return await connection.QuerySingleOrDefaultAsync<Row>(new CommandDefinition(sql, new { session.TenantId, Id = id }, cancellationToken: ct));
     }
 
+    /// <summary>Any live status but <c>disabled</c> → <c>disabled</c>.</summary>
+    internal static readonly StatusTransition Disabling = new("MCP server", Statuses.Where(s => s != Disabled).ToArray(), Disabled, "disabled");
+
+    /// <summary><c>disabled</c> → <c>pending</c> (nothing has checked the server yet).</summary>
+    internal static readonly StatusTransition Enabling = new("MCP server", [Disabled], Pending, "enabled (only a disabled server is)");
+
     private const string MoveSql = $"""
+        WITH before AS (
+            SELECT id, status FROM mcp_servers
+            WHERE tenant_id = @TenantId AND id = @Id AND deleted_at IS NULL AND status = ANY(@From)
+            FOR UPDATE)
         UPDATE mcp_servers s SET status = @To, updated_at = now()
-        WHERE s.tenant_id = @TenantId AND s.id = @Id AND s.deleted_at IS NULL
-        RETURNING {Columns}
+        FROM before WHERE s.id = before.id
+        RETURNING before.status AS previous_status, {Columns}
         """;
 
-    /// <summary>
-    /// Moves a live server of the request's tenant to <paramref name="to"/> when its status is one of
-    /// <paramref name="from"/> (another status is 409 <c>invalid_transition</c>) and records the move with its reason
-    /// for the audit trail. The row stays locked until the request's transaction commits, so two moves take turns.
-    /// </summary>
-    internal static async Task<Result<Row>> MoveAsync(TenantSession session, AuditTrail audit, Guid id,
-        IReadOnlyCollection<string> from, string to, string verb, string? reason, CancellationToken ct)
+    private const string StatusSql = "SELECT status FROM mcp_servers WHERE tenant_id = @TenantId AND id = @Id AND deleted_at IS NULL";
+
+    internal sealed class MovedRow : Row
     {
-        var before = await FindAsync(session, id, ct, forUpdate: true);
-        if (before is null) return Error.NotFound("MCP server");
-        if (!from.Contains(before.Status)) return Error.InvalidTransition("MCP server", before.Status, verb);
-        var connection = await session.ConnectionAsync(ct);
-        var after = await connection.QuerySingleAsync<Row>(new CommandDefinition(MoveSql, new { session.TenantId, Id = id, To = to }, cancellationToken: ct));
+        public required string PreviousStatus { get; init; }
+    }
+
+    /// <summary>
+    /// Moves a live server of the request's tenant and records the move with its reason for the audit trail. The row
+    /// stays locked until the request's transaction commits, so two moves take turns.
+    /// </summary>
+    internal static async Task<Result<Row>> MoveAsync(
+        TenantSession session, AuditTrail audit, StatusTransition transition, Guid id, string? reason, CancellationToken ct)
+    {
+        var moved = await transition.RunAsync<MovedRow>(session, id, MoveSql, StatusSql, null, ct);
+        if (!moved.IsSuccess) return moved.Error!;
+        var after = moved.Value;
         audit.Record(SubjectType, id.ToString(), new
         {
-            before.Name,
-            PreviousStatus = before.Status,
+            after.Name,
+            after.PreviousStatus,
             after.Status,
             Reason = string.IsNullOrEmpty(reason) ? null : reason,
         });
@@ -140,9 +154,6 @@ public static class McpServer
         return Error.Validation("credential_ref",
             $"The attached credential (type {credential.Type}) carries no token for the '{authHeader}' header; attach an api_key or bearer_token credential.");
     }
-
-    internal static DateTimeOffset? Utc(DateTime? value) =>
-        value is { } v ? new DateTimeOffset(DateTime.SpecifyKind(v, DateTimeKind.Utc)) : null;
 
     internal static IRuleBuilderOptions<T, string?> ValidServerName<T>(this IRuleBuilder<T, string?> rule) =>
         rule.NotEmpty().WithMessage("Name is required.")

@@ -66,15 +66,15 @@ public static class McpTool
         public bool Enabled { get; init; }
         public required string Status { get; init; }
         public int? RateLimitPerMinute { get; init; }
-        public DateTime DiscoveredAt { get; init; }
-        public DateTime UpdatedAt { get; init; }
+        public DateTimeOffset DiscoveredAt { get; init; }
+        public DateTimeOffset UpdatedAt { get; init; }
 
         public bool IsInvocable => Enabled && Status == Active && DefinitionHash == ApprovedHash;
 
         public Response ToResponse() => new(
             Id, ServerId, Name, Title, Description, Parse(InputSchema), Annotations is null ? null : Parse(Annotations),
             Status, Enabled, RiskLevel, RiskOverridden, RiskReason, DefinitionHash, ApprovedHash, RateLimitPerMinute,
-            McpServer.Utc(DiscoveredAt)!.Value, McpServer.Utc(UpdatedAt)!.Value);
+            DiscoveredAt, UpdatedAt);
     }
 
     /// <summary>The live server's tools, locked for update when a slice is about to rewrite them.</summary>

@@ -1,9 +1,9 @@
 using Dapper;
 using FluentValidation;
 using Integrations.Common;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Mcp;
 using Integrations.Infrastructure.Network;
@@ -82,7 +82,7 @@ public static class RegisterMcpServer
             {
                 return Duplicate(url);
             }
-            await session.DisposeAsync();
+            await session.RollbackAsync();
 
             var id = Ids.New();
             var accessor = new CredentialAccessor(CredentialAccessor.McpServer, id);
@@ -160,7 +160,7 @@ public static class RegisterMcpServer
         /// <summary>The registration failed after its grant committed: take the grant back, so nothing of it stays.</summary>
         private async Task<Error> UndoGrantAsync(CredentialAccessor accessor, Error error, CancellationToken ct)
         {
-            await session.DisposeAsync();
+            await session.RollbackAsync();
             await grants.DetachAllAsync(accessor, ct);
             await session.CommitAsync(ct);
             return error;

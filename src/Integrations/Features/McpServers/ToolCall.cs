@@ -1,7 +1,8 @@
 using System.Text.Json;
 using Dapper;
 using Integrations.Common;
-using Integrations.Infrastructure.Governance;
+using Integrations.Features.Incidents;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Vault;
 using Integrations.Pipeline.Governance;
 using Npgsql;

@@ -1,4 +1,4 @@
-using Integrations.Infrastructure.Governance;
+using Integrations.Features.Policies;
 using ModelContextProtocol.Protocol;
 
 namespace Integrations.Features.McpServers;

@@ -81,7 +81,9 @@ public static class UpdateMcpTool
             var connection = await session.ConnectionAsync(ct);
             var tool = await connection.QuerySingleOrDefaultAsync<McpTool.Row>(new CommandDefinition(FindSql, new
             {
-                session.TenantId, request.ServerId, request.ToolId,
+                session.TenantId,
+                request.ServerId,
+                request.ToolId,
             }, cancellationToken: ct));
             if (tool is null) return Error.NotFound("MCP tool");
 

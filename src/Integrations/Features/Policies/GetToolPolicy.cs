@@ -1,6 +1,5 @@
 using Integrations.Common;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Http;
 using MediatR;
 using Microsoft.AspNetCore.Builder;

@@ -3,7 +3,6 @@ using FluentValidation;
 using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Http;
 using MediatR;
 using Microsoft.AspNetCore.Builder;
@@ -65,7 +64,7 @@ public static class UpdateToolPolicy
             var connection = await session.ConnectionAsync(ct);
             var policy = new ToolPolicy(request.RiskCeiling, [.. (request.AllowList ?? []).Distinct()], [.. (request.DenyList ?? []).Distinct()],
                 request.DefaultRateLimitPerMinute, request.TenantRateLimitPerMinute, null);
-            var updatedAt = await connection.QueryFirstAsync<DateTime>(new CommandDefinition(Sql, new
+            var updatedAt = await connection.QueryFirstAsync<DateTimeOffset>(new CommandDefinition(Sql, new
             {
                 session.TenantId,
                 policy.RiskCeiling,
@@ -77,7 +76,7 @@ public static class UpdateToolPolicy
             var tenantId = session.TenantId;
             session.AfterCommit(() => changes.Publish(ToolPolicyStore.ChangeKeyPrefix + tenantId));
             audit.Record("tool_policy", session.TenantId, policy with { UpdatedAt = null });
-            return policy with { UpdatedAt = new DateTimeOffset(DateTime.SpecifyKind(updatedAt, DateTimeKind.Utc)) };
+            return policy with { UpdatedAt = updatedAt };
         }
     }
 

@@ -1,7 +1,7 @@
 using Dapper;
 using Integrations.Common;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
 using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Security;
 using MediatR;

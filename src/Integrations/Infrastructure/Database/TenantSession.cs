@@ -18,8 +18,6 @@ public sealed class TenantSession(NpgsqlDataSource dataSource, CallerContext cal
 
     public string TenantId => caller.TenantId;
 
-    public bool IsOpen => _transaction is not null;
-
     public async ValueTask<NpgsqlConnection> ConnectionAsync(CancellationToken ct)
     {
         if (_connection is not null) return _connection;
@@ -72,13 +70,27 @@ public sealed class TenantSession(NpgsqlDataSource dataSource, CallerContext cal
         if (_transaction is null) return;
         await _transaction.CommitAsync(ct);
         var actions = _afterCommit;
-        await DisposeAsync();
+        await ReleaseAsync();
         actions?.ForEach(a => a());
     }
 
-    public async ValueTask DisposeAsync()
+    /// <summary>
+    /// Ends the transaction without committing: nothing it wrote stays, no after-commit action runs, and the
+    /// connection goes back to the pool (no transaction stays open while, say, a remote server is asked).
+    /// The next <see cref="ConnectionAsync"/> begins a new transaction.
+    /// </summary>
+    public async Task RollbackAsync()
     {
         _afterCommit = null;
+        await ReleaseAsync();
+    }
+
+    /// <summary>A session disposed without <see cref="CommitAsync"/> rolls back.</summary>
+    public async ValueTask DisposeAsync() => await RollbackAsync();
+
+    // Disposing a transaction that was not committed rolls it back.
+    private async Task ReleaseAsync()
+    {
         if (_transaction is not null)
         {
             await _transaction.DisposeAsync();

@@ -193,7 +193,8 @@ public sealed class SqlGateway(DatasourceConnections connections, DatasourceOpti
                     return Error.UpstreamError(
                         $"The first row of the result is larger than the result cap of {options.MaxResultBytes} bytes " +
                         $"({DatasourceOptions.Section}:MaxResultBytes): select fewer or narrower columns, e.g. left(column, n).")
-                        with { Extensions = new Dictionary<string, object?> { ["max_result_bytes"] = options.MaxResultBytes } };
+                        with
+                    { Extensions = new Dictionary<string, object?> { ["max_result_bytes"] = options.MaxResultBytes } };
                 }
                 rows.Add(row.Values);
                 bytes += overhead + row.Bytes;
@@ -207,7 +208,7 @@ public sealed class SqlGateway(DatasourceConnections connections, DatasourceOpti
     /// The current row's values, or null when they come to more than <paramref name="budget"/> bytes as JSON. Text,
     /// json and bytea values are measured on the wire before they are loaded: their JSON is never shorter than that.
     /// </summary>
-    private static Result<Row?> ReadRow(NpgsqlDataReader reader, IReadOnlyList<ColumnInfo> columns, long budget)
+    private static Result<Row?> ReadRow(NpgsqlDataReader reader, List<ColumnInfo> columns, long budget)
     {
         var values = new JsonNode?[columns.Count];
         var bytes = 0L;
@@ -293,6 +294,7 @@ public sealed class SqlGateway(DatasourceConnections connections, DatasourceOpti
     private static string Wrap(CheckedTemplate template, int limit) =>
         $"SELECT * FROM (\n{template.PositionalSql}\n) AS gateway_result" + (limit > 0 ? $" LIMIT {limit}" : string.Empty);
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1068", Justification = "The work reads best as the trailing lambda of each call.")]
     private async Task<Result<T>> ReadOnlyAsync<T>(DatasourceTarget target, string password, int timeoutMs, CancellationToken ct,
         Func<NpgsqlConnection, NpgsqlTransaction, Task<Result<T>>> work)
     {

@@ -419,6 +419,7 @@ public sealed class McpSessions : IAsyncDisposable
 
     private readonly record struct SessionKey(string TenantId, Guid ServerId);
 
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001", Justification = "Gate is never waited on through its wait handle, so it holds nothing to dispose.")]
     private sealed class Slot(long created)
     {
         public readonly SemaphoreSlim Gate = new(1, 1);

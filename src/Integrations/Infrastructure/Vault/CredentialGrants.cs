@@ -63,7 +63,11 @@ public sealed class CredentialGrants(TenantSession session, AuditTrail audit, Ca
         {
             var added = await connection.ExecuteAsync(new CommandDefinition(GrantSql, new
             {
-                session.TenantId, CredentialId = granted, accessor.Type, AccessorId = accessor.Id, caller.Required.Actor,
+                session.TenantId,
+                CredentialId = granted,
+                accessor.Type,
+                AccessorId = accessor.Id,
+                caller.Required.Actor,
             }, cancellationToken: ct));
             if (added > 0) audit.Record(CredentialResolver.SubjectType, granted.ToString(), Details(accessor, "attached"), GrantedAction);
         }
@@ -126,7 +130,10 @@ public sealed class CredentialGrants(TenantSession session, AuditTrail audit, Ca
         var connection = await session.ConnectionAsync(ct);
         var dropped = await connection.QueryAsync<Guid>(new CommandDefinition(DropOthersSql, new
         {
-            session.TenantId, accessor.Type, AccessorId = accessor.Id, Keep = keep,
+            session.TenantId,
+            accessor.Type,
+            AccessorId = accessor.Id,
+            Keep = keep,
         }, cancellationToken: ct));
         foreach (var credentialId in dropped)
         {

@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using Integrations.Common;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
 using Npgsql;
 
 namespace Integrations.Pipeline.Governance;

@@ -1,8 +1,8 @@
 using System.Runtime.InteropServices;
 using Integrations.Common;
+using Integrations.Features.Incidents;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
 using Npgsql;
 
 namespace Integrations.Pipeline.Governance;
@@ -85,7 +85,7 @@ public sealed class CallOutcomes(TenantSession session, TenantBatches batches, I
         }
         catch (Exception e) when (OutcomeJournal.IsUnreachable(e))
         {
-            await session.DisposeAsync(); // rolls back whatever the lost connection had begun
+            await session.RollbackAsync(); // whatever the lost connection had begun
             // The incident's id is known only once it is opened or bumped: the entry names a placeholder the replay replaces.
             var placeholder = Ids.New();
             var pending = record with { IncidentId = placeholder };

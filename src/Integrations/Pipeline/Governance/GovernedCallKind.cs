@@ -1,5 +1,6 @@
 using Integrations.Common;
-using Integrations.Infrastructure.Governance;
+using Integrations.Features.Incidents;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Vault;
 using MediatR;
 using Npgsql;

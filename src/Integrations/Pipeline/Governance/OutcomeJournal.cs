@@ -1,8 +1,8 @@
 using System.Globalization;
 using System.Text.Json;
 using Integrations.Common;
+using Integrations.Features.Incidents;
 using Integrations.Infrastructure.Audit;
-using Integrations.Infrastructure.Governance;
 using Microsoft.Extensions.Configuration;
 using Npgsql;
 using NpgsqlTypes;

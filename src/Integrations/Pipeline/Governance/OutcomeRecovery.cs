@@ -1,8 +1,8 @@
 using Dapper;
 using Integrations.Common;
+using Integrations.Features.Incidents;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
-using Integrations.Infrastructure.Governance;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;

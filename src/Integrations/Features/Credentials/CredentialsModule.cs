@@ -1,4 +1,4 @@
-using Integrations.Features.Integrations;
+using Carter;
 using Integrations.Infrastructure.Vault;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -9,10 +9,10 @@ using Microsoft.Extensions.Hosting;
 
 namespace Integrations.Features.Credentials;
 
-/// <summary>The credentials area: its routes, and the vault, resolution and health-check services it brings.</summary>
-public static class CredentialsEndpoints
+/// <summary>The credentials area: its routes under <c>/credentials</c>, the vault, credential resolution and grants.</summary>
+public sealed class CredentialsModule : ICarterModule
 {
-    public static IEndpointRouteBuilder MapCredentialsApi(this IEndpointRouteBuilder app)
+    public void AddRoutes(IEndpointRouteBuilder app)
     {
         var credentials = app.MapGroup("/credentials").WithTags("Credentials").RequireAuthorization();
         StoreCredential.Map(credentials);
@@ -25,18 +25,13 @@ public static class CredentialsEndpoints
         RevokeCredentialGrant.Map(credentials);
         ListCredentialAccessLog.Map(credentials);
         EncryptCredential.Map(credentials);
-
-        // integrations.check_health belongs to the integrations area's routes but arrives with the vault.
-        var integrations = app.MapGroup("/integrations").WithTags("Integrations").RequireAuthorization();
-        CheckIntegrationHealth.Map(integrations);
-        return app;
     }
 
     /// <summary>
-    /// The vault (master keys from <c>Integrations:Vault</c>, checked at start-up), credential resolution and grants,
-    /// the provider probe and the health sweep. (The credential behavior is registered with the other behaviors, innermost.)
+    /// Master keys from <c>Integrations:Vault</c>, checked at start-up. (The credential behavior is registered with
+    /// the other behaviors, innermost.)
     /// </summary>
-    public static IServiceCollection AddCredentials(this IServiceCollection services, IConfiguration configuration)
+    public static void AddServices(IServiceCollection services, IConfiguration configuration)
     {
         services.AddSingleton(sp => MasterKeys.FromConfiguration(configuration, sp.GetService<IHostEnvironment>()));
         services.AddSingleton<VaultCrypto>();
@@ -45,11 +40,5 @@ public static class CredentialsEndpoints
         services.AddScoped<CredentialContext>();
         services.AddScoped<CredentialResolver>();
         services.AddScoped<CredentialGrants>();
-
-        services.AddSingleton(HealthCheckSettings.FromConfiguration(configuration));
-        services.AddSingleton<ProviderHealthProbe>();
-        services.AddSingleton<IntegrationHealthSweep>();
-        services.AddHostedService(sp => sp.GetRequiredService<IntegrationHealthSweep>());
-        return services;
     }
 }

@@ -1,4 +1,4 @@
-namespace Integrations.Infrastructure.Governance;
+namespace Integrations.Features.Policies;
 
 public static class RiskLevels
 {

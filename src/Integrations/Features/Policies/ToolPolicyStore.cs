@@ -3,7 +3,7 @@ using Dapper;
 using Integrations.Infrastructure.Database;
 using Npgsql;
 
-namespace Integrations.Infrastructure.Governance;
+namespace Integrations.Features.Policies;
 
 /// <summary>
 /// Reads a tenant's <see cref="ToolPolicy"/> (the defaults when it has none), cached in memory while the
@@ -65,9 +65,8 @@ public sealed class ToolPolicyStore
         public string[] DenyList { get; init; } = [];
         public int? DefaultRateLimitPerMinute { get; init; }
         public int? TenantRateLimitPerMinute { get; init; }
-        public DateTime UpdatedAt { get; init; }
+        public DateTimeOffset UpdatedAt { get; init; }
 
-        public ToolPolicy ToPolicy() => new(RiskCeiling, AllowList, DenyList, DefaultRateLimitPerMinute, TenantRateLimitPerMinute,
-            new DateTimeOffset(DateTime.SpecifyKind(UpdatedAt, DateTimeKind.Utc)));
+        public ToolPolicy ToPolicy() => new(RiskCeiling, AllowList, DenyList, DefaultRateLimitPerMinute, TenantRateLimitPerMinute, UpdatedAt);
     }
 }

@@ -4,7 +4,7 @@ using Npgsql;
 namespace Integrations.Tests.Support;
 
 /// <summary>Direct SQL for assertions, as the owner role (row-level security does not apply to it).</summary>
-public static class Db
+public static class OwnerSql
 {
     public static async Task<T> ScalarAsync<T>(string connectionString, string sql, object? args = null)
     {

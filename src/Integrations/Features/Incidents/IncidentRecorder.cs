@@ -1,8 +1,8 @@
-using Integrations.Common;
 using Dapper;
+using Integrations.Common;
 using Npgsql;
 
-namespace Integrations.Infrastructure.Governance;
+namespace Integrations.Features.Incidents;
 
 public sealed record IncidentReport(
     string Kind, string Severity, string SubjectType, string SubjectId, string DedupKey, string Message);

@@ -1,3 +1,4 @@
+using Carter;
 using Integrations.Infrastructure.Mcp;
 using Integrations.Pipeline.Governance;
 using Microsoft.AspNetCore.Builder;
@@ -8,10 +9,10 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace Integrations.Features.McpServers;
 
-/// <summary>The MCP servers area: its routes under <c>/integrations/mcp-servers</c>, and the services it brings.</summary>
-public static class McpServersEndpoints
+/// <summary>The MCP servers area: its routes under <c>/integrations/mcp-servers</c>, the session pool and the health sweep.</summary>
+public sealed class McpServersModule : ICarterModule
 {
-    public static IEndpointRouteBuilder MapMcpServersApi(this IEndpointRouteBuilder app)
+    public void AddRoutes(IEndpointRouteBuilder app)
     {
         var servers = app.MapGroup("/integrations/mcp-servers").WithTags("MCP servers").RequireAuthorization();
         RegisterMcpServer.Map(servers);
@@ -26,17 +27,15 @@ public static class McpServersEndpoints
         UpdateMcpTool.Map(servers);
         InvokeMcpTool.Map(servers);
         ListToolInvocations.Map(servers);
-        return app;
     }
 
-    /// <summary>The MCP session pool (settings from <c>Integrations:Mcp</c>) and the health sweep.</summary>
-    public static IServiceCollection AddMcpServers(this IServiceCollection services, IConfiguration configuration)
+    /// <summary>Settings from <c>Integrations:Mcp</c>.</summary>
+    public static void AddServices(IServiceCollection services, IConfiguration configuration)
     {
         services.AddSingleton(McpOptions.FromConfiguration(configuration));
         services.AddSingleton<McpSessions>();
         services.AddGovernedCallKind<InvokeMcpTool.Command, ToolCall>();
         services.AddSingleton<McpHealthSweep>();
         services.AddHostedService(sp => sp.GetRequiredService<McpHealthSweep>());
-        return services;
     }
 }

@@ -11,7 +11,7 @@ namespace Integrations.Tests.Platform;
 /// <see cref="TenantSession.Batch"/>: a batch that is its own transaction in one round trip, as the app role with the
 /// tenant pinned, all or nothing; and <see cref="AuditTrail.AddTo"/> appending several events in one such batch.
 /// </summary>
-public sealed class TenantBatchTests(ServiceFixture fixture) : IClassFixture<ServiceFixture>
+public sealed class TenantSessionBatchTests(ServiceFixture fixture) : IClassFixture<ServiceFixture>
 {
     private ServiceHost Host => fixture.Host;
 
@@ -55,8 +55,8 @@ public sealed class TenantBatchTests(ServiceFixture fixture) : IClassFixture<Ser
         var error = await Assert.ThrowsAsync<PostgresException>(() => batch.ExecuteNonQueryAsync());
 
         Assert.Equal(PostgresErrorCodes.InsufficientPrivilege, error.SqlState);
-        Assert.Equal(0L, await Db.AuditCountAsync(Host.ConnectionString, tenant));
-        Assert.Equal(0L, await Db.ScalarAsync<long>(Host.ConnectionString, "SELECT count(*) FROM audit_chain_heads WHERE tenant_id = @tenant", new { tenant }));
+        Assert.Equal(0L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant));
+        Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString, "SELECT count(*) FROM audit_chain_heads WHERE tenant_id = @tenant", new { tenant }));
     }
 
     [Fact]
@@ -77,7 +77,7 @@ public sealed class TenantBatchTests(ServiceFixture fixture) : IClassFixture<Ser
             await second.ExecuteNonQueryAsync();
         }
 
-        var events = await Db.QueryAsync<(long Seq, string Action, string Correlation)>(Host.ConnectionString,
+        var events = await OwnerSql.QueryAsync<(long Seq, string Action, string Correlation)>(Host.ConnectionString,
             "SELECT seq, action, correlation_id FROM audit_events WHERE tenant_id = @tenant ORDER BY seq", new { tenant });
         Assert.Equal([(1L, "test.a", "c1"), (2L, "test.b", "c2"), (3L, "test.c", "c2"), (4L, "test.d", "c2")], events);
         var verified = await Host.SendAsync(new VerifyAuditChain.Query(), tenant);
@@ -100,6 +100,6 @@ public sealed class TenantBatchTests(ServiceFixture fixture) : IClassFixture<Ser
             await AuditTrail.WriteAsync(connection, CallerFor(tenant), [new AuditEvent("test.a", "test", "1", null), new AuditEvent("test.b", "test", "1", null)], CancellationToken.None);
             await tx.RollbackAsync();
         }
-        Assert.Equal(0L, await Db.AuditCountAsync(Host.ConnectionString, tenant));
+        Assert.Equal(0L, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant));
     }
 }
