@@ -24,22 +24,16 @@ public static class ApiKey
         public Guid Id { get; init; }
         public required string Name { get; init; }
         public required string[] Scopes { get; init; }
-        public DateTime CreatedAt { get; init; }
-        public DateTime? ExpiresAt { get; init; }
-        public DateTime? LastUsedAt { get; init; }
-        public DateTime? RevokedAt { get; init; }
+        public DateTimeOffset CreatedAt { get; init; }
+        public DateTimeOffset? ExpiresAt { get; init; }
+        public DateTimeOffset? LastUsedAt { get; init; }
+        public DateTimeOffset? RevokedAt { get; init; }
 
-        public Response ToResponse(DateTime now, DateTime? pendingUse = null)
+        public Response ToResponse(DateTimeOffset now, DateTimeOffset? pendingUse = null)
         {
-            var lastUsed = pendingUse is { } pending && (LastUsedAt is null || pending > Utc(LastUsedAt.Value)) ? pending : LastUsedAt;
-            var status = RevokedAt is not null ? Revoked : ExpiresAt is { } expires && Utc(expires) <= now ? Expired : Active;
-            return new Response(Id, Name, MintedApiKey.PrefixOf(Id), Scopes, status, At(CreatedAt), At(ExpiresAt), At(lastUsed), At(RevokedAt));
+            var lastUsed = pendingUse is { } pending && (LastUsedAt is null || pending > LastUsedAt) ? pending : LastUsedAt;
+            var status = RevokedAt is not null ? Revoked : ExpiresAt <= now ? Expired : Active;
+            return new Response(Id, Name, MintedApiKey.PrefixOf(Id), Scopes, status, CreatedAt, ExpiresAt, lastUsed, RevokedAt);
         }
     }
-
-    private static DateTime Utc(DateTime value) => DateTime.SpecifyKind(value, DateTimeKind.Utc);
-
-    private static DateTimeOffset At(DateTime value) => new(Utc(value));
-
-    private static DateTimeOffset? At(DateTime? value) => value is { } v ? At(v) : null;
 }

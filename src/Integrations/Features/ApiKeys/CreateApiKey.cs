@@ -63,7 +63,7 @@ public static class CreateApiKey
                 ExpiresAt = request.ExpiresAt?.UtcDateTime,
             }, cancellationToken: ct));
             audit.Record(ApiKey.SubjectType, minted.Id.ToString(), new { request.Name, request.Scopes, request.ExpiresAt });
-            return new Response(row.ToResponse(time.GetUtcNow().UtcDateTime), minted.Key);
+            return new Response(row.ToResponse(time.GetUtcNow()), minted.Key);
         }
     }
 

@@ -44,7 +44,7 @@ public static class ListApiKeys
             var connection = await session.ConnectionAsync(ct);
             var rows = (await connection.QueryAsync<ApiKey.Row>(new CommandDefinition(sql,
                 new { session.TenantId, After = after, Take = request.Limit + 1 }, cancellationToken: ct))).AsList();
-            var now = time.GetUtcNow().UtcDateTime;
+            var now = time.GetUtcNow();
             return Paging.ToPage(rows, request.Limit, r => r.ToResponse(now, usage.PendingFor(r.Id)), r => Cursor.Encode(r.Id));
         }
     }

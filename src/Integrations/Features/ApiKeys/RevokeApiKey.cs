@@ -41,7 +41,7 @@ public static class RevokeApiKey
             }
             audit.Record(ApiKey.SubjectType, request.Id.ToString(), new { row.Name });
             session.AfterCommit(() => keys.Forget(request.Id));
-            return row.ToResponse(time.GetUtcNow().UtcDateTime);
+            return row.ToResponse(time.GetUtcNow());
         }
     }
 

@@ -20,9 +20,9 @@ public sealed record CredentialPolicy(bool RequireAllowedHosts, DateTimeOffset? 
     internal sealed class Row
     {
         public bool RequireAllowedHosts { get; init; }
-        public DateTime UpdatedAt { get; init; }
+        public DateTimeOffset UpdatedAt { get; init; }
 
-        public CredentialPolicy ToPolicy() => new(RequireAllowedHosts, new DateTimeOffset(DateTime.SpecifyKind(UpdatedAt, DateTimeKind.Utc)));
+        public CredentialPolicy ToPolicy() => new(RequireAllowedHosts, UpdatedAt);
     }
 }
 

@@ -38,12 +38,12 @@ public static class GetSession
             var connection = await session.ConnectionAsync(ct);
             var keyId = Infrastructure.Security.ApiKeys.KeyIdOf(current.Actor);
             var key = keyId is { } id
-                ? await connection.QuerySingleOrDefaultAsync<(string Name, DateTime? ExpiresAt)>(new CommandDefinition(
+                ? await connection.QuerySingleOrDefaultAsync<(string Name, DateTimeOffset? ExpiresAt)>(new CommandDefinition(
                     "SELECT name, expires_at FROM api_keys WHERE tenant_id = @TenantId AND id = @Id", new { session.TenantId, Id = id }, cancellationToken: ct))
                 : default;
             var policy = await policies.GetAsync(connection, session.TenantId, ct);
             return new Response(current.TenantId, current.Actor, keyId, key.Name, current.Scopes.Order(StringComparer.Ordinal).ToList(),
-                key.ExpiresAt is { } expires ? new DateTimeOffset(DateTime.SpecifyKind(expires, DateTimeKind.Utc)) : null,
+                key.ExpiresAt,
                 time.GetUtcNow(), new SessionLimits(policy.RiskCeiling, policy.DefaultRateLimitPerMinute, policy.TenantRateLimitPerMinute));
         }
     }

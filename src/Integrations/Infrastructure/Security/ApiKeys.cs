@@ -70,7 +70,7 @@ public sealed class ApiKeys
         };
     }
 
-    private sealed record Cached(string TenantId, byte[] KeyHash, IReadOnlySet<string> Scopes, DateTime? ExpiresAt, long ReadAt);
+    private sealed record Cached(string TenantId, byte[] KeyHash, IReadOnlySet<string> Scopes, DateTimeOffset? ExpiresAt, long ReadAt);
 
     /// <summary>A new key: a fresh id and 32 random bytes of secret, of which only the hash is ever stored.</summary>
     public static MintedApiKey Mint()
@@ -134,7 +134,7 @@ public sealed class ApiKeys
                 return new ApiKeyCheck(null, Invalid);
             }
             cached = new Cached(row.TenantId, row.KeyHash, row.Scopes.ToHashSet(StringComparer.Ordinal),
-                row.ExpiresAt is { } expires ? DateTime.SpecifyKind(expires, DateTimeKind.Utc) : null, _time.GetTimestamp());
+                row.ExpiresAt, _time.GetTimestamp());
             // Keep what was read only if no change was heard meanwhile; an unknown or revoked key is never kept.
             if (listening && Interlocked.Read(ref _generation) == generation)
             {
@@ -143,7 +143,7 @@ public sealed class ApiKeys
             }
         }
         if (!CryptographicOperations.FixedTimeEquals(SHA256.HashData(secret), cached.KeyHash)) return new ApiKeyCheck(null, Invalid);
-        if (cached.ExpiresAt is { } expiresAt && expiresAt <= _time.GetUtcNow().UtcDateTime)
+        if (cached.ExpiresAt is { } expiresAt && expiresAt <= _time.GetUtcNow())
         {
             return new ApiKeyCheck(null, $"The API key expired at {expiresAt:yyyy-MM-ddTHH:mm:ssZ}; create a new one (POST /api-keys).");
         }
@@ -179,7 +179,7 @@ public sealed class ApiKeys
         public required string TenantId { get; init; }
         public required byte[] KeyHash { get; init; }
         public required string[] Scopes { get; init; }
-        public DateTime? ExpiresAt { get; init; }
+        public DateTimeOffset? ExpiresAt { get; init; }
     }
 }
 
