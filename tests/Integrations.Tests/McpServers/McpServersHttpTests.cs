@@ -24,7 +24,8 @@ public sealed class McpServersHttpTests(EverythingServer everything, ApiFixture 
     [Fact]
     public async Task Register_the_reference_server_list_its_tools_with_risk_levels_govern_discover_check_and_delete()
     {
-        var client = await Api.ClientForAsync(TestEnvironment.NewTenant());
+        var tenant = TestEnvironment.NewTenant();
+        var client = await Api.ClientForAsync(tenant);
 
         var registered = await client.PostAsJsonAsync("/integrations/mcp-servers", new { name = "everything", url = everything.Endpoint.ToString() });
         Assert.Equal(HttpStatusCode.Created, registered.StatusCode);
@@ -54,8 +55,14 @@ public sealed class McpServersHttpTests(EverythingServer everything, ApiFixture 
         Assert.Equal(HttpStatusCode.OK, discovered.StatusCode);
         Assert.Equal(0, (await JsonAsync(discovered)).GetProperty("drifted").GetArrayLength());
 
-        var health = await JsonAsync(await client.GetAsync($"/integrations/mcp-servers/{id}/health"));
+        var auditBefore = await OwnerSql.AuditCountAsync(Api.ConnectionString, tenant);
+        var recorded = await JsonAsync(await client.GetAsync($"/integrations/mcp-servers/{id}/health"));
+        Assert.Equal((JsonValueKind.Null, auditBefore), (recorded.GetProperty("checked_at").ValueKind, await OwnerSql.AuditCountAsync(Api.ConnectionString, tenant)));
+        var health = await JsonAsync(await client.PostAsync($"/integrations/mcp-servers/{id}/health", null));
         Assert.Equal("active", health.GetProperty("status").GetString());
+        var afterProbe = await JsonAsync(await client.GetAsync($"/integrations/mcp-servers/{id}/health"));
+        Assert.Equal(("active", health.GetProperty("checked_at").GetDateTimeOffset()),
+            (afterProbe.GetProperty("status").GetString(), afterProbe.GetProperty("checked_at").GetDateTimeOffset()));
 
         Assert.Equal(HttpStatusCode.NoContent, (await client.DeleteAsync($"/integrations/mcp-servers/{id}")).StatusCode);
         var gone = await client.GetAsync($"/integrations/mcp-servers/{id}");
@@ -122,6 +129,7 @@ public sealed class McpServersHttpTests(EverythingServer everything, ApiFixture 
             new HttpRequestMessage(HttpMethod.Get, $"/integrations/mcp-servers/{id}"),
             new HttpRequestMessage(HttpMethod.Get, $"/integrations/mcp-servers/{id}/tools"),
             new HttpRequestMessage(HttpMethod.Get, $"/integrations/mcp-servers/{id}/health"),
+            new HttpRequestMessage(HttpMethod.Post, $"/integrations/mcp-servers/{id}/health"),
             new HttpRequestMessage(HttpMethod.Post, $"/integrations/mcp-servers/{id}/discover"),
             new HttpRequestMessage(HttpMethod.Patch, $"/integrations/mcp-servers/{id}/tools/{Guid.NewGuid()}") { Content = JsonContent.Create(new { enabled = false }) },
             new HttpRequestMessage(HttpMethod.Post, $"/integrations/mcp-servers/{id}/disable"),

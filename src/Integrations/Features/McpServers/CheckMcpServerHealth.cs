@@ -97,7 +97,7 @@ public static class CheckMcpServerHealth
     }
 
     internal static void Map(RouteGroupBuilder group) =>
-        group.MapGet("/{id:guid}/health", async (Guid id, IMediator mediator, HttpContext http) =>
+        group.MapPost("/{id:guid}/health", async (Guid id, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Command(id), http.RequestAborted)).ToHttp(http))
             .WithName(Command.Operation)
             .WithSummary("Probe the server now (ping, falling back to initialize) and record its status, latency and detail.")

@@ -23,6 +23,7 @@ public sealed class McpServersModule : ICarterModule
         EnableMcpServer.Map(servers);
         DiscoverMcpServer.Map(servers);
         CheckMcpServerHealth.Map(servers);
+        GetMcpServerHealth.Map(servers);
         ListMcpServerTools.Map(servers);
         UpdateMcpTool.Map(servers);
         InvokeMcpTool.Map(servers);
