@@ -41,6 +41,12 @@ builder.Services.AddOpenApi(o =>
         return Task.CompletedTask;
     });
 });
+var corsOrigins = CorsOrigins.FromConfiguration(builder.Configuration);
+if (corsOrigins.Length > 0)
+{
+    builder.Services.AddCors(o => o.AddDefaultPolicy(p => p.WithOrigins(corsOrigins).AllowAnyHeader().AllowAnyMethod()
+        .WithExposedHeaders(CorsOrigins.ExposedHeaders).SetPreflightMaxAge(TimeSpan.FromMinutes(10))));
+}
 builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: ["ready"]);
 builder.WebHost.ConfigureKestrel(o =>
 {
@@ -72,6 +78,7 @@ app.UseStatusCodePages(async context =>
 app.Use(RequestHeadLimit.Enforce);
 app.Use(RequestBodyLimit.Enforce);
 app.Use(RequestText.Enforce);
+if (corsOrigins.Length > 0) app.UseCors();
 app.UseAuthentication();
 app.UseAuthorization();
 app.Use(IdempotencyKeys.Apply);
