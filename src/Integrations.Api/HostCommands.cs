@@ -17,10 +17,39 @@ internal static class HostCommands
 {
     private static readonly string[] Commands = ["migrate", "create-api-key", "revoke-api-key", "check-api-key", "rotate-master-key"];
 
-    public static bool IsCommand(string arg) => Commands.Contains(arg);
+    public static bool IsCommand(string arg) => Commands.Contains(arg) || IsHelp(arg);
+
+    private static bool IsHelp(string arg) => arg is "--help" or "-h" or "help";
+
+    private static readonly Dictionary<string, string> Usage = new()
+    {
+        ["migrate"] = "migrate                      apply the pending migrations (the owner connection string) and say how many",
+        ["create-api-key"] = "create-api-key --tenant T [--scopes a,b] [--name N]\n                             create a key (default scopes integrations:read,integrations:write); shown once, last line",
+        ["revoke-api-key"] = "revoke-api-key ID            revoke a key; every replica refuses it from the next request",
+        ["check-api-key"] = "check-api-key KEY            say whether a key is valid, and for which tenant",
+        ["rotate-master-key"] = "rotate-master-key            re-wrap vault data keys and encrypted:// references under the current master key",
+    };
+
+    /// <summary>The host's usage, or one command's; printed without touching the database.</summary>
+    private static int PrintHelp(string? command)
+    {
+        if (command is not null && Usage.TryGetValue(command, out var one))
+        {
+            Console.WriteLine($"usage: dotnet Integrations.Api.dll {one}");
+            return 0;
+        }
+        Console.WriteLine("usage: dotnet Integrations.Api.dll [--urls URL]     serve the API (configuration: README.md)");
+        Console.WriteLine("       dotnet Integrations.Api.dll <command> [options]");
+        Console.WriteLine();
+        Console.WriteLine("commands (same configuration as the server; --help after one explains it):");
+        foreach (var line in Usage.Values) Console.WriteLine($"  {line}");
+        return 0;
+    }
 
     public static async Task<int> RunAsync(string[] args)
     {
+        if (IsHelp(args[0])) return PrintHelp(null);
+        if (args.Skip(1).Any(IsHelp)) return PrintHelp(args[0]);
         var builder = Host.CreateApplicationBuilder(args[1..]);
         builder.Logging.ClearProviders().AddSimpleConsole().SetMinimumLevel(LogLevel.Warning);
         builder.Configuration.AddInMemoryCollection([new("Integrations:Database:MigrateOnStart", "false")]);
@@ -30,11 +59,11 @@ internal static class HostCommands
             using var host = builder.Build();
             var services = host.Services;
             var ct = CancellationToken.None;
-            await services.GetRequiredService<MigrationRunner>().RunAsync(ct);
+            var applied = await services.GetRequiredService<MigrationRunner>().RunAsync(ct);
             switch (args[0])
             {
                 case "migrate":
-                    Console.WriteLine("Migrations are up to date.");
+                    Console.WriteLine(applied == 0 ? "Migrations are up to date; none applied." : $"Applied {applied} migration(s); the database is up to date.");
                     return 0;
                 case "create-api-key":
                     {
