@@ -1,4 +1,3 @@
-using Dapper;
 using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
@@ -22,23 +21,25 @@ public static class RevokeApiKey
     internal sealed class Handler(TenantSession session, AuditTrail audit, Infrastructure.Security.ApiKeys keys, TimeProvider time)
         : IRequestHandler<Command, Result<ApiKey.Response>>
     {
-        private const string Sql = $"""
+        /// <summary>A key's status is derived (revoked, expired, active), so the move and its refusal read it from the row.</summary>
+        private static readonly StatusTransition Revoking = new("API key", [ApiKey.Active, ApiKey.Expired], ApiKey.Revoked, "revoked");
+
+        private const string MoveSql = $"""
             UPDATE api_keys SET revoked_at = now()
             WHERE tenant_id = @TenantId AND id = @Id AND revoked_at IS NULL
             RETURNING {ApiKey.Columns}
             """;
 
+        private const string StatusSql = $"""
+            SELECT CASE WHEN revoked_at IS NOT NULL THEN '{ApiKey.Revoked}' ELSE '{ApiKey.Active}' END
+            FROM api_keys WHERE tenant_id = @TenantId AND id = @Id
+            """;
+
         public async Task<Result<ApiKey.Response>> Handle(Command request, CancellationToken ct)
         {
-            var connection = await session.ConnectionAsync(ct);
-            var row = await connection.QuerySingleOrDefaultAsync<ApiKey.Row>(new CommandDefinition(Sql,
-                new { session.TenantId, request.Id }, cancellationToken: ct));
-            if (row is null)
-            {
-                var exists = await connection.ExecuteScalarAsync<bool>(new CommandDefinition(
-                    "SELECT EXISTS (SELECT FROM api_keys WHERE tenant_id = @TenantId AND id = @Id)", new { session.TenantId, request.Id }, cancellationToken: ct));
-                return exists ? Error.InvalidTransition("API key", ApiKey.Revoked, "revoked") : Error.NotFound("API key");
-            }
+            var moved = await Revoking.RunAsync<ApiKey.Row>(session, request.Id, MoveSql, StatusSql, null, ct);
+            if (!moved.IsSuccess) return moved.Error!;
+            var row = moved.Value;
             audit.Record(ApiKey.SubjectType, request.Id.ToString(), new { row.Name });
             session.AfterCommit(() => keys.Forget(request.Id));
             return row.ToResponse(time.GetUtcNow());

@@ -3,10 +3,10 @@ using Dapper;
 using Integrations.Common;
 using Integrations.Features.Incidents;
 using Integrations.Features.Policies;
+using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Vault;
 using Integrations.Pipeline.Governance;
 using Npgsql;
-using NpgsqlTypes;
 
 namespace Integrations.Features.McpServers;
 
@@ -85,7 +85,7 @@ public sealed class ToolCall(ArgumentValidator argumentValidator) : GovernedCall
     public override object? CacheKey(InvokeMcpTool.Command request) => new Key(request.ServerId, request.ToolId);
 
     public override NpgsqlBatchCommand UnchangedCheck(string tenantId, Target target) =>
-        Positional(UnchangedSql, tenantId, target.ToolId, target.ServerId, target.ToolVersion, target.ServerVersion);
+        PositionalCommand.Of(UnchangedSql, tenantId, target.ToolId, target.ServerId, target.ToolVersion, target.ServerVersion);
 
     public override CallDenial? CheckState(Target target)
     {
@@ -132,23 +132,13 @@ public sealed class ToolCall(ArgumentValidator argumentValidator) : GovernedCall
     }
 
     public override void AddRecord(NpgsqlBatch batch, CallRecord<InvokeMcpTool.Command, Target> record) =>
-        batch.BatchCommands.Add(Positional(InvocationSql, record.Call.Id, record.Call.Caller.TenantId, record.Target.ServerId,
-            record.Target.ToolId, record.Target.ToolName, Text(record.Request.RunId), record.Call.Caller.Actor, record.Request.InputHash,
-            Text(record.OutputHash), record.Outcome, Text(record.Reason), Text(record.Error is { Length: > 2000 } e ? e[..2000] : record.Error),
+        batch.BatchCommands.Add(PositionalCommand.Of(InvocationSql, record.Call.Id, record.Call.Caller.TenantId, record.Target.ServerId,
+            record.Target.ToolId, record.Target.ToolName, PositionalCommand.Text(record.Request.RunId), record.Call.Caller.Actor, record.Request.InputHash,
+            PositionalCommand.Text(record.OutputHash), record.Outcome, PositionalCommand.Text(record.Reason), PositionalCommand.Text(record.Error is { Length: > 2000 } e ? e[..2000] : record.Error),
             record.DurationMs, record.Call.StartedAt, DateTime.UtcNow,
-            record.IncidentId is { } incident ? incident : new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Uuid, Value = DBNull.Value }));
+            PositionalCommand.Uuid(record.IncidentId)));
 
     public override IncidentReport? IncidentFor(CallRecord<InvokeMcpTool.Command, Target> record) => new(
         "tool_failure", record.Outcome == CallOutcomes.Timeout ? "medium" : "high", McpTool.SubjectType, record.Target.ToolId.ToString(),
         $"tool_failure:{record.Target.ServerId}/{record.Target.ToolName}", $"{record.Target.ServerName}/{record.Target.ToolName}: {record.Error}");
-
-    /// <summary>A statement with <c>$1</c>, <c>$2</c>, ... in order; a value that is already a parameter is added as it is.</summary>
-    private static NpgsqlBatchCommand Positional(string sql, params object[] values)
-    {
-        var command = new NpgsqlBatchCommand(sql);
-        foreach (var value in values) command.Parameters.Add(value as NpgsqlParameter ?? new NpgsqlParameter { Value = value });
-        return command;
-    }
-
-    private static NpgsqlParameter Text(string? value) => new() { NpgsqlDbType = NpgsqlDbType.Text, Value = (object?)value ?? DBNull.Value };
 }

@@ -100,27 +100,18 @@ public static class IdempotencyKeys
     {
         await using var connection = await dataSource.OpenConnectionAsync(ct);
         await using var batch = TenantSession.Batch(connection, tenantId);
-        var expired = new NpgsqlBatchCommand("DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND created_at < now() - $3::interval");
-        expired.Parameters.Add(new NpgsqlParameter { Value = tenantId });
-        expired.Parameters.Add(new NpgsqlParameter { Value = key });
-        expired.Parameters.Add(new NpgsqlParameter { Value = Lifetime });
-        batch.BatchCommands.Add(expired);
-        var claim = new NpgsqlBatchCommand(
-            "INSERT INTO idempotency_keys (tenant_id, key, request_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING");
-        claim.Parameters.Add(new NpgsqlParameter { Value = tenantId });
-        claim.Parameters.Add(new NpgsqlParameter { Value = key });
-        claim.Parameters.Add(new NpgsqlParameter { Value = requestHash });
+        batch.BatchCommands.Add(PositionalCommand.Of(
+            "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND created_at < now() - $3::interval", tenantId, key, Lifetime));
+        var claim = PositionalCommand.Of(
+            "INSERT INTO idempotency_keys (tenant_id, key, request_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", tenantId, key, requestHash);
         batch.BatchCommands.Add(claim);
         await batch.ExecuteNonQueryAsync(ct);
         if (claim.RecordsAffected == 1) return null;
 
         await using var read = TenantSession.Batch(connection, tenantId);
-        var select = new NpgsqlBatchCommand("""
-            SELECT request_hash, completed_at, status, content_type, location, body FROM idempotency_keys WHERE tenant_id = $1 AND key = $2
-            """);
-        select.Parameters.Add(new NpgsqlParameter { Value = tenantId });
-        select.Parameters.Add(new NpgsqlParameter { Value = key });
-        read.BatchCommands.Add(select);
+        read.BatchCommands.Add(PositionalCommand.Of(
+            "SELECT request_hash, completed_at, status, content_type, location, body FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+            tenantId, key));
         await using var reader = await read.ExecuteReaderAsync(ct);
         await reader.NextResultAsync(ct); // the tenant pin's result
         if (!await reader.ReadAsync(ct)) return new Stored { RequestHash = requestHash }; // released meanwhile: in progress again
@@ -161,18 +152,12 @@ public static class IdempotencyKeys
     {
         await using var connection = await dataSource.OpenConnectionAsync(CancellationToken.None);
         await using var batch = TenantSession.Batch(connection, tenantId);
-        var complete = new NpgsqlBatchCommand("""
+        var location = response.Headers.Location.ToString();
+        batch.BatchCommands.Add(PositionalCommand.Of("""
             UPDATE idempotency_keys SET completed_at = now(), status = $3, content_type = $4, location = $5, body = $6
             WHERE tenant_id = $1 AND key = $2
-            """);
-        complete.Parameters.Add(new NpgsqlParameter { Value = tenantId });
-        complete.Parameters.Add(new NpgsqlParameter { Value = key });
-        complete.Parameters.Add(new NpgsqlParameter { Value = response.StatusCode });
-        complete.Parameters.Add(new NpgsqlParameter { Value = (object?)response.ContentType ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
-        var location = response.Headers.Location.ToString();
-        complete.Parameters.Add(new NpgsqlParameter { Value = location.Length > 0 ? location : DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
-        complete.Parameters.Add(new NpgsqlParameter { Value = body });
-        batch.BatchCommands.Add(complete);
+            """, tenantId, key, response.StatusCode, PositionalCommand.Text(response.ContentType),
+            PositionalCommand.Text(location.Length > 0 ? location : null), body));
         await batch.ExecuteNonQueryAsync(CancellationToken.None);
     }
 
@@ -180,10 +165,8 @@ public static class IdempotencyKeys
     {
         await using var connection = await dataSource.OpenConnectionAsync(CancellationToken.None);
         await using var batch = TenantSession.Batch(connection, tenantId);
-        var release = new NpgsqlBatchCommand("DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND completed_at IS NULL");
-        release.Parameters.Add(new NpgsqlParameter { Value = tenantId });
-        release.Parameters.Add(new NpgsqlParameter { Value = key });
-        batch.BatchCommands.Add(release);
+        batch.BatchCommands.Add(PositionalCommand.Of(
+            "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND completed_at IS NULL", tenantId, key));
         await batch.ExecuteNonQueryAsync(CancellationToken.None);
     }
 }
