@@ -13,13 +13,13 @@ namespace Integrations.Tests.Integrations;
 
 /// <summary>
 /// A fake provider on loopback that answers by path: <c>/status/{code}</c> with that status (and a body echoing the key,
-/// as real providers do), <c>/slow</c> after 3 s, <c>/flaky/{token}</c> 503 once then 200, anything else 200.
+/// as real providers do), <c>/slow</c> after 3 s (past the 1.5 s probe timeout, which leaves a loaded machine room for the fast answers), <c>/flaky/{token}</c> 503 once then 200, anything else 200.
 /// </summary>
 public sealed class HealthFixture : IAsyncLifetime
 {
     public static readonly Dictionary<string, string?> Settings = new()
     {
-        ["Integrations:Health:ProbeTimeout"] = "00:00:00.500",
+        ["Integrations:Health:ProbeTimeout"] = "00:00:01.500",
         ["Integrations:Health:ProbeRetries"] = "1",
         ["Integrations:Health:RetryDelay"] = "00:00:00.020",
     };
