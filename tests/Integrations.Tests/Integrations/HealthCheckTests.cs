@@ -135,7 +135,7 @@ public sealed class HealthCheckTests(HealthFixture fixture) : IClassFixture<Heal
         var result = await Host.SendAsync(new CheckIntegrationHealth.Command(id), tenant);
 
         Assert.Equal("failing", result.Value.Health);
-        Assert.Contains("did not answer within 0.5 s", result.Value.Message);
+        Assert.Contains("did not answer within 1.5 s", result.Value.Message);
         Assert.Null(result.Value.UpstreamStatus);
         Assert.Equal(2, RequestsTo(token).Count);
     }
