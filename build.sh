@@ -4,6 +4,12 @@
 #   ./build.sh run [--urls URL]   run the API locally (Development) against a project-local
 #                                 PostgreSQL unless ConnectionStrings__Integrations is set
 #   ./build.sh stop-db            stop the project-local PostgreSQL started by `run`
+#   ./build.sh psql [ARGS]        psql on the project-local cluster as the tables' owner (starts it if stopped)
+#   ./build.sh connection-string  print the connection strings `run` uses, whole (owner, then service)
+#   ./build.sh api-key --tenant T [--scopes a,b] [--name N]
+#                                 create an API key with the local configuration (prints it once)
+#   ./build.sh demo-db            create (or reset) the demo database `shop` and its read-only role `shop_reader`
+#                                 in the local cluster; prints SHOP_PORT=... and SHOP_PASSWORD=... for eval
 #   ./build.sh test               build (analyzers are errors), check formatting (dotnet format
 #                                 --verify-no-changes) and run every test project against a throwaway
 #                                 PostgreSQL; last line: "N passed, N failed[, N skipped]" (a formatting
@@ -23,11 +29,12 @@
 #   Integrations__Vault__MasterKey    base64 of 32 bytes; unset: generated once into .data/master-key
 #   INTEGRATIONS_URLS                 bind URL when --urls is not given (default http://127.0.0.1:8080)
 #   INTEGRATIONS_TEST_DB              set by `test` for the test fixture (a superuser connection string)
+#   INTEGRATIONS_DATA_DIR             where run, psql, api-key and demo-db keep their state (default .data)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
 ROOT=$(pwd)
-DATA="$ROOT/.data"
+DATA=${INTEGRATIONS_DATA_DIR:-$ROOT/.data}
 API_PROJECT="src/Integrations.Api"
 SOLUTION="Integrations.sln"
 
@@ -38,9 +45,16 @@ export DOTNET_CLI_UI_LANGUAGE=en VSLANG=1033
 usage() {
   cat >&2 <<'EOF'
 usage: ./build.sh <command>
-  run [--urls URL]   build and run the API (Development) with a local PostgreSQL,
-                     a development master key and a development API key (kept in .data/)
+  run [--urls URL] [--demo]
+                     build and run the API (Development) with a local PostgreSQL,
+                     a development master key and a development API key (kept in .data/);
+                     --demo also creates the demo database `shop` (see demo-db)
   stop-db            stop the local PostgreSQL started by `run`
+  psql [ARGS]        psql on the local cluster as the tables' owner
+  connection-string  print the local connection strings whole (owner, then service)
+  api-key --tenant T [--scopes a,b] [--name N]
+                     create an API key with the local configuration
+  demo-db            create the demo database `shop` (orders) with a read-only role
   test               run all tests against a throwaway PostgreSQL
   bench [--smoke] [--stages pipeline,startup,query,audit,tools-invoke]
                      run the benchmark suite against a throwaway PostgreSQL and write
@@ -60,28 +74,19 @@ api_dll() {
   printf '%s\n' "$ROOT/$dll"
 }
 
-cmd_run() {
-  local url=""
-  while [ $# -gt 0 ]; do
-    case "$1" in
-      --urls) [ $# -ge 2 ] || usage; url=$2; shift 2 ;;
-      --urls=*) url=${1#--urls=}; shift ;;
-      *) printf 'build.sh: unknown argument for run: %s\n' "$1" >&2; usage ;;
-    esac
-  done
-  [ -n "$url" ] || url=${INTEGRATIONS_URLS:-http://127.0.0.1:8080}
-  url=${url%/}
-
+# The local configuration every command that talks to the service's database shares: the project-local
+# cluster (unless ConnectionStrings__Integrations is set), the anchor file and the development master key.
+# Sets LOCAL_DB=1 when the local cluster is used.
+LOCAL_DB=0
+local_environment() {
   mkdir -p "$DATA"
   chmod 711 "$DATA"   # traversable (not listable): the postgres OS user reaches .data/postgres
   export ASPNETCORE_ENVIRONMENT=Development DOTNET_ENVIRONMENT=Development
-
-  local local_db=0
   if [ -z "${ConnectionStrings__Integrations:-}" ]; then
     ConnectionStrings__IntegrationsOwner=$(eng/pg.sh start "$DATA/postgres")
     ConnectionStrings__Integrations=$(eng/pg.sh service "$DATA/postgres")
     export ConnectionStrings__Integrations ConnectionStrings__IntegrationsOwner
-    local_db=1
+    LOCAL_DB=1
   fi
   # Audit chain heads are anchored outside the database, here next to it.
   export Integrations__Audit__AnchorFile=${Integrations__Audit__AnchorFile:-$DATA/audit-anchors.jsonl}
@@ -94,9 +99,34 @@ cmd_run() {
     Integrations__Vault__MasterKey=$(tr -d '\n' <"$DATA/master-key")
     export Integrations__Vault__MasterKey
   fi
+}
 
+masked() { printf '%s\n' "$1" | sed -E 's/(Password=)[^;]*/\1***/I'; }
+
+# Value of key $2 (case-insensitive) in the Npgsql connection string $1.
+conn_value() { printf '%s\n' "$1" | tr ';' '\n' | sed -n -E "s/^[[:space:]]*$2[[:space:]]*=(.*)$/\1/Ip" | head -n 1; }
+
+build_api() {
   echo "Building $API_PROJECT (Release)..." >&2
   dotnet build "$API_PROJECT" -c Release -nologo -v quiet -clp:NoSummary
+}
+
+cmd_run() {
+  local url="" demo=0
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --urls) [ $# -ge 2 ] || usage; url=$2; shift 2 ;;
+      --urls=*) url=${1#--urls=}; shift ;;
+      --demo) demo=1; shift ;;
+      *) printf 'build.sh: unknown argument for run: %s\n' "$1" >&2; usage ;;
+    esac
+  done
+  [ -n "$url" ] || url=${INTEGRATIONS_URLS:-http://127.0.0.1:8080}
+  url=${url%/}
+
+  local_environment
+  local local_db=$LOCAL_DB
+  build_api
   local dll
   dll=$(api_dll)
 
@@ -122,13 +152,23 @@ cmd_run() {
     chmod 600 "$DATA/dev-api-key"
   fi
 
+  local demo_line=""
+  if [ "$demo" = 1 ]; then
+    [ "$local_db" = 1 ] || die "--demo needs the project-local PostgreSQL (ConnectionStrings__Integrations is set)"
+    demo_line=$(make_demo_db | tr '\n' ' ' | sed 's/ $//')
+  fi
+
   echo "API: $url"
   echo "OpenAPI: $url/openapi/v1.json"
   echo "Swagger UI: $url/docs"
   echo "API key: $key"
+  echo "Database: $(masked "$ConnectionStrings__Integrations")"
   if [ "$local_db" = 1 ]; then
+    echo "  whole: ./build.sh connection-string; a shell on it: ./build.sh psql"
     echo "PostgreSQL (.data/postgres) keeps running after the API stops; stop it with: ./build.sh stop-db"
   fi
+  [ -z "$demo_line" ] || echo "Demo database shop (read-only role shop_reader): export $demo_line"
+  echo "For the README's examples: export BASE=$url KEY=$key"
   echo "Press Ctrl-C to stop the API."
   if [ -n "${ConnectionStrings__IntegrationsOwner:-}" ]; then
     # Migrated above as the owner: the API itself logs in without the owner's password.
@@ -140,6 +180,79 @@ cmd_run() {
 
 cmd_stop_db() {
   eng/pg.sh stop "$DATA/postgres"
+}
+
+cmd_connection_string() {
+  [ -z "${ConnectionStrings__Integrations:-}" ] || die "ConnectionStrings__Integrations is set: the service uses that, not the local cluster"
+  local_environment
+  printf '%s\n' "$ConnectionStrings__IntegrationsOwner" "$ConnectionStrings__Integrations"
+}
+
+find_psql() {
+  command -v psql 2>/dev/null && return 0
+  ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -n 1 | grep . || die "psql not found (install postgresql-client)"
+}
+
+cmd_psql() {
+  [ -z "${ConnectionStrings__Integrations:-}" ] || die "ConnectionStrings__Integrations is set: connect to that database with your own psql"
+  local_environment
+  local cs=$ConnectionStrings__IntegrationsOwner psql
+  psql=$(find_psql)
+  PGPASSWORD=$(conn_value "$cs" Password) exec "$psql" -h "$(conn_value "$cs" Host)" -p "$(conn_value "$cs" Port)" \
+    -U "$(conn_value "$cs" Username)" -d "${PSQL_DATABASE:-$(conn_value "$cs" Database)}" "$@"
+}
+
+cmd_api_key() {
+  local tenant="" scopes="integrations:read,integrations:write,tools:invoke" name=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --tenant) [ $# -ge 2 ] || usage; tenant=$2; shift 2 ;;
+      --scopes) [ $# -ge 2 ] || usage; scopes=$2; shift 2 ;;
+      --name) [ $# -ge 2 ] || usage; name=$2; shift 2 ;;
+      *) printf 'build.sh: unknown argument for api-key: %s\n' "$1" >&2; usage ;;
+    esac
+  done
+  [ -n "$tenant" ] || die "api-key needs --tenant <tenant>"
+  local_environment
+  # The host command is stable: an existing build is used as it is (run builds afresh).
+  ls "$API_PROJECT"/bin/Release/*/Integrations.Api.dll >/dev/null 2>&1 || build_api
+  local args=(create-api-key --tenant "$tenant" --scopes "$scopes")
+  [ -z "$name" ] || args+=(--name "$name")
+  dotnet "$(api_dll)" migrate >&2
+  dotnet "$(api_dll)" "${args[@]}"
+}
+
+# The README's datasource example needs a database to read: `shop` with customers' orders, and a role that may
+# only read them (the gateway's rules are the second wall; the role's privileges the first).
+cmd_demo_db() {
+  [ -z "${ConnectionStrings__Integrations:-}" ] || die "demo-db creates the database in the project-local cluster; ConnectionStrings__Integrations is set"
+  local_environment
+  make_demo_db
+}
+
+make_demo_db() {
+  local cs=$ConnectionStrings__IntegrationsOwner psql password
+  psql=$(find_psql)
+  if [ ! -s "$DATA/shop-reader-password" ]; then
+    (umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=\n' >"$DATA/shop-reader-password")
+  fi
+  password=$(tr -d '\n' <"$DATA/shop-reader-password")
+  local -a conn=(-h "$(conn_value "$cs" Host)" -p "$(conn_value "$cs" Port)" -U "$(conn_value "$cs" Username)" -v ON_ERROR_STOP=1 -q)
+  export PGPASSWORD
+  PGPASSWORD=$(conn_value "$cs" Password)
+  if ! "$psql" "${conn[@]}" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'shop'" | grep -q 1; then
+    "$psql" "${conn[@]}" -d postgres -c "CREATE DATABASE shop" >/dev/null
+  fi
+  PGOPTIONS='-c client_min_messages=warning' "$psql" "${conn[@]}" -d postgres -v pw="$password" >/dev/null <<'SQL'
+SELECT format('CREATE ROLE shop_reader LOGIN PASSWORD %L', :'pw')
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shop_reader') \gexec
+SELECT format('ALTER ROLE shop_reader LOGIN PASSWORD %L', :'pw') \gexec
+REVOKE ALL ON DATABASE shop FROM PUBLIC;
+GRANT CONNECT ON DATABASE shop TO shop_reader;
+SQL
+  PGOPTIONS='-c client_min_messages=warning' "$psql" "${conn[@]}" -d shop -f eng/demo-shop.sql >/dev/null
+  echo "SHOP_PORT=$(conn_value "$cs" Port)"
+  echo "SHOP_PASSWORD=$password"
 }
 
 # ---------------------------------------------------------------- test
@@ -331,6 +444,10 @@ shift
 case "$command" in
   run) cmd_run "$@" ;;
   stop-db) [ $# -eq 0 ] || usage; cmd_stop_db ;;
+  psql) cmd_psql "$@" ;;
+  connection-string) [ $# -eq 0 ] || usage; cmd_connection_string ;;
+  api-key) cmd_api_key "$@" ;;
+  demo-db) [ $# -eq 0 ] || usage; cmd_demo_db ;;
   test) [ $# -eq 0 ] || usage; cmd_test ;;
   bench) cmd_bench "$@" ;;
   -h|--help|help) usage ;;

@@ -32,6 +32,9 @@ public static class IntegrationsServiceCollection
     public static IServiceCollection AddIntegrations(this IServiceCollection services, IConfiguration configuration)
     {
         DapperSettings.Apply();
+        // Self-sufficient for an in-process host built from a bare ServiceCollection (both are no-ops when already added).
+        services.AddLogging();
+        services.AddOptions();
 
         var connectionString = configuration.GetConnectionString("Integrations");
         if (string.IsNullOrWhiteSpace(connectionString))

@@ -61,7 +61,7 @@ public sealed class PipelineTests(ServiceFixture fixture) : IClassFixture<Servic
     [Fact]
     public void No_slice_uses_another_slices_types()
     {
-        var features = Path.Combine(RepositoryRoot(), "src", "Integrations", "Features");
+        var features = Path.Combine(TestEnvironment.RepositoryRoot(), "src", "Integrations", "Features");
         var slices = Directory.GetFiles(features, "*.cs", SearchOption.AllDirectories)
             .Where(f => File.ReadAllText(f).Contains("IRequestHandler<"))
             .ToDictionary(f => Path.GetFileNameWithoutExtension(f), File.ReadAllText);
@@ -73,12 +73,5 @@ public sealed class PipelineTests(ServiceFixture fixture) : IClassFixture<Servic
             where other != slice.Key && Regex.IsMatch(slice.Value, $@"\b{other}\.")
             select $"{slice.Key} uses {other}";
         Assert.Empty(violations);
-    }
-
-    private static string RepositoryRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Integrations.sln"))) dir = dir.Parent;
-        return dir?.FullName ?? throw new InvalidOperationException("Integrations.sln not found above the test output.");
     }
 }

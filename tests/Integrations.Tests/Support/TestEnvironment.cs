@@ -104,6 +104,14 @@ public static class TestEnvironment
     /// <summary>The fixed master key every test host uses (base64 of bytes 1..32).</summary>
     public static readonly string MasterKey = Convert.ToBase64String(Enumerable.Range(1, 32).Select(i => (byte)i).ToArray());
 
+    /// <summary>The checkout the tests run from (the directory holding Integrations.sln), for tests of its files and scripts.</summary>
+    public static string RepositoryRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Integrations.sln"))) dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("Integrations.sln not found above the test output.");
+    }
+
     public static string NewTenant() => $"t-{Guid.NewGuid():N}";
 
     public static Caller CallerFor(string tenantId, params string[] scopes) =>
