@@ -169,7 +169,7 @@ public sealed class DriftAndGovernanceTests(ServiceFixture fixture) : IClassFixt
         Assert.Equal((ToolRisk.Critical, false), (tools["drop_table"].RiskLevel, tools["drop_table"].Enabled));
         Assert.Equal((ToolRisk.High, false), (tools["runCommand"].RiskLevel, tools["runCommand"].Enabled));
         Assert.Equal((ToolRisk.Medium, true), (tools["update-settings"].RiskLevel, tools["update-settings"].Enabled));
-        Assert.Equal((ToolRisk.Medium, true), (tools["ping"].RiskLevel, tools["ping"].Enabled));
+        Assert.Equal((ToolRisk.Low, true), (tools["ping"].RiskLevel, tools["ping"].Enabled));
     }
 
     [Fact]

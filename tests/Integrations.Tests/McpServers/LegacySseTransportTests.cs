@@ -21,7 +21,7 @@ public sealed class LegacySseTransportTests(EverythingSseServer sse, ServiceFixt
         Assert.True(registered.IsSuccess, registered.Error?.Detail);
         var server = registered.Value.Server;
         Assert.Equal((McpTransports.Sse, "active"), (server.Transport, server.Status));
-        Assert.Contains(registered.Value.Tools, t => t.Name == "echo" && t.RiskLevel == ToolRisk.Medium);
+        Assert.Contains(registered.Value.Tools, t => t.Name == "echo" && t.RiskLevel == ToolRisk.Low);
         Assert.Contains(registered.Value.Tools, t => t.Name == "get-sum" && t.RiskLevel == ToolRisk.Low);
 
         var health = await Host.SendAsync(new CheckMcpServerHealth.Command(server.Id), tenant);

@@ -41,7 +41,7 @@ public sealed class McpServersHttpTests(EverythingServer everything, ApiFixture 
         var tools = await JsonAsync(await client.GetAsync($"/integrations/mcp-servers/{id}/tools?limit=200"));
         var byName = tools.GetProperty("items").EnumerateArray().ToDictionary(t => t.GetProperty("name").GetString()!);
         Assert.Equal("low", byName["get-sum"].GetProperty("risk_level").GetString());
-        Assert.Equal("medium", byName["echo"].GetProperty("risk_level").GetString());
+        Assert.Equal("low", byName["echo"].GetProperty("risk_level").GetString());
         Assert.Equal("object", byName["echo"].GetProperty("input_schema").GetProperty("type").GetString());
         Assert.True(byName["echo"].GetProperty("annotations").TryGetProperty("readOnlyHint", out _), "protocol JSON keeps its own names");
         var longRunning = byName["trigger-long-running-operation"];

@@ -31,8 +31,8 @@ public sealed class ReferenceServerTests(EverythingServer everything, ServiceFix
         var echo = tools["echo"];
         Assert.Equal("string", echo.InputSchema.GetProperty("properties").GetProperty("message").GetProperty("type").GetString());
         Assert.Equal(["message"], echo.InputSchema.GetProperty("required").EnumerateArray().Select(e => e.GetString()));
-        Assert.Equal(ToolRisk.Medium, echo.RiskLevel);
-        Assert.True(echo.Enabled, "medium is within the default ceiling");
+        Assert.Equal(ToolRisk.Low, echo.RiskLevel);
+        Assert.True(echo.Enabled, "low is within the default ceiling");
         Assert.True(echo.Annotations!.Value.GetProperty("readOnlyHint").GetBoolean());
 
         var sum = tools["get-sum"];

@@ -127,7 +127,7 @@ public static class McpTool
                 ["inputSchema"] = JsonNode.Parse(schema.GetRawText()),
             };
             var pinnedElement = JsonSerializer.SerializeToElement(pinned);
-            var (risk, reason) = ToolRisk.Classify(tool.Name, tool.Annotations);
+            var (risk, reason) = ToolRisk.Classify(tool.Name, tool.Description, tool.Annotations);
             return new Definition(
                 tool.Name,
                 tool.Title,

@@ -5,11 +5,17 @@ namespace Integrations.Features.McpServers;
 
 /// <summary>
 /// Tool risk levels and the classification used at discovery (an admin may override it with tools.update).
-/// A word of the tool's name that starts with a keyword stem sets the level, the highest match winning:
-/// critical — delete, remove, drop, destroy, kill; high — write, execute, run, shell, eval, create;
-/// medium — update, modify, set, put, post; low — read, get, list, search, query, fetch; no keyword → medium.
-/// MCP annotations only raise: <c>destructiveHint: true</c> → at least high, <c>readOnlyHint: false</c> → at least medium;
-/// <c>readOnlyHint: true</c> never lowers.
+/// Names are read as words, not as strings: <c>dropbox_search</c> has no "drop" and <c>runtime_status</c> no "run".
+/// <list type="number">
+/// <item>The name's action verbs decide: the first word that is a known verb (a service prefix before it, such as
+/// <c>github_</c> or <c>slack_</c>, is skipped; words after it are its objects, so <c>get_post</c> reads a post and
+/// <c>list_deleted_files</c> deletes nothing), and every known verb right after a conjunction (<c>get_or_delete</c>).
+/// The highest of them wins. A verb counts in its base form (<c>delete</c>) or as its noun (<c>deletion</c>).</item>
+/// <item>A name without a known verb: the description's first word, as a verb (<c>Deletes the file at path</c>).</item>
+/// <item>Neither: low when the server marks the tool <c>readOnlyHint: true</c>, otherwise medium.</item>
+/// </list>
+/// MCP annotations then only raise: <c>destructiveHint: true</c> → at least high, <c>readOnlyHint: false</c> → at least
+/// medium. <c>ToolRiskTests</c> holds the verb table's proof: over a hundred tool names of public MCP servers.
 /// </summary>
 public static class ToolRisk
 {
@@ -20,33 +26,66 @@ public static class ToolRisk
 
     public static IReadOnlyList<string> Levels => RiskLevels.All;
 
-    // Stems, so "deletes", "deletion", "removal", "execution", "writing", "creation", "queries" match too.
-    private static readonly (string Level, string[] Stems)[] Keywords =
+    // Verbs in their base form. Critical: destroys data or moves money; high: executes, creates, or reaches people and
+    // systems outside (send, publish, deploy); medium: changes what exists; low: reads or computes.
+    private static readonly (string Level, string[] Verbs)[] VerbTable =
     [
-        (Critical, ["delet", "remov", "drop", "destroy", "kill"]),
-        (High, ["writ", "execut", "run", "shell", "eval", "creat"]),
-        (Medium, ["updat", "modif", "set", "put", "post"]),
-        (Low, ["read", "get", "list", "search", "quer", "fetch"]),
+        (Critical, ["delete", "remove", "drop", "destroy", "kill", "truncate", "purge", "wipe", "erase", "terminate",
+            "uninstall", "unlink", "rm", "rmdir", "transfer", "pay", "charge", "refund", "withdraw", "shred", "obliterate", "nuke"]),
+        (High, ["write", "overwrite", "execute", "exec", "run", "shell", "eval", "evaluate", "create", "insert", "send", "post",
+            "publish", "deploy", "push", "merge", "commit", "revoke", "grant", "invite", "upload", "install", "submit", "reply",
+            "forward", "share", "tweet", "notify", "broadcast", "release", "approve", "reset", "restart",
+            "reboot", "shutdown", "cancel", "finalize", "fork", "init", "initialize", "invoke", "trigger", "spawn", "launch",
+            "import", "exfiltrate", "sudo", "impersonate", "migrate", "provision", "rollback", "revert"]),
+        (Medium, ["update", "modify", "set", "put", "edit", "patch", "change", "add", "append", "rename", "move", "copy",
+            "duplicate", "assign", "configure", "enable", "disable", "archive", "close", "start", "stop", "pause", "resume",
+            "schedule", "label", "tag", "mark", "toggle", "save", "upsert", "apply", "sync", "scale", "replace", "checkout",
+            "navigate", "click", "fill", "type", "press", "select", "hover", "drag", "resize", "generate",
+            "store", "record", "subscribe", "unsubscribe", "react", "star", "pin", "unpin", "lock", "unlock", "attach",
+            "detach", "link", "connect", "disconnect", "login", "logout", "follow", "unfollow", "upgrade", "downgrade"]),
+        (Low, ["read", "get", "list", "search", "query", "fetch", "find", "lookup", "look", "describe", "show", "view",
+            "browse", "count", "check", "inspect", "status", "info", "retrieve", "load", "print", "echo", "ping", "validate",
+            "verify", "preview", "explain", "summarize", "analyze", "compare", "diff", "resolve", "screenshot", "snapshot",
+            "monitor", "watch", "log", "stat", "head", "tail", "cat", "ls", "grep", "whoami", "version", "help", "download",
+            "convert", "calculate", "compute", "estimate", "geocode", "translate", "open", "wait", "scan", "test", "lint",
+            "parse", "render", "format", "detect", "identify", "extract", "measure", "sample", "think", "recall", "discover"]),
     ];
+
+    // A verb's noun, where a name may use it instead (bulk_deletion, schedule_removal).
+    private static readonly Dictionary<string, string> Nouns = new(StringComparer.Ordinal)
+    {
+        ["deletion"] = "delete",
+        ["removal"] = "remove",
+        ["destruction"] = "destroy",
+        ["termination"] = "terminate",
+        ["erasure"] = "erase",
+        ["payment"] = "pay",
+        ["execution"] = "execute",
+        ["creation"] = "create",
+        ["insertion"] = "insert",
+        ["deployment"] = "deploy",
+        ["publication"] = "publish",
+        ["submission"] = "submit",
+        ["modification"] = "modify",
+        ["evaluation"] = "evaluate",
+        ["invocation"] = "invoke",
+    };
+
+    private static readonly string[] Conjunctions = ["and", "or", "then", "plus"];
+
+    private static readonly Dictionary<string, (string Level, string Verb)> NameVerbs = BuildNameVerbs();
+
+    private static readonly Dictionary<string, (string Level, string Verb)> DescriptionVerbs = BuildDescriptionVerbs();
 
     public static int Rank(string level) => RiskLevels.Rank(level);
 
     public static bool IsValid(string? level) => RiskLevels.IsValid(level);
 
-    public static (string Level, string Reason) Classify(string toolName, ToolAnnotations? annotations)
+    public static (string Level, string Reason) Classify(string toolName, string? description, ToolAnnotations? annotations)
     {
-        var words = Words(toolName);
-        string? level = null;
-        var reason = "no risk keyword in the name: medium by default";
-        foreach (var (candidate, stems) in Keywords)
-        {
-            var word = words.FirstOrDefault(w => stems.Any(s => w.StartsWith(s, StringComparison.Ordinal)));
-            if (word is null) continue;
-            level = candidate;
-            reason = $"the name has '{word}': {candidate}";
-            break;
-        }
-        level ??= Medium;
+        var (level, reason) = FromName(Words(toolName)) ?? FromDescription(description) ?? (annotations?.ReadOnlyHint == true
+            ? (Low, "no verb in the name or the description's first word, and readOnlyHint true: low")
+            : (Medium, "no verb in the name or the description's first word: medium by default"));
 
         if (annotations?.DestructiveHint == true && Rank(level) < Rank(High))
         {
@@ -59,6 +98,58 @@ public static class ToolRisk
             reason += "; readOnlyHint false raises it to medium";
         }
         return (level, reason);
+    }
+
+    private static (string Level, string Reason)? FromName(List<string> words)
+    {
+        (string Level, string Word)? decided = null;
+        var first = true;
+        for (var i = 0; i < words.Count; i++)
+        {
+            if (!NameVerbs.TryGetValue(words[i], out var verb)) continue;
+            var isAction = first || (i > 0 && Conjunctions.Contains(words[i - 1]));
+            if (!isAction) continue;
+            first = false;
+            if (decided is null || Rank(verb.Level) > Rank(decided.Value.Level)) decided = (verb.Level, words[i]);
+        }
+        return decided is { } d ? (d.Level, $"the name's verb '{d.Word}': {d.Level}") : null;
+    }
+
+    private static (string Level, string Reason)? FromDescription(string? description)
+    {
+        if (string.IsNullOrWhiteSpace(description)) return null;
+        var firstWord = new string(description.TrimStart().TakeWhile(char.IsLetter).ToArray()).ToLowerInvariant();
+        return DescriptionVerbs.TryGetValue(firstWord, out var verb)
+            ? (verb.Level, $"the description begins with '{firstWord}': {verb.Level}")
+            : null;
+    }
+
+    private static Dictionary<string, (string Level, string Verb)> BuildNameVerbs()
+    {
+        var verbs = new Dictionary<string, (string, string)>(StringComparer.Ordinal);
+        foreach (var (level, list) in VerbTable)
+        {
+            foreach (var verb in list) verbs.TryAdd(verb, (level, verb));
+        }
+        foreach (var (noun, verb) in Nouns) verbs.TryAdd(noun, verbs[verb]);
+        return verbs;
+    }
+
+    // A description says what the tool does in the third person ("Deletes ...") or the imperative ("Delete ...").
+    private static Dictionary<string, (string Level, string Verb)> BuildDescriptionVerbs()
+    {
+        var verbs = new Dictionary<string, (string, string)>(StringComparer.Ordinal);
+        foreach (var (level, list) in VerbTable)
+        {
+            foreach (var verb in list)
+            {
+                verbs.TryAdd(verb, (level, verb));
+                verbs.TryAdd(verb + "s", (level, verb));
+                verbs.TryAdd(verb + "es", (level, verb));
+                if (verb.EndsWith('y') && verb.Length > 2 && !"aeiou".Contains(verb[^2])) verbs.TryAdd(verb[..^1] + "ies", (level, verb));
+            }
+        }
+        return verbs;
     }
 
     /// <summary>Splits <c>delete_file</c>, <c>get-sum</c>, <c>deleteFile</c>, <c>HTTPFetch</c> into lower-case words.</summary>
