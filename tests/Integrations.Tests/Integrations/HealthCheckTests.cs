@@ -127,6 +127,49 @@ public sealed class HealthCheckTests(HealthFixture fixture) : IClassFixture<Heal
     }
 
     [Fact]
+    public async Task Failing_checks_in_a_row_move_an_enabled_integration_to_error_and_a_healthy_check_brings_it_back()
+    {
+        var token = Guid.NewGuid().ToString("N");
+        var (tenant, id, _) = await IntegrationAsync($"/status/401/{token}/v1");
+        Assert.True((await Host.SendAsync(new EnableIntegration.Command(id), tenant)).IsSuccess);
+
+        async Task<(string Health, string Status, int Failures)> CheckAsync()
+        {
+            var result = await Host.SendAsync(new CheckIntegrationHealth.Command(id), tenant);
+            Assert.True(result.IsSuccess, result.Error?.Detail);
+            return (result.Value.Health, result.Value.Status, result.Value.ConsecutiveFailures);
+        }
+        Task MoveToAsync(string path) => Host.SendAsync(new UpdateIntegration.Command(id, new UpdateIntegration.Body(BaseUrl: $"{Provider.BaseUrl}{path}")), tenant);
+
+        Assert.Equal(("failing", "enabled", 1), await CheckAsync());
+        Assert.Equal(("failing", "enabled", 2), await CheckAsync());
+        Assert.Equal(("failing", "error", 3), await CheckAsync());   // Integrations:Health:FailuresBeforeError, default 3
+        Assert.Equal("error", (await Host.SendAsync(new GetIntegration.Query(id), tenant)).Value.Status);
+        // The sweep keeps checking it: only a check can bring it back.
+        Assert.Equal(1L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString,
+            "SELECT count(*) FROM enabled_integrations_after('00000000-0000-0000-0000-000000000000', 1000000) WHERE id = @id", new { id }));
+
+        Assert.Equal(("failing", "error", 4), await CheckAsync());
+        await MoveToAsync($"/status/429/{token}/v1");
+        Assert.Equal(("degraded", "error", 0), await CheckAsync());   // the run ends; only healthy brings it back
+        await MoveToAsync($"/ok/{token}/v1");
+        Assert.Equal(("healthy", "enabled", 0), await CheckAsync());
+        Assert.Equal("enabled", (await Host.SendAsync(new GetIntegration.Query(id), tenant)).Value.Status);
+
+        var changes = await OwnerSql.QueryAsync<string>(Host.ConnectionString,
+            "SELECT details->'status_changed'->>'from' || '->' || (details->'status_changed'->>'to') FROM audit_events " +
+            "WHERE tenant_id = @tenant AND action = 'integrations.check_health' AND details ? 'status_changed' " +
+            "AND details->'status_changed' <> 'null'::jsonb ORDER BY seq", new { tenant });
+        Assert.Equal(["enabled->error", "error->enabled"], changes);
+
+        // A disabled integration stays disabled however its checks go.
+        await MoveToAsync($"/status/401/{token}/v1");
+        Assert.True((await Host.SendAsync(new DisableIntegration.Command(id), tenant)).IsSuccess);
+        for (var i = 0; i < 3; i++) await CheckAsync();
+        Assert.Equal(("failing", "disabled", 4), await CheckAsync());
+    }
+
+    [Fact]
     public async Task A_provider_that_does_not_answer_in_time_is_failing_with_the_reason()
     {
         var token = Guid.NewGuid().ToString("N");

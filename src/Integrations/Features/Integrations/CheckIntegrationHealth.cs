@@ -24,22 +24,42 @@ public static class CheckIntegrationHealth
         public string? CredentialRef => null;
     }
 
-    /// <summary>A failing check opens (or bumps) the integration's <c>health_failure</c> incident: <see cref="IncidentId"/>.</summary>
-    public sealed record Response(Guid Id, string Health, DateTimeOffset CheckedAt, string Message, int? UpstreamStatus, long DurationMs, Guid? IncidentId = null);
+    /// <summary>
+    /// A failing check opens (or bumps) the integration's <c>health_failure</c> incident: <see cref="IncidentId"/>.
+    /// <see cref="Status"/> is the integration's status after the check: <c>Integrations:Health:FailuresBeforeError</c>
+    /// failing checks in a row (<see cref="ConsecutiveFailures"/>) move an enabled integration to <c>error</c>, and a
+    /// healthy check moves it back to <c>enabled</c>.
+    /// </summary>
+    public sealed record Response(
+        Guid Id, string Health, DateTimeOffset CheckedAt, string Message, int? UpstreamStatus, long DurationMs,
+        string Status, int ConsecutiveFailures, Guid? IncidentId = null);
 
     internal sealed class Handler(
-        TenantSession session, AuditTrail audit, CredentialContext credentials, ProviderHealthProbe probe, IncidentRecorder incidents)
+        TenantSession session, AuditTrail audit, CredentialContext credentials, ProviderHealthProbe probe, IncidentRecorder incidents,
+        HealthCheckSettings settings)
         : IRequestHandler<Command, Result<Response>>
     {
         private const string ReadSql = """
             SELECT provider, base_url FROM cus_integrations WHERE tenant_id = @TenantId AND id = @Id AND deleted_at IS NULL
             """;
 
+        // Failing checks count up; a run of @Threshold moves an enabled integration to 'error' (0: never). Any other
+        // answer ends the run, and a healthy one brings an integration in 'error' back.
         private const string RecordSql = """
-            UPDATE cus_integrations SET health = @Health, health_checked_at = now(), health_message = @Message
-            WHERE tenant_id = @TenantId AND id = @Id AND deleted_at IS NULL
-            RETURNING health_checked_at
+            UPDATE cus_integrations i SET health = @Health, health_checked_at = now(), health_message = @Message,
+                health_failures = CASE WHEN @Health = 'failing' THEN i.health_failures + 1 ELSE 0 END,
+                status = CASE
+                    WHEN @Health = 'failing' AND i.status = 'enabled' AND @Threshold > 0 AND i.health_failures + 1 >= @Threshold THEN 'error'
+                    WHEN @Health = 'healthy' AND i.status = 'error' THEN 'enabled'
+                    ELSE i.status END,
+                updated_at = CASE WHEN (@Health = 'failing' AND i.status = 'enabled' AND @Threshold > 0 AND i.health_failures + 1 >= @Threshold)
+                                    OR (@Health = 'healthy' AND i.status = 'error') THEN now() ELSE i.updated_at END
+            FROM (SELECT status FROM cus_integrations WHERE tenant_id = @TenantId AND id = @Id AND deleted_at IS NULL FOR UPDATE) before
+            WHERE i.tenant_id = @TenantId AND i.id = @Id AND i.deleted_at IS NULL
+            RETURNING i.health_checked_at AS checked_at, before.status AS status_before, i.status, i.health_failures AS failures
             """;
+
+        private sealed record Recorded(DateTimeOffset CheckedAt, string StatusBefore, string Status, int Failures);
 
         private sealed record Target(string Provider, string? BaseUrl);
 
@@ -66,14 +86,15 @@ public static class CheckIntegrationHealth
                 outcome = probed.Value;
             }
 
-            var checkedAt = await connection.QuerySingleOrDefaultAsync<DateTimeOffset?>(new CommandDefinition(RecordSql, new
+            var recorded = await connection.QuerySingleOrDefaultAsync<Recorded>(new CommandDefinition(RecordSql, new
             {
                 session.TenantId,
                 request.Id,
                 outcome.Health,
                 outcome.Message,
+                Threshold = settings.FailuresBeforeError,
             }, cancellationToken: ct));
-            if (checkedAt is null) return Error.NotFound(Integration.SubjectType);
+            if (recorded is null) return Error.NotFound(Integration.SubjectType);
 
             Guid? incidentId = null;
             if (outcome.Health == "failing")
@@ -91,8 +112,11 @@ public static class CheckIntegrationHealth
                 outcome.DurationMs,
                 Credential = credentials.Current?.Reference ?? "none",
                 IncidentId = incidentId,
+                ConsecutiveFailures = recorded.Failures,
+                StatusChanged = recorded.StatusBefore == recorded.Status ? null : new { From = recorded.StatusBefore, To = recorded.Status },
             });
-            return new Response(request.Id, outcome.Health, checkedAt.Value, outcome.Message, outcome.UpstreamStatus, outcome.DurationMs, incidentId);
+            return new Response(request.Id, outcome.Health, recorded.CheckedAt, outcome.Message, outcome.UpstreamStatus, outcome.DurationMs,
+                recorded.Status, recorded.Failures, incidentId);
         }
     }
 

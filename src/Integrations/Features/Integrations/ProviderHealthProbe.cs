@@ -11,7 +11,7 @@ using Polly.Timeout;
 namespace Integrations.Features.Integrations;
 
 /// <summary>Probe timing and the background sweep, from <c>Integrations:Health</c>.</summary>
-public sealed record HealthCheckSettings(TimeSpan ProbeTimeout, int ProbeRetries, TimeSpan RetryDelay, TimeSpan SweepInterval)
+public sealed record HealthCheckSettings(TimeSpan ProbeTimeout, int ProbeRetries, TimeSpan RetryDelay, TimeSpan SweepInterval, int FailuresBeforeError = 3)
 {
     public const string Section = "Integrations:Health";
 
@@ -22,7 +22,8 @@ public sealed record HealthCheckSettings(TimeSpan ProbeTimeout, int ProbeRetries
             section.GetValue("ProbeTimeout", TimeSpan.FromSeconds(10)),
             Math.Clamp(section.GetValue("ProbeRetries", 2), 0, 5),
             section.GetValue("RetryDelay", TimeSpan.FromMilliseconds(500)),
-            section.GetValue("SweepInterval", TimeSpan.FromMinutes(15)));
+            section.GetValue("SweepInterval", TimeSpan.FromMinutes(15)),
+            Math.Max(0, section.GetValue("FailuresBeforeError", 3)));
     }
 }
 
