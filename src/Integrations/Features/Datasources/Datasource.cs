@@ -163,6 +163,27 @@ public static partial class Datasource
     internal static bool TlsModeAllowed(string? tlsMode, string? host, EgressAllowList allowList) =>
         tlsMode is "require" or "verify-full" || (tlsMode is "disable" or "prefer" && host is not null && allowList.AllowsPlaintext(host));
 
+    /// <summary>At most <see cref="FunctionAllowList.MaxExtensionFunctions"/> <c>schema.function</c> names of installed extensions, none of a refused family.</summary>
+    internal static void ValidAllowedFunctions<T>(
+        this AbstractValidator<T> validator, System.Linq.Expressions.Expression<Func<T, IEnumerable<string>?>> functions, string? propertyName = null)
+    {
+        var count = validator.RuleFor(functions).Must(f => f is null || f.Count() <= FunctionAllowList.MaxExtensionFunctions)
+            .WithMessage($"At most {FunctionAllowList.MaxExtensionFunctions} extension functions.");
+        var each = validator.RuleForEach(functions).Must((_, f, context) =>
+        {
+            if (FunctionAllowList.ExtensionFunctionRefusal(f) is not { } refusal) return true;
+            context.MessageFormatter.AppendArgument("Reason", refusal);
+            return false;
+        }).WithMessage("{Reason}");
+        if (propertyName is null) return;
+        count.OverridePropertyName(propertyName);
+        each.OverridePropertyName(propertyName);
+    }
+
+    /// <summary>The stored form of an allowed-functions list: distinct, in ordinal order (so equal lists compare equal).</summary>
+    internal static string[] NormalizedFunctions(IEnumerable<string> functions) =>
+        functions.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
+
     internal static IRuleBuilderOptions<T, int?> ValidRowLimit<T>(this IRuleBuilder<T, int?> rule) =>
         rule.InclusiveBetween(1, MaxRowLimit).WithMessage($"Row limit must be between 1 and {MaxRowLimit}.");
 

@@ -18,6 +18,7 @@ public sealed class DatasourcesModule : ICarterModule
         RegisterDatasource.Map(datasources);
         ListDatasources.Map(datasources);
         GetDatasource.Map(datasources);
+        UpdateDatasource.Map(datasources);
         TestDatasource.Map(datasources);
         DeleteDatasource.Map(datasources);
         DefineQuery.Map(datasources);

@@ -55,14 +55,7 @@ public static class RegisterDatasource
                 .WithMessage("TLS modes 'disable' and 'prefer' are allowed only for hosts the configuration trusts; use 'require' or 'verify-full'.");
             RuleFor(x => x.RowLimit).ValidRowLimit();
             RuleFor(x => x.StatementTimeoutMs).ValidTimeout();
-            RuleFor(x => x.AllowedFunctions).Must(f => f is null || f.Count <= FunctionAllowList.MaxExtensionFunctions)
-                .WithMessage($"At most {FunctionAllowList.MaxExtensionFunctions} extension functions.");
-            RuleForEach(x => x.AllowedFunctions).Must((_, f, context) =>
-            {
-                if (FunctionAllowList.ExtensionFunctionRefusal(f) is not { } refusal) return true;
-                context.MessageFormatter.AppendArgument("Reason", refusal);
-                return false;
-            }).WithMessage("{Reason}");
+            this.ValidAllowedFunctions(x => x.AllowedFunctions);
         }
     }
 
@@ -98,7 +91,7 @@ public static class RegisterDatasource
                 request.TlsMode,
                 RowLimit = request.RowLimit ?? DefaultRowLimit,
                 StatementTimeoutMs = request.StatementTimeoutMs ?? DefaultStatementTimeoutMs,
-                AllowedFunctions = (request.AllowedFunctions ?? []).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray(),
+                AllowedFunctions = Datasource.NormalizedFunctions(request.AllowedFunctions ?? []),
             }, cancellationToken: ct));
             if (row is null) return Error.Conflict($"A datasource named '{request.Name}' already exists.");
             // Attaching the reference grants the datasource (and only it) the credential.

@@ -10,7 +10,7 @@ using Npgsql;
 namespace Integrations.Features.Datasources;
 
 /// <summary>
-/// On start-up, and every <see cref="RetryInterval"/> while some are left, sends datasources.recheck_query for every
+/// On start-up, every <see cref="RetryInterval"/> while some are left, and when woken (<see cref="CheckSoon"/>), sends datasources.recheck_query for every
 /// stored template that has not passed the gateway's current rules (<see cref="FunctionAllowList.RulesVersion"/>),
 /// as a system caller of its tenant: those that fail are disabled with <c>datasource.query.disabled</c>; until a
 /// template passes, it cannot run (<see cref="QueryCall"/>: <c>template_unchecked</c>).
@@ -21,19 +21,31 @@ internal sealed class StoredTemplateCheck(IServiceScopeFactory scopes, NpgsqlDat
     public const string Actor = "system:stored-template-check";
     public static readonly TimeSpan RetryInterval = TimeSpan.FromMinutes(5);
 
+    private readonly SemaphoreSlim _wake = new(0);
+
+    /// <summary>Runs a pass now (after a change that left templates unchecked has committed), not only at start-up.</summary>
+    public void CheckSoon()
+    {
+        if (_wake.CurrentCount == 0) _wake.Release();
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         while (!stoppingToken.IsCancellationRequested)
         {
+            var left = 0;
             try
             {
-                if (await RunOnceAsync(stoppingToken) == 0) return;
+                left = await RunOnceAsync(stoppingToken);
             }
             catch (Exception e) when (e is NpgsqlException or TimeoutException)
             {
+                left = 1;
                 logger.LogWarning("The check of stored templates stopped early: the database is unavailable ({Error}).", e.GetType().Name);
             }
-            await Task.Delay(RetryInterval, stoppingToken);
+            // Some left: again after RetryInterval, or sooner when woken; none left: only when woken.
+            if (left > 0) await _wake.WaitAsync(RetryInterval, stoppingToken);
+            else await _wake.WaitAsync(stoppingToken);
         }
     }
 
