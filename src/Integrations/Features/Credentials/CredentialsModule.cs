@@ -35,6 +35,8 @@ public sealed class CredentialsModule : ICarterModule
     {
         services.AddSingleton(sp => MasterKeys.FromConfiguration(configuration, sp.GetService<IHostEnvironment>()));
         services.AddSingleton<VaultCrypto>();
+        services.AddSingleton(HashiCorpVaultSettings.FromConfiguration(configuration));
+        services.AddSingleton<HashiCorpVault>();
         services.AddSingleton<MasterKeyRotation>();
         services.AddHostedService<VaultStartupCheck>();
         services.AddScoped<CredentialContext>();

@@ -102,6 +102,12 @@ public sealed class CredentialGrants(TenantSession session, AuditTrail audit, Ca
             }
             return null;
         }
+        if (reference.StartsWith(CredentialReference.HashiCorpScheme, StringComparison.Ordinal)
+            && await connection.ExecuteScalarAsync<bool>(new CommandDefinition(PolicySql, new { session.TenantId }, cancellationToken: ct)))
+        {
+            return CredentialErrors.Unbound(
+                "The tenant's credential policy requires allowed_hosts, which an hcvault:// reference cannot carry: store the secret with POST /credentials and allowed_hosts.");
+        }
         if (reference.StartsWith(CredentialReference.EncryptedScheme, StringComparison.Ordinal))
         {
             if (await connection.ExecuteScalarAsync<bool>(new CommandDefinition(PolicySql, new { session.TenantId }, cancellationToken: ct)))

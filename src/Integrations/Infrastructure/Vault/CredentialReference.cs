@@ -1,13 +1,17 @@
 namespace Integrations.Infrastructure.Vault;
 
-public enum CredentialReferenceKind { CusVault, Encrypted, Env }
+public enum CredentialReferenceKind { CusVault, Encrypted, Env, HashiCorp }
 
 /// <summary>
 /// A pointer to a secret, never the secret: <c>cus-vault://&lt;tenant&gt;/&lt;credential-id&gt;</c>,
-/// <c>encrypted://&lt;base64&gt;</c>, or <c>env://NAME</c> (system scope only).
+/// <c>encrypted://&lt;base64&gt;</c>, <c>env://NAME</c> (system scope only), or
+/// <c>hcvault://&lt;mount&gt;/tenants/&lt;tenant&gt;/&lt;path&gt;#&lt;field&gt;</c> (the deployment's HashiCorp Vault, KV version 2;
+/// a tenant reaches only the paths under its own <c>tenants/&lt;tenant&gt;/</c>).
 /// </summary>
 public sealed record CredentialReference(CredentialReferenceKind Kind, string Value, string? TenantId = null, Guid CredentialId = default)
 {
+    public const string HashiCorpScheme = "hcvault://";
+
     public const string CusVaultScheme = "cus-vault://";
     public const string EncryptedScheme = "encrypted://";
     public const string EnvScheme = "env://";
@@ -62,13 +66,30 @@ public sealed record CredentialReference(CredentialReferenceKind Kind, string Va
             reference = new CredentialReference(CredentialReferenceKind.Env, value);
             return true;
         }
+        if (value.StartsWith(HashiCorpScheme, StringComparison.Ordinal))
+        {
+            if (!TryParseHashiCorp(value, out var mount, out var path, out _))
+            {
+                error = "A HashiCorp Vault reference looks like hcvault://<mount>/tenants/<tenant_id>/<path>#<field> " +
+                    "(letters, digits, '.', '_', '-' in each segment).";
+                return false;
+            }
+            var tenantPrefix = $"tenants/{tenantId}/";
+            if (!systemScope && !path.StartsWith(tenantPrefix, StringComparison.Ordinal))
+            {
+                error = $"A tenant reaches only its own secrets in HashiCorp Vault: the path must start with {tenantPrefix} (hcvault://{mount}/{tenantPrefix}...).";
+                return false;
+            }
+            reference = new CredentialReference(CredentialReferenceKind.HashiCorp, value, systemScope ? null : tenantId);
+            return true;
+        }
         if (value.StartsWith("vault://", StringComparison.Ordinal))
         {
             error = "Legacy vault:// references are no longer supported; store the secret with POST /credentials and use its cus-vault:// reference.";
             return false;
         }
         error = value.Contains("://", StringComparison.Ordinal)
-            ? "Unknown credential reference scheme; use cus-vault:// or encrypted://."
+            ? "Unknown credential reference scheme; use cus-vault://, encrypted:// or hcvault://."
             : "This looks like a raw secret. Never send keys here: store it with POST /credentials and use the cus-vault:// reference it returns.";
         return false;
     }
@@ -78,7 +99,7 @@ public sealed record CredentialReference(CredentialReferenceKind Kind, string Va
     {
         null => "none",
         _ when value.StartsWith(EncryptedScheme, StringComparison.Ordinal) => "encrypted://(redacted)",
-        _ when IsWellFormedVault(value) || IsWellFormedEnv(value) => value,
+        _ when IsWellFormedVault(value) || IsWellFormedEnv(value) || TryParseHashiCorp(value, out _, out _, out _) => value,
         _ => "(invalid)",
     };
 
@@ -89,6 +110,25 @@ public sealed record CredentialReference(CredentialReferenceKind Kind, string Va
         var rest = value[CusVaultScheme.Length..];
         var slash = rest.IndexOf('/');
         return slash > 0 && Guid.TryParse(rest[(slash + 1)..], out var id) ? id : null;
+    }
+
+    /// <summary>Splits <c>hcvault://mount/path#field</c>; every segment and the field are 1-128 of [A-Za-z0-9._-], never "." or "..".</summary>
+    public static bool TryParseHashiCorp(string value, out string mount, out string path, out string field)
+    {
+        mount = path = field = string.Empty;
+        if (!value.StartsWith(HashiCorpScheme, StringComparison.Ordinal)) return false;
+        var rest = value[HashiCorpScheme.Length..];
+        var hash = rest.IndexOf('#');
+        if (hash <= 0) return false;
+        field = rest[(hash + 1)..];
+        var segments = rest[..hash].Split('/');
+        if (segments.Length < 2 || !Segment(field) || !segments.All(Segment)) return false;
+        mount = segments[0];
+        path = string.Join('/', segments[1..]);
+        return true;
+
+        static bool Segment(string s) => s.Length is > 0 and <= 128 && s is not ("." or "..")
+            && s.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
     }
 
     public static string ForVault(string tenantId, Guid credentialId) => $"{CusVaultScheme}{tenantId}/{credentialId:D}";

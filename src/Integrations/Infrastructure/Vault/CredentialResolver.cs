@@ -37,11 +37,12 @@ public sealed class CredentialContext
 /// <summary>
 /// Resolves references to secrets, deny by default. A <c>cus-vault://</c> reference needs a live credential of the
 /// caller's tenant and a grant to the accessor; <c>encrypted://</c> must decrypt for the caller's tenant; <c>env://</c>
-/// resolves only for system callers on behalf of the system accessor. Every attempt, allowed or denied, is written to
+/// resolves only for system callers on behalf of the system accessor; <c>hcvault://</c> must lie under the caller's
+/// tenant path and be the reference the accessor holds (or, at registration, one the caller may attach). Every attempt, allowed or denied, is written to
 /// <c>credential_access_log</c> and the audit trail in a transaction of its own that commits before the secret is
 /// released: if that record cannot be written, resolution throws and nothing is released.
 /// </summary>
-public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContext callerContext, VaultCrypto crypto, AuditKeys auditKeys)
+public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContext callerContext, VaultCrypto crypto, AuditKeys auditKeys, HashiCorpVault hashiCorp)
 {
     public const string SubjectType = "credential";
     public const string AccessedAction = "credential.accessed";
@@ -167,8 +168,40 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
                 ? Deny("not_found", CredentialErrors.NotFound("The environment variable the env:// reference names is not set."))
                 : new Decision(true, "environment", null, ResolvedCredential.Opaque(reference, value), null);
         }
+        if (reference.StartsWith(CredentialReference.HashiCorpScheme, StringComparison.Ordinal))
+        {
+            return await DecideHashiCorpAsync(connection, caller, accessor, reference, destinationHost, ct);
+        }
         CredentialReference.TryParse(reference, caller.TenantId, systemScope: false, out _, out var refusal);
         return Deny("invalid_reference", CredentialErrors.Denied(refusal));
+    }
+
+    private async Task<Decision> DecideHashiCorpAsync(
+        NpgsqlConnection connection, Caller caller, CredentialAccessor accessor, string reference, string? destinationHost, CancellationToken ct)
+    {
+        var systemScope = caller.IsSystem && accessor.IsSystem;
+        if (!CredentialReference.TryParse(reference, caller.TenantId, systemScope, out _, out var error)
+            || !CredentialReference.TryParseHashiCorp(reference, out var mount, out var path, out var field))
+        {
+            return Deny("invalid_reference", CredentialErrors.Denied(error));
+        }
+        // No grant rows for an external secret: the reference stored on the accessor is its grant. A registration
+        // resolves before its row exists, after attaching (which checked the caller's credentials:use).
+        if (!systemScope)
+        {
+            var allowed = destinationHost is not null
+                ? caller.Has(Scopes.CredentialsUse)
+                : (await StoredReferenceAsync(connection, caller.TenantId, accessor, ct)).Reference == reference;
+            if (!allowed)
+            {
+                return Deny("no_grant", CredentialErrors.Denied(
+                    $"This {accessor.Type.Replace('_', ' ')} does not hold the hcvault:// reference; attach it first (scope {Scopes.CredentialsUse})."));
+            }
+        }
+        var value = await hashiCorp.ReadFieldAsync(mount, path, field, ct);
+        return value.IsSuccess
+            ? new Decision(true, "hashicorp_vault", null, ResolvedCredential.Opaque(reference, value.Value), null)
+            : Deny(value.Error!.Code == "credential_not_found" ? "not_found" : "backend_unavailable", value.Error);
     }
 
     private sealed class VaultRow
