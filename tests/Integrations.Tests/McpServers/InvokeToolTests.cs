@@ -40,7 +40,7 @@ public sealed class InvokeToolTests(ServiceFixture fixture) : IClassFixture<Serv
     private Task<Result<InvokeMcpTool.Response>> InvokeAsync(string tenant, Guid server, McpTool.Response tool, string args = "{}", int? timeoutMs = null, string? runId = null) =>
         Host.SendAsync(new InvokeMcpTool.Command(server, tool.Id, Args(args), runId, timeoutMs), tenant);
 
-    private async Task<List<ListToolInvocations.Invocation>> InvocationsAsync(string tenant, Guid server, string? outcome = null) =>
+    private async Task<List<ToolInvocation.Response>> InvocationsAsync(string tenant, Guid server, string? outcome = null) =>
         [.. (await Host.SendAsync(new ListToolInvocations.Query(server, Outcome: outcome), tenant)).Value.Items];
 
     private async Task<List<ListAuditEvents.Event>> CallEventsAsync(string tenant, Guid invocationId) =>
@@ -69,6 +69,45 @@ public sealed class InvokeToolTests(ServiceFixture fixture) : IClassFixture<Serv
         Assert.Equal(["tool.invocation.requested", "tool.invocation.allowed", "tool.invocation.started", "tool.invocation.completed"],
             events.Select(e => e.Action));
         Assert.True((await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value.Valid);
+    }
+
+    [Fact]
+    public async Task One_tool_one_invocation_with_its_events_and_the_tenants_invocations_across_servers_are_read_by_id_and_filter()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var (first, tools) = await RegisterAsync(tenant);
+        await using var other = new TestMcpServer();
+        await other.StartAsync();
+        var second = await Host.SendAsync(new RegisterMcpServer.Command("second", other.Endpoint.ToString()), tenant);
+        var secondEcho = second.Value.Tools.Single(t => t.Name == "echo");
+
+        var a = await InvokeAsync(tenant, first, tools["echo"], """{"message":"a"}""", runId: "run-x");
+        var b = await InvokeAsync(tenant, second.Value.Server.Id, secondEcho, """{"message":"b"}""", runId: "run-x");
+        var c = await InvokeAsync(tenant, second.Value.Server.Id, secondEcho, """{"message":"c"}""", runId: "run-y");
+
+        var tool = await Host.SendAsync(new GetMcpTool.Query(first, tools["echo"].Id), tenant);
+        Assert.Equal((tools["echo"].Id, "echo", tools["echo"].DefinitionHash), (tool.Value.Id, tool.Value.Name, tool.Value.DefinitionHash));
+        Assert.Equal("not_found", (await Host.SendAsync(new GetMcpTool.Query(second.Value.Server.Id, tools["echo"].Id), tenant)).Error?.Code);
+
+        var all = await Host.SendAsync(new ListToolInvocations.Query(null, Limit: 2), tenant);
+        Assert.Equal([c.Value.InvocationId, b.Value.InvocationId], all.Value.Items.Select(i => i.Id));
+        var next = await Host.SendAsync(new ListToolInvocations.Query(null, Limit: 2, Cursor: all.Value.NextCursor), tenant);
+        Assert.Equal([a.Value.InvocationId], next.Value.Items.Select(i => i.Id));
+        var runX = await Host.SendAsync(new ListToolInvocations.Query(null, RunId: "run-x"), tenant);
+        Assert.Equal([b.Value.InvocationId, a.Value.InvocationId], runX.Value.Items.Select(i => i.Id));
+
+        var one = await Host.SendAsync(new GetInvocation.Query(b.Value.InvocationId), tenant);
+        Assert.Equal((second.Value.Server.Id, "echo", "run-x"), (one.Value.Invocation.ServerId, one.Value.Invocation.ToolName, one.Value.Invocation.RunId));
+        Assert.Equal(["tool.invocation.requested", "tool.invocation.allowed", "tool.invocation.started", "tool.invocation.completed"],
+            one.Value.Events.Select(e => e.Action));
+        Assert.True(one.Value.Events.Zip(one.Value.Events.Skip(1)).All(p => p.First.Seq < p.Second.Seq));
+
+        // Another tenant sees none of it, by id or in lists.
+        var intruder = TestEnvironment.NewTenant();
+        Assert.Equal("not_found", (await Host.SendAsync(new GetInvocation.Query(b.Value.InvocationId), intruder)).Error?.Code);
+        Assert.Equal("not_found", (await Host.SendAsync(new GetMcpTool.Query(first, tools["echo"].Id), intruder)).Error?.Code);
+        Assert.Empty((await Host.SendAsync(new ListToolInvocations.Query(null), intruder)).Value.Items);
+        Assert.Equal("not_found", (await Host.SendAsync(new ListToolInvocations.Query(first), intruder)).Error?.Code);
     }
 
     [Fact]

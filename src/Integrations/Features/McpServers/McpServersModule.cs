@@ -25,9 +25,14 @@ public sealed class McpServersModule : ICarterModule
         CheckMcpServerHealth.Map(servers);
         GetMcpServerHealth.Map(servers);
         ListMcpServerTools.Map(servers);
+        GetMcpTool.Map(servers);
         UpdateMcpTool.Map(servers);
         InvokeMcpTool.Map(servers);
         ListToolInvocations.Map(servers);
+
+        var invocations = app.MapGroup("/invocations").WithTags("MCP servers").RequireAuthorization();
+        ListToolInvocations.MapTenantWide(invocations);
+        GetInvocation.Map(invocations);
     }
 
     /// <summary>Settings from <c>Integrations:Mcp</c>.</summary>
