@@ -96,7 +96,7 @@ public sealed class BenchSettings
             AuditHttpSeconds = Int("BENCH_AUDIT_HTTP_SECONDS", 60, 4),
             AuditWarmupSeconds = Int("BENCH_AUDIT_WARMUP_SECONDS", 5, 1),
             AuditCompareSeconds = Int("BENCH_AUDIT_COMPARE_SECONDS", 20, 3),
-            AuditRuns = Str("BENCH_AUDIT_RUNS", "mediator-many,mediator-many-unprepared,mediator-one,http-many").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
+            AuditRuns = Str("BENCH_AUDIT_RUNS", "limit,mediator-many,mediator-many-unprepared,mediator-one,http-many").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
 
             PipelineIterations = Int("BENCH_PIPELINE_ITERATIONS", 15, 3),
             PipelineWarmups = Int("BENCH_PIPELINE_WARMUPS", 5, 1),
