@@ -46,6 +46,25 @@ public sealed class CredentialVaultTests(VaultFixture fixture) : IClassFixture<V
     }
 
     [Fact]
+    public async Task A_rename_keeps_the_secret_and_its_grants_and_a_taken_name_is_409()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var secret = $"sk-rename-{Guid.NewGuid():N}";
+        var stored = await Host.StoreAsync(tenant, secret, "before");
+        await Host.StoreAsync(tenant, "sk-other", "taken");
+        var integration = await Host.IntegrationAsync(tenant, stored.Reference);
+
+        var renamed = await Host.SendAsync(new UpdateCredential.Command(stored.Id, new UpdateCredential.Body(Name: "after")), tenant, Scopes.Admin);
+
+        Assert.True(renamed.IsSuccess, renamed.Error?.Detail);
+        Assert.Equal(("after", stored.Version, stored.Reference), (renamed.Value.Name, renamed.Value.Version, renamed.Value.Reference));
+        Assert.Equal(secret, (await Host.RevealAsync(tenant, integration.Id)).Value);
+        Assert.Equal("conflict", (await Host.SendAsync(new UpdateCredential.Command(stored.Id, new UpdateCredential.Body(Name: "taken")), tenant, Scopes.Admin)).Error?.Code);
+        Assert.Equal("validation_failed", (await Host.SendAsync(new UpdateCredential.Command(stored.Id, new UpdateCredential.Body(Name: "")), tenant, Scopes.Admin)).Error?.Code);
+        Assert.Equal("not_found", (await Host.SendAsync(new UpdateCredential.Command(stored.Id, new UpdateCredential.Body(Name: "mine")), TestEnvironment.NewTenant(), Scopes.Admin)).Error?.Code);
+    }
+
+    [Fact]
     public async Task The_same_secret_stored_twice_gives_different_ciphertexts_and_data_keys()
     {
         var tenant = TestEnvironment.NewTenant();
