@@ -14,7 +14,14 @@ if (args.Length > 0 && HostCommands.IsCommand(args[0]))
 }
 
 var builder = WebApplication.CreateBuilder(args);
-builder.Logging.ClearProviders().AddJsonConsole(o => o.IncludeScopes = false);
+// One JSON object per line: UTC timestamp, level, and the scopes — trace and span id (the host's activity tracking),
+// request id, and the operation and tenant (RequestLog).
+builder.Logging.ClearProviders().AddJsonConsole(o =>
+{
+    o.IncludeScopes = true;
+    o.UseUtcTimestamp = true;
+    o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+});
 
 builder.Services.AddIntegrations(builder.Configuration);
 // The modules are the Integrations assembly's; validators are registered by AddIntegrations, not by Carter.
@@ -58,6 +65,9 @@ builder.WebHost.ConfigureKestrel(o =>
 var app = builder.Build();
 
 app.Use(RequestIds.Apply);
+app.UseMiddleware<RequestLog>();
+app.UseIntegrationsMetrics(app.Configuration);
+app.Use(RateLimitHeaders.Apply);
 app.UseExceptionHandler();
 app.UseStatusCodePages(async context =>
 {
