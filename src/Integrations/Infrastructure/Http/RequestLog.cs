@@ -10,8 +10,9 @@ namespace Integrations.Infrastructure.Http;
 
 /// <summary>
 /// One log line per request — method, route template, status, duration, operation, tenant — and a log scope that puts the
-/// operation and the tenant on every line the request writes. Only what routing and the API key decided is named: never
-/// the raw path or query, a header, or a body.
+/// request id, the operation and the tenant on every line the request writes. Only what routing and the API key decided is
+/// named: never the raw path or query, a header, or a body (so the host's own request scope, which names the raw path, is
+/// switched off in Program).
 /// </summary>
 public sealed class RequestLog(RequestDelegate next, ILogger<RequestLog> logger)
 {
@@ -25,7 +26,7 @@ public sealed class RequestLog(RequestDelegate next, ILogger<RequestLog> logger)
     {
         var started = Stopwatch.GetTimestamp();
         var endpoint = context.GetEndpoint();
-        var scope = new RequestScope(endpoint?.Metadata.GetMetadata<IEndpointNameMetadata>()?.EndpointName,
+        var scope = new RequestScope(context.TraceIdentifier, endpoint?.Metadata.GetMetadata<IEndpointNameMetadata>()?.EndpointName,
             context.RequestServices.GetRequiredService<CallerContext>());
         using (logger.BeginScope(scope))
         {
@@ -48,18 +49,19 @@ public sealed class RequestLog(RequestDelegate next, ILogger<RequestLog> logger)
     /// Read when a line is written, so lines after authentication carry the tenant; it holds the request's caller, not
     /// the request, so an exporter that formats a line later reads nothing that was recycled.
     /// </summary>
-    private sealed class RequestScope(string? operation, CallerContext caller) : IReadOnlyList<KeyValuePair<string, object?>>
+    private sealed class RequestScope(string requestId, string? operation, CallerContext caller) : IReadOnlyList<KeyValuePair<string, object?>>
     {
         public string? Operation { get; } = operation;
 
         public string? Tenant => caller.Current?.TenantId;
 
-        public int Count => 2;
+        public int Count => 3;
 
         public KeyValuePair<string, object?> this[int index] => index switch
         {
-            0 => new("Operation", Operation),
-            1 => new("Tenant", Tenant),
+            0 => new("RequestId", requestId),
+            1 => new("Operation", Operation),
+            2 => new("Tenant", Tenant),
             _ => throw new ArgumentOutOfRangeException(nameof(index)),
         };
 
@@ -70,6 +72,6 @@ public sealed class RequestLog(RequestDelegate next, ILogger<RequestLog> logger)
 
         IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
 
-        public override string ToString() => $"Operation:{Operation} Tenant:{Tenant}";
+        public override string ToString() => $"RequestId:{requestId} Operation:{Operation} Tenant:{Tenant}";
     }
 }
