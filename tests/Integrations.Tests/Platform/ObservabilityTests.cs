@@ -120,7 +120,11 @@ public sealed class ObservabilityTests(ApiFixture fixture) : IClassFixture<ApiFi
         Assert.Contains("integrations_operation_count_total{", text);
         Assert.Matches("integrations_governed_call_count_total\\{[^}]*kind=\"tool.invocation\"[^}]*outcome=\"completed\"", text);
         Assert.Contains("integrations_governed_call_duration_milliseconds_bucket{", text);
-        Assert.Contains("db_client_connection", text); // Npgsql's meter: the pool's connections by state, its maximum, waits
+        Assert.Matches("db_client_connection_count\\{[^}]*db_client_connection_state=\"idle\"", text); // Npgsql's pool
+        Assert.Contains("db_client_connection_max", text);
+        var password = new Npgsql.NpgsqlConnectionStringBuilder(fixture.Factory.ConnectionString).Password;
+        Assert.False(string.IsNullOrEmpty(password));
+        Assert.DoesNotContain(password!, text); // the pool is named by its connection string, without the password
 
         var document = await (await api.CreateClient().GetAsync("/openapi/v1.json")).Content.ReadAsStringAsync();
         Assert.DoesNotContain("\"/metrics\"", document);
