@@ -27,7 +27,12 @@ public sealed class RequestLogTests
         var requestId = "log-" + Guid.NewGuid().ToString("N");
         string key;
         string output;
-        Console.SetOut(TextWriter.Synchronized(console)); // before the host builds its console logger, which keeps the writer
+        var writer = TextWriter.Synchronized(console); // its methods lock the wrapper: read the text under the same lock
+        string Written()
+        {
+            lock (writer) return console.ToString();
+        }
+        Console.SetOut(writer); // before the host builds its console logger, which keeps the writer
         try
         {
             await using (var api = await ApiFactory.StartAsync())
@@ -44,13 +49,20 @@ public sealed class RequestLogTests
                 stranger.DefaultRequestHeaders.Add("X-Request-Id", requestId);
                 stranger.DefaultRequestHeaders.Authorization = new("Bearer", key + "x");
                 Assert.Equal(HttpStatusCode.Unauthorized, (await stranger.GetAsync("/integrations")).StatusCode);
-            } // disposing the host drains its console queue
+
+                // The test server hands an answer over before the pipeline has unwound, and the console writes from a
+                // queue: wait for the three lines rather than race them.
+                for (var deadline = DateTime.UtcNow.AddSeconds(10); DateTime.UtcNow < deadline; await Task.Delay(50))
+                {
+                    if (Written().Split('\n').Count(l => l.Contains(requestId) && l.Contains(typeof(RequestLog).FullName!)) >= 3) break;
+                }
+            }
         }
         finally
         {
             Console.SetOut(original);
         }
-        output = console.ToString();
+        output = Written();
 
         Assert.DoesNotContain(secret, output);
         Assert.DoesNotContain(key, output);
