@@ -14,7 +14,15 @@ if (args.Length > 0 && HostCommands.IsCommand(args[0]))
 }
 
 var builder = WebApplication.CreateBuilder(args);
-builder.Logging.ClearProviders().AddJsonConsole(o => o.IncludeScopes = false);
+// One JSON object per line: UTC timestamp, level, and the scopes — trace and span id (the host's activity tracking),
+// and request id, operation and tenant (RequestLog). The host's own request lines and scope name the raw path and
+// query; RequestLog's line replaces them.
+builder.Logging.ClearProviders().AddJsonConsole(o =>
+{
+    o.IncludeScopes = true;
+    o.UseUtcTimestamp = true;
+    o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+}).AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
 
 builder.Services.AddIntegrations(builder.Configuration);
 // The modules are the Integrations assembly's; validators are registered by AddIntegrations, not by Carter.
@@ -58,6 +66,9 @@ builder.WebHost.ConfigureKestrel(o =>
 var app = builder.Build();
 
 app.Use(RequestIds.Apply);
+app.UseMiddleware<RequestLog>();
+app.UseIntegrationsMetrics(app.Configuration);
+app.Use(RateLimitHeaders.Apply);
 app.UseExceptionHandler();
 app.UseStatusCodePages(async context =>
 {

@@ -12,7 +12,8 @@ public static class CorsOrigins
     public const string Section = "Integrations:Http:CorsOrigins";
 
     /// <summary>Headers a browser script may read from an answer.</summary>
-    public static readonly string[] ExposedHeaders = ["X-Request-Id", "Retry-After", "Idempotent-Replayed", "Location", "WWW-Authenticate"];
+    public static readonly string[] ExposedHeaders = ["X-Request-Id", "Retry-After", "Idempotent-Replayed", "Location", "WWW-Authenticate",
+        RateLimitHeaders.Limit, RateLimitHeaders.Remaining, RateLimitHeaders.Reset];
 
     public static string[] FromConfiguration(IConfiguration configuration)
     {

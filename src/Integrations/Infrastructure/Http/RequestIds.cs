@@ -4,7 +4,7 @@ namespace Integrations.Infrastructure.Http;
 
 /// <summary>
 /// <c>X-Request-Id</c>: the caller's own (1-128 visible ASCII characters) or a new one, echoed on every answer, named in
-/// problem details (<c>request_id</c>) and in every log line of the request (the host's <c>RequestId</c> scope).
+/// problem details (<c>request_id</c>) and in every log line of the request (<see cref="RequestLog"/>'s <c>RequestId</c> scope).
 /// </summary>
 public static class RequestIds
 {

@@ -17,4 +17,10 @@ public static class Telemetry
 
     public static readonly Counter<long> Operations = Meter.CreateCounter<long>(
         "integrations.operation.count", description: "Mediator operations by outcome.");
+
+    public static readonly Counter<long> GovernedCalls = Meter.CreateCounter<long>(
+        "integrations.governed_call.count", description: "Governed calls (tools.invoke, datasources.query) by kind, outcome and denying rule.");
+
+    public static readonly Histogram<double> GovernedCallDuration = Meter.CreateHistogram<double>(
+        "integrations.governed_call.duration", unit: "ms", description: "Duration of governed calls, admission to outcome.");
 }

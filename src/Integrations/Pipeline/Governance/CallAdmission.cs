@@ -23,7 +23,8 @@ internal sealed record Admission<TTarget>(TTarget? Target, Error? Error, bool St
 /// </para>
 /// </summary>
 public sealed class CallAdmission(
-    TenantSession session, TenantBatches batches, ToolPolicyStore policies, GovernedTargetCache targets, RateLimiter rateLimiter)
+    TenantSession session, TenantBatches batches, ToolPolicyStore policies, GovernedTargetCache targets, RateLimiter rateLimiter,
+    RateLimitStatus rateLimits)
 {
     /// <summary>Trace tag: <c>cached</c> when the call was decided on this replica's copy of its target, <c>read</c> when it was read.</summary>
     public const string AdmissionTag = "integrations.governed_call.admission";
@@ -124,11 +125,13 @@ public sealed class CallAdmission(
         if (kind.RateLimitOf(target, policy) is { } limit)
         {
             var counted = await rateLimiter.AcquireAsync(connection, tenantId, limit.Key, limit.PerMinute, ct);
+            rateLimits.Counted(counted);
             if (!counted.Allowed) return new CallDenial(limit.Rule, Error.RateLimited(counted.RetryAfter, limit.Message));
         }
         if (policy.TenantRateLimitPerMinute is { } perTenant)
         {
             var counted = await rateLimiter.AcquireAsync(connection, tenantId, RateLimiter.TenantKey, perTenant, ct);
+            rateLimits.Counted(counted);
             if (!counted.Allowed)
             {
                 return new CallDenial(RateLimiter.TenantRule,

@@ -13,6 +13,7 @@ public static class GovernedCallServices
         services.AddSingleton<GovernedTargetCache>();
         services.AddScoped<GovernedCallContext>();
         services.AddScoped<CallAdmission>();
+        services.AddScoped<RateLimitStatus>();
         services.AddScoped<CallOutcomes>();
         services.AddScoped<GovernedCallStage>();
         services.AddSingleton<OutcomeJournal>();

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Integrations.Common;
 using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Telemetry;
 using Integrations.Infrastructure.Vault;
 using MediatR;
 using Microsoft.Extensions.Logging;
@@ -41,6 +42,33 @@ public sealed class GovernedCallStage(
     {
         var call = new GovernedCall(caller.Required, kind.EventPrefix, kind.SubjectType);
         Activity.Current?.SetTag(InvocationIdTag, call.CorrelationId);
+        var tags = new TagList { { "kind", kind.EventPrefix } };
+        try
+        {
+            var response = await CallAsync(kind, request, call, next, ct);
+            tags.Add("outcome", response.Error?.Code ?? call.Output?.Outcome ?? CallOutput.Completed);
+            if (response.Error?.Extensions?.TryGetValue("rule", out var rule) == true) tags.Add("rule", rule);
+            return response;
+        }
+        catch (Exception e)
+        {
+            tags.Add("outcome", e is OperationCanceledException ? "cancelled" : "exception");
+            throw;
+        }
+        finally
+        {
+            Telemetry.GovernedCalls.Add(1, tags);
+            Telemetry.GovernedCallDuration.Record(call.Elapsed, tags);
+        }
+    }
+
+    private async Task<TResponse> CallAsync<TRequest, TTarget, TResult, TResponse>(
+        GovernedCallKind<TRequest, TTarget, TResult> kind, TRequest request, GovernedCall call, RequestHandlerDelegate<TResponse> next,
+        CancellationToken ct)
+        where TRequest : IGovernedCall, IOperation<TResult>
+        where TTarget : class, IGovernedTarget
+        where TResponse : IFallible<TResponse>
+    {
 
         Admission<TTarget> admitted;
         try

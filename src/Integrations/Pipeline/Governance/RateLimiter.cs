@@ -3,7 +3,11 @@ using Npgsql;
 
 namespace Integrations.Pipeline.Governance;
 
-public readonly record struct RateLimitDecision(bool Allowed, int Count, int Limit, TimeSpan RetryAfter);
+public readonly record struct RateLimitDecision(bool Allowed, int Count, int Limit, TimeSpan RetryAfter)
+{
+    /// <summary>Calls left in the current window.</summary>
+    public int Remaining => Math.Max(0, Limit - Count);
+}
 
 /// <summary>
 /// Per-minute limits counted in PostgreSQL with one atomic statement per call, so every replica sees the
