@@ -1,12 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace Integrations.Tests.Support;
 
@@ -22,10 +17,8 @@ public sealed class FakeHashiCorpVault : IAsyncDisposable
 {
     public sealed record Request(string Method, string Path, IReadOnlyDictionary<string, string> Headers, string Body);
 
-    private readonly WebApplication _app;
+    private WebApplication _app = null!;
     private int _logins;
-
-    private FakeHashiCorpVault(WebApplication app) => _app = app;
 
     public string Address { get; private set; } = "";
 
@@ -47,14 +40,8 @@ public sealed class FakeHashiCorpVault : IAsyncDisposable
 
     public static async Task<FakeHashiCorpVault> StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        var app = builder.Build();
-        var vault = new FakeHashiCorpVault(app);
-        app.Run(vault.HandleAsync);
-        await app.StartAsync();
-        vault.Address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var vault = new FakeHashiCorpVault();
+        (vault._app, vault.Address) = await LoopbackServer.StartAsync(app => app.Run(vault.HandleAsync));
         return vault;
     }
 

@@ -1,12 +1,7 @@
 using System.Collections.Concurrent;
 using Google.Protobuf;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace Integrations.Tests.Support;
 
@@ -26,10 +21,8 @@ public sealed record OtlpLogRecord(string TraceId, string SpanId, string Severit
 /// </summary>
 public sealed class OtlpReceiver : IAsyncDisposable
 {
-    private readonly WebApplication _app;
+    private WebApplication _app = null!;
     private readonly ConcurrentQueue<OtlpExport> _exports = new();
-
-    private OtlpReceiver(WebApplication app) => _app = app;
 
     public Uri Endpoint { get; private set; } = null!;
 
@@ -37,23 +30,21 @@ public sealed class OtlpReceiver : IAsyncDisposable
 
     public static async Task<OtlpReceiver> StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        var receiver = new OtlpReceiver(builder.Build());
-        foreach (var signal in new[] { "traces", "metrics", "logs" })
+        var receiver = new OtlpReceiver();
+        (receiver._app, var address) = await LoopbackServer.StartAsync(app =>
         {
-            receiver._app.MapPost($"/v1/{signal}", async (HttpContext context) =>
+            foreach (var signal in new[] { "traces", "metrics", "logs" })
             {
-                using var body = new MemoryStream();
-                await context.Request.Body.CopyToAsync(body);
-                receiver._exports.Enqueue(new OtlpExport(context.Request.Path, context.Request.ContentType, body.ToArray()));
-                context.Response.ContentType = "application/x-protobuf";
-                await context.Response.Body.WriteAsync(Array.Empty<byte>()); // an empty Export*ServiceResponse: all accepted
-            });
-        }
-        await receiver._app.StartAsync();
-        var address = receiver._app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+                app.MapPost($"/v1/{signal}", async (HttpContext context) =>
+                {
+                    using var body = new MemoryStream();
+                    await context.Request.Body.CopyToAsync(body);
+                    receiver._exports.Enqueue(new OtlpExport(context.Request.Path, context.Request.ContentType, body.ToArray()));
+                    context.Response.ContentType = "application/x-protobuf";
+                    await context.Response.Body.WriteAsync(Array.Empty<byte>()); // an empty Export*ServiceResponse: all accepted
+                });
+            }
+        });
         receiver.Endpoint = new Uri(address);
         return receiver;
     }
