@@ -5,6 +5,7 @@ using Integrations.Features.Credentials;
 using Integrations.Features.Datasources;
 using Integrations.Features.Incidents;
 using Integrations.Features.Integrations;
+using Integrations.Features.LlmGateway;
 using Integrations.Features.McpServers;
 using Integrations.Features.Policies;
 using Integrations.Infrastructure.Audit;
@@ -82,6 +83,7 @@ public static class IntegrationsServiceCollection
         DatasourcesModule.AddServices(services, configuration);
         PoliciesModule.AddServices(services);
         IncidentsModule.AddServices(services);
+        LlmGatewayModule.AddServices(services, configuration);
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
         services.AddScoped<IMediator, Mediator>();

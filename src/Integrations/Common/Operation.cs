@@ -28,5 +28,8 @@ public static class Scopes
     /// <summary>Attaching a stored secret to something that sends it out (integration, MCP server, datasource, grant).</summary>
     public const string CredentialsUse = "credentials:use";
 
-    public static readonly IReadOnlyList<string> All = [Read, Write, Invoke, CredentialsUse, Admin];
+    /// <summary>Calling the tenant's LLM integrations through the gateway at <c>/v1</c> (OpenAI-compatible).</summary>
+    public const string LlmInvoke = "llm:invoke";
+
+    public static readonly IReadOnlyList<string> All = [Read, Write, Invoke, CredentialsUse, Admin, LlmInvoke];
 }

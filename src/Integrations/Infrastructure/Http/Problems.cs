@@ -35,7 +35,39 @@ public static class Problems
         {
             context.Response.Headers.RetryAfter = retryAfter?.ToString();
         }
-        return TypedResults.Problem(ToProblemDetails(error, context));
+        return IsOpenAiSurface(context)
+            ? TypedResults.Json(ToOpenAiError(error, context), statusCode: error.Status)
+            : TypedResults.Problem(ToProblemDetails(error, context));
+    }
+
+    /// <summary>
+    /// The LLM gateway's routes (<c>/v1/...</c>) answer errors in OpenAI's shape, because the clients pointed at them
+    /// (the OpenAI SDKs, LangChain, ...) read only that: <c>{"error": {"message", "type", "param", "code"}}</c>, with
+    /// the stable code as <c>code</c> and this service's extensions (<c>invocation_id</c>, <c>rule</c>, <c>reset_at</c>, ...) beside them.
+    /// </summary>
+    public static bool IsOpenAiSurface(HttpContext context) => context.Request.Path.StartsWithSegments("/v1");
+
+    public static Dictionary<string, object?> ToOpenAiError(Error error, HttpContext context)
+    {
+        var body = new Dictionary<string, object?>
+        {
+            ["message"] = error.Detail ?? error.Title,
+            ["type"] = error.Status switch
+            {
+                401 => "authentication_error",
+                403 => "permission_error",
+                404 => "not_found_error",
+                429 => "rate_limit_error",
+                >= 500 => "api_error",
+                _ => "invalid_request_error",
+            },
+            ["param"] = error.FieldErrors?.Keys.FirstOrDefault(),
+            ["code"] = error.Code,
+        };
+        if (error.FieldErrors is not null) body["errors"] = error.FieldErrors;
+        foreach (var (key, value) in error.Extensions ?? new Dictionary<string, object?>()) body.TryAdd(key, value);
+        body["request_id"] = context.TraceIdentifier;
+        return new Dictionary<string, object?> { ["error"] = body };
     }
 
     public static Task WriteAsync(HttpContext context, Error error) =>

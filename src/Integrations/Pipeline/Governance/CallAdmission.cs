@@ -168,7 +168,7 @@ public sealed class CallAdmission(
         call.Event("denied", ("rule", denial.Rule), ("code", denial.Error.Code), ("reason", denial.Error.Detail), ("errors", denial.Error.FieldErrors));
 
     private static CallRecord<TRequest, TTarget> DeniedRecord<TRequest, TTarget>(TRequest request, GovernedCall call, TTarget target, CallDenial denial) =>
-        new(call, request, target, "denied", denial.Error.Detail, null, denial.Rule, null, call.Elapsed);
+        new(call, request, target, "denied", denial.Error.Detail, null, denial.Rule, null, call.Elapsed, denial.Error.Code);
 
     private static Error WithRule(CallDenial denial) => denial.Error with
     {

@@ -54,7 +54,7 @@ public sealed class CallOutcomes(TenantSession session, TenantBatches batches, I
         where TTarget : class, IGovernedTarget
     {
         var tenantId = call.Caller.TenantId;
-        var record = new CallRecord<TRequest, TTarget>(call, request, target, outcome, error.Detail, null, reason, null, call.Duration);
+        var record = new CallRecord<TRequest, TTarget>(call, request, target, outcome, error.Detail, null, reason, null, call.Duration, error.Code);
         var report = reason is null ? kind.IncidentFor(record) : null;
         if (report is null)
         {
@@ -103,7 +103,11 @@ public sealed class CallOutcomes(TenantSession session, TenantBatches batches, I
         return journal.AppendAsync(JournaledOutcome.From(write, statements, incident, placeholder, record.Call.Id));
     }
 
-    private static AuditEvent FailedEvent<TRequest, TTarget>(GovernedCall call, CallRecord<TRequest, TTarget> record, Error error) =>
-        call.Event("failed", ("outcome", record.Outcome), ("code", error.Code), ("reason", error.Detail), ("duration_ms", record.DurationMs),
-            ("incident_id", record.IncidentId), ("cause", record.Reason));
+    private static AuditEvent FailedEvent<TRequest, TTarget>(GovernedCall call, CallRecord<TRequest, TTarget> record, Error error)
+    {
+        List<(string, object?)> details = [("outcome", record.Outcome), ("code", error.Code), ("reason", error.Detail), ("duration_ms", record.DurationMs),
+            ("incident_id", record.IncidentId), ("cause", record.Reason)];
+        foreach (var (key, value) in call.Output?.Facts ?? EmptyFacts) details.Add((key, value));
+        return call.Event("failed", CollectionsMarshal.AsSpan(details));
+    }
 }

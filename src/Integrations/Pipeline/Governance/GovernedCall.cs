@@ -47,9 +47,11 @@ public sealed record CallOutput(
 }
 
 /// <summary>One call's outcome as the kind's own record of calls stores it (<see cref="GovernedCallKind{TRequest,TTarget,TResult}.AddRecord"/>).</summary>
+/// <param name="ErrorCode">The stable code of the error a denied or failed call answered with; null when it completed.</param>
+/// <remarks>What the handler observed before the call ended, failed ones included (tokens streamed before a drop), is <c>Call.Output</c>.</remarks>
 public sealed record CallRecord<TRequest, TTarget>(
     GovernedCall Call, TRequest Request, TTarget Target, string Outcome, string? Error, string? OutputHash, string? Reason,
-    Guid? IncidentId, double DurationMs);
+    Guid? IncidentId, double DurationMs, string? ErrorCode = null);
 
 /// <summary>
 /// One governed call as its handler sees it: its id (the correlation id of all its audit events), its caller, the target
@@ -104,6 +106,10 @@ public sealed class GovernedCall
     public TTarget TargetAs<TTarget>() where TTarget : IGovernedTarget =>
         Target is TTarget target ? target : throw new InvalidOperationException("The governed call has no target of that type.");
 
+    /// <summary>
+    /// What the side effect observed. A handler may report before it fails or is cancelled (a stream that ended early):
+    /// the <c>failed</c> event carries the reported facts and the kind's record can read them.
+    /// </summary>
     public void Report(CallOutput output) => Output = output;
 
     /// <summary>Fixes what the call's events say about it: the target (null when none was found) and the kind's facts.</summary>

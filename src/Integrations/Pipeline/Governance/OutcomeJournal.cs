@@ -80,6 +80,7 @@ public sealed record JournaledOutcome(
             NpgsqlDbType.Double => double.Parse(text, CultureInfo.InvariantCulture),
             NpgsqlDbType.Integer => int.Parse(text, CultureInfo.InvariantCulture),
             NpgsqlDbType.Bigint => long.Parse(text, CultureInfo.InvariantCulture),
+            NpgsqlDbType.Numeric => decimal.Parse(text, CultureInfo.InvariantCulture),
             NpgsqlDbType.Boolean => bool.Parse(text),
             NpgsqlDbType.TimestampTz => DateTime.Parse(text, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind).ToUniversalTime(),
             _ => throw new NotSupportedException($"A journaled parameter of type {parameter.Type} cannot be read back."),
