@@ -8,7 +8,7 @@ using Microsoft.AspNetCore.Http;
 namespace Integrations.Tests.LlmGateway;
 
 /// <summary>What the fake provider was sent: the body as JSON, the auth header, and the moments it wrote each stream chunk.</summary>
-public sealed record ProviderCall(string Path, JsonObject Body, string? Authorization, string? ApiKeyHeader)
+public sealed record ProviderCall(string Path, string Query, JsonObject Body, string? Authorization, string? ApiKeyHeader)
 {
     /// <summary>When each streamed event left the fake (Stopwatch timestamps).</summary>
     public ConcurrentQueue<long> ChunkSentAt { get; } = new();
@@ -38,6 +38,9 @@ public sealed class FakeOpenAi : IAsyncDisposable
 
     public ConcurrentQueue<ProviderCall> Calls { get; } = new();
 
+    /// <summary>The server's root (an <c>azure_openai</c> integration's base URL).</summary>
+    public string Root => _server.BaseUrl;
+
     /// <summary>The base URL an <c>openai_compatible</c> integration points at.</summary>
     public string BaseUrl => _server.BaseUrl + "/v1";
 
@@ -54,7 +57,7 @@ public sealed class FakeOpenAi : IAsyncDisposable
     private async Task AnswerAsync(HttpContext context)
     {
         var body = (JsonObject)(await JsonNode.ParseAsync(context.Request.Body))!;
-        var call = new ProviderCall(context.Request.Path, body, context.Request.Headers.Authorization.FirstOrDefault(),
+        var call = new ProviderCall(context.Request.Path, context.Request.QueryString.Value ?? "", body, context.Request.Headers.Authorization.FirstOrDefault(),
             context.Request.Headers["api-key"].FirstOrDefault());
         Calls.Enqueue(call);
         context.RequestAborted.Register(() => call.Aborted.TrySetResult());

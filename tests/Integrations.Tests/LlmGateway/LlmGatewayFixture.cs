@@ -4,13 +4,19 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Integrations.Common;
 using Integrations.Tests.Support;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
 using OpenAI;
 
 namespace Integrations.Tests.LlmGateway;
 
 /// <summary>The HTTP host and one fake OpenAI provider shared by the gateway's tests; each test makes its own tenant.</summary>
-public sealed class LlmGatewayFixture : IAsyncLifetime
+public class LlmGatewayFixture : IAsyncLifetime
 {
+    /// <summary>Kestrel on a loopback port instead of the in-memory test server, for clients in other processes.</summary>
+    protected virtual bool RealServer => false;
+
     public ApiFactory Factory { get; private set; } = null!;
 
     public FakeOpenAi Provider { get; private set; } = null!;
@@ -21,8 +27,19 @@ public sealed class LlmGatewayFixture : IAsyncLifetime
     {
         Provider = await FakeOpenAi.StartAsync();
         Factory = await ApiFactory.StartAsync();
-        _ = Factory.Server;
+        if (RealServer)
+        {
+            Factory.UseKestrel(0);
+            Factory.StartServer();
+        }
+        else
+        {
+            _ = Factory.Server;
+        }
     }
+
+    /// <summary>Where a client in another process reaches the gateway (with <see cref="RealServer"/>).</summary>
+    public Uri Address => new(Factory.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
 
     public async Task DisposeAsync()
     {
@@ -52,7 +69,8 @@ public sealed class LlmGatewayFixture : IAsyncLifetime
         public string LlmKey { get; set; } = "";
         public Guid LlmKeyId { get; set; }
 
-        public async Task<Guid> IntegrationAsync(string name, object? limits = null, string[]? allowedModels = null, bool enable = true)
+        public async Task<Guid> IntegrationAsync(string name, object? limits = null, string[]? allowedModels = null, bool enable = true,
+            string provider = "openai_compatible", string? baseUrl = null)
         {
             var stored = await Admin.PostAsJsonAsync("/credentials", new { name = $"{name}-key", type = "api_key", secret = Secret });
             Assert.True(stored.IsSuccessStatusCode, await stored.Content.ReadAsStringAsync());
@@ -60,8 +78,8 @@ public sealed class LlmGatewayFixture : IAsyncLifetime
             var created = await Admin.PostAsJsonAsync("/integrations", new
             {
                 name,
-                provider = "openai_compatible",
-                base_url = fixture.Provider.BaseUrl,
+                provider,
+                base_url = baseUrl ?? fixture.Provider.BaseUrl,
                 credential_ref = reference,
                 limits,
                 allowed_models = allowedModels,
@@ -85,10 +103,10 @@ public sealed class LlmGatewayFixture : IAsyncLifetime
             NetworkTimeout = TimeSpan.FromSeconds(60),
         });
 
-        /// <summary>A plain HTTP client with the llm:invoke key.</summary>
-        public HttpClient Http()
+        /// <summary>A plain HTTP client with the llm:invoke key (of another replica on the same database when given).</summary>
+        public HttpClient Http(ApiFactory? replica = null)
         {
-            var client = fixture.Factory.CreateClient();
+            var client = (replica ?? fixture.Factory).CreateClient();
             client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", LlmKey);
             return client;
         }

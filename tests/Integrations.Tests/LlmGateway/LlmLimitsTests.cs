@@ -39,6 +39,27 @@ public sealed class LlmLimitsTests(LlmGatewayFixture fixture) : IClassFixture<Ll
     }
 
     [Fact]
+    public async Task The_requests_per_minute_limit_holds_across_two_replicas()
+    {
+        var tenant = await fixture.TenantAsync(limits: new { requests_per_minute = 2 });
+        await using var replica = ApiFactory.StartOn(fixture.ConnectionString);
+        using var a = tenant.Http();
+        using var b = tenant.Http(replica);
+
+        Assert.Equal(HttpStatusCode.OK, (await a.PostAsJsonAsync("/v1/chat/completions", Chat("llm/gpt-4o-mini"))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await b.PostAsJsonAsync("/v1/chat/completions", Chat("llm/gpt-4o-mini"))).StatusCode);
+        var refusedA = await a.PostAsJsonAsync("/v1/chat/completions", Chat("llm/gpt-4o-mini"));
+        var refusedB = await b.PostAsJsonAsync("/v1/chat/completions", Chat("llm/gpt-4o-mini"));
+
+        foreach (var refused in new[] { refusedA, refusedB })
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            Assert.NotNull(refused.Headers.RetryAfter?.Delta);
+        }
+        Assert.Equal(2, fixture.Provider.Calls.Count(c => c.Authorization == $"Bearer {tenant.Secret}"));
+    }
+
+    [Fact]
     public async Task A_spent_token_limit_or_budget_is_refused_with_the_reset_time_and_last_months_usage_does_not_count()
     {
         var tenant = await fixture.TenantAsync(limits: new { tokens_per_month = 1000, budget_cents_per_month = 5 });

@@ -120,6 +120,27 @@ public sealed class OpenAiSdkTests(LlmGatewayFixture fixture) : IClassFixture<Ll
     }
 
     [Fact]
+    public async Task A_tenants_own_price_costs_its_requests_and_other_tenants_keep_the_list_price()
+    {
+        var tenant = await fixture.TenantAsync();
+        var other = await fixture.TenantAsync();
+        var set = await tenant.Admin.PutAsJsonAsync("/integrations/llm-prices/gpt-4o-mini",
+            new { input_cents_per_mtok = 1000, output_cents_per_mtok = 2000, cached_cents_per_mtok = 500 });
+        Assert.Equal(HttpStatusCode.OK, set.StatusCode);
+
+        await tenant.OpenAi().GetChatClient("llm/gpt-4o-mini").CompleteChatAsync([new UserChatMessage("hi")]);
+        await other.OpenAi().GetChatClient("llm/gpt-4o-mini").CompleteChatAsync([new UserChatMessage("hi")]);
+
+        Assert.Equal(0.024m, (await tenant.UsageAsync()).Single().CostCents); // 9 × 1000 + 2 × 500 + 7 × 2000 per million
+        Assert.Equal(0.00057m, (await other.UsageAsync()).Single().CostCents);
+        var prices = await tenant.Admin.GetFromJsonAsync<JsonElement>("/integrations/llm-prices");
+        var mini = prices.GetProperty("items").EnumerateArray().Single(p => p.GetProperty("model").GetString() == "gpt-4o-mini");
+        Assert.Equal(("tenant", 1000m), (mini.GetProperty("source").GetString(), mini.GetProperty("input_cents_per_mtok").GetDecimal()));
+        Assert.Equal(HttpStatusCode.BadRequest,
+            (await tenant.Admin.PutAsJsonAsync("/integrations/llm-prices/x", new { input_cents_per_mtok = -1, output_cents_per_mtok = 0 })).StatusCode);
+    }
+
+    [Fact]
     public async Task Embeddings_answer_through_the_sdk_and_record_usage()
     {
         var tenant = await fixture.TenantAsync();

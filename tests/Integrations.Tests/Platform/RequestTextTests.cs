@@ -38,6 +38,8 @@ public sealed class RequestTextTests(ApiFixture fixture) : IClassFixture<ApiFixt
     {
         var text = await response.Content.ReadAsStringAsync();
         var body = text.Length == 0 ? default : JsonDocument.Parse(text).RootElement;
+        // The LLM gateway (/v1) answers OpenAI's shape: the same fields, under "error".
+        if (body.ValueKind == JsonValueKind.Object && body.TryGetProperty("error", out var openAi) && openAi.ValueKind == JsonValueKind.Object) body = openAi;
         var code = body.ValueKind == JsonValueKind.Object && body.TryGetProperty("code", out var c) ? c.GetString() : null;
         return (response.StatusCode, code, body);
     }

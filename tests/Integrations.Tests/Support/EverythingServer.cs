@@ -126,7 +126,7 @@ public class EverythingServer : IAsyncLifetime
         }
     }
 
-    private static string FixturesDirectory()
+    internal static string FixturesDirectory()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {

@@ -106,10 +106,13 @@ public static class InvokeLlm
             RuleFor(x => x.Endpoint).Must(e => e is ChatCompletions or Embeddings).WithMessage("Endpoint must be chat.completions or embeddings.");
             RuleFor(x => x.Model).NotEmpty().WithMessage("'model' is required (a string: '<integration>/<model>' or a model an integration allows).")
                 .MaximumLength(400).WithMessage("'model' may be at most 400 characters.").OverridePropertyName("model");
-            RuleFor(x => x.Body["messages"]).Must(m => m is JsonArray { Count: > 0 })
-                .When(x => x.Endpoint == ChatCompletions).WithMessage("'messages' must be a non-empty array.").OverridePropertyName("messages");
-            RuleFor(x => x.Body["input"]).NotNull().When(x => x.Endpoint == Embeddings).WithMessage("'input' is required.").OverridePropertyName("input");
-            RuleFor(x => x.Stream).NotNull().When(x => x.Streaming).WithMessage("A streamed request needs a stream to write the answer to.");
+            // One model-level rule: an indexer in RuleFor is compiled again at every construction (ValidatorConstructionTests).
+            RuleFor(x => x).Custom((x, context) =>
+            {
+                if (x.Endpoint == ChatCompletions && x.Body["messages"] is not JsonArray { Count: > 0 }) context.AddFailure("messages", "'messages' must be a non-empty array.");
+                if (x.Endpoint == Embeddings && x.Body["input"] is null) context.AddFailure("input", "'input' is required.");
+                if (x.Streaming && x.Stream is null) context.AddFailure("stream", "A streamed request needs a stream to write the answer to.");
+            });
             RuleFor(x => x.Integration).MaximumLength(200);
             RuleFor(x => x.RunId).MaximumLength(200);
         }
@@ -322,13 +325,13 @@ public static class InvokeLlm
     internal static void Map(RouteGroupBuilder group)
     {
         group.MapPost("/chat/completions", (HttpContext http, IMediator mediator) => SendAsync(http, mediator, ChatCompletions))
-            .WithName("llm.chat_completions")
+            .WithName(Command.Operation) // the operation; embeddings is the same operation at another endpoint
             .WithSummary("OpenAI-compatible chat completions (stream: true answers server-sent events as the provider sends them), on the tenant's integrations.")
             .Accepts<JsonObject>("application/json")
             .Produces<JsonObject>()
             .Produces(StatusCodes.Status200OK, contentType: "text/event-stream");
         group.MapPost("/embeddings", (HttpContext http, IMediator mediator) => SendAsync(http, mediator, Embeddings))
-            .WithName("llm.embeddings")
+            .WithName(Command.Operation + ".embeddings")
             .WithSummary("OpenAI-compatible embeddings, on the tenant's integrations.")
             .Accepts<JsonObject>("application/json")
             .Produces<JsonObject>();

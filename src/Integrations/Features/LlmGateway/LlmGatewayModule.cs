@@ -10,7 +10,7 @@ namespace Integrations.Features.LlmGateway;
 
 /// <summary>
 /// The LLM gateway: the OpenAI-compatible surface at <c>/v1</c> (its errors in OpenAI's shape) over the tenant's
-/// integrations, and its usage rows under <c>/integrations/llm-requests</c>; the provider client and the governed-call kind.
+/// integrations, its usage rows under <c>/integrations/llm-requests</c> and prices under <c>/integrations/llm-prices</c>; the provider client and the governed-call kind.
 /// </summary>
 public sealed class LlmGatewayModule : ICarterModule
 {
@@ -22,6 +22,10 @@ public sealed class LlmGatewayModule : ICarterModule
 
         var requests = app.MapGroup("/integrations/llm-requests").WithTags("LLM gateway").RequireAuthorization();
         ListLlmRequests.Map(requests);
+
+        var prices = app.MapGroup("/integrations/llm-prices").WithTags("LLM gateway").RequireAuthorization();
+        ListLlmPrices.Map(prices);
+        SetLlmPrice.Map(prices);
     }
 
     /// <summary>Settings from <c>Integrations:Llm</c>.</summary>
