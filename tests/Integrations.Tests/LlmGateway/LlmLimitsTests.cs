@@ -105,6 +105,23 @@ public sealed class LlmLimitsTests(LlmGatewayFixture fixture) : IClassFixture<Ll
     }
 
     [Fact]
+    public async Task The_tenants_deny_list_refuses_a_model_on_one_integration_or_on_all()
+    {
+        var tenant = await fixture.TenantAsync();
+        var policy = await tenant.Admin.PutAsJsonAsync("/policies/tools", new { deny_list = new[] { "llm/gpt-4o", "o3" } });
+        Assert.True(policy.IsSuccessStatusCode, await policy.Content.ReadAsStringAsync());
+        using var http = tenant.Http();
+
+        foreach (var model in new[] { "llm/gpt-4o", "llm/o3" })
+        {
+            var response = await http.PostAsJsonAsync("/v1/chat/completions", Chat(model));
+            Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+            Assert.Equal("deny_list", (await ErrorOf(response)).GetProperty("rule").GetString());
+        }
+        Assert.Equal(HttpStatusCode.OK, (await http.PostAsJsonAsync("/v1/chat/completions", Chat("llm/gpt-4o-mini"))).StatusCode);
+    }
+
+    [Fact]
     public async Task A_disabled_integration_is_403()
     {
         var tenant = await fixture.TenantAsync(enable: false);
