@@ -248,6 +248,27 @@ public sealed class OpenAiSdkTests(LlmGatewayFixture fixture) : IClassFixture<Ll
     }
 
     [Fact]
+    public async Task After_ten_failed_attempts_the_integrations_circuit_opens_and_the_provider_is_not_called()
+    {
+        var tenant = await fixture.TenantAsync();
+        using var http = tenant.Http();
+        var codes = new List<string?>();
+        for (var i = 0; i < 5; i++)
+        {
+            var response = await http.PostAsJsonAsync("/v1/chat/completions", new { model = "llm/breaker-fail-500", messages = new[] { new { role = "user", content = "hi" } } });
+            Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+            codes.Add((await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString());
+        }
+
+        // Three attempts each for three requests, the fourth's first attempt opens the circuit (10 attempts, all failed).
+        Assert.Equal(["upstream_error", "upstream_error", "upstream_error", "upstream_unreachable", "upstream_unreachable"], codes);
+        Assert.Equal(10, fixture.Provider.CallsFor("breaker-fail-500").Count(c => c.Authorization == $"Bearer {tenant.Secret}"));
+        var other = await fixture.TenantAsync(); // another integration's circuit is its own
+        var fine = await other.Http().PostAsJsonAsync("/v1/chat/completions", new { model = "llm/gpt-4o-mini", messages = new[] { new { role = "user", content = "hi" } } });
+        Assert.Equal(HttpStatusCode.OK, fine.StatusCode);
+    }
+
+    [Fact]
     public async Task The_providers_429_is_answered_429_with_its_retry_after_and_opens_no_incident()
     {
         var tenant = await fixture.TenantAsync();

@@ -11,6 +11,7 @@ using MediatR;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Polly.CircuitBreaker;
 
 namespace Integrations.Features.LlmGateway;
 
@@ -153,6 +154,15 @@ public static class InvokeLlm
             catch (TimeoutException e)
             {
                 return usage.Fail(Error.UpstreamTimeout(e.Message));
+            }
+            catch (BrokenCircuitException e)
+            {
+                var retryAfter = e.RetryAfter ?? TimeSpan.FromSeconds(5);
+                return usage.Fail(Error.UpstreamUnreachable(
+                    $"The provider of '{target.Name}' failed most recent requests; it is not called for {retryAfter.TotalSeconds:0} s (circuit open).") with
+                {
+                    Extensions = new Dictionary<string, object?> { ["retry_after_seconds"] = (int)Math.Ceiling(retryAfter.TotalSeconds), ["circuit"] = "open" },
+                });
             }
 
             using var response = answer.Response;

@@ -1,9 +1,11 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Headers;
 using Integrations.Features.Integrations;
 using Integrations.Infrastructure.Network;
 using Microsoft.Extensions.Configuration;
 using Polly;
+using Polly.CircuitBreaker;
 using Polly.Retry;
 
 namespace Integrations.Features.LlmGateway;
@@ -11,7 +13,8 @@ namespace Integrations.Features.LlmGateway;
 /// <summary>The gateway's timing and retry settings, from <c>Integrations:Llm</c>.</summary>
 public sealed record LlmSettings(
     TimeSpan ConnectTimeout, TimeSpan ResponseTimeout, TimeSpan StreamIdleTimeout, int RetryAttempts, TimeSpan RetryDelay,
-    TimeSpan MaxRetryAfter, long MaxResponseBytes)
+    TimeSpan MaxRetryAfter, long MaxResponseBytes, double BreakerFailureRatio = 0.5, int BreakerMinimumThroughput = 10,
+    TimeSpan? BreakerSamplingDuration = null, TimeSpan? BreakerBreakDuration = null)
 {
     public const string Section = "Integrations:Llm";
 
@@ -25,7 +28,11 @@ public sealed record LlmSettings(
             Math.Clamp(section.GetValue("RetryAttempts", 2), 0, 5),
             section.GetValue("RetryDelay", TimeSpan.FromMilliseconds(500)),
             section.GetValue("MaxRetryAfter", TimeSpan.FromSeconds(10)),
-            section.GetValue("MaxResponseBytes", 32L * 1024 * 1024));
+            section.GetValue("MaxResponseBytes", 32L * 1024 * 1024),
+            Math.Clamp(section.GetValue("BreakerFailureRatio", 0.5), 0.01, 1.0),
+            Math.Max(2, section.GetValue("BreakerMinimumThroughput", 10)),
+            section.GetValue("BreakerSamplingDuration", TimeSpan.FromSeconds(30)),
+            section.GetValue("BreakerBreakDuration", TimeSpan.FromSeconds(30)));
     }
 }
 
@@ -33,8 +40,11 @@ public sealed record LlmSettings(
 /// Sends a request to an integration's provider: the provider's URL for the endpoint and the header that carries the
 /// key, through the SSRF guard (each connection re-checked) and a Polly retry of what is safe to repeat because nothing
 /// reached the caller yet — connection failures, 429 and 5xx answers, honouring <c>Retry-After</c> up to
-/// <see cref="LlmSettings.MaxRetryAfter"/> (a longer wait is answered to the caller instead). Only response headers are
-/// awaited here; the caller reads the body (a stream is forwarded as it arrives).
+/// <see cref="LlmSettings.MaxRetryAfter"/> (a longer wait is answered to the caller instead). Inside the retries, a
+/// circuit breaker per integration (on this replica) counts each attempt: once most attempts of the sampling window
+/// failed (connection failures, timeouts, 5xx), calls to that integration fail at once, without reaching the provider,
+/// until the break is over and a trial call succeeds. Only response headers are awaited here; the caller reads the body
+/// (a stream is forwarded as it arrives).
 /// </summary>
 public sealed class LlmUpstream : IDisposable
 {
@@ -43,6 +53,7 @@ public sealed class LlmUpstream : IDisposable
     private readonly HttpClient _client;
     private readonly LlmSettings _settings;
     private readonly ResiliencePipeline<HttpResponseMessage> _retries;
+    private readonly ConcurrentDictionary<Guid, ResiliencePipeline<HttpResponseMessage>> _breakers = new();
 
     public LlmUpstream(SsrfGuard guard, LlmSettings settings)
     {
@@ -84,11 +95,12 @@ public sealed class LlmUpstream : IDisposable
     public async Task<Answer> SendAsync(LlmCall.Target target, string? key, string endpoint, byte[] body, bool streaming, CancellationToken ct)
     {
         var url = UrlOf(target, endpoint);
+        var breaker = _breakers.GetOrAdd(target.Id, _ => Breaker());
         var attempts = 0;
-        var response = await _retries.ExecuteAsync(async token =>
+        var response = await _retries.ExecuteAsync(token => breaker.ExecuteAsync(async inner =>
         {
             attempts++;
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(token);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(inner);
             timeout.CancelAfter(_settings.ResponseTimeout);
             using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = new ByteArrayContent(body) };
             request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
@@ -98,13 +110,27 @@ public sealed class LlmUpstream : IDisposable
             {
                 return await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
             }
-            catch (OperationCanceledException) when (timeout.IsCancellationRequested && !token.IsCancellationRequested)
+            catch (OperationCanceledException) when (timeout.IsCancellationRequested && !inner.IsCancellationRequested)
             {
                 throw new TimeoutException($"The provider sent no answer within {_settings.ResponseTimeout.TotalSeconds:0.###} s.");
             }
-        }, ct);
+        }, token), ct);
         return new Answer(response, attempts);
     }
+
+    private ResiliencePipeline<HttpResponseMessage> Breaker() => new ResiliencePipelineBuilder<HttpResponseMessage>()
+        .AddCircuitBreaker(new CircuitBreakerStrategyOptions<HttpResponseMessage>
+        {
+            FailureRatio = _settings.BreakerFailureRatio,
+            MinimumThroughput = _settings.BreakerMinimumThroughput,
+            SamplingDuration = _settings.BreakerSamplingDuration ?? TimeSpan.FromSeconds(30),
+            BreakDuration = _settings.BreakerBreakDuration ?? TimeSpan.FromSeconds(30),
+            ShouldHandle = new PredicateBuilder<HttpResponseMessage>()
+                .Handle<HttpRequestException>(e => !SsrfGuard.IsBlocked(e))
+                .Handle<TimeoutException>()
+                .HandleResult(r => (int)r.StatusCode >= 500),
+        })
+        .Build();
 
     /// <summary>The provider's URL for an OpenAI-style endpoint (<c>chat/completions</c>, <c>embeddings</c>).</summary>
     public static Uri UrlOf(LlmCall.Target target, string endpoint)
