@@ -9,7 +9,7 @@ CREATE TABLE llm_requests (
     api_key_id         uuid,
     caller             text NOT NULL,
     run_id             text,
-    endpoint           text NOT NULL CHECK (endpoint IN ('chat.completions', 'embeddings')),
+    endpoint           text NOT NULL CHECK (endpoint IN ('chat.completions', 'embeddings', 'messages')),
     requested_model    text NOT NULL,
     served_model       text,
     provider           text,

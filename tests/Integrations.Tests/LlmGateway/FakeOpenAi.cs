@@ -10,6 +10,9 @@ namespace Integrations.Tests.LlmGateway;
 /// <summary>What the fake provider was sent: the body as JSON, the auth header, and the moments it wrote each stream chunk.</summary>
 public sealed record ProviderCall(string Path, string Query, JsonObject Body, string? Authorization, string? ApiKeyHeader)
 {
+    /// <summary>Anthropic's key header (<c>x-api-key</c>) and <c>anthropic-version</c>.</summary>
+    public (string? Key, string? Version) Anthropic { get; init; }
+
     /// <summary>When each streamed event left the fake (Stopwatch timestamps).</summary>
     public ConcurrentQueue<long> ChunkSentAt { get; } = new();
 
@@ -23,7 +26,8 @@ public sealed record ProviderCall(string Path, string Query, JsonObject Body, st
 /// name, so concurrent tests do not share switches: a model containing <c>rate-429</c> answers 429 with
 /// <c>Retry-After: 30</c> (longer than the gateway waits, so it is answered, not retried); <c>fail-500</c> 500; <c>slow</c> waits 1.5 s before its first byte; <c>drip</c> sends its
 /// chunks 100 ms apart; <c>drop</c> drops the connection after two chunks; <c>hang</c> sends one chunk and waits;
-/// <c>tool</c> answers with a tool call; <c>nousage</c> never sends usage.
+/// <c>tool</c> answers with a tool call; <c>nousage</c> never sends usage. At <c>/v1/messages</c> it speaks Anthropic's
+/// Messages API instead (a message, or its typed stream events).
 /// </summary>
 public sealed class FakeOpenAi : IAsyncDisposable
 {
@@ -58,7 +62,10 @@ public sealed class FakeOpenAi : IAsyncDisposable
     {
         var body = (JsonObject)(await JsonNode.ParseAsync(context.Request.Body))!;
         var call = new ProviderCall(context.Request.Path, context.Request.QueryString.Value ?? "", body, context.Request.Headers.Authorization.FirstOrDefault(),
-            context.Request.Headers["api-key"].FirstOrDefault());
+            context.Request.Headers["api-key"].FirstOrDefault())
+        {
+            Anthropic = (context.Request.Headers["x-api-key"].FirstOrDefault(), context.Request.Headers["anthropic-version"].FirstOrDefault()),
+        };
         Calls.Enqueue(call);
         context.RequestAborted.Register(() => call.Aborted.TrySetResult());
         var model = body["model"]!.GetValue<string>();
@@ -76,6 +83,11 @@ public sealed class FakeOpenAi : IAsyncDisposable
         }
         if (model.Contains("slow", StringComparison.Ordinal)) await Task.Delay(1500, context.RequestAborted);
 
+        if (context.Request.Path.Value!.EndsWith("/v1/messages", StringComparison.Ordinal))
+        {
+            await AnthropicAsync(context, call, body, model);
+            return;
+        }
         if (context.Request.Path.Value!.EndsWith("/embeddings", StringComparison.Ordinal))
         {
             await context.Response.WriteAsJsonAsync(new
@@ -145,6 +157,65 @@ public sealed class FakeOpenAi : IAsyncDisposable
             });
         }
         await context.Response.WriteAsync("data: [DONE]\n\n", context.RequestAborted);
+    }
+
+    /// <summary>Anthropic's Messages API: a message, or its stream of typed events (input tokens exclude the 2 read from cache).</summary>
+    private static async Task AnthropicAsync(HttpContext context, ProviderCall call, JsonObject body, string model)
+    {
+        var said = body["messages"]!.AsArray().Last()!["content"]?.ToString() ?? "";
+        var id = $"msg_{Guid.NewGuid():N}";
+        if (body["stream"]?.GetValue<bool>() != true)
+        {
+            await context.Response.WriteAsJsonAsync(new
+            {
+                id,
+                type = "message",
+                role = "assistant",
+                model = model + "-served",
+                content = new[] { new { type = "text", text = "echo: " + said } },
+                stop_reason = "end_turn",
+                stop_sequence = (string?)null,
+                usage = new { input_tokens = PromptTokens - CachedTokens, output_tokens = CompletionTokens, cache_read_input_tokens = CachedTokens },
+            });
+            return;
+        }
+        context.Response.ContentType = "text/event-stream";
+        var drip = model.Contains("drip", StringComparison.Ordinal);
+        async Task SendAsync(string type, object data)
+        {
+            await context.Response.WriteAsync($"event: {type}\ndata: {JsonSerializer.Serialize(data)}\n\n", context.RequestAborted);
+            await context.Response.Body.FlushAsync(context.RequestAborted);
+            call.ChunkSentAt.Enqueue(Stopwatch.GetTimestamp());
+        }
+        await SendAsync("message_start", new
+        {
+            type = "message_start",
+            message = new
+            {
+                id,
+                type = "message",
+                role = "assistant",
+                model = model + "-served",
+                content = Array.Empty<object>(),
+                stop_reason = (string?)null,
+                usage = new { input_tokens = PromptTokens - CachedTokens, output_tokens = 1, cache_read_input_tokens = CachedTokens },
+            },
+        });
+        await SendAsync("content_block_start", new { type = "content_block_start", index = 0, content_block = new { type = "text", text = "" } });
+        await SendAsync("ping", new { type = "ping" });
+        foreach (var word in Words)
+        {
+            if (drip) await Task.Delay(100, context.RequestAborted);
+            await SendAsync("content_block_delta", new { type = "content_block_delta", index = 0, delta = new { type = "text_delta", text = word } });
+        }
+        await SendAsync("content_block_stop", new { type = "content_block_stop", index = 0 });
+        await SendAsync("message_delta", new
+        {
+            type = "message_delta",
+            delta = new { stop_reason = "end_turn", stop_sequence = (string?)null },
+            usage = new { output_tokens = CompletionTokens },
+        });
+        await SendAsync("message_stop", new { type = "message_stop" });
     }
 
     private static object Usage() => new

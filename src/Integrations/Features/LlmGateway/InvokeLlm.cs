@@ -29,6 +29,9 @@ public static class InvokeLlm
     public const string ChatCompletions = "chat.completions";
     public const string Embeddings = "embeddings";
 
+    /// <summary>Anthropic's Messages API (<c>POST /v1/messages</c>), passed through natively to <c>anthropic</c> integrations.</summary>
+    public const string Messages = "messages";
+
     /// <summary>Pins the integration (by name or id) a model is routed to.</summary>
     public const string IntegrationHeader = "X-Integration";
 
@@ -46,7 +49,7 @@ public static class InvokeLlm
 
         public string Model => Body["model"] is JsonValue value && value.TryGetValue<string>(out var model) ? model : "";
 
-        public bool Streaming => Endpoint == ChatCompletions && Body["stream"] is JsonValue value && value.TryGetValue<bool>(out var on) && on;
+        public bool Streaming => Endpoint != Embeddings && Body["stream"] is JsonValue value && value.TryGetValue<bool>(out var on) && on;
 
         /// <summary>Where a streamed answer goes as it arrives; required when <see cref="Streaming"/>.</summary>
         [JsonIgnore]
@@ -90,10 +93,12 @@ public static class InvokeLlm
 
         internal Task FlushAsync(CancellationToken ct) => response.Body.FlushAsync(ct);
 
-        /// <summary>A failure after the answer began cannot change its status: it is told as a last event in OpenAI's error shape.</summary>
+        /// <summary>A failure after the answer began cannot change its status: it is told as a last event in the route's error shape (OpenAI's, or Anthropic's <c>event: error</c>).</summary>
         internal async Task WriteErrorAsync(Error error, HttpContext context)
         {
-            var payload = JsonSerializer.Serialize(Problems.ToOpenAiError(error, context));
+            var anthropic = Problems.IsAnthropicSurface(context);
+            var payload = JsonSerializer.Serialize(anthropic ? Problems.ToAnthropicError(error, context) : Problems.ToOpenAiError(error, context));
+            if (anthropic) await WriteLineAsync("event: error", CancellationToken.None);
             await WriteLineAsync("data: " + payload, CancellationToken.None);
             await WriteLineAsync("", CancellationToken.None);
             await FlushAsync(CancellationToken.None);
@@ -104,13 +109,13 @@ public static class InvokeLlm
     {
         public Validator()
         {
-            RuleFor(x => x.Endpoint).Must(e => e is ChatCompletions or Embeddings).WithMessage("Endpoint must be chat.completions or embeddings.");
+            RuleFor(x => x.Endpoint).Must(e => e is ChatCompletions or Embeddings or Messages).WithMessage("Endpoint must be chat.completions, embeddings or messages.");
             RuleFor(x => x.Model).NotEmpty().WithMessage("'model' is required (a string: '<integration>/<model>' or a model an integration allows).")
                 .MaximumLength(400).WithMessage("'model' may be at most 400 characters.").OverridePropertyName("model");
             // One model-level rule: an indexer in RuleFor is compiled again at every construction (ValidatorConstructionTests).
             RuleFor(x => x).Custom((x, context) =>
             {
-                if (x.Endpoint == ChatCompletions && x.Body["messages"] is not JsonArray { Count: > 0 }) context.AddFailure("messages", "'messages' must be a non-empty array.");
+                if (x.Endpoint != Embeddings && x.Body["messages"] is not JsonArray { Count: > 0 }) context.AddFailure("messages", "'messages' must be a non-empty array.");
                 if (x.Endpoint == Embeddings && x.Body["input"] is null) context.AddFailure("input", "'input' is required.");
                 if (x.Streaming && x.Stream is null) context.AddFailure("stream", "A streamed request needs a stream to write the answer to.");
             });
@@ -129,7 +134,7 @@ public static class InvokeLlm
             var body = (JsonObject)request.Body.DeepClone();
             body["model"] = target.UpstreamModel;
             var clientAskedUsage = body["stream_options"] is JsonObject options && options["include_usage"] is JsonValue v && v.TryGetValue<bool>(out var asked) && asked;
-            if (request.Streaming && !clientAskedUsage)
+            if (request.Streaming && request.Endpoint == ChatCompletions && !clientAskedUsage)
             {
                 var streamOptions = body["stream_options"] as JsonObject ?? [];
                 streamOptions["include_usage"] = true;
@@ -246,7 +251,7 @@ public static class InvokeLlm
                     {
                         var data = line.AsSpan(5).Trim();
                         if (data.SequenceEqual("[DONE]")) done = true;
-                        else if (usage.ObserveChunk(data) && !clientAskedUsage) skipping = true; // the usage we asked for, not the client
+                        else if (usage.ObserveChunk(data) && request.Endpoint == ChatCompletions && !clientAskedUsage) skipping = true; // the usage we asked for, not the client
                     }
                     if (!skipping) await client.WriteLineAsync(line, ct);
                 }
@@ -265,7 +270,7 @@ public static class InvokeLlm
                 return usage.Fail(Error.UpstreamError("The provider's stream broke off before it finished."));
             }
             if (!done && !usage.Finished) return usage.Fail(Error.UpstreamError("The provider's stream ended before it finished."));
-            if (!done)
+            if (!done && request.Endpoint == ChatCompletions)
             {
                 await client.WriteLineAsync("data: [DONE]", ct);
                 await client.WriteLineAsync("", ct);
@@ -337,6 +342,12 @@ public static class InvokeLlm
         group.MapPost("/chat/completions", (HttpContext http, IMediator mediator) => SendAsync(http, mediator, ChatCompletions))
             .WithName(Command.Operation) // the operation; embeddings is the same operation at another endpoint
             .WithSummary("OpenAI-compatible chat completions (stream: true answers server-sent events as the provider sends them), on the tenant's integrations.")
+            .Accepts<JsonObject>("application/json")
+            .Produces<JsonObject>()
+            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream");
+        group.MapPost("/messages", (HttpContext http, IMediator mediator) => SendAsync(http, mediator, Messages))
+            .WithName(Command.Operation + ".messages")
+            .WithSummary("Anthropic's Messages API (stream: true answers its server-sent events as they come), on the tenant's anthropic integrations.")
             .Accepts<JsonObject>("application/json")
             .Produces<JsonObject>()
             .Produces(StatusCodes.Status200OK, contentType: "text/event-stream");
@@ -413,6 +424,26 @@ public static class InvokeLlm
             if (root.TryGetProperty("usage", out var usage)) ReadUsage(usage);
         }
 
+        /// <summary>An event of Anthropic's stream: <c>message_start</c> (model, input tokens), <c>content_block_delta</c>, <c>message_delta</c> (output tokens so far), <c>message_stop</c>.</summary>
+        private void ObserveAnthropicEvent(JsonElement root, string type)
+        {
+            switch (type)
+            {
+                case "message_start" when root.TryGetProperty("message", out var message) && message.ValueKind == JsonValueKind.Object:
+                    Observe(message);
+                    break;
+                case "content_block_delta" when root.TryGetProperty("delta", out var delta):
+                    _completionChars += delta.GetRawText().Length;
+                    break;
+                case "message_delta" when root.TryGetProperty("usage", out var usage):
+                    ReadUsage(usage);
+                    break;
+                case "message_stop":
+                    Finished = true;
+                    break;
+            }
+        }
+
         /// <summary>One streamed chunk; true when it is a usage-only chunk (no choices, usage set).</summary>
         public bool ObserveChunk(ReadOnlySpan<char> data)
         {
@@ -422,6 +453,11 @@ public static class InvokeLlm
                 using var document = JsonDocument.Parse(data.ToString());
                 var root = document.RootElement;
                 if (root.ValueKind != JsonValueKind.Object) return false;
+                if (request.Endpoint == Messages)
+                {
+                    if (root.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String) ObserveAnthropicEvent(root, type.GetString()!);
+                    return false;
+                }
                 Observe(root);
                 var hasChoices = false;
                 if (root.TryGetProperty("choices", out var choices) && choices.ValueKind == JsonValueKind.Array)
@@ -446,6 +482,13 @@ public static class InvokeLlm
             if (usage.ValueKind != JsonValueKind.Object) return;
             if (usage.TryGetProperty("prompt_tokens", out var prompt) && prompt.TryGetInt64(out var p)) _prompt = p;
             if (usage.TryGetProperty("completion_tokens", out var completion) && completion.TryGetInt64(out var c)) _completion = c;
+            // Anthropic: input_tokens excludes cache reads, which are counted (and priced) apart.
+            if (usage.TryGetProperty("input_tokens", out var input) && input.TryGetInt64(out var i))
+            {
+                _cached = usage.TryGetProperty("cache_read_input_tokens", out var read) && read.TryGetInt64(out var r) ? r : 0;
+                _prompt = i + _cached;
+            }
+            if (usage.TryGetProperty("output_tokens", out var output) && output.TryGetInt64(out var o)) _completion = o;
             else if (_prompt is not null && request.Endpoint == Embeddings) _completion = 0;
             if (usage.TryGetProperty("prompt_tokens_details", out var details) && details.ValueKind == JsonValueKind.Object
                 && details.TryGetProperty("cached_tokens", out var cached) && cached.TryGetInt64(out var k))

@@ -23,8 +23,8 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
 {
     public const string EventPrefixName = "llm.request";
 
-    /// <summary>Providers the gateway forwards to (anthropic integrations exist but are not served by <c>/v1</c> yet).</summary>
-    public static readonly string[] ServedProviders = ["openai", "openai_compatible", "azure_openai", "google"];
+    /// <summary>Providers the gateway forwards to: the OpenAI-style ones at chat completions and embeddings, anthropic at messages.</summary>
+    public static readonly string[] ServedProviders = ["openai", "openai_compatible", "azure_openai", "google", "anthropic"];
 
     /// <summary>Errors that are the provider's fault, not the caller's: they open or bump the integration's incident.</summary>
     private static readonly HashSet<string> ProviderFailures =
@@ -163,7 +163,12 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
     public override PolicySubject PolicySubjectOf(Target target) => new(target.Name, target.Id, target.UpstreamModel, "low");
 
     public override ValueTask<CallDenial?> CheckInputAsync(InvokeLlm.Command request, Target target) =>
-        ValueTask.FromResult(target.AllowedModels.Length > 0 && !target.AllowedModels.Contains(target.UpstreamModel)
+        ValueTask.FromResult((target.Provider == "anthropic") != (request.Endpoint == InvokeLlm.Messages)
+            ? new CallDenial("endpoint_not_served", new Error("endpoint_not_served", 400, "Endpoint not served by this provider.",
+                target.Provider == "anthropic"
+                    ? $"The integration '{target.Name}' is an anthropic one: call it at /v1/messages (Anthropic's Messages API)."
+                    : $"The integration '{target.Name}' is an {target.Provider} one: call it at /v1/chat/completions or /v1/embeddings."))
+            : target.AllowedModels.Length > 0 && !target.AllowedModels.Contains(target.UpstreamModel)
             ? CallDenial.Policy("model_not_allowed", $"The integration '{target.Name}' does not allow the model '{target.UpstreamModel}'.")
             : null);
 

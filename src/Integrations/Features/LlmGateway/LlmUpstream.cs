@@ -139,6 +139,7 @@ public sealed class LlmUpstream : IDisposable
         string Base(string fallback) => (string.IsNullOrWhiteSpace(target.BaseUrl) ? fallback : target.BaseUrl).TrimEnd('/');
         return target.Provider switch
         {
+            "anthropic" => new Uri(WithoutV1(Base("https://api.anthropic.com")) + "/v1/messages"),
             // Azure routes by deployment, named like the model; the body's model is ignored there.
             "azure_openai" => new Uri($"{Base("https://invalid.openai.azure.com")}/openai/deployments/{Uri.EscapeDataString(target.UpstreamModel)}/{path}?api-version={AzureApiVersion}"),
             "google" => new Uri($"{Base("https://generativelanguage.googleapis.com/v1beta")}/openai/{path}"),
@@ -146,10 +147,23 @@ public sealed class LlmUpstream : IDisposable
         };
     }
 
+    private static string WithoutV1(string url) => url.EndsWith("/v1", StringComparison.Ordinal) ? url[..^3] : url;
+
     private static void Authenticate(string provider, HttpRequestHeaders headers, string key)
     {
-        if (provider == "azure_openai") headers.Add("api-key", key);
-        else headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        switch (provider)
+        {
+            case "azure_openai":
+                headers.Add("api-key", key);
+                break;
+            case "anthropic":
+                headers.Add("x-api-key", key);
+                headers.Add("anthropic-version", ProviderHealthProbe.AnthropicVersion);
+                break;
+            default:
+                headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+                break;
+        }
     }
 
     /// <summary>The wait a 429 or 503 asks for (<c>Retry-After</c> as seconds or a date), or null when it names none.</summary>

@@ -35,8 +35,8 @@ public static class Problems
         {
             context.Response.Headers.RetryAfter = retryAfter?.ToString();
         }
-        return IsOpenAiSurface(context)
-            ? TypedResults.Json(ToOpenAiError(error, context), statusCode: error.Status)
+        return IsAnthropicSurface(context) ? TypedResults.Json(ToAnthropicError(error, context), statusCode: error.Status)
+            : IsOpenAiSurface(context) ? TypedResults.Json(ToOpenAiError(error, context), statusCode: error.Status)
             : TypedResults.Problem(ToProblemDetails(error, context));
     }
 
@@ -46,6 +46,24 @@ public static class Problems
     /// the stable code as <c>code</c> and this service's extensions (<c>invocation_id</c>, <c>rule</c>, <c>reset_at</c>, ...) beside them.
     /// </summary>
     public static bool IsOpenAiSurface(HttpContext context) => context.Request.Path.StartsWithSegments("/v1");
+
+    /// <summary>Anthropic's Messages route answers Anthropic's shape: <c>{"type": "error", "error": {"type", "message", ...}}</c>, the same fields as the OpenAI one beside them.</summary>
+    public static bool IsAnthropicSurface(HttpContext context) => context.Request.Path.StartsWithSegments("/v1/messages");
+
+    public static Dictionary<string, object?> ToAnthropicError(Error error, HttpContext context)
+    {
+        var body = (Dictionary<string, object?>)ToOpenAiError(error, context)["error"]!;
+        body["type"] = error.Status switch
+        {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            >= 500 => "api_error",
+            _ => "invalid_request_error",
+        };
+        return new Dictionary<string, object?> { ["type"] = "error", ["error"] = body };
+    }
 
     public static Dictionary<string, object?> ToOpenAiError(Error error, HttpContext context)
     {

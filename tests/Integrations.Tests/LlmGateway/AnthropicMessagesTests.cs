@@ -1,0 +1,93 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace Integrations.Tests.LlmGateway;
+
+/// <summary>Anthropic's Messages API passed through natively at /v1/messages to anthropic integrations (raw wire format).</summary>
+public sealed class AnthropicMessagesTests(LlmGatewayFixture fixture) : IClassFixture<LlmGatewayFixture>
+{
+    private static object Message(string model, bool stream = false) => new
+    {
+        model,
+        max_tokens = 256,
+        stream,
+        system = "Be brief.",
+        messages = new[] { new { role = "user", content = "bonjour" } },
+        metadata = new { user_id = "u-1" },
+    };
+
+    [Fact]
+    public async Task A_message_goes_to_the_anthropic_integration_with_its_key_and_records_usage_with_cache_reads()
+    {
+        var tenant = await fixture.TenantAsync(name: "oai");
+        var anthropic = await tenant.IntegrationAsync("claude", provider: "anthropic", baseUrl: fixture.Provider.BaseUrl);
+        using var http = tenant.Http();
+
+        var response = await http.PostAsJsonAsync("/v1/messages", Message("claude/claude-haiku-4-5"));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var message = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal("echo: bonjour", message.GetProperty("content")[0].GetProperty("text").GetString());
+        var sent = Assert.Single(fixture.Provider.CallsFor("claude-haiku-4-5"), c => c.Anthropic.Key == tenant.Secret);
+        Assert.Equal(("/v1/messages", "2023-06-01", null), (sent.Path, sent.Anthropic.Version, sent.Authorization));
+        Assert.Equal("Be brief.", sent.Body["system"]!.GetValue<string>());
+        Assert.Equal("u-1", sent.Body["metadata"]!["user_id"]!.GetValue<string>());
+
+        var row = Assert.Single(await tenant.UsageAsync());
+        Assert.Equal(("messages", anthropic, "anthropic", "completed"), (row.Endpoint, row.IntegrationId!.Value, row.Provider!, row.Status));
+        Assert.Equal((11L, 7L, 2L, false), (row.PromptTokens, row.CompletionTokens, row.CachedTokens, row.TokensEstimated));
+        Assert.Equal(0.00442m, row.CostCents); // 9 × 100 + 2 × 10 + 7 × 500 cents per million tokens
+    }
+
+    [Fact]
+    public async Task A_streamed_message_arrives_event_by_event_before_the_last_is_sent_with_the_providers_usage()
+    {
+        var tenant = await fixture.TenantAsync(name: "oai");
+        await tenant.IntegrationAsync("claude", provider: "anthropic", baseUrl: fixture.Provider.BaseUrl);
+        using var http = tenant.Http();
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/messages") { Content = JsonContent.Create(Message("claude/claude-drip", stream: true)) };
+        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        long? firstText = null;
+        var events = new List<string>();
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            if (line.StartsWith("event: ", StringComparison.Ordinal)) events.Add(line[7..]);
+            if (line.Contains("text_delta", StringComparison.Ordinal)) firstText ??= Stopwatch.GetTimestamp();
+        }
+
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
+        Assert.Equal(["message_start", "content_block_start", "ping", "content_block_delta", "content_block_delta", "content_block_delta",
+            "content_block_delta", "content_block_delta", "content_block_stop", "message_delta", "message_stop"], events);
+        var sent = Assert.Single(fixture.Provider.CallsFor("claude-drip"), c => c.Anthropic.Key == tenant.Secret);
+        Assert.Null(sent.Body["stream_options"]); // an OpenAI field, never added for Anthropic
+        Assert.True(firstText < sent.ChunkSentAt.Last());
+        var row = Assert.Single(await tenant.UsageAsync(1));
+        Assert.Equal(("completed", true, 11L, 7L, false), (row.Status, row.Streaming, row.PromptTokens, row.CompletionTokens, row.TokensEstimated));
+    }
+
+    [Fact]
+    public async Task Each_route_serves_only_its_providers_and_refusals_at_messages_are_in_anthropics_shape()
+    {
+        var tenant = await fixture.TenantAsync(name: "oai");
+        await tenant.IntegrationAsync("claude", provider: "anthropic", baseUrl: fixture.Provider.BaseUrl);
+        using var http = tenant.Http();
+
+        var openAiAtMessages = await http.PostAsJsonAsync("/v1/messages", Message("oai/gpt-4o"));
+        var anthropicAtChat = await http.PostAsJsonAsync("/v1/chat/completions", new { model = "claude/claude-haiku-4-5", messages = new[] { new { role = "user", content = "hi" } } });
+        var unknown = await http.PostAsJsonAsync("/v1/messages", Message("nobody/claude"));
+
+        Assert.Equal((HttpStatusCode.BadRequest, HttpStatusCode.BadRequest, HttpStatusCode.NotFound),
+            (openAiAtMessages.StatusCode, anthropicAtChat.StatusCode, unknown.StatusCode));
+        var anthropicShape = await openAiAtMessages.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal("error", anthropicShape.GetProperty("type").GetString());
+        Assert.Equal(("invalid_request_error", "endpoint_not_served"),
+            (anthropicShape.GetProperty("error").GetProperty("type").GetString(), anthropicShape.GetProperty("error").GetProperty("code").GetString()));
+        Assert.Equal("not_found_error", (await unknown.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("type").GetString());
+        Assert.Equal("endpoint_not_served", (await anthropicAtChat.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString());
+        Assert.DoesNotContain(fixture.Provider.Calls, c => c.Anthropic.Key == tenant.Secret || c.Authorization == $"Bearer {tenant.Secret}");
+    }
+}
