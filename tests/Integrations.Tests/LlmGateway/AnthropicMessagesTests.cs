@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Anthropic;
+using Anthropic.Models.Messages;
 
 namespace Integrations.Tests.LlmGateway;
 
@@ -39,6 +41,40 @@ public sealed class AnthropicMessagesTests(LlmGatewayFixture fixture) : IClassFi
         Assert.Equal(("messages", anthropic, "anthropic", "completed"), (row.Endpoint, row.IntegrationId!.Value, row.Provider!, row.Status));
         Assert.Equal((11L, 7L, 2L, false), (row.PromptTokens, row.CompletionTokens, row.CachedTokens, row.TokensEstimated));
         Assert.Equal(0.00442m, row.CostCents); // 9 × 100 + 2 × 10 + 7 × 500 cents per million tokens
+    }
+
+    [Fact]
+    public async Task The_official_anthropic_client_works_by_changing_only_its_base_url()
+    {
+        var tenant = await fixture.TenantAsync(name: "oai");
+        await tenant.IntegrationAsync("claude", provider: "anthropic", baseUrl: fixture.Provider.BaseUrl);
+        // The client sends its key as x-api-key, which the gateway reads as its own API key header.
+        var client = new AnthropicClient
+        {
+            ApiKey = tenant.LlmKey,
+            BaseUrl = fixture.Factory.Server.BaseAddress.ToString().TrimEnd('/'),
+            HttpClient = fixture.Factory.CreateClient(),
+            MaxRetries = 0,
+        };
+        var parameters = new MessageCreateParams { MaxTokens = 256, Messages = [new UserMessageParam("bonjour")], Model = "claude/claude-haiku-4-5" };
+
+        var message = await client.Messages.Create(parameters);
+        var events = 0;
+        long? outputTokens = null;
+        await foreach (var streamed in client.Messages.CreateStreaming(parameters with { Model = "claude/claude-stream" }))
+        {
+            events++;
+            if (streamed.TryPickDelta(out var delta)) outputTokens = delta.Usage.OutputTokens;
+        }
+
+        Assert.True(message.Content[0].TryPickText(out var text));
+        Assert.Equal("echo: bonjour", text!.Text);
+        Assert.Equal((9L, 7L), (message.Usage.InputTokens, message.Usage.OutputTokens));
+        Assert.Equal(10, events); // the ping is not an event the client surfaces
+        Assert.Equal(7L, outputTokens);
+        var rows = await tenant.UsageAsync(2);
+        Assert.Equal([false, true], rows.Select(r => r.Streaming));
+        Assert.All(rows, r => Assert.Equal(("completed", 11L, 7L), (r.Status, r.PromptTokens, r.CompletionTokens)));
     }
 
     [Fact]
