@@ -63,7 +63,7 @@ public static class Credential
     internal static SecretMaterial ToMaterial(this ISecretFields fields, string type) => type switch
     {
         CredentialTypes.BasicAuth => new SecretMaterial(Username: fields.Username, Password: fields.Password),
-        CredentialTypes.Custom => new SecretMaterial(Fields: fields.Fields),
+        CredentialTypes.Custom or CredentialTypes.OAuth2ClientCredentials => new SecretMaterial(Fields: fields.Fields),
         _ => new SecretMaterial(Secret: fields.Secret),
     };
 
@@ -91,7 +91,11 @@ public static class Credential
             if (fields.Password is not null) Add("password", $"A {type} credential takes no 'password'.");
         }
 
-        if (type == CredentialTypes.Custom)
+        if (type == CredentialTypes.OAuth2ClientCredentials)
+        {
+            if (OAuthClientTokens.FieldsRefusal(fields.Fields) is { } refusal) Add("fields", refusal);
+        }
+        else if (type == CredentialTypes.Custom)
         {
             if (fields.Fields is not { Count: > 0 and <= 50 }) Add("fields", "A custom credential needs 'fields': 1-50 named values.");
             else if (fields.Fields.Any(f => string.IsNullOrWhiteSpace(f.Key) || f.Key.Length > 100 || f.Value is null || f.Value.Length > MaxSecretLength))

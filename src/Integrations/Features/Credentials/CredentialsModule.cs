@@ -37,6 +37,7 @@ public sealed class CredentialsModule : ICarterModule
         services.AddSingleton<VaultCrypto>();
         services.AddSingleton(HashiCorpVaultSettings.FromConfiguration(configuration));
         services.AddSingleton<HashiCorpVault>();
+        services.AddSingleton<OAuthClientTokens>();
         services.AddSingleton<MasterKeyRotation>();
         services.AddHostedService<VaultStartupCheck>();
         services.AddScoped<CredentialContext>();

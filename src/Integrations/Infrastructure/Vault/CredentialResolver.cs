@@ -42,7 +42,7 @@ public sealed class CredentialContext
 /// <c>credential_access_log</c> and the audit trail in a transaction of its own that commits before the secret is
 /// released: if that record cannot be written, resolution throws and nothing is released.
 /// </summary>
-public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContext callerContext, VaultCrypto crypto, AuditKeys auditKeys, HashiCorpVault hashiCorp)
+public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContext callerContext, VaultCrypto crypto, AuditKeys auditKeys, HashiCorpVault hashiCorp, OAuthClientTokens oauthTokens)
 {
     public const string SubjectType = "credential";
     public const string AccessedAction = "credential.accessed";
@@ -257,6 +257,19 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
         {
             var payload = crypto.Open(new SealedSecret(row.Ciphertext, row.Nonce, row.Tag, row.WrappedKey, row.KeyId), tenantId, row.Id, row.Version);
             var credential = ResolvedCredential.FromPayload(row.Type, reference.Value, row.Id, row.Version, payload);
+            if (row.Type == CredentialTypes.OAuth2ClientCredentials)
+            {
+                // The client secret goes to the token endpoint: a destination the binding must allow too.
+                var tokenHost = OAuthClientTokens.TokenHost(credential.Fields);
+                if (row.AllowedHosts is { } bound && (tokenHost is null || !CredentialHosts.Allows(bound, tokenHost)))
+                {
+                    return Deny("host_not_allowed", CredentialErrors.HostNotAllowed(
+                        $"The credential may be sent only to {string.Join(", ", bound)}; its token URL is on '{tokenHost ?? "(unknown)"}'."), row.Id);
+                }
+                var token = await oauthTokens.AccessTokenAsync(row.Id, row.Version, credential.Fields, ct);
+                if (!token.IsSuccess) return Deny("token_exchange_failed", token.Error!, row.Id);
+                credential = credential.WithAccessToken(token.Value);
+            }
             return new Decision(true, "granted", row.Id, credential, null);
         }
         catch (MasterKeyUnavailableException e)
