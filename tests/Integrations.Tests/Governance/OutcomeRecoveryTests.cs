@@ -159,6 +159,8 @@ public sealed class OutcomeRecoveryTests : IAsyncLifetime
         Assert.Equal((OutcomeRecovery.Unknown, "t1"), (details.GetProperty("outcome").GetString(), details.GetProperty("target").GetString()));
         var incident = Assert.Single((await _host.SendAsync(new ListIncidents.Query(), tenant)).Value.Items);
         Assert.Equal(("call_unknown", incident.Id.ToString()), (incident.Kind, details.GetProperty("incident_id").GetString()));
+        var byKind = await _host.SendAsync(new ListIncidents.Query(Kind: "call_unknown"), tenant);   // a kind the list filter knows
+        Assert.Equal(incident.Id, Assert.Single(byKind.Value.Items).Id);
         Assert.Single(await EventsAsync(tenant), e => e.Correlation == finished.Value.InvocationId.ToString() && e.Action == "fake.call.completed");
         Assert.True((await _host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value.Valid);
     }
