@@ -6,6 +6,7 @@ using Integrations.Features.Datasources;
 using Integrations.Features.Incidents;
 using Integrations.Features.Integrations;
 using Integrations.Features.LlmGateway;
+using Integrations.Features.McpGateway;
 using Integrations.Features.McpServers;
 using Integrations.Features.Policies;
 using Integrations.Infrastructure.Audit;
@@ -80,6 +81,7 @@ public static class IntegrationsServiceCollection
         CredentialsModule.AddServices(services, configuration);
         IntegrationsModule.AddServices(services, configuration);
         McpServersModule.AddServices(services, configuration);
+        McpGatewayModule.AddServices(services);
         DatasourcesModule.AddServices(services, configuration);
         PoliciesModule.AddServices(services);
         IncidentsModule.AddServices(services);

@@ -28,6 +28,25 @@ public static class Cursor
         return lastSeq > 0;
     }
 
+    /// <summary>A cursor naming a row by a unique name (the gateway's tools, which are ordered by name).</summary>
+    public static string EncodeName(string lastName) => Base64Url.EncodeToString(System.Text.Encoding.UTF8.GetBytes(lastName));
+
+    public static bool TryDecodeName(string? cursor, out string? lastName)
+    {
+        lastName = null;
+        if (string.IsNullOrEmpty(cursor)) return true;
+        if (cursor.Length > 1024) return false;
+        try
+        {
+            lastName = System.Text.Encoding.UTF8.GetString(Base64Url.DecodeFromChars(cursor));
+            return lastName.Length > 0;
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+    }
+
     private static byte[]? Decode(string cursor)
     {
         if (cursor.Length > 32) return null;
@@ -69,6 +88,10 @@ public static class PagingRules
     /// <summary>A cursor naming a row id (every list but the audit trail).</summary>
     public static IRuleBuilderOptions<T, string?> IdCursor<T>(this IRuleBuilder<T, string?> rule) =>
         rule.Must(c => Cursor.TryDecode(c, out Guid _)).WithMessage("The cursor is not valid.");
+
+    /// <summary>A cursor naming a row by name.</summary>
+    public static IRuleBuilderOptions<T, string?> NameCursor<T>(this IRuleBuilder<T, string?> rule) =>
+        rule.Must(c => Cursor.TryDecodeName(c, out _)).WithMessage("The cursor is not valid.");
 
     /// <summary>A cursor naming an audit sequence number.</summary>
     public static IRuleBuilderOptions<T, string?> SeqCursor<T>(this IRuleBuilder<T, string?> rule) =>

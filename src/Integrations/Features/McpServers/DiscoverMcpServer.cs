@@ -44,7 +44,7 @@ public static class DiscoverMcpServer
         : IRequestHandler<Command, Result<Response>>
     {
         private const string UpdateToolSql = """
-            UPDATE mcp_tools SET title = @Title, description = @Description, input_schema = @InputSchema::jsonb,
+            UPDATE mcp_tools SET title = @Title, description = @Description, input_schema = @InputSchema::jsonb, output_schema = @OutputSchema::jsonb,
                 annotations = @Annotations::jsonb, definition_hash = @Hash, risk_level = @RiskLevel, risk_reason = @RiskReason,
                 status = @Status, updated_at = now()
             WHERE tenant_id = @TenantId AND id = @Id
@@ -113,6 +113,7 @@ public static class DiscoverMcpServer
                         definition.Title,
                         definition.Description,
                         InputSchema = definition.InputSchemaJson,
+                        OutputSchema = definition.OutputSchemaJson,
                         Annotations = definition.AnnotationsJson,
                         definition.Hash,
                         RiskLevel = tool.RiskOverridden ? tool.RiskLevel : definition.RiskLevel,

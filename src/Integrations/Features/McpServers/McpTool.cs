@@ -85,30 +85,32 @@ public static class McpTool
 
     /// <summary>A tool seen for the first time: its definition is approved as seen (pinned), enabled as the caller decides.</summary>
     internal const string InsertSql = """
-        INSERT INTO mcp_tools (id, tenant_id, server_id, name, title, description, input_schema, annotations,
+        INSERT INTO mcp_tools (id, tenant_id, server_id, name, title, description, input_schema, output_schema, annotations,
             definition_hash, approved_hash, approved_definition, risk_level, risk_reason, enabled)
-        VALUES (@Id, @TenantId, @ServerId, @Name, @Title, @Description, @InputSchema::jsonb, @Annotations::jsonb,
+        VALUES (@Id, @TenantId, @ServerId, @Name, @Title, @Description, @InputSchema::jsonb, @OutputSchema::jsonb, @Annotations::jsonb,
             @Hash, @Hash, @Pinned::jsonb, @RiskLevel, @RiskReason, @Enabled)
         """;
 
     internal sealed record NewTool(
         Guid Id, string TenantId, Guid ServerId, string Name, string? Title, string? Description, string InputSchema,
-        string? Annotations, string Hash, string Pinned, string RiskLevel, string RiskReason, bool Enabled);
+        string? OutputSchema, string? Annotations, string Hash, string Pinned, string RiskLevel, string RiskReason, bool Enabled);
 
     internal static NewTool InsertArgs(string tenantId, Guid serverId, Definition definition, bool enabled) => new(
         Ids.New(), tenantId, serverId, definition.Name, definition.Title, definition.Description,
-        definition.InputSchemaJson, definition.AnnotationsJson, definition.Hash, definition.PinnedJson,
+        definition.InputSchemaJson, definition.OutputSchemaJson, definition.AnnotationsJson, definition.Hash, definition.PinnedJson,
         definition.RiskLevel, definition.RiskReason, enabled);
 
     /// <summary>
     /// A tool as a server announced it: its pinnable definition (name, description, inputSchema), the hash of that
-    /// definition's canonical JSON, and the classified risk.
+    /// definition's canonical JSON, and the classified risk. The <c>outputSchema</c> is kept as announced (the MCP
+    /// gateway serves it) but is not part of the pinned definition, so a change to it alone is not drift.
     /// </summary>
     public sealed record Definition(
         string Name,
         string? Title,
         string? Description,
         string InputSchemaJson,
+        string? OutputSchemaJson,
         string? AnnotationsJson,
         string PinnedJson,
         string Hash,
@@ -133,6 +135,7 @@ public static class McpTool
                 tool.Title,
                 tool.Description,
                 schema.GetRawText(),
+                tool.OutputSchema is { ValueKind: JsonValueKind.Object or JsonValueKind.True or JsonValueKind.False } output ? output.GetRawText() : null,
                 tool.Annotations is null ? null : JsonSerializer.Serialize(tool.Annotations, McpJsonUtilities.DefaultOptions),
                 System.Text.Encoding.UTF8.GetString(CanonicalJson.Serialize(pinnedElement)),
                 CanonicalJson.Sha256(pinnedElement),

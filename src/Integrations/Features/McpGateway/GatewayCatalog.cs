@@ -1,0 +1,157 @@
+using System.Collections.Concurrent;
+using Dapper;
+using Integrations.Features.McpServers;
+using Integrations.Features.Policies;
+using Integrations.Infrastructure.Database;
+using Npgsql;
+
+namespace Integrations.Features.McpGateway;
+
+/// <summary>
+/// A tenant's tools as the MCP gateway names them (<see cref="GatewayToolNames"/>): every tool of every live server,
+/// whatever its state, so that a name stays with its tool while the tool is disabled or drifted and a call by that
+/// name reaches the governed call (which refuses it with the rule) rather than "unknown tool". Held per replica while
+/// the change listener runs; migration 0018's triggers announce <c>tools:&lt;tenant&gt;</c> on every change.
+/// </summary>
+public sealed class GatewayCatalog
+{
+    public const string ChangeKeyPrefix = "tools:";
+
+    private const int MaxTenants = 10_000;
+
+    private const string Sql = """
+        SELECT t.id AS tool_id, t.name AS tool_name, t.title, t.description, t.input_schema::text AS input_schema,
+               t.output_schema::text AS output_schema, t.annotations::text AS annotations, t.risk_level, t.enabled,
+               t.status, t.definition_hash = t.approved_hash AS pinned,
+               s.id AS server_id, s.name AS server_name, s.status AS server_status, s.created_at AS server_created_at
+        FROM mcp_tools t JOIN mcp_servers s ON s.tenant_id = t.tenant_id AND s.id = t.server_id
+        WHERE t.tenant_id = @TenantId AND s.deleted_at IS NULL
+        """;
+
+    private readonly ConcurrentDictionary<string, Snapshot> _cache = new(StringComparer.Ordinal);
+    private readonly ChangeNotifications _changes;
+    private long _generation;
+
+    public GatewayCatalog(ChangeNotifications changes)
+    {
+        _changes = changes;
+        changes.Changed += key =>
+        {
+            if (!key.StartsWith(ChangeKeyPrefix, StringComparison.Ordinal)) return;
+            Interlocked.Increment(ref _generation);
+            var tenant = key[ChangeKeyPrefix.Length..];
+            if (tenant == "*") _cache.Clear();
+            else _cache.TryRemove(tenant, out _);
+        };
+        changes.Reset += () =>
+        {
+            Interlocked.Increment(ref _generation);
+            _cache.Clear();
+        };
+    }
+
+    public bool TryGetCached(string tenantId, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Snapshot? snapshot)
+    {
+        snapshot = null;
+        return _changes.IsListening && _cache.TryGetValue(tenantId, out snapshot);
+    }
+
+    public async Task<Snapshot> GetAsync(NpgsqlConnection connection, string tenantId, CancellationToken ct)
+    {
+        var listening = _changes.IsListening;
+        if (listening && _cache.TryGetValue(tenantId, out var cached)) return cached;
+
+        var generation = Interlocked.Read(ref _generation);
+        var rows = (await connection.QueryAsync<Row>(new CommandDefinition(Sql, new { TenantId = tenantId }, cancellationToken: ct))).AsList();
+        rows.Sort((a, b) =>
+        {
+            var order = a.ServerCreatedAt.CompareTo(b.ServerCreatedAt);
+            if (order == 0) order = a.ServerId.CompareTo(b.ServerId);
+            return order != 0 ? order : string.CompareOrdinal(a.ToolName, b.ToolName);
+        });
+        var names = GatewayToolNames.Assign(rows, r => (r.ServerName, r.ToolName, r.ToolId));
+        var tools = rows.Select((r, i) => r.ToTool(names[i])).OrderBy(t => t.Name, StringComparer.Ordinal).ToArray();
+        var snapshot = new Snapshot(tools, tools.ToDictionary(t => t.Name, StringComparer.Ordinal));
+
+        // Only keep what was read if no change arrived meanwhile; otherwise the next request reads again.
+        if (listening && Interlocked.Read(ref _generation) == generation)
+        {
+            if (_cache.Count >= MaxTenants) _cache.Clear();
+            _cache[tenantId] = snapshot;
+        }
+        return snapshot;
+    }
+
+    /// <summary>The tenant's tools in ordinal order of their gateway names (the order pages follow).</summary>
+    public sealed record Snapshot(IReadOnlyList<GatewayTool> Tools, IReadOnlyDictionary<string, GatewayTool> ByName)
+    {
+        /// <summary>Up to <paramref name="limit"/> tools the policy lets the tenant call, after the name <paramref name="after"/>.</summary>
+        public (List<GatewayTool> Page, bool More) Callable(ToolPolicy policy, string? after, int limit)
+        {
+            var page = new List<GatewayTool>(Math.Min(limit, Tools.Count));
+            var start = 0;
+            if (after is not null)
+            {
+                // Names are unique and sorted: the first name past the cursor, whether or not the cursor's tool still exists.
+                var (low, high) = (0, Tools.Count);
+                while (low < high)
+                {
+                    var middle = (low + high) / 2;
+                    if (string.CompareOrdinal(Tools[middle].Name, after) <= 0) low = middle + 1;
+                    else high = middle;
+                }
+                start = low;
+            }
+            for (var i = start; i < Tools.Count; i++)
+            {
+                if (!Tools[i].IsCallableUnder(policy)) continue;
+                if (page.Count == limit) return (page, true);
+                page.Add(Tools[i]);
+            }
+            return (page, false);
+        }
+    }
+
+    internal sealed class Row
+    {
+        public Guid ToolId { get; init; }
+        public required string ToolName { get; init; }
+        public string? Title { get; init; }
+        public string? Description { get; init; }
+        public required string InputSchema { get; init; }
+        public string? OutputSchema { get; init; }
+        public string? Annotations { get; init; }
+        public required string RiskLevel { get; init; }
+        public bool Enabled { get; init; }
+        public required string Status { get; init; }
+        public bool Pinned { get; init; }
+        public Guid ServerId { get; init; }
+        public required string ServerName { get; init; }
+        public required string ServerStatus { get; init; }
+        public DateTimeOffset ServerCreatedAt { get; init; }
+
+        public GatewayTool ToTool(string name) => new(name, ServerId, ServerName, ToolId, ToolName, Title, Description,
+            InputSchema, OutputSchema, Annotations, RiskLevel, Enabled && Status == McpTool.Active && Pinned && ServerStatus != McpServer.Disabled);
+    }
+}
+
+/// <summary>
+/// A tool under its gateway name. <see cref="Offered"/>: enabled, active, its definition the approved one, its server
+/// not disabled — the state rules of the governed call; the tenant's policy is the rest (<see cref="IsCallableUnder"/>).
+/// </summary>
+public sealed record GatewayTool(
+    string Name,
+    Guid ServerId,
+    string ServerName,
+    Guid ToolId,
+    string ToolName,
+    string? Title,
+    string? Description,
+    string InputSchema,
+    string? OutputSchema,
+    string? Annotations,
+    string RiskLevel,
+    bool Offered)
+{
+    public bool IsCallableUnder(ToolPolicy policy) => Offered && policy.Evaluate(ServerName, ServerId, ToolName, RiskLevel).Allowed;
+}

@@ -1,0 +1,134 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Integrations.Common;
+using Integrations.Features.McpServers;
+using MediatR;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using ModelContextProtocol;
+using ModelContextProtocol.Protocol;
+using ModelContextProtocol.Server;
+
+namespace Integrations.Features.McpGateway;
+
+/// <summary>
+/// The MCP server at <c>/mcp</c>: <c>tools/list</c> and <c>tools/call</c> of the official SDK, answered by sending
+/// <see cref="ListGatewayTools.Query"/> and <see cref="InvokeGatewayTool.Command"/> through the mediator, as the REST
+/// routes do. The SDK runs stateless, so each request's services are the HTTP request's own: the caller the API key
+/// set is the one the mediator sees.
+/// </summary>
+public static class McpGatewayEndpoint
+{
+    public const string Path = "/mcp";
+
+    /// <summary>Tools per <c>tools/list</c> page.</summary>
+    public const int PageSize = 100;
+
+    /// <summary>The <c>_meta</c> key of a <c>tools/call</c> that carries the run id (the <c>X-Run-Id</c> header is the other way).</summary>
+    public const string RunIdMetaKey = "integrations/run_id";
+
+    public const string RunIdHeader = "X-Run-Id";
+
+    /// <summary>The <c>_meta</c> key of an <c>isError</c> result that the gateway made: code, rule, retry-after, invocation id.</summary>
+    public const string ErrorMetaKey = "integrations/error";
+
+    public static async ValueTask<ListToolsResult> ListToolsAsync(RequestContext<ListToolsRequestParams> context, CancellationToken ct)
+    {
+        var mediator = context.Services!.GetRequiredService<IMediator>();
+        var result = await mediator.Send(new ListGatewayTools.Query(PageSize, context.Params?.Cursor), ct);
+        if (!result.IsSuccess) throw ProtocolError(result.Error!);
+        return new ListToolsResult
+        {
+            Tools = result.Value.Items.Select(ToMcpTool).ToList(),
+            NextCursor = result.Value.NextCursor,
+        };
+    }
+
+    public static async ValueTask<CallToolResult> CallToolAsync(RequestContext<CallToolRequestParams> context, CancellationToken ct)
+    {
+        var parameters = context.Params ?? throw new McpProtocolException("tools/call needs params.", McpErrorCode.InvalidParams);
+        var services = context.Services!;
+        var arguments = parameters.Arguments is null
+            ? default
+            : JsonSerializer.SerializeToElement(parameters.Arguments, McpJsonUtilities.DefaultOptions);
+        var command = new InvokeGatewayTool.Command(parameters.Name, arguments, RunIdOf(parameters, services));
+        var result = await services.GetRequiredService<IMediator>().Send(command, ct);
+        if (result.IsSuccess) return ToMcpResult(result.Value);
+
+        var error = result.Error!;
+        // Only what the client got wrong in the protocol is a JSON-RPC error; whatever the model can act on is a tool result.
+        if (error.Code == "not_found") throw new McpProtocolException($"Unknown tool: '{parameters.Name}'.", McpErrorCode.InvalidParams);
+        if (error.Code is "unauthenticated" or "forbidden") throw ProtocolError(error);
+        return new CallToolResult
+        {
+            IsError = true,
+            Content = [new TextContentBlock { Text = Explain(error) }],
+            Meta = new JsonObject { [ErrorMetaKey] = ErrorFacts(error) },
+        };
+    }
+
+    private static string? RunIdOf(CallToolRequestParams parameters, IServiceProvider services)
+    {
+        if (parameters.Meta?[RunIdMetaKey] is JsonValue value && value.TryGetValue<string>(out var fromMeta)) return fromMeta;
+        var header = services.GetService<IHttpContextAccessor>()?.HttpContext?.Request.Headers[RunIdHeader].ToString();
+        return string.IsNullOrEmpty(header) ? null : header;
+    }
+
+    private static Tool ToMcpTool(ListGatewayTools.Response tool) => new()
+    {
+        Name = tool.Name,
+        Title = tool.Title,
+        Description = tool.Description,
+        InputSchema = tool.InputSchema,
+        OutputSchema = tool.OutputSchema,
+        Annotations = tool.Annotations?.Deserialize<ToolAnnotations>(McpJsonUtilities.DefaultOptions),
+    };
+
+    private static CallToolResult ToMcpResult(InvokeMcpTool.Response response) => new()
+    {
+        Content = response.Content.Deserialize<List<ContentBlock>>(McpJsonUtilities.DefaultOptions) ?? [],
+        StructuredContent = response.StructuredContent,
+        IsError = response.IsError ? true : null,
+    };
+
+    /// <summary>What went wrong, the rule, and what to do next, in words a model can act on.</summary>
+    internal static string Explain(Error error)
+    {
+        var text = new StringBuilder(error.Title);
+        if (error.Detail is { } detail) text.Append(' ').Append(detail);
+        if (error.FieldErrors is { Count: > 0 } fields)
+        {
+            text.Append(" Fix the arguments:");
+            foreach (var (field, messages) in fields) text.Append(' ').Append(field).Append(": ").Append(string.Join(" ", messages));
+        }
+        if (Extension(error, "rule") is { } rule) text.Append(" Rule: ").Append(rule).Append('.');
+        if (Extension(error, "retry_after_seconds") is { } retry) text.Append(" Retry after ").Append(retry).Append(" s.");
+        text.Append(" Code: ").Append(error.Code).Append('.');
+        if (Extension(error, "invocation_id") is { } invocation) text.Append(" Invocation: ").Append(invocation).Append('.');
+        return text.ToString();
+    }
+
+    private static JsonObject ErrorFacts(Error error)
+    {
+        var facts = new JsonObject { ["code"] = error.Code, ["status"] = error.Status };
+        foreach (var key in (string[])["rule", "retry_after_seconds", "invocation_id"])
+        {
+            if (Extension(error, key) is { } value) facts[key] = value;
+        }
+        return facts;
+    }
+
+    private static string? Extension(Error error, string key) =>
+        error.Extensions is { } extensions && extensions.TryGetValue(key, out var value) && value is not null
+            ? Convert.ToString(value, CultureInfo.InvariantCulture)
+            : null;
+
+    private static McpProtocolException ProtocolError(Error error) => error.Code switch
+    {
+        "validation_failed" => new McpProtocolException(Explain(error), McpErrorCode.InvalidParams),
+        "unauthenticated" or "forbidden" => new McpProtocolException(Explain(error), McpErrorCode.InvalidRequest),
+        _ => new McpProtocolException(Explain(error), McpErrorCode.InternalError),
+    };
+}
