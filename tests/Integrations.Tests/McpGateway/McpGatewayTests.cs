@@ -122,6 +122,34 @@ public sealed class McpGatewayTests(EverythingServer everything, McpGatewayFixtu
     }
 
     [Fact]
+    public async Task The_upstreams_progress_notifications_reach_the_client_under_its_own_token()
+    {
+        var (key, rest) = await gateway.TenantAsync();
+        var (serverId, tools) = await McpGatewayFixture.RegisterAsync(rest, "everything", everything.Endpoint);
+        Assert.True((await rest.PutAsJsonAsync("/policies/tools", new { risk_ceiling = "critical" })).IsSuccessStatusCode);
+        var longRunning = tools["trigger-long-running-operation"].GetProperty("id").GetString();
+        Assert.True((await rest.PatchAsJsonAsync($"/integrations/mcp-servers/{serverId}/tools/{longRunning}", new { enabled = true })).IsSuccessStatusCode);
+        await using var client = await gateway.McpClientAsync(key);
+
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<ProgressNotificationValue>();
+        var result = await client.CallToolAsync("everything__trigger-long-running-operation",
+            new Dictionary<string, object?> { ["duration"] = 1, ["steps"] = 3 }, new Relay(seen.Enqueue));
+
+        Assert.NotEqual(true, result.IsError);
+        // The upstream's SDK hands its notifications over concurrently with the result, so the last may miss the response.
+        var deadline = DateTime.UtcNow.AddSeconds(2);
+        while (seen.Count < 2 && DateTime.UtcNow < deadline) await Task.Delay(20);
+        Assert.InRange(seen.Count, 2, 3);
+        Assert.All(seen, p => Assert.InRange(p.Progress, 1f, 3f));
+        Assert.All(seen, p => Assert.Equal(3f, p.Total));
+    }
+
+    private sealed class Relay(Action<ProgressNotificationValue> report) : IProgress<ProgressNotificationValue>
+    {
+        public void Report(ProgressNotificationValue value) => report(value);
+    }
+
+    [Fact]
     public async Task An_unknown_tool_is_a_json_rpc_invalid_params_error()
     {
         var (key, rest) = await gateway.TenantAsync();

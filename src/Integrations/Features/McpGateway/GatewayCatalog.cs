@@ -56,10 +56,11 @@ public sealed class GatewayCatalog
         return _changes.IsListening && _cache.TryGetValue(tenantId, out snapshot);
     }
 
-    public async Task<Snapshot> GetAsync(NpgsqlConnection connection, string tenantId, CancellationToken ct)
+    /// <summary>The tenant's catalog: this replica's copy, or read (and kept) when it has none or <paramref name="readThrough"/>.</summary>
+    public async Task<Snapshot> GetAsync(NpgsqlConnection connection, string tenantId, CancellationToken ct, bool readThrough = false)
     {
         var listening = _changes.IsListening;
-        if (listening && _cache.TryGetValue(tenantId, out var cached)) return cached;
+        if (listening && !readThrough && _cache.TryGetValue(tenantId, out var cached)) return cached;
 
         var generation = Interlocked.Read(ref _generation);
         var rows = (await connection.QueryAsync<Row>(new CommandDefinition(Sql, new { TenantId = tenantId }, cancellationToken: ct))).AsList();

@@ -8,6 +8,7 @@ using MediatR;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using ModelContextProtocol;
 
 namespace Integrations.Features.McpGateway;
 
@@ -19,7 +20,8 @@ namespace Integrations.Features.McpGateway;
 /// </summary>
 public static class InvokeGatewayTool
 {
-    public sealed record Command(string Name, JsonElement Arguments = default, string? RunId = null, int? TimeoutMs = null)
+    public sealed record Command(
+        string Name, JsonElement Arguments = default, string? RunId = null, int? TimeoutMs = null, IProgress<ProgressNotificationValue>? Progress = null)
         : IOperation<InvokeMcpTool.Response>
     {
         public static string Operation => "tools.invoke_by_name";
@@ -39,9 +41,12 @@ public static class InvokeGatewayTool
     {
         public async Task<Result<InvokeMcpTool.Response>> Handle(Command request, CancellationToken ct)
         {
-            if (!catalog.TryGetCached(session.TenantId, out var snapshot))
+            var cached = catalog.TryGetCached(session.TenantId, out var snapshot);
+            if (!cached || !snapshot!.ByName.ContainsKey(request.Name))
             {
-                snapshot = await catalog.GetAsync(await session.ConnectionAsync(ct), session.TenantId, ct);
+                // A name missing from this replica's copy may belong to a tool registered a moment ago, before the
+                // change notification arrived: a miss always reads the catalog again.
+                snapshot = await catalog.GetAsync(await session.ConnectionAsync(ct), session.TenantId, ct, readThrough: cached);
                 // The governed call opens what it needs; no transaction of ours stays open across the upstream call.
                 await session.RollbackAsync();
             }
@@ -49,7 +54,7 @@ public static class InvokeGatewayTool
             {
                 return new Error("not_found", 404, "Not found.", $"No tool is named '{request.Name}'; GET /tools lists the tools you can call.");
             }
-            return await mediator.Send(new InvokeMcpTool.Command(tool.ServerId, tool.ToolId, request.Arguments, request.RunId, request.TimeoutMs), ct);
+            return await mediator.Send(new InvokeMcpTool.Command(tool.ServerId, tool.ToolId, request.Arguments, request.RunId, request.TimeoutMs, request.Progress), ct);
         }
     }
 

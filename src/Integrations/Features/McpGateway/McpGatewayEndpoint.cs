@@ -53,8 +53,10 @@ public static class McpGatewayEndpoint
         var arguments = parameters.Arguments is null
             ? default
             : JsonSerializer.SerializeToElement(parameters.Arguments, McpJsonUtilities.DefaultOptions);
-        var command = new InvokeGatewayTool.Command(parameters.Name, arguments, RunIdOf(parameters, services));
+        var progress = parameters.ProgressToken is { } token ? new ProgressRelay(context.Server, token) : null;
+        var command = new InvokeGatewayTool.Command(parameters.Name, arguments, RunIdOf(parameters, services), Progress: progress);
         var result = await services.GetRequiredService<IMediator>().Send(command, ct);
+        if (progress is not null) await progress.FlushAsync();
         if (result.IsSuccess) return ToMcpResult(result.Value);
 
         var error = result.Error!;
@@ -67,6 +69,36 @@ public static class McpGatewayEndpoint
             Content = [new TextContentBlock { Text = Explain(error) }],
             Meta = new JsonObject { [ErrorMetaKey] = ErrorFacts(error) },
         };
+    }
+
+    /// <summary>
+    /// The upstream's progress, passed on under the client's own token on the response stream of its request (which
+    /// stateless mode allows: the notification belongs to a request still being answered).
+    /// </summary>
+    private sealed class ProgressRelay(McpSession session, ProgressToken token) : IProgress<ProgressNotificationValue>
+    {
+        private readonly List<Task> _sent = [];
+
+        public void Report(ProgressNotificationValue value)
+        {
+            lock (_sent) _sent.Add(session.NotifyProgressAsync(token, value));
+        }
+
+        /// <summary>Lets what was reported go out before the result ends the response stream (the upstream's SDK hands
+        /// notifications over concurrently, so one that comes after the result is not relayed).</summary>
+        public async Task FlushAsync()
+        {
+            Task[] sent;
+            lock (_sent) sent = [.. _sent];
+            try
+            {
+                await Task.WhenAll(sent).WaitAsync(TimeSpan.FromSeconds(1));
+            }
+            catch (Exception e) when (e is TimeoutException or IOException or OperationCanceledException or InvalidOperationException)
+            {
+                // Progress is advisory: a client that went away or a slow stream does not change the call's result.
+            }
+        }
     }
 
     private static string? RunIdOf(CallToolRequestParams parameters, IServiceProvider services)

@@ -22,7 +22,10 @@ public static class InvokeMcpTool
 {
     public sealed record Body(JsonElement? Arguments = null, string? RunId = null, int? TimeoutMs = null);
 
-    public sealed record Command(Guid ServerId, Guid ToolId, JsonElement Arguments = default, string? RunId = null, int? TimeoutMs = null)
+    /// <param name="Progress">Hears the server's progress notifications (in-process callers and the MCP gateway; not part of the REST body).</param>
+    public sealed record Command(
+        Guid ServerId, Guid ToolId, JsonElement Arguments = default, string? RunId = null, int? TimeoutMs = null,
+        IProgress<ProgressNotificationValue>? Progress = null)
         : IOperation<Response>, IGovernedCall
     {
         private string? _inputHash;
@@ -66,7 +69,7 @@ public static class InvokeMcpTool
                 : new Dictionary<string, JsonElement>();
             var timeout = request.TimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : (TimeSpan?)null;
 
-            var result = await sessions.CallToolAsync(endpoint, target.ToolName, arguments, timeout, ct);
+            var result = await sessions.CallToolAsync(endpoint, target.ToolName, arguments, timeout, ct, request.Progress);
             if (!result.IsSuccess) return result.Error!;
 
             var payload = JsonSerializer.SerializeToElement(result.Value, McpJsonUtilities.DefaultOptions);

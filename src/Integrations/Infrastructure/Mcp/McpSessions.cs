@@ -107,14 +107,17 @@ public sealed class McpSessions : IAsyncDisposable
     /// session the server had already ended is re-initialized and the call sent on the new one (the server never
     /// processed it). A result with <c>isError</c> is a success here: the caller decides what it means.
     /// </summary>
+    /// <remarks><paramref name="progress"/> hears the server's progress notifications for this call (the MCP gateway relays them to its client).</remarks>
     public Task<Result<CallToolResult>> CallToolAsync(
-        McpEndpoint endpoint, string toolName, IReadOnlyDictionary<string, JsonElement>? arguments, TimeSpan? timeout, CancellationToken ct) =>
-        RunAsync(endpoint, timeout ?? _options.CallTimeout, retryable: false, (client, token) =>
-            client.CallToolAsync(new CallToolRequestParams
+        McpEndpoint endpoint, string toolName, IReadOnlyDictionary<string, JsonElement>? arguments, TimeSpan? timeout, CancellationToken ct,
+        IProgress<ProgressNotificationValue>? progress = null) =>
+        RunAsync(endpoint, timeout ?? _options.CallTimeout, retryable: false, (client, token) => progress is null
+            ? client.CallToolAsync(new CallToolRequestParams
             {
                 Name = toolName,
                 Arguments = arguments?.ToDictionary(a => a.Key, a => a.Value),
-            }, token), ct);
+            }, token)
+            : client.CallToolAsync(toolName, arguments?.ToDictionary(a => a.Key, a => (object?)a.Value), progress, cancellationToken: token), ct);
 
     /// <summary>
     /// Health: <c>ping</c> over the pooled session (<c>server/discover</c> on the sessionless revision, which has no ping);
