@@ -20,6 +20,7 @@ public sealed class McpClientsFromNodeTests(EverythingServer everything, McpGate
         var output = await RunNodeAsync("mcp-gateway-client.mjs", gateway.McpEndpoint.ToString(), key, "everything__echo", """{"message":"from typescript"}""");
 
         var answer = JsonDocument.Parse(output.Trim().Split('\n')[^1]).RootElement;
+        Assert.Equal("2025-11-25", answer.GetProperty("protocolVersion").GetString());
         var tools = answer.GetProperty("tools").EnumerateArray().Select(t => t.GetString()).ToList();
         Assert.Contains("everything__echo", tools);
         Assert.Contains("everything__get-sum", tools);

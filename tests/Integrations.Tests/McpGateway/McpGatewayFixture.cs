@@ -44,7 +44,7 @@ public sealed class McpGatewayFixture : IAsyncLifetime
         return (key, rest);
     }
 
-    public Task<McpClient> McpClientAsync(string key, IDictionary<string, string>? headers = null)
+    public Task<McpClient> McpClientAsync(string key, IDictionary<string, string>? headers = null, string? protocolVersion = null)
     {
         var all = new Dictionary<string, string>(headers ?? new Dictionary<string, string>()) { ["Authorization"] = $"Bearer {key}" };
         var transport = new HttpClientTransport(new HttpClientTransportOptions
@@ -53,7 +53,7 @@ public sealed class McpGatewayFixture : IAsyncLifetime
             TransportMode = HttpTransportMode.StreamableHttp,
             AdditionalHeaders = all,
         });
-        return McpClient.CreateAsync(transport);
+        return McpClient.CreateAsync(transport, new McpClientOptions { ProtocolVersion = protocolVersion });
     }
 
     /// <summary>Registers the reference server for the tenant of <paramref name="rest"/>; answers its id and its tools by name.</summary>

@@ -41,6 +41,22 @@ public sealed class McpGatewayTests(EverythingServer everything, McpGatewayFixtu
         Assert.False(client.ServerCapabilities.Tools?.ListChanged ?? false);
     }
 
+    [Theory]
+    [InlineData("2025-06-18")]
+    [InlineData("2025-11-25")]
+    [InlineData(null)] // the SDK's own choice: the sessionless 2026-07-28 revision
+    public async Task Each_protocol_revision_the_sdk_speaks_lists_and_calls(string? revision)
+    {
+        var (key, rest) = await gateway.TenantAsync();
+        await McpGatewayFixture.RegisterAsync(rest, "everything", everything.Endpoint);
+        await using var client = await gateway.McpClientAsync(key, protocolVersion: revision);
+
+        Assert.Equal(revision ?? "2026-07-28", client.NegotiatedProtocolVersion);
+        Assert.Contains("everything__echo", (await client.ListToolsAsync()).Select(t => t.Name));
+        var result = await client.CallToolAsync("everything__echo", new Dictionary<string, object?> { ["message"] = "rev " + revision });
+        Assert.Contains("rev " + revision, TextOf(result));
+    }
+
     [Fact]
     public async Task Tools_call_is_the_governed_call_with_its_run_id_invocation_row_and_audit_events()
     {
@@ -142,6 +158,38 @@ public sealed class McpGatewayTests(EverythingServer everything, McpGatewayFixtu
         Assert.InRange(seen.Count, 2, 3);
         Assert.All(seen, p => Assert.InRange(p.Progress, 1f, 3f));
         Assert.All(seen, p => Assert.Equal(3f, p.Total));
+    }
+
+    [Fact]
+    public async Task A_client_that_cancels_ends_the_upstream_call_and_the_call_is_recorded_as_failed()
+    {
+        var (key, rest) = await gateway.TenantAsync();
+        var (serverId, tools) = await McpGatewayFixture.RegisterAsync(rest, "everything", everything.Endpoint);
+        Assert.True((await rest.PutAsJsonAsync("/policies/tools", new { risk_ceiling = "critical" })).IsSuccessStatusCode);
+        var longRunning = tools["trigger-long-running-operation"].GetProperty("id").GetString();
+        Assert.True((await rest.PatchAsJsonAsync($"/integrations/mcp-servers/{serverId}/tools/{longRunning}", new { enabled = true })).IsSuccessStatusCode);
+        await using var client = await gateway.McpClientAsync(key);
+
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.CallToolAsync("everything__trigger-long-running-operation",
+            new Dictionary<string, object?> { ["duration"] = 30, ["steps"] = 3 }, cancellationToken: cancel.Token).AsTask());
+
+        // Stateless: the client's notifications/cancelled reaches no session, but its request ends, and with it the call.
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        JsonElement row;
+        while (true)
+        {
+            var rows = (await JsonAsync(await rest.GetAsync($"/integrations/mcp-servers/{serverId}/invocations"))).GetProperty("items");
+            if (rows.GetArrayLength() == 1)
+            {
+                row = rows[0];
+                break;
+            }
+            Assert.True(DateTime.UtcNow < deadline, "the cancelled call was not recorded within 10 s");
+            await Task.Delay(100);
+        }
+        Assert.Equal(("failed", "cancelled"), (row.GetProperty("outcome").GetString(), row.GetProperty("decision_reason").GetString()));
+        Assert.True(row.GetProperty("duration_ms").GetDouble() < 10_000);
     }
 
     private sealed class Relay(Action<ProgressNotificationValue> report) : IProgress<ProgressNotificationValue>
