@@ -161,6 +161,7 @@ cmd_run() {
   echo "API: $url"
   echo "OpenAPI: $url/openapi/v1.json"
   echo "Swagger UI: $url/docs"
+  echo "MCP endpoint (Streamable HTTP, header Authorization: Bearer <key>): $url/mcp"
   echo "API key: $key"
   echo "Database: $(masked "$ConnectionStrings__Integrations")"
   if [ "$local_db" = 1 ]; then
