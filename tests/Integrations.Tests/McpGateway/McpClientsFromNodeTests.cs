@@ -6,7 +6,8 @@ namespace Integrations.Tests.McpGateway;
 
 /// <summary>
 /// Clients from another ecosystem against <c>/mcp</c>: the official TypeScript SDK (@modelcontextprotocol/sdk, pinned in
-/// tests/fixtures' package-lock) in a node script, and the MCP Inspector's CLI (@modelcontextprotocol/inspector --cli).
+/// tests/fixtures' package-lock) in a node script, and the MCP Inspector's CLI (@modelcontextprotocol/inspector 1.0.3,
+/// <c>--cli</c>; 2.12.0's lock file does not survive <c>npm ci</c> here, see README).
 /// </summary>
 [Collection(EverythingServerCollection.Name)]
 public sealed class McpClientsFromNodeTests(EverythingServer everything, McpGatewayFixture gateway) : IClassFixture<McpGatewayFixture>
@@ -41,16 +42,19 @@ public sealed class McpClientsFromNodeTests(EverythingServer everything, McpGate
     public async Task The_inspector_cli_lists_and_calls_a_tool()
     {
         var (key, rest) = await gateway.TenantAsync();
-        await McpGatewayFixture.RegisterAsync(rest, "everything", everything.Endpoint);
-        var inspector = Path.Combine("node_modules", "@modelcontextprotocol", "inspector", "clients", "launcher", "build", "index.js");
+        var (serverId, _) = await McpGatewayFixture.RegisterAsync(rest, "everything", everything.Endpoint);
+        var inspector = Path.Combine("node_modules", "@modelcontextprotocol", "inspector", "cli", "build", "cli.js");
         string[] connect = ["--cli", gateway.McpEndpoint.ToString(), "--transport", "http", "--header", $"Authorization: Bearer {key}"];
 
         var listed = JsonDocument.Parse(await RunNodeAsync(inspector, [.. connect, "--method", "tools/list"])).RootElement;
         Assert.Contains("everything__echo", listed.GetProperty("tools").EnumerateArray().Select(t => t.GetProperty("name").GetString()));
 
         var called = JsonDocument.Parse(await RunNodeAsync(inspector,
-            [.. connect, "--method", "tools/call", "--tool-name", "everything__get-sum", "--tool-arg", "a=19", "b=23"])).RootElement;
+            [.. connect, "--method", "tools/call", "--tool-name", "everything__get-sum", "--tool-arg", "a=19", "b=23",
+                "--tool-metadata", "integrations/run_id=inspector-run"])).RootElement;
         Assert.Contains("42", called.GetProperty("content")[0].GetProperty("text").GetString());
+        var rows = JsonDocument.Parse(await rest.GetStringAsync($"/integrations/mcp-servers/{serverId}/invocations?run_id=inspector-run")).RootElement;
+        Assert.Equal("get-sum", Assert.Single(rows.GetProperty("items").EnumerateArray()).GetProperty("tool_name").GetString());
     }
 
     private static async Task<string> RunNodeAsync(string script, params string[] arguments)
