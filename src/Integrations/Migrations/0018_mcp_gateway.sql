@@ -26,3 +26,26 @@ CREATE TRIGGER mcp_servers_catalog_changed AFTER UPDATE ON mcp_servers
     FOR EACH ROW WHEN (OLD.name IS DISTINCT FROM NEW.name OR (OLD.status = 'disabled') IS DISTINCT FROM (NEW.status = 'disabled')
                        OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at)
     EXECUTE FUNCTION notify_tool_catalog_change();
+
+-- Virtual servers: a named subset of the tenant's tools, served at /mcp/<name>. A tool belongs to one when its id is
+-- listed, or it matches the selectors given (servers, name patterns); a risk ceiling narrows whatever was chosen.
+-- The tenant's tool policy still applies on top: a virtual server can narrow it, never widen it.
+CREATE TABLE virtual_servers (
+    id             uuid PRIMARY KEY,
+    tenant_id      text NOT NULL,
+    name           text NOT NULL CHECK (name ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
+    description    text,
+    tool_ids       uuid[] NOT NULL DEFAULT '{}',
+    server_ids     uuid[] NOT NULL DEFAULT '{}',
+    name_patterns  text[] NOT NULL DEFAULT '{}',
+    risk_ceiling   text CHECK (risk_ceiling IN ('low', 'medium', 'high', 'critical')),
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (tenant_id, name)
+);
+CREATE INDEX virtual_servers_page ON virtual_servers (tenant_id, id DESC);
+SELECT enable_tenant_isolation('virtual_servers', 'SELECT, INSERT, UPDATE, DELETE');
+
+-- The catalog copy holds the tenant's virtual servers too, so their changes are announced the same way.
+CREATE TRIGGER virtual_servers_changed AFTER INSERT OR UPDATE OR DELETE ON virtual_servers
+    FOR EACH ROW EXECUTE FUNCTION notify_tool_catalog_change();

@@ -36,7 +36,7 @@ public sealed class ToolsByNameTests(EverythingServer everything, McpGatewayFixt
 
         Assert.Equal(expected, names);
         var echo = (await JsonAsync(await rest.GetAsync("/tools?limit=200"))).GetProperty("items").EnumerateArray().Single(t => t.GetProperty("name").GetString() == "everything__echo");
-        Assert.Equal(("everything", "echo", "medium"), (echo.GetProperty("server_name").GetString(), echo.GetProperty("tool_name").GetString(), echo.GetProperty("risk_level").GetString()));
+        Assert.Equal(("everything", "echo", registered["echo"].GetProperty("risk_level").GetString()), (echo.GetProperty("server_name").GetString(), echo.GetProperty("tool_name").GetString(), echo.GetProperty("risk_level").GetString()));
         Assert.Equal(registered["echo"].GetProperty("id").GetString(), echo.GetProperty("tool_id").GetString());
 
         var bad = await rest.GetAsync("/tools?cursor=%%%");

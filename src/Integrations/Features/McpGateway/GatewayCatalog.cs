@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Dapper;
 using Integrations.Features.McpServers;
 using Integrations.Features.Policies;
+using Integrations.Features.VirtualServers;
 using Integrations.Infrastructure.Database;
 using Npgsql;
 
@@ -25,7 +26,9 @@ public sealed class GatewayCatalog
                t.status, t.definition_hash = t.approved_hash AS pinned,
                s.id AS server_id, s.name AS server_name, s.status AS server_status, s.created_at AS server_created_at
         FROM mcp_tools t JOIN mcp_servers s ON s.tenant_id = t.tenant_id AND s.id = t.server_id
-        WHERE t.tenant_id = @TenantId AND s.deleted_at IS NULL
+        WHERE t.tenant_id = @TenantId AND s.deleted_at IS NULL;
+        SELECT id, name, description, tool_ids, server_ids, name_patterns, risk_ceiling, created_at, updated_at
+        FROM virtual_servers WHERE tenant_id = @TenantId;
         """;
 
     private readonly ConcurrentDictionary<string, Snapshot> _cache = new(StringComparer.Ordinal);
@@ -63,7 +66,13 @@ public sealed class GatewayCatalog
         if (listening && !readThrough && _cache.TryGetValue(tenantId, out var cached)) return cached;
 
         var generation = Interlocked.Read(ref _generation);
-        var rows = (await connection.QueryAsync<Row>(new CommandDefinition(Sql, new { TenantId = tenantId }, cancellationToken: ct))).AsList();
+        List<Row> rows;
+        Dictionary<string, VirtualServer.Selection> virtualServers;
+        await using (var results = await connection.QueryMultipleAsync(new CommandDefinition(Sql, new { TenantId = tenantId }, cancellationToken: ct)))
+        {
+            rows = (await results.ReadAsync<Row>()).AsList();
+            virtualServers = (await results.ReadAsync<VirtualServer.Row>()).ToDictionary(v => v.Name, v => v.ToSelection(), StringComparer.Ordinal);
+        }
         rows.Sort((a, b) =>
         {
             var order = a.ServerCreatedAt.CompareTo(b.ServerCreatedAt);
@@ -72,7 +81,7 @@ public sealed class GatewayCatalog
         });
         var names = GatewayToolNames.Assign(rows, r => (r.ServerName, r.ToolName, r.ToolId));
         var tools = rows.Select((r, i) => r.ToTool(names[i])).OrderBy(t => t.Name, StringComparer.Ordinal).ToArray();
-        var snapshot = new Snapshot(tools, tools.ToDictionary(t => t.Name, StringComparer.Ordinal));
+        var snapshot = new Snapshot(tools, tools.ToDictionary(t => t.Name, StringComparer.Ordinal), virtualServers);
 
         // Only keep what was read if no change arrived meanwhile; otherwise the next request reads again.
         if (listening && Interlocked.Read(ref _generation) == generation)
@@ -83,11 +92,15 @@ public sealed class GatewayCatalog
         return snapshot;
     }
 
-    /// <summary>The tenant's tools in ordinal order of their gateway names (the order pages follow).</summary>
-    public sealed record Snapshot(IReadOnlyList<GatewayTool> Tools, IReadOnlyDictionary<string, GatewayTool> ByName)
+    /// <summary>The tenant's tools in ordinal order of their gateway names (the order pages follow), and its virtual servers by name.</summary>
+    public sealed record Snapshot(
+        IReadOnlyList<GatewayTool> Tools, IReadOnlyDictionary<string, GatewayTool> ByName, IReadOnlyDictionary<string, VirtualServer.Selection> VirtualServers)
     {
-        /// <summary>Up to <paramref name="limit"/> tools the policy lets the tenant call, after the name <paramref name="after"/>.</summary>
-        public (List<GatewayTool> Page, bool More) Callable(ToolPolicy policy, string? after, int limit)
+        /// <summary>
+        /// Up to <paramref name="limit"/> tools the policy lets the tenant call (and <paramref name="within"/> serves,
+        /// when given), after the name <paramref name="after"/>.
+        /// </summary>
+        public (List<GatewayTool> Page, bool More) Callable(ToolPolicy policy, string? after, int limit, VirtualServer.Selection? within = null)
         {
             var page = new List<GatewayTool>(Math.Min(limit, Tools.Count));
             var start = 0;
@@ -105,7 +118,7 @@ public sealed class GatewayCatalog
             }
             for (var i = start; i < Tools.Count; i++)
             {
-                if (!Tools[i].IsCallableUnder(policy)) continue;
+                if (!Tools[i].IsCallableUnder(policy) || (within is not null && !Tools[i].IsIn(within))) continue;
                 if (page.Count == limit) return (page, true);
                 page.Add(Tools[i]);
             }
@@ -155,4 +168,6 @@ public sealed record GatewayTool(
     bool Offered)
 {
     public bool IsCallableUnder(ToolPolicy policy) => Offered && policy.Evaluate(ServerName, ServerId, ToolName, RiskLevel).Allowed;
+
+    public bool IsIn(VirtualServer.Selection selection) => selection.Includes(ServerId, ServerName, ToolId, ToolName, RiskLevel);
 }

@@ -20,8 +20,10 @@ namespace Integrations.Features.McpGateway;
 /// </summary>
 public static class InvokeGatewayTool
 {
+    /// <param name="VirtualServer">Called through <c>/mcp/{name}</c>: a tool that virtual server does not serve is unknown there.</param>
     public sealed record Command(
-        string Name, JsonElement Arguments = default, string? RunId = null, int? TimeoutMs = null, IProgress<ProgressNotificationValue>? Progress = null)
+        string Name, JsonElement Arguments = default, string? RunId = null, int? TimeoutMs = null,
+        IProgress<ProgressNotificationValue>? Progress = null, string? VirtualServer = null)
         : IOperation<InvokeMcpTool.Response>
     {
         public static string Operation => "tools.invoke_by_name";
@@ -42,7 +44,8 @@ public static class InvokeGatewayTool
         public async Task<Result<InvokeMcpTool.Response>> Handle(Command request, CancellationToken ct)
         {
             var cached = catalog.TryGetCached(session.TenantId, out var snapshot);
-            if (!cached || !snapshot!.ByName.ContainsKey(request.Name))
+            if (!cached || !snapshot!.ByName.ContainsKey(request.Name)
+                || (request.VirtualServer is not null && !snapshot.VirtualServers.ContainsKey(request.VirtualServer)))
             {
                 // A name missing from this replica's copy may belong to a tool registered a moment ago, before the
                 // change notification arrived: a miss always reads the catalog again.
@@ -50,7 +53,9 @@ public static class InvokeGatewayTool
                 // The governed call opens what it needs; no transaction of ours stays open across the upstream call.
                 await session.RollbackAsync();
             }
-            if (!snapshot.ByName.TryGetValue(request.Name, out var tool))
+            if (!snapshot.ByName.TryGetValue(request.Name, out var tool)
+                || (request.VirtualServer is not null
+                    && !(snapshot.VirtualServers.TryGetValue(request.VirtualServer, out var within) && tool.IsIn(within))))
             {
                 return new Error("not_found", 404, "Not found.", $"No tool is named '{request.Name}'; GET /tools lists the tools you can call.");
             }

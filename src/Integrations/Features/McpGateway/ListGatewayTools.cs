@@ -19,7 +19,8 @@ namespace Integrations.Features.McpGateway;
 /// </summary>
 public static class ListGatewayTools
 {
-    public sealed record Query(int Limit = 50, string? Cursor = null) : IOperation<Page<Response>>
+    /// <param name="VirtualServer">Only the tools this virtual server serves (<c>/mcp/{name}</c>).</param>
+    public sealed record Query(int Limit = 50, string? Cursor = null, string? VirtualServer = null) : IOperation<Page<Response>>
     {
         public static string Operation => "tools.list";
         public static string Scope => Scopes.Read;
@@ -53,15 +54,21 @@ public static class ListGatewayTools
         public async Task<Result<Page<Response>>> Handle(Query request, CancellationToken ct)
         {
             var tenantId = session.TenantId;
-            if (!catalog.TryGetCached(tenantId, out var snapshot) || !policies.TryGetCached(tenantId, out var policy))
+            if (!catalog.TryGetCached(tenantId, out var snapshot) || !policies.TryGetCached(tenantId, out var policy)
+                || (request.VirtualServer is not null && !snapshot.VirtualServers.ContainsKey(request.VirtualServer)))
             {
                 var connection = await session.ConnectionAsync(ct);
-                snapshot = await catalog.GetAsync(connection, tenantId, ct);
+                snapshot = await catalog.GetAsync(connection, tenantId, ct, readThrough: true);
                 policy = await policies.GetAsync(connection, tenantId, ct);
                 await session.RollbackAsync();
             }
+            VirtualServers.VirtualServer.Selection? within = null;
+            if (request.VirtualServer is not null && !snapshot.VirtualServers.TryGetValue(request.VirtualServer, out within))
+            {
+                return Error.NotFound("virtual server");
+            }
             Cursor.TryDecodeName(request.Cursor, out var after);
-            var (page, more) = snapshot.Callable(policy, after, request.Limit);
+            var (page, more) = snapshot.Callable(policy, after, request.Limit, within);
             return new Page<Response>(page.ConvertAll(ToResponse), more ? Cursor.EncodeName(page[^1].Name) : null);
         }
 
@@ -77,10 +84,12 @@ public static class ListGatewayTools
     }
 
     internal static void Map(RouteGroupBuilder group) =>
-        group.MapGet("/", async ([FromQuery] int? limit, [FromQuery] string? cursor, IMediator mediator, HttpContext http) =>
-                (await mediator.Send(new Query(limit ?? 50, cursor), http.RequestAborted)).ToHttp(http))
+        group.MapGet("/", async ([FromQuery] int? limit, [FromQuery] string? cursor, [FromQuery(Name = "virtual_server")] string? virtualServer,
+                IMediator mediator, HttpContext http) =>
+                (await mediator.Send(new Query(limit ?? 50, cursor, virtualServer), http.RequestAborted)).ToHttp(http))
             .WithName(Query.Operation)
             .WithSummary("The tools the tenant can call now, across its MCP servers, named <server>__<tool> as on /mcp; keyset pagination by name.")
             .Produces<Page<Response>>()
-            .ProducesValidationProblem();
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status404NotFound);
 }

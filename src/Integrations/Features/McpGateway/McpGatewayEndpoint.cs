@@ -6,6 +6,7 @@ using Integrations.Common;
 using Integrations.Features.McpServers;
 using MediatR;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using ModelContextProtocol;
 using ModelContextProtocol.Protocol;
@@ -37,7 +38,7 @@ public static class McpGatewayEndpoint
     public static async ValueTask<ListToolsResult> ListToolsAsync(RequestContext<ListToolsRequestParams> context, CancellationToken ct)
     {
         var mediator = context.Services!.GetRequiredService<IMediator>();
-        var result = await mediator.Send(new ListGatewayTools.Query(PageSize, context.Params?.Cursor), ct);
+        var result = await mediator.Send(new ListGatewayTools.Query(PageSize, context.Params?.Cursor, VirtualServerOf(context.Services!)), ct);
         if (!result.IsSuccess) throw ProtocolError(result.Error!);
         return new ListToolsResult
         {
@@ -54,7 +55,8 @@ public static class McpGatewayEndpoint
             ? default
             : JsonSerializer.SerializeToElement(parameters.Arguments, McpJsonUtilities.DefaultOptions);
         var progress = parameters.ProgressToken is { } token ? new ProgressRelay(context.Server, token) : null;
-        var command = new InvokeGatewayTool.Command(parameters.Name, arguments, RunIdOf(parameters, services), Progress: progress);
+        var command = new InvokeGatewayTool.Command(
+            parameters.Name, arguments, RunIdOf(parameters, services), Progress: progress, VirtualServer: VirtualServerOf(services));
         var result = await services.GetRequiredService<IMediator>().Send(command, ct);
         if (progress is not null) await progress.FlushAsync();
         if (result.IsSuccess) return ToMcpResult(result.Value);
@@ -100,6 +102,12 @@ public static class McpGatewayEndpoint
             }
         }
     }
+
+    /// <summary>The <c>{virtualServer}</c> of <c>/mcp/{virtualServer}</c>; null on <c>/mcp</c> itself.</summary>
+    private static string? VirtualServerOf(IServiceProvider services) =>
+        services.GetService<IHttpContextAccessor>()?.HttpContext?.GetRouteValue(VirtualServerRouteValue) as string;
+
+    public const string VirtualServerRouteValue = "virtualServer";
 
     private static string? RunIdOf(CallToolRequestParams parameters, IServiceProvider services)
     {
@@ -159,7 +167,7 @@ public static class McpGatewayEndpoint
 
     private static McpProtocolException ProtocolError(Error error) => error.Code switch
     {
-        "validation_failed" => new McpProtocolException(Explain(error), McpErrorCode.InvalidParams),
+        "validation_failed" or "not_found" => new McpProtocolException(Explain(error), McpErrorCode.InvalidParams),
         "unauthenticated" or "forbidden" => new McpProtocolException(Explain(error), McpErrorCode.InvalidRequest),
         _ => new McpProtocolException(Explain(error), McpErrorCode.InternalError),
     };

@@ -20,6 +20,7 @@ public sealed class McpGatewayModule : ICarterModule
         ListGatewayTools.Map(tools);
         InvokeGatewayTool.Map(tools);
         app.MapMcp(McpGatewayEndpoint.Path).RequireAuthorization().ExcludeFromDescription();
+        app.MapMcp($"{McpGatewayEndpoint.Path}/{{{McpGatewayEndpoint.VirtualServerRouteValue}}}").RequireAuthorization().ExcludeFromDescription();
     }
 
     public static void AddServices(IServiceCollection services)
