@@ -198,6 +198,35 @@ public sealed class McpGatewayTests(EverythingServer everything, McpGatewayFixtu
     }
 
     [Fact]
+    public async Task An_upstream_failure_is_an_isError_result_and_the_tools_own_error_passes_through()
+    {
+        await using var upstream = new TestMcpServer();
+        await upstream.StartAsync();
+        var (key, rest) = await gateway.TenantAsync();
+        Assert.True((await rest.PutAsJsonAsync("/policies/tools", new { risk_ceiling = "critical" })).IsSuccessStatusCode);
+        var (serverId, tools) = await McpGatewayFixture.RegisterAsync(rest, "faulty", upstream.Endpoint);
+        foreach (var name in new[] { "protocol-error", "tool-error" })
+        {
+            var toolId = tools[name].GetProperty("id").GetString();
+            Assert.True((await rest.PatchAsJsonAsync($"/integrations/mcp-servers/{serverId}/tools/{toolId}", new { enabled = true })).IsSuccessStatusCode);
+        }
+        await using var client = await gateway.McpClientAsync(key);
+
+        var failed = await client.CallToolAsync("faulty__protocol-error", new Dictionary<string, object?>());
+        Assert.True(failed.IsError);
+        Assert.Contains("bad params on purpose", TextOf(failed));
+        Assert.Contains("Code: upstream_error.", TextOf(failed));
+        Assert.Equal("upstream_error", failed.Meta!["integrations/error"]!["code"]!.GetValue<string>());
+
+        var toolError = await client.CallToolAsync("faulty__tool-error", new Dictionary<string, object?>());
+        Assert.True(toolError.IsError);
+        Assert.Equal("the tool failed on purpose", TextOf(toolError));
+
+        var rows = await JsonAsync(await rest.GetAsync($"/integrations/mcp-servers/{serverId}/invocations"));
+        Assert.Equal(["tool_error", "failed"], rows.GetProperty("items").EnumerateArray().Select(r => r.GetProperty("outcome").GetString()));
+    }
+
+    [Fact]
     public async Task An_unknown_tool_is_a_json_rpc_invalid_params_error()
     {
         var (key, rest) = await gateway.TenantAsync();

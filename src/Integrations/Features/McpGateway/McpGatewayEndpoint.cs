@@ -4,7 +4,9 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Integrations.Common;
 using Integrations.Features.McpServers;
+using Integrations.Infrastructure.Http;
 using MediatR;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
@@ -16,8 +18,8 @@ namespace Integrations.Features.McpGateway;
 
 /// <summary>
 /// The MCP server at <c>/mcp</c>: <c>tools/list</c> and <c>tools/call</c> of the official SDK, answered by sending
-/// <see cref="ListGatewayTools.Query"/> and <see cref="InvokeGatewayTool.Command"/> through the mediator, as the REST
-/// routes do. The SDK runs stateless, so each request's services are the HTTP request's own: the caller the API key
+/// <see cref="ListGatewayTools.Query"/> and, for the tool <see cref="GatewayToolResolver"/> finds by name,
+/// <see cref="InvokeMcpTool.Command"/> (tools.invoke itself) through the mediator, as the REST routes do. The SDK runs stateless, so each request's services are the HTTP request's own: the caller the API key
 /// set is the one the mediator sees.
 /// </summary>
 public static class McpGatewayEndpoint
@@ -54,9 +56,14 @@ public static class McpGatewayEndpoint
         var arguments = parameters.Arguments is null
             ? default
             : JsonSerializer.SerializeToElement(parameters.Arguments, McpJsonUtilities.DefaultOptions);
+        var tool = await services.GetRequiredService<GatewayToolResolver>().ResolveAsync(parameters.Name, VirtualServerOf(services), ct);
+        if (!tool.IsSuccess)
+        {
+            if (tool.Error!.Code == "not_found") throw new McpProtocolException($"Unknown tool: '{parameters.Name}'.", McpErrorCode.InvalidParams);
+            throw ProtocolError(tool.Error);
+        }
         var progress = parameters.ProgressToken is { } token ? new ProgressRelay(context.Server, token) : null;
-        var command = new InvokeGatewayTool.Command(
-            parameters.Name, arguments, RunIdOf(parameters, services), Progress: progress, VirtualServer: VirtualServerOf(services));
+        var command = new InvokeMcpTool.Command(tool.Value.ServerId, tool.Value.ToolId, arguments, RunIdOf(parameters, services), Progress: progress);
         var result = await services.GetRequiredService<IMediator>().Send(command, ct);
         if (progress is not null) await progress.FlushAsync();
         if (result.IsSuccess) return ToMcpResult(result.Value);
@@ -102,6 +109,29 @@ public static class McpGatewayEndpoint
             }
         }
     }
+
+    /// <summary>
+    /// <c>POST /tools/{name}/invoke</c>: <c>tools.invoke</c> by gateway name, the same command as the route by ids; it
+    /// answers as that route does (403/429/400 problems with the rule), and 404 for a name the tenant has no tool under.
+    /// </summary>
+    public static void MapInvokeByName(RouteGroupBuilder group) =>
+        group.MapPost("/{name}/invoke", async (string name, InvokeMcpTool.Body body, GatewayToolResolver tools, IMediator mediator, HttpContext http) =>
+            {
+                var tool = await tools.ResolveAsync(name, null, http.RequestAborted);
+                if (!tool.IsSuccess) return tool.Error!.ToHttp(http);
+                var command = new InvokeMcpTool.Command(tool.Value.ServerId, tool.Value.ToolId, body.Arguments ?? default, body.RunId, body.TimeoutMs);
+                return (await mediator.Send(command, http.RequestAborted)).ToHttp(http);
+            })
+            .WithName("tools.invoke_by_name")
+            .WithSummary("Call a tool by its gateway name (<server>__<tool>, as GET /tools and /mcp name it): the same governed tools.invoke as the route by ids.")
+            .Produces<InvokeMcpTool.Response>()
+            .ProducesValidationProblem()
+            .ProducesProblem(StatusCodes.Status403Forbidden)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status429TooManyRequests)
+            .ProducesProblem(StatusCodes.Status502BadGateway)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
+            .ProducesProblem(StatusCodes.Status504GatewayTimeout);
 
     /// <summary>The <c>{virtualServer}</c> of <c>/mcp/{virtualServer}</c>; null on <c>/mcp</c> itself.</summary>
     private static string? VirtualServerOf(IServiceProvider services) =>

@@ -18,7 +18,7 @@ public sealed class McpGatewayModule : ICarterModule
     {
         var tools = app.MapGroup("/tools").WithTags("Tools").RequireAuthorization();
         ListGatewayTools.Map(tools);
-        InvokeGatewayTool.Map(tools);
+        McpGatewayEndpoint.MapInvokeByName(tools);
         app.MapMcp(McpGatewayEndpoint.Path).RequireAuthorization().ExcludeFromDescription();
         app.MapMcp($"{McpGatewayEndpoint.Path}/{{{McpGatewayEndpoint.VirtualServerRouteValue}}}").RequireAuthorization().ExcludeFromDescription();
     }
@@ -26,6 +26,7 @@ public sealed class McpGatewayModule : ICarterModule
     public static void AddServices(IServiceCollection services)
     {
         services.AddSingleton<GatewayCatalog>();
+        services.AddScoped<GatewayToolResolver>();
         services.AddHttpContextAccessor();
         services.AddMcpServer(o =>
             {

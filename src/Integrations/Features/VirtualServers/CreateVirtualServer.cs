@@ -64,12 +64,9 @@ public static class CreateVirtualServer
                 request.RiskCeiling,
             }, cancellationToken: ct));
             if (row is null) return VirtualServer.Duplicate(request.Name);
-            audit.Record(VirtualServer.SubjectType, row.Id.ToString(), Details(row));
+            audit.Record(VirtualServer.SubjectType, row.Id.ToString(), row.AuditDetails());
             return row.ToResponse();
         }
-
-        internal static object Details(VirtualServer.Row row) =>
-            new { row.Name, row.ToolIds, row.ServerIds, row.NamePatterns, row.RiskCeiling };
     }
 
     internal static void Map(RouteGroupBuilder group) =>

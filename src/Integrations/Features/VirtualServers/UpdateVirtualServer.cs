@@ -69,7 +69,7 @@ public static class UpdateVirtualServer
                 changes.RiskCeiling,
             }, cancellationToken: ct));
             if (row is null) return Error.NotFound("virtual server");
-            audit.Record(VirtualServer.SubjectType, row.Id.ToString(), CreateVirtualServer.Handler.Details(row));
+            audit.Record(VirtualServer.SubjectType, row.Id.ToString(), row.AuditDetails());
             return row.ToResponse();
         }
     }

@@ -46,6 +46,8 @@ public static class VirtualServer
 
         public Response ToResponse() => new(Id, Name, Description, ToolIds, ServerIds, NamePatterns, RiskCeiling, CreatedAt, UpdatedAt);
 
+        public object AuditDetails() => new { Name, ToolIds, ServerIds, NamePatterns, RiskCeiling };
+
         public Selection ToSelection() => new(ToolIds.ToHashSet(), ServerIds.ToHashSet(), NamePatterns, RiskCeiling);
     }
 
