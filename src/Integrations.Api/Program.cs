@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Carter;
 using Integrations;
 using Integrations.Api;
@@ -32,6 +33,9 @@ builder.Services.Configure<JsonOptions>(o =>
 {
     o.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
     o.SerializerOptions.DictionaryKeyPolicy = null;
+    // Numbers are numbers: the web default also reads "5" as 5, and the OpenAPI generator then types every integer
+    // as integer|string, which a generated client takes at its word.
+    o.SerializerOptions.NumberHandling = JsonNumberHandling.Strict;
 });
 builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
 builder.Services.AddProblemDetails();
@@ -39,16 +43,7 @@ builder.Services.AddExceptionHandler<UnexpectedExceptionHandler>();
 builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
     .AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
 builder.Services.AddAuthorization();
-builder.Services.AddOpenApi(o =>
-{
-    o.CreateSchemaReferenceId = OpenApiSchemaIds.For;
-    o.AddDocumentTransformer((document, _, _) =>
-    {
-        document.Info.Title = "Integrations";
-        document.Info.Description = "Governed integrations for AI agents: BYOK LLM integrations, MCP servers, datasources, audit.";
-        return Task.CompletedTask;
-    });
-});
+builder.Services.AddIntegrationsOpenApi();
 var corsOrigins = CorsOrigins.FromConfiguration(builder.Configuration);
 if (corsOrigins.Length > 0)
 {

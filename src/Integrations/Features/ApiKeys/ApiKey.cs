@@ -1,3 +1,4 @@
+using Integrations.Common;
 using Integrations.Infrastructure.Security;
 
 namespace Integrations.Features.ApiKeys;
@@ -11,10 +12,13 @@ public static class ApiKey
     public const string Expired = "expired";
     public const string Revoked = "revoked";
 
+    public static readonly string[] Statuses = [Active, Expired, Revoked];
+
     /// <param name="Prefix">The start of the key (<c>ik_&lt;id&gt;</c>), enough to recognise it, useless to use it.</param>
     /// <param name="Status"><c>active</c>, <c>expired</c> or <c>revoked</c>.</param>
     public sealed record Response(
-        Guid Id, string Name, string Prefix, IReadOnlyList<string> Scopes, string Status,
+        Guid Id, string Name, string Prefix, [OneOf(typeof(Common.Scopes), nameof(Common.Scopes.All))] IReadOnlyList<string> Scopes,
+        [OneOf(typeof(ApiKey), nameof(Statuses))] string Status,
         DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? LastUsedAt, DateTimeOffset? RevokedAt);
 
     internal const string Columns = "id, name, scopes, created_at, expires_at, last_used_at, revoked_at";

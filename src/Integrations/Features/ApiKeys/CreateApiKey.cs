@@ -18,7 +18,7 @@ public static class CreateApiKey
     /// <summary>The longest a key may live: a year. A key without <c>expires_at</c> lives until revoked.</summary>
     public static readonly TimeSpan MaxLifetime = TimeSpan.FromDays(366);
 
-    public sealed record Command(string Name, IReadOnlyList<string> Scopes, DateTimeOffset? ExpiresAt = null) : IOperation<Response>, IAudited
+    public sealed record Command(string Name, [OneOf(typeof(Common.Scopes), nameof(Common.Scopes.All))] IReadOnlyList<string> Scopes, DateTimeOffset? ExpiresAt = null) : IOperation<Response>, IAudited
     {
         public static string Operation => "api_keys.create";
         public static string Scope => Common.Scopes.Admin;

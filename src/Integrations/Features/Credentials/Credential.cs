@@ -1,4 +1,5 @@
 using FluentValidation;
+using Integrations.Common;
 using Integrations.Infrastructure.Vault;
 
 namespace Integrations.Features.Credentials;
@@ -13,7 +14,7 @@ public static class Credential
     public sealed record Response(
         Guid Id,
         string Name,
-        string Type,
+        [OneOf(typeof(CredentialTypes), nameof(CredentialTypes.Storable))] string Type,
         string? Description,
         string Reference,
         int Version,
@@ -21,7 +22,7 @@ public static class Credential
         DateTimeOffset? RotatedAt,
         IReadOnlyList<string>? AllowedHosts);
 
-    public sealed record Grant(string AccessorType, Guid AccessorId, string GrantedBy, DateTimeOffset CreatedAt);
+    public sealed record Grant([OneOf(typeof(CredentialAccessor), nameof(CredentialAccessor.Grantable))] string AccessorType, Guid AccessorId, string GrantedBy, DateTimeOffset CreatedAt);
 
     internal const string Columns = "id, tenant_id, name, type, description, version, created_at, rotated_at, allowed_hosts";
 

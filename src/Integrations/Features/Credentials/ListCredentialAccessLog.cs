@@ -14,6 +14,8 @@ namespace Integrations.Features.Credentials;
 
 public static class ListCredentialAccessLog
 {
+    public static readonly string[] Outcomes = ["allowed", "denied"];
+
     public sealed record Query(
         Guid? CredentialId = null,
         string? Outcome = null,
@@ -28,13 +30,13 @@ public static class ListCredentialAccessLog
 
     public sealed record Entry(
         Guid Id, DateTimeOffset OccurredAt, Guid? CredentialId, string Reference, string AccessorType, string AccessorId,
-        string Actor, string Operation, string Outcome, string Reason);
+        string Actor, string Operation, [OneOf(typeof(ListCredentialAccessLog), nameof(Outcomes))] string Outcome, string Reason);
 
     internal sealed class Validator : AbstractValidator<Query>
     {
         public Validator()
         {
-            RuleFor(x => x.Outcome).Must(o => o is null or "allowed" or "denied").WithMessage("Outcome must be allowed or denied.");
+            RuleFor(x => x.Outcome).Must(o => o is null || Outcomes.Contains(o)).WithMessage("Outcome must be allowed or denied.");
             RuleFor(x => x.AccessorType).MaximumLength(50);
             RuleFor(x => x.AccessorId).MaximumLength(100);
             RuleFor(x => x.Limit).PageLimit();
@@ -91,7 +93,7 @@ public static class ListCredentialAccessLog
 
     internal static void Map(RouteGroupBuilder group) =>
         group.MapGet("/access-log", async (
-                [FromQuery(Name = "credential_id")] Guid? credentialId, [FromQuery] string? outcome,
+                [FromQuery(Name = "credential_id")] Guid? credentialId, [FromQuery, OneOf(typeof(ListCredentialAccessLog), nameof(Outcomes))] string? outcome,
                 [FromQuery(Name = "accessor_type")] string? accessorType, [FromQuery(Name = "accessor_id")] string? accessorId,
                 [FromQuery] int? limit, [FromQuery] string? cursor, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Query(credentialId, outcome, accessorType, accessorId, limit ?? 50, cursor), http.RequestAborted)).ToHttp(http))

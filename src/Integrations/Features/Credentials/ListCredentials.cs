@@ -59,7 +59,7 @@ public static class ListCredentials
     }
 
     internal static void Map(RouteGroupBuilder group) =>
-        group.MapGet("/", async ([FromQuery] string? type, [FromQuery(Name = "name_prefix")] string? namePrefix,
+        group.MapGet("/", async ([FromQuery, OneOf(typeof(CredentialTypes), nameof(CredentialTypes.Storable))] string? type, [FromQuery(Name = "name_prefix")] string? namePrefix,
                 [FromQuery] int? limit, [FromQuery] string? cursor, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Query(type, namePrefix, limit ?? 50, cursor), http.RequestAborted)).ToHttp(http))
             .WithName(Query.Operation)

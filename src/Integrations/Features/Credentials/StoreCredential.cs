@@ -21,7 +21,7 @@ public static class StoreCredential
     /// </summary>
     public sealed record Command(
         string Name,
-        string Type,
+        [OneOf(typeof(CredentialTypes), nameof(CredentialTypes.Storable))] string Type,
         string? Secret = null,
         string? Username = null,
         string? Password = null,

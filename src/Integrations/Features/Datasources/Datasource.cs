@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using FluentValidation;
+using Integrations.Common;
 using Integrations.Infrastructure.Datasources;
 using Integrations.Infrastructure.Network;
 using Integrations.Infrastructure.Vault;
@@ -25,16 +26,16 @@ public static partial class Datasource
     public sealed record Response(
         Guid Id,
         string Name,
-        string Kind,
+        [OneOf(typeof(Datasource), nameof(Datasource.Kinds))] string Kind,
         string Host,
         int Port,
         string Database,
         string Username,
         string CredentialRef,
-        string TlsMode,
+        [OneOf(typeof(Datasource), nameof(Datasource.TlsModes))] string TlsMode,
         int RowLimit,
         int StatementTimeoutMs,
-        string Status,
+        [OneOf(typeof(Datasource), nameof(Datasource.Statuses))] string Status,
         string? StatusMessage,
         string? ServerVersion,
         DateTimeOffset? TestedAt,
@@ -76,7 +77,7 @@ public static partial class Datasource
     }
 
     /// <summary>A declared template parameter: bound as this PostgreSQL type, in this order.</summary>
-    public sealed record Parameter(string Name, string Type);
+    public sealed record Parameter(string Name, [OneOf(typeof(QueryParameterTypes), nameof(QueryParameterTypes.Names))] string Type);
 
     public sealed record QueryResponse(
         Guid Id,

@@ -60,7 +60,7 @@ public static class ListDatasources
     }
 
     internal static void Map(RouteGroupBuilder group) =>
-        group.MapGet("/", async ([FromQuery] string? kind, [FromQuery] string? status, [FromQuery] int? limit, [FromQuery] string? cursor,
+        group.MapGet("/", async ([FromQuery, OneOf(typeof(Datasource), nameof(Datasource.Kinds))] string? kind, [FromQuery, OneOf(typeof(Datasource), nameof(Datasource.Statuses))] string? status, [FromQuery] int? limit, [FromQuery] string? cursor,
                 IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Query(kind, status, limit ?? 50, cursor), http.RequestAborted)).ToHttp(http))
             .WithName(Query.Operation)

@@ -26,8 +26,8 @@ public static class RegisterDatasource
         string Username,
         string CredentialRef,
         int Port = 5432,
-        string Kind = "postgres",
-        string TlsMode = "verify-full",
+        [OneOf(typeof(Datasource), nameof(Datasource.Kinds))] string Kind = "postgres",
+        [OneOf(typeof(Datasource), nameof(Datasource.TlsModes))] string TlsMode = "verify-full",
         int? RowLimit = null,
         int? StatementTimeoutMs = null,
         IReadOnlyList<string>? AllowedFunctions = null) : IOperation<Datasource.Response>, IAudited

@@ -37,8 +37,8 @@ public static class Incident
     }
 
     public sealed record Response(
-        Guid Id, string Kind, string Severity, string SubjectType, string SubjectId, string Message, int Occurrences,
-        DateTimeOffset FirstSeen, DateTimeOffset LastSeen, string Status,
+        Guid Id, [OneOf(typeof(Incident), nameof(Incident.Kinds))] string Kind, string Severity, string SubjectType, string SubjectId, string Message, int Occurrences,
+        DateTimeOffset FirstSeen, DateTimeOffset LastSeen, [OneOf(typeof(Incident), nameof(Incident.Statuses))] string Status,
         DateTimeOffset? AcknowledgedAt, string? AcknowledgedBy, DateTimeOffset? ResolvedAt, string? ResolvedBy);
 
     internal const string Columns = """

@@ -59,7 +59,7 @@ public static class ListIncidents
     }
 
     internal static void Map(RouteGroupBuilder group) =>
-        group.MapGet("/", async ([FromQuery] string? status, [FromQuery] string? kind, [FromQuery] int? limit, [FromQuery] string? cursor,
+        group.MapGet("/", async ([FromQuery, OneOf(typeof(Incident), nameof(Incident.Statuses))] string? status, [FromQuery, OneOf(typeof(Incident), nameof(Incident.Kinds))] string? kind, [FromQuery] int? limit, [FromQuery] string? cursor,
                 IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Query(status, kind, limit ?? 50, cursor), http.RequestAborted)).ToHttp(http))
             .WithName(Query.Operation)

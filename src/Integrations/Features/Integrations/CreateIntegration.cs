@@ -17,7 +17,7 @@ public static class CreateIntegration
 {
     public sealed record Command(
         string Name,
-        string Provider,
+        [OneOf(typeof(Integration), nameof(Integration.Providers))] string Provider,
         string? BaseUrl = null,
         string? CredentialRef = null,
         Integration.Limits? Limits = null,

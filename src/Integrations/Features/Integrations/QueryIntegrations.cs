@@ -74,7 +74,9 @@ public static class QueryIntegrations
 
     internal static void Map(RouteGroupBuilder group) =>
         group.MapGet("/", async (
-                [FromQuery] string? status, [FromQuery] string? provider, [FromQuery] string? health,
+                [FromQuery, OneOf(typeof(Integration), nameof(Integration.Statuses))] string? status,
+                [FromQuery, OneOf(typeof(Integration), nameof(Integration.Providers))] string? provider,
+                [FromQuery, OneOf(typeof(Integration), nameof(Integration.Healths))] string? health,
                 [FromQuery(Name = "name_prefix")] string? namePrefix, [FromQuery] int? limit, [FromQuery] string? cursor,
                 IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Query(status, provider, health, namePrefix, limit ?? 50, cursor), http.RequestAborted)).ToHttp(http))

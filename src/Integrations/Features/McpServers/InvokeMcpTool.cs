@@ -20,6 +20,9 @@ namespace Integrations.Features.McpServers;
 /// </summary>
 public static class InvokeMcpTool
 {
+    /// <summary>What an answered call was; the other outcomes of a call (failed, timeout, denied) answer as problems.</summary>
+    public static readonly string[] Outcomes = [CallOutput.Completed, "tool_error"];
+
     public sealed record Body(JsonElement? Arguments = null, string? RunId = null, int? TimeoutMs = null);
 
     /// <param name="Progress">Hears the server's progress notifications (in-process callers and the MCP gateway; not part of the REST body).</param>
@@ -40,9 +43,9 @@ public static class InvokeMcpTool
             Arguments.ValueKind == JsonValueKind.Object ? Arguments : JsonDocument.Parse("{}").RootElement);
     }
 
-    /// <summary><c>Outcome</c> is <c>completed</c> or <c>tool_error</c> here; failures answer as problems carrying the invocation id.</summary>
+    /// <summary>Failures answer as problems carrying the invocation id.</summary>
     public sealed record Response(
-        Guid InvocationId, string Outcome, double DurationMs, JsonElement Content, JsonElement? StructuredContent, bool IsError);
+        Guid InvocationId, [OneOf(typeof(InvokeMcpTool), nameof(Outcomes))] string Outcome, double DurationMs, JsonElement Content, JsonElement? StructuredContent, bool IsError);
 
     internal sealed class Validator : AbstractValidator<Command>
     {
@@ -74,7 +77,7 @@ public static class InvokeMcpTool
 
             var payload = JsonSerializer.SerializeToElement(result.Value, McpJsonUtilities.DefaultOptions);
             var isError = result.Value.IsError == true;
-            var outcome = isError ? "tool_error" : CallOutput.Completed;
+            var outcome = isError ? Outcomes[1] : CallOutput.Completed;
             call.Report(new CallOutput(outcome, CanonicalJson.Sha256(payload), isError ? FirstText(result.Value) : null));
             return new Response(call.Id, outcome, call.Duration,
                 payload.TryGetProperty("content", out var content) ? content.Clone() : JsonDocument.Parse("[]").RootElement.Clone(),

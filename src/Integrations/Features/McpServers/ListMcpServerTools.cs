@@ -71,7 +71,8 @@ public static class ListMcpServerTools
 
     internal static void Map(RouteGroupBuilder group) =>
         group.MapGet("/{id:guid}/tools", async (
-                Guid id, [FromQuery] string? status, [FromQuery] bool? enabled, [FromQuery(Name = "risk_level")] string? riskLevel,
+                Guid id, [FromQuery, OneOf(typeof(McpTool), nameof(McpTool.Statuses))] string? status, [FromQuery] bool? enabled,
+                [FromQuery(Name = "risk_level"), OneOf(typeof(ToolRisk), nameof(ToolRisk.Levels))] string? riskLevel,
                 [FromQuery] int? limit, [FromQuery] string? cursor, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Query(id, status, enabled, riskLevel, limit ?? 50, cursor), http.RequestAborted)).ToHttp(http))
             .WithName(Query.Operation)

@@ -60,7 +60,7 @@ public static class ListMcpServers
 
     internal static void Map(RouteGroupBuilder group) =>
         group.MapGet("/", async (
-                [FromQuery] string? status, [FromQuery(Name = "name_prefix")] string? namePrefix, [FromQuery] int? limit, [FromQuery] string? cursor,
+                [FromQuery, OneOf(typeof(McpServer), nameof(McpServer.Statuses))] string? status, [FromQuery(Name = "name_prefix")] string? namePrefix, [FromQuery] int? limit, [FromQuery] string? cursor,
                 IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Query(status, namePrefix, limit ?? 50, cursor), http.RequestAborted)).ToHttp(http))
             .WithName(Query.Operation)

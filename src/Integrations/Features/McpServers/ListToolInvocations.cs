@@ -83,7 +83,8 @@ public static class ListToolInvocations
     }
 
     internal static void Map(RouteGroupBuilder group) =>
-        group.MapGet("/{id:guid}/invocations", async (Guid id, [FromQuery] string? outcome, [FromQuery] string? tool,
+        group.MapGet("/{id:guid}/invocations", async (Guid id,
+                [FromQuery, OneOf(typeof(ToolInvocation), nameof(ToolInvocation.Outcomes))] string? outcome, [FromQuery] string? tool,
                 [FromQuery(Name = "run_id")] string? runId, [FromQuery] DateTimeOffset? from, [FromQuery] DateTimeOffset? to,
                 [FromQuery] int? limit, [FromQuery] string? cursor, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Query(id, outcome, tool, runId, from, to, limit ?? 50, cursor), http.RequestAborted)).ToHttp(http))
@@ -94,7 +95,8 @@ public static class ListToolInvocations
             .ProducesProblem(StatusCodes.Status404NotFound);
 
     internal static void MapTenantWide(RouteGroupBuilder group) =>
-        group.MapGet("/", async ([FromQuery(Name = "server_id")] Guid? serverId, [FromQuery] string? outcome, [FromQuery] string? tool,
+        group.MapGet("/", async ([FromQuery(Name = "server_id")] Guid? serverId,
+                [FromQuery, OneOf(typeof(ToolInvocation), nameof(ToolInvocation.Outcomes))] string? outcome, [FromQuery] string? tool,
                 [FromQuery(Name = "run_id")] string? runId, [FromQuery] DateTimeOffset? from, [FromQuery] DateTimeOffset? to,
                 [FromQuery] int? limit, [FromQuery] string? cursor, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Query(serverId, outcome, tool, runId, from, to, limit ?? 50, cursor), http.RequestAborted)).ToHttp(http))

@@ -33,7 +33,7 @@ public static class McpServer
         string Transport,
         string? CredentialRef,
         string AuthHeader,
-        string Status,
+        [OneOf(typeof(McpServer), nameof(McpServer.Statuses))] string Status,
         string? ProtocolVersion,
         string? ServerName,
         string? ServerVersion,

@@ -1,3 +1,4 @@
+using Integrations.Common;
 namespace Integrations.Features.McpServers;
 
 /// <summary>
@@ -10,8 +11,8 @@ public static class ToolInvocation
 
     public sealed record Response(
         Guid Id, Guid ServerId, Guid ToolId, string ToolName, string? RunId, string Caller, string InputHash, string? OutputHash,
-        string Outcome, string? DecisionReason, string? Error, double DurationMs, DateTimeOffset StartedAt, DateTimeOffset FinishedAt,
-        Guid? IncidentId);
+        [OneOf(typeof(ToolInvocation), nameof(Outcomes))] string Outcome, string? DecisionReason, string? Error, double DurationMs,
+        DateTimeOffset StartedAt, DateTimeOffset FinishedAt, Guid? IncidentId);
 
     internal const string Columns = """
         id, server_id, tool_id, tool_name, run_id, caller, input_hash, output_hash, outcome, decision_reason, error,

@@ -19,7 +19,7 @@ public static class UpdateMcpTool
     /// <c>definition_hash</c>, so what is approved is what was reviewed. <c>rate_limit_per_minute</c>: 1 or more sets the
     /// tool's own limit, 0 removes it (the tenant's default applies).
     /// </summary>
-    public sealed record Body(bool? Enabled = null, string? RiskLevel = null, string? Reason = null, string? ApproveHash = null, int? RateLimitPerMinute = null);
+    public sealed record Body(bool? Enabled = null, [OneOf(typeof(ToolRisk), nameof(ToolRisk.Levels))] string? RiskLevel = null, string? Reason = null, string? ApproveHash = null, int? RateLimitPerMinute = null);
 
     public sealed record Command(Guid ServerId, Guid ToolId, Body Changes) : IOperation<McpTool.Response>, IAudited
     {

@@ -1,3 +1,4 @@
+using Integrations.Common;
 namespace Integrations.Features.Policies;
 
 public static class RiskLevels
@@ -21,7 +22,7 @@ public sealed record PolicyDecision(bool Allowed, string? Rule, string? Reason)
 /// named by its name or id; <c>*</c> matches any run of characters.
 /// </summary>
 public sealed record ToolPolicy(
-    string RiskCeiling,
+    [OneOf(typeof(RiskLevels), nameof(RiskLevels.All))] string RiskCeiling,
     IReadOnlyList<string> AllowList,
     IReadOnlyList<string> DenyList,
     int? DefaultRateLimitPerMinute,

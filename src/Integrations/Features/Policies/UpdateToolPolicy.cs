@@ -15,7 +15,7 @@ public static class UpdateToolPolicy
 {
     /// <summary>Replaces the whole policy (PUT): omitted lists are empty, omitted limits are none.</summary>
     public sealed record Command(
-        string RiskCeiling = "medium",
+        [OneOf(typeof(RiskLevels), nameof(RiskLevels.All))] string RiskCeiling = "medium",
         IReadOnlyList<string>? AllowList = null,
         IReadOnlyList<string>? DenyList = null,
         int? DefaultRateLimitPerMinute = null,
