@@ -1,4 +1,5 @@
 using Carter;
+using Integrations.Infrastructure.Http;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -10,7 +11,8 @@ public sealed class ApiKeysModule : ICarterModule
 {
     public void AddRoutes(IEndpointRouteBuilder app)
     {
-        var apiKeys = app.MapGroup("/api-keys").WithTags("API keys").RequireAuthorization();
+        var apiKeys = app.MapGroup("/api-keys").RequireAuthorization()
+            .WithTag("API keys", "The tenant's API keys (scope admin): create (the key is shown once), list, revoke.");
         CreateApiKey.Map(apiKeys);
         ListApiKeys.Map(apiKeys);
         RevokeApiKey.Map(apiKeys);

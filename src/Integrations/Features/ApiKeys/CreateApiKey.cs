@@ -71,6 +71,7 @@ public static class CreateApiKey
         group.MapPost("/", async (Command command, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(command, http.RequestAborted)).ToHttp(http, r => TypedResults.Created($"/api-keys/{r.ApiKey.Id}", r)))
             .WithName(Command.Operation)
+            .WithRequestExample(new Command("ci-runner", [Common.Scopes.Read, Common.Scopes.Invoke], new DateTimeOffset(2027, 1, 31, 0, 0, 0, TimeSpan.Zero)))
             .WithSummary("Create an API key for your tenant (scope admin); the key is shown once, in this answer.")
             .Produces<Response>(StatusCodes.Status201Created)
             .ProducesValidationProblem()

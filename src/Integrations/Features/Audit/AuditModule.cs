@@ -1,4 +1,5 @@
 using Carter;
+using Integrations.Infrastructure.Http;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -10,7 +11,8 @@ public sealed class AuditModule : ICarterModule
 {
     public void AddRoutes(IEndpointRouteBuilder app)
     {
-        var audit = app.MapGroup("/audit").WithTags("Audit").RequireAuthorization();
+        var audit = app.MapGroup("/audit").RequireAuthorization()
+            .WithTag("Audit", "The immutable, hash-chained audit trail: events, chain verification and anchors.");
         ListAuditEvents.Map(audit);
         VerifyAuditChain.Map(audit);
         ListAuditAnchors.Map(audit);

@@ -1,4 +1,5 @@
 using Carter;
+using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Vault;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -14,7 +15,8 @@ public sealed class CredentialsModule : ICarterModule
 {
     public void AddRoutes(IEndpointRouteBuilder app)
     {
-        var credentials = app.MapGroup("/credentials").WithTags("Credentials").RequireAuthorization();
+        var credentials = app.MapGroup("/credentials").RequireAuthorization()
+            .WithTag("Credentials", "The vault: secrets stored encrypted and referenced as cus-vault://, the hosts each may be sent to, grants, and the access log.");
         StoreCredential.Map(credentials);
         ListCredentials.Map(credentials);
         GetCredential.Map(credentials);

@@ -98,6 +98,7 @@ public static class StoreCredential
                 (await mediator.Send(command, http.RequestAborted)).ToHttp(http,
                     created => TypedResults.Created($"/credentials/{created.Id}", created)))
             .WithName(Command.Operation)
+            .WithRequestExample(new Command("openai-prod", CredentialTypes.ApiKey, Secret: "sk-...", AllowedHosts: ["api.openai.com"]))
             .WithSummary("Store a secret in the vault; answers its cus-vault:// reference and metadata, never the secret.")
             .Produces<Credential.Response>(StatusCodes.Status201Created)
             .ProducesValidationProblem()

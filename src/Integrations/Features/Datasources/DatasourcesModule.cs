@@ -1,4 +1,5 @@
 using Carter;
+using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Datasources;
 using Integrations.Pipeline.Governance;
 using Microsoft.AspNetCore.Builder;
@@ -14,7 +15,8 @@ public sealed class DatasourcesModule : ICarterModule
 {
     public void AddRoutes(IEndpointRouteBuilder app)
     {
-        var datasources = app.MapGroup("/integrations/datasources").WithTags("Datasources").RequireAuthorization();
+        var datasources = app.MapGroup("/integrations/datasources").RequireAuthorization()
+            .WithTag("Datasources", "Datasources behind the SQL gateway: read-only, parameterised query templates run under policy, limits and audit.");
         RegisterDatasource.Map(datasources);
         ListDatasources.Map(datasources);
         GetDatasource.Map(datasources);

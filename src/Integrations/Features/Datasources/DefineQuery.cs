@@ -173,6 +173,8 @@ public static class DefineQuery
                     body.TimeoutMs, body.RateLimitPerMinute, body.Enabled), http.RequestAborted)).ToHttp(http,
                     created => TypedResults.Created($"/integrations/datasources/{id}/queries/{created.Name}", created)))
             .WithName(Command.Operation)
+            .WithRequestExample(new Body("orders-by-customer", "SELECT id, total FROM orders WHERE customer_id = @customer ORDER BY id DESC",
+                [new Datasource.Parameter("customer", "integer")]))
             .WithSummary("Define a named, parameterised, read-only query template: checked lexically, then parsed by the datasource in a READ ONLY transaction, every function, operator and type of its parse tree checked by OID against the allow-list, then planned.")
             .Produces<Datasource.QueryResponse>(StatusCodes.Status201Created)
             .ProducesValidationProblem()

@@ -121,6 +121,8 @@ public static class RegisterDatasource
                 (await mediator.Send(command, http.RequestAborted)).ToHttp(http,
                     created => TypedResults.Created($"/integrations/datasources/{created.Id}", created)))
             .WithName(Command.Operation)
+            .WithRequestExample(new Command("shop", "db.example.com", "shop", "reader", "cus-vault://acme/0192f4a0-8c1e-7a3b-9d2e-5f6a7b8c9d0e",
+                RowLimit: 500, StatementTimeoutMs: 3000))
             .WithSummary("Register a PostgreSQL datasource (status 'pending' until tested). The password is a credential reference.")
             .Produces<Datasource.Response>(StatusCodes.Status201Created)
             .ProducesValidationProblem()

@@ -113,6 +113,7 @@ public static class RunQuery
         group.MapPost("/{id:guid}/queries/{name}", async (Guid id, string name, Body? body, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Command(id, name, body?.Parameters), http.RequestAborted)).ToHttp(http))
             .WithName(Command.Operation)
+            .WithRequestExample(new Body(new Dictionary<string, JsonElement> { ["customer"] = JsonSerializer.SerializeToElement(42) }))
             .WithSummary("Run a query template with named, typed parameters (bound, never spliced) in a READ ONLY transaction with its timeout, row cap and byte cap.")
             .Produces<Response>()
             .ProducesValidationProblem()

@@ -1,4 +1,5 @@
 using Carter;
+using Integrations.Infrastructure.Http;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -11,7 +12,8 @@ public sealed class IncidentsModule : ICarterModule
 {
     public void AddRoutes(IEndpointRouteBuilder app)
     {
-        var incidents = app.MapGroup("/incidents").WithTags("Incidents").RequireAuthorization();
+        var incidents = app.MapGroup("/incidents").RequireAuthorization()
+            .WithTag("Incidents", "Incidents opened by failing tool calls and health checks: list, acknowledge, resolve.");
         ListIncidents.Map(incidents);
         AcknowledgeIncident.Map(incidents);
         ResolveIncident.Map(incidents);

@@ -92,6 +92,8 @@ public static class CreateIntegration
                 (await mediator.Send(command, http.RequestAborted)).ToHttp(http,
                     created => TypedResults.Created($"/integrations/{created.Id}", created)))
             .WithName(Command.Operation)
+            .WithRequestExample(new Command("openai-main", "openai", CredentialRef: "cus-vault://acme/0192f4a0-8c1e-7a3b-9d2e-5f6a7b8c9d0e",
+                Limits: new Integration.Limits(RequestsPerMinute: 600, BudgetCentsPerMonth: 50_000), AllowedModels: ["gpt-4o-mini"]))
             .WithSummary("Create a BYOK LLM integration (status 'created').")
             .Produces<Integration.Response>(StatusCodes.Status201Created)
             .ProducesValidationProblem()

@@ -1,4 +1,5 @@
 using Carter;
+using Integrations.Infrastructure.Http;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -12,7 +13,8 @@ public sealed class IntegrationsModule : ICarterModule
 {
     public void AddRoutes(IEndpointRouteBuilder app)
     {
-        var integrations = app.MapGroup("/integrations").WithTags("Integrations").RequireAuthorization();
+        var integrations = app.MapGroup("/integrations").RequireAuthorization()
+            .WithTag("Integrations", "BYOK LLM provider integrations: a provider, a base URL, a credential reference from the vault, limits and allowed models; enabled, disabled and health-checked.");
         CreateIntegration.Map(integrations);
         QueryIntegrations.Map(integrations);
         GetIntegration.Map(integrations);

@@ -93,6 +93,7 @@ public static class InvokeMcpTool
         group.MapPost("/{id:guid}/tools/{toolId:guid}/invoke", async (Guid id, Guid toolId, Body body, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Command(id, toolId, body.Arguments ?? default, body.RunId, body.TimeoutMs), http.RequestAborted)).ToHttp(http))
             .WithName(Command.Operation)
+            .WithRequestExample(new Body(JsonSerializer.SerializeToElement(new { message = "hello" }), RunId: "run-1", TimeoutMs: 5000))
             .WithSummary("Call a tool under governance: policy, rate limits, input schema, the server's credential from the vault, audit, incidents.")
             .Produces<Response>()
             .ProducesValidationProblem()

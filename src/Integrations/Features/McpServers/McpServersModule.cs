@@ -1,4 +1,5 @@
 using Carter;
+using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Mcp;
 using Integrations.Pipeline.Governance;
 using Microsoft.AspNetCore.Builder;
@@ -14,7 +15,8 @@ public sealed class McpServersModule : ICarterModule
 {
     public void AddRoutes(IEndpointRouteBuilder app)
     {
-        var servers = app.MapGroup("/integrations/mcp-servers").WithTags("MCP servers").RequireAuthorization();
+        var servers = app.MapGroup("/integrations/mcp-servers").RequireAuthorization()
+            .WithTag("MCP servers", "MCP servers and their tools: registration, discovery with pinned tool definitions and drift, health, and tools.invoke, the governed tool call.");
         RegisterMcpServer.Map(servers);
         ListMcpServers.Map(servers);
         GetMcpServer.Map(servers);

@@ -172,6 +172,7 @@ public static class RegisterMcpServer
                 (await mediator.Send(command, http.RequestAborted)).ToHttp(http,
                     created => TypedResults.Created($"/integrations/mcp-servers/{created.Server.Id}", created)))
             .WithName(Command.Operation)
+            .WithRequestExample(new Command("everything", "https://mcp.example.com/mcp", CredentialRef: "cus-vault://acme/0192f4a0-8c1e-7a3b-9d2e-5f6a7b8c9d0e"))
             .WithSummary("Register an MCP server: SSRF check, initialize (Streamable HTTP, falling back to legacy SSE), tools/list (all pages); store the server and its classified tools.")
             .Produces<Response>(StatusCodes.Status201Created)
             .ProducesValidationProblem()

@@ -1,4 +1,5 @@
 using Carter;
+using Integrations.Infrastructure.Http;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -11,7 +12,8 @@ public sealed class PoliciesModule : ICarterModule
 {
     public void AddRoutes(IEndpointRouteBuilder app)
     {
-        var policies = app.MapGroup("/policies").WithTags("Policies").RequireAuthorization();
+        var policies = app.MapGroup("/policies").RequireAuthorization()
+            .WithTag("Policies", "The tenant's tool policy (risk ceiling, allow and deny lists, rate limits) and credential policy.");
         GetToolPolicy.Map(policies);
         UpdateToolPolicy.Map(policies);
         GetCredentialPolicy.Map(policies);

@@ -52,7 +52,7 @@ public static class GetSession
         app.MapGet("/session", async (IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Query(), http.RequestAborted)).ToHttp(http))
             .RequireAuthorization()
-            .WithTags("Session")
+            .WithTag("Session", "Who the caller's API key says it is: tenant, key, scopes, expiry and the tenant's effective limits.")
             .WithName(Query.Operation)
             .WithSummary("The caller's session: tenant, API key, scopes, expiry, server time and the tenant's effective limits.")
             .Produces<Response>();

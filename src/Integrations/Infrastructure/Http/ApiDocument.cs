@@ -1,6 +1,8 @@
 using System.Reflection;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using Integrations.Common;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Builder;
@@ -55,6 +57,9 @@ public static class ApiDocument
             .ToDictionary(
                 t => (string)t.GetProperty(nameof(IOperation.Operation))!.GetValue(null)!,
                 t => (string)t.GetProperty(nameof(IOperation.Scope))!.GetValue(null)!));
+
+    /// <summary>The API's JSON settings without the nulls, which only make an example longer.</summary>
+    private static readonly ConditionalWeakTable<JsonSerializerOptions, JsonSerializerOptions> ExampleOptions = [];
 
     public static IServiceCollection AddIntegrationsOpenApi(this IServiceCollection services) =>
         services.AddOpenApi(o =>
@@ -161,7 +166,9 @@ public static class ApiDocument
         if (metadata.OfType<RequestExample>().LastOrDefault() is { } example
             && operation.RequestBody?.Content?.TryGetValue("application/json", out var body) == true)
         {
-            var json = context.ApplicationServices.GetRequiredService<IOptions<HttpJsonOptions>>().Value.SerializerOptions;
+            var json = ExampleOptions.GetValue(
+                context.ApplicationServices.GetRequiredService<IOptions<HttpJsonOptions>>().Value.SerializerOptions,
+                api => new JsonSerializerOptions(api) { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull });
             body.Example = JsonSerializer.SerializeToNode(example.Value, example.Value.GetType(), json);
         }
         return Task.CompletedTask;
