@@ -253,26 +253,4 @@ public sealed class IntegrationHttpTests(ApiFixture fixture) : IClassFixture<Api
 
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/docs/index.html")).StatusCode);
     }
-
-    [Fact]
-    public async Task Same_named_nested_types_of_different_operations_get_their_own_schemas()
-    {
-        var document = await JsonAsync(await Api.CreateClient().GetAsync("/openapi/v1.json"));
-        var schemas = document.GetProperty("components").GetProperty("schemas");
-        var paths = document.GetProperty("paths");
-        var json = paths.GetRawText();
-
-        // UpdateIntegration.Body and DisableMcpServer.Body were one schema "Body" describing one of them.
-        Assert.Contains("#/components/schemas/UpdateIntegrationBody", paths.GetProperty("/integrations/{id}").GetProperty("patch").GetRawText(), StringComparison.Ordinal);
-        Assert.Contains("#/components/schemas/DisableMcpServerBody", paths.GetProperty("/integrations/mcp-servers/{id}/disable").GetProperty("post").GetRawText(), StringComparison.Ordinal);
-        Assert.True(schemas.GetProperty("UpdateIntegrationBody").GetProperty("properties").TryGetProperty("credential_ref", out _));
-        Assert.True(schemas.GetProperty("DisableMcpServerBody").GetProperty("properties").TryGetProperty("reason", out _));
-        foreach (var bare in new[] { "Body", "Command", "Response", "PageOfResponse" })
-        {
-            Assert.False(schemas.TryGetProperty(bare, out _), $"schema {bare} is ambiguous");
-        }
-        Assert.All(
-            System.Text.RegularExpressions.Regex.Matches(json, "#/components/schemas/([A-Za-z0-9]+)").Select(m => m.Groups[1].Value),
-            id => Assert.True(schemas.TryGetProperty(id, out _), $"{id} is referenced but not declared"));
-    }
 }

@@ -16,7 +16,7 @@ public sealed class NodeOpenAiClientTests(KestrelLlmGatewayFixture fixture) : IC
     public async Task The_openai_npm_client_chats_streams_and_embeds_through_the_gateway()
     {
         var tenant = await fixture.TenantAsync();
-        var fixtures = EverythingServer.FixturesDirectory();
+        var fixtures = NpmFixtures.Directory;
         var start = new ProcessStartInfo("node", [Path.Combine(fixtures, "llm-openai-client.mjs")])
         {
             WorkingDirectory = fixtures,

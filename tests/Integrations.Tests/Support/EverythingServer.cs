@@ -13,8 +13,6 @@ namespace Integrations.Tests.Support;
 /// </summary>
 public class EverythingServer : IAsyncLifetime
 {
-    private static readonly SemaphoreSlim InstallLock = new(1, 1);
-
     private readonly string _mode;
     private readonly string _readyLine;
     private readonly string _path;
@@ -37,9 +35,7 @@ public class EverythingServer : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var fixtures = FixturesDirectory();
-        var executable = Path.Combine(fixtures, "node_modules", ".bin", "mcp-server-everything");
-        await InstallAsync(fixtures, executable);
+        var executable = await NpmFixtures.ToolAsync("mcp-server-everything");
 
         for (var attempt = 1; ; attempt++)
         {
@@ -98,42 +94,6 @@ public class EverythingServer : IAsyncLifetime
     {
         if (line is null) return;
         lock (_output) _output.AppendLine(line);
-    }
-
-    private static async Task InstallAsync(string fixtures, string executable)
-    {
-        await InstallLock.WaitAsync();
-        try
-        {
-            if (File.Exists(executable)) return;
-            using var npm = Process.Start(new ProcessStartInfo("npm", ["ci", "--no-audit", "--no-fund", "--prefix", fixtures])
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            }) ?? throw new InvalidOperationException("npm could not be started; install Node.js 20+.");
-            var stdout = npm.StandardOutput.ReadToEndAsync();
-            var stderr = npm.StandardError.ReadToEndAsync();
-            await npm.WaitForExitAsync().WaitAsync(TimeSpan.FromMinutes(5));
-            if (npm.ExitCode != 0 || !File.Exists(executable))
-            {
-                throw new InvalidOperationException($"npm ci --prefix {fixtures} failed ({npm.ExitCode}):\n{await stdout}\n{await stderr}");
-            }
-        }
-        finally
-        {
-            InstallLock.Release();
-        }
-    }
-
-    internal static string FixturesDirectory()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "tests", "fixtures");
-            if (File.Exists(Path.Combine(candidate, "package-lock.json"))) return candidate;
-        }
-        throw new InvalidOperationException("tests/fixtures/package-lock.json not found above " + AppContext.BaseDirectory);
     }
 
     private static int FreePort()

@@ -1,0 +1,72 @@
+using System.Diagnostics;
+
+namespace Integrations.Tests.Support;
+
+/// <summary>
+/// The npm packages pinned in tests/fixtures/package-lock.json (the reference MCP server, the OpenAPI linter, the
+/// TypeScript client generator and compiler): where they are, <c>npm ci</c> when one is missing, and running one.
+/// </summary>
+public static class NpmFixtures
+{
+    private static readonly SemaphoreSlim InstallLock = new(1, 1);
+
+    public static string Directory { get; } = Find();
+
+    /// <summary>The path of <c>node_modules/.bin/<paramref name="tool"/></c>, installing the fixtures first when it is missing.</summary>
+    public static async Task<string> ToolAsync(string tool)
+    {
+        var executable = Path.Combine(Directory, "node_modules", ".bin", tool);
+        await InstallLock.WaitAsync();
+        try
+        {
+            if (File.Exists(executable)) return executable;
+            var (exitCode, output) = await RunAsync("npm", ["ci", "--no-audit", "--no-fund", "--prefix", Directory], Directory, TimeSpan.FromMinutes(5));
+            if (exitCode != 0 || !File.Exists(executable))
+            {
+                throw new InvalidOperationException($"npm ci --prefix {Directory} failed ({exitCode}) or installed no {tool}:\n{output}");
+            }
+            return executable;
+        }
+        finally
+        {
+            InstallLock.Release();
+        }
+    }
+
+    /// <summary>Runs a program to its end; the exit code and what it wrote to stdout and stderr.</summary>
+    public static async Task<(int ExitCode, string Output)> RunAsync(
+        string program, IEnumerable<string> arguments, string workingDirectory, TimeSpan timeout, IReadOnlyDictionary<string, string>? environment = null)
+    {
+        var start = new ProcessStartInfo(program, arguments)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = workingDirectory,
+        };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"{program} could not be started; install Node.js 20+.");
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        try
+        {
+            await process.WaitForExitAsync().WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{program} {string.Join(' ', arguments)} did not finish in {timeout}.");
+        }
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
+    private static string Find()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "tests", "fixtures");
+            if (File.Exists(Path.Combine(candidate, "package-lock.json"))) return candidate;
+        }
+        throw new InvalidOperationException("tests/fixtures/package-lock.json not found above " + AppContext.BaseDirectory);
+    }
+}
