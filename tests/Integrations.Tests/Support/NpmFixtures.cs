@@ -20,10 +20,10 @@ public static class NpmFixtures
         try
         {
             if (File.Exists(executable)) return executable;
-            var (exitCode, output) = await RunAsync("npm", ["ci", "--no-audit", "--no-fund", "--prefix", Directory], Directory, TimeSpan.FromMinutes(5));
-            if (exitCode != 0 || !File.Exists(executable))
+            var npm = await RunAsync("npm", ["ci", "--no-audit", "--no-fund", "--prefix", Directory], Directory, TimeSpan.FromMinutes(5));
+            if (npm.ExitCode != 0 || !File.Exists(executable))
             {
-                throw new InvalidOperationException($"npm ci --prefix {Directory} failed ({exitCode}) or installed no {tool}:\n{output}");
+                throw new InvalidOperationException($"npm ci --prefix {Directory} failed ({npm.ExitCode}) or installed no {tool}:\n{npm.Output}");
             }
             return executable;
         }
@@ -33,8 +33,8 @@ public static class NpmFixtures
         }
     }
 
-    /// <summary>Runs a program to its end; the exit code and what it wrote to stdout and stderr.</summary>
-    public static async Task<(int ExitCode, string Output)> RunAsync(
+    /// <summary>Runs a program to its end.</summary>
+    public static async Task<ProgramRun> RunAsync(
         string program, IEnumerable<string> arguments, string workingDirectory, TimeSpan timeout, IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo(program, arguments)
@@ -57,7 +57,7 @@ public static class NpmFixtures
             process.Kill(entireProcessTree: true);
             throw new TimeoutException($"{program} {string.Join(' ', arguments)} did not finish in {timeout}.");
         }
-        return (process.ExitCode, await stdout + await stderr);
+        return new ProgramRun(process.ExitCode, await stdout, await stderr);
     }
 
     private static string Find()
@@ -69,4 +69,10 @@ public static class NpmFixtures
         }
         throw new InvalidOperationException("tests/fixtures/package-lock.json not found above " + AppContext.BaseDirectory);
     }
+}
+
+/// <summary>How a program ended and what it wrote.</summary>
+public sealed record ProgramRun(int ExitCode, string Stdout, string Stderr)
+{
+    public string Output => Stdout + Stderr;
 }
