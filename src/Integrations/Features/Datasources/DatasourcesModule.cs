@@ -1,6 +1,6 @@
 using Carter;
-using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Datasources;
+using Integrations.Infrastructure.Http;
 using Integrations.Pipeline.Governance;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;

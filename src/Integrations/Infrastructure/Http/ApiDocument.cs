@@ -143,6 +143,8 @@ public static class ApiDocument
         foreach (var (key, response) in operation.Responses.ToList())
         {
             if (!int.TryParse(key, out var status) || status < 400) continue;
+            // An error body of another kind that a slice declares (an OpenAI-compatible error, say) stays as declared.
+            if (response.Content is { Count: > 0 } declared && !declared.ContainsKey(ProblemMediaType)) continue;
             operation.Responses[key] = new OpenApiResponse
             {
                 Description = ProblemMeanings.GetValueOrDefault(status, "Problem details with a stable `code`."),
