@@ -33,7 +33,7 @@ public static class UpdateDatasource
         string? Database = null,
         string? Username = null,
         string? CredentialRef = null,
-        string? TlsMode = null,
+        [OneOf(typeof(Datasource), nameof(Datasource.TlsModes))] string? TlsMode = null,
         int? RowLimit = null,
         int? StatementTimeoutMs = null,
         IReadOnlyList<string>? AllowedFunctions = null);

@@ -31,8 +31,8 @@ public static class CheckIntegrationHealth
     /// healthy check moves it back to <c>enabled</c>.
     /// </summary>
     public sealed record Response(
-        Guid Id, string Health, DateTimeOffset CheckedAt, string Message, int? UpstreamStatus, long DurationMs,
-        string Status, int ConsecutiveFailures, Guid? IncidentId = null);
+        Guid Id, [OneOf(typeof(Integration), nameof(Integration.Healths))] string Health, DateTimeOffset CheckedAt, string Message, int? UpstreamStatus,
+        long DurationMs, [OneOf(typeof(Integration), nameof(Integration.Statuses))] string Status, int ConsecutiveFailures, Guid? IncidentId = null);
 
     internal sealed class Handler(
         TenantSession session, AuditTrail audit, CredentialContext credentials, ProviderHealthProbe probe, IncidentRecorder incidents,
