@@ -1,4 +1,5 @@
 using Integrations.Common;
+
 namespace Integrations.Features.McpServers;
 
 /// <summary>
