@@ -1,4 +1,5 @@
 using Carter;
+using Integrations.Infrastructure.Http;
 using Integrations.Pipeline.Governance;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -16,7 +17,8 @@ public sealed class LlmGatewayModule : ICarterModule
 {
     public void AddRoutes(IEndpointRouteBuilder app)
     {
-        var v1 = app.MapGroup("/v1").WithTags("LLM gateway").RequireAuthorization();
+        var v1 = app.MapGroup("/v1").RequireAuthorization()
+            .WithTag("LLM gateway", "OpenAI- and Anthropic-compatible endpoints (/v1) that forward to the tenant's BYOK integrations under governance, with the request log and prices.");
         InvokeLlm.Map(v1);
         ListLlmModels.Map(v1);
 
