@@ -59,7 +59,7 @@ public sealed class McpClientsFromNodeTests(EverythingServer everything, McpGate
 
     private static async Task<string> RunNodeAsync(string script, params string[] arguments)
     {
-        var fixtures = EverythingServer.FixturesDirectory();
+        var fixtures = NpmFixtures.Directory;
         var start = new ProcessStartInfo("node", [script, .. arguments])
         {
             WorkingDirectory = fixtures,
