@@ -162,6 +162,7 @@ cmd_run() {
   echo "OpenAPI: $url/openapi/v1.json"
   echo "Swagger UI: $url/docs"
   echo "MCP endpoint (Streamable HTTP, header Authorization: Bearer <key>): $url/mcp"
+  echo "Console: $url/console (sign in with the API key below)"
   echo "API key: $key"
   echo "Database: $(masked "$ConnectionStrings__Integrations")"
   if [ "$local_db" = 1 ]; then
