@@ -162,6 +162,7 @@ cmd_run() {
   echo "OpenAPI: $url/openapi/v1.json"
   echo "Swagger UI: $url/docs"
   echo "MCP endpoint (Streamable HTTP, header Authorization: Bearer <key>): $url/mcp"
+  echo "Console: $url/console (sign in with the API key below)"
   echo "API key: $key"
   echo "Database: $(masked "$ConnectionStrings__Integrations")"
   if [ "$local_db" = 1 ]; then
@@ -311,6 +312,21 @@ summary() {
   fi
 }
 
+# The console's end-to-end tests drive Debian's Chromium through Playwright (a browser download is not possible here).
+install_chromium() {
+  [ -x /usr/bin/chromium ] && return 0
+  echo "Chromium not found: installing the distribution's chromium package (console end-to-end tests)" >&2
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "chromium is not installed and this is not root (install the 'chromium' package)"
+    sudo=(sudo -n)
+  fi
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    -o DPkg::Lock::Timeout=300 chromium </dev/null >&2
+  [ -x /usr/bin/chromium ] || die "chromium was installed but /usr/bin/chromium is missing"
+}
+
 cmd_test() {
   [ -f "$SOLUTION" ] || { echo "build.sh: error: $SOLUTION not found" >&2; summary 0 1 0; exit 1; }
 
@@ -323,6 +339,8 @@ cmd_test() {
   INTEGRATIONS_TEST_DB=$(INTEGRATIONS_PG_FAST=1 eng/pg.sh start "$TEST_TMP/pg") \
     || { echo "build.sh: error: could not start PostgreSQL for the tests" >&2; summary 0 1 0; exit 1; }
   export INTEGRATIONS_TEST_DB
+
+  install_chromium || { echo "build.sh: error: could not install chromium for the console tests" >&2; summary 0 1 0; exit 1; }
 
   if [ -f tests/fixtures/package-lock.json ]; then
     if [ ! -d tests/fixtures/node_modules ] || [ tests/fixtures/package-lock.json -nt tests/fixtures/node_modules ]; then

@@ -3,6 +3,7 @@ using System.Text.Json.Serialization;
 using Carter;
 using Integrations;
 using Integrations.Api;
+using Integrations.Api.AdminConsole;
 using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Security;
 using Integrations.Infrastructure.Telemetry;
@@ -50,6 +51,7 @@ if (corsOrigins.Length > 0)
     builder.Services.AddCors(o => o.AddDefaultPolicy(p => p.WithOrigins(corsOrigins).AllowAnyHeader().AllowAnyMethod()
         .WithExposedHeaders(CorsOrigins.ExposedHeaders).SetPreflightMaxAge(TimeSpan.FromMinutes(10))));
 }
+builder.Services.AddConsole();
 builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database", tags: ["ready"]);
 builder.WebHost.ConfigureKestrel(o =>
 {
@@ -99,6 +101,7 @@ app.MapGet("/", () => Results.Redirect("/docs")).ExcludeFromDescription();
 app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false }).ExcludeFromDescription();
 app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = c => c.Tags.Contains("ready") }).ExcludeFromDescription();
 app.MapCarter();
+app.MapConsole();
 
 await app.RunAsync();
 return 0;

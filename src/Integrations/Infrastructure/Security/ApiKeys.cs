@@ -118,37 +118,58 @@ public sealed class ApiKeys
     /// <summary>The caller a key stands for, or why it is refused. A key that is accepted counts as used now (<see cref="ApiKeyUsage"/>).</summary>
     public async Task<ApiKeyCheck> CheckAsync(string key, CancellationToken ct)
     {
-        const string Invalid = "The API key is not valid or was revoked.";
-        if (!TryParse(key, out var id, out var secret)) return new ApiKeyCheck(null, Invalid);
-        var listening = _changes.IsListening;
-        if (!listening || !_cache.TryGetValue(id, out var cached) || _time.GetElapsedTime(cached.ReadAt) > CacheFor)
-        {
-            var generation = Interlocked.Read(ref _generation);
-            await using var connection = await _dataSource.OpenConnectionAsync(ct);
-            var row = await connection.QuerySingleOrDefaultAsync<KeyRow>(new CommandDefinition(
-                "SELECT tenant_id, key_hash, scopes, expires_at FROM api_key_for_authentication(@id)",
-                new { id }, cancellationToken: ct));
-            if (row is null)
-            {
-                _cache.TryRemove(id, out _);
-                return new ApiKeyCheck(null, Invalid);
-            }
-            cached = new Cached(row.TenantId, row.KeyHash, row.Scopes.ToHashSet(StringComparer.Ordinal),
-                row.ExpiresAt, _time.GetTimestamp());
-            // Keep what was read only if no change was heard meanwhile; an unknown or revoked key is never kept.
-            if (listening && Interlocked.Read(ref _generation) == generation)
-            {
-                if (_cache.Count >= MaxCached) _cache.Clear();
-                _cache[id] = cached;
-            }
-        }
-        if (!CryptographicOperations.FixedTimeEquals(SHA256.HashData(secret), cached.KeyHash)) return new ApiKeyCheck(null, Invalid);
+        if (!TryParse(key, out var id, out var secret)) return new ApiKeyCheck(null, InvalidKey);
+        var cached = await LookUpAsync(id, ct);
+        if (cached is null || !CryptographicOperations.FixedTimeEquals(SHA256.HashData(secret), cached.KeyHash)) return new ApiKeyCheck(null, InvalidKey);
+        return Accept(id, cached);
+    }
+
+    /// <summary>
+    /// The caller a key proven earlier stands for now, by its id alone: the console's session holds the id (never the key)
+    /// and asks on every request, so a revoked or expired key, or one whose scopes changed, is seen at the next page.
+    /// </summary>
+    public async Task<ApiKeyCheck> CheckIdAsync(Guid id, CancellationToken ct)
+    {
+        var cached = await LookUpAsync(id, ct);
+        return cached is null ? new ApiKeyCheck(null, InvalidKey) : Accept(id, cached);
+    }
+
+    private const string InvalidKey = "The API key is not valid or was revoked.";
+
+    private ApiKeyCheck Accept(Guid id, Cached cached)
+    {
         if (cached.ExpiresAt is { } expiresAt && expiresAt <= _time.GetUtcNow())
         {
             return new ApiKeyCheck(null, $"The API key expired at {expiresAt:yyyy-MM-ddTHH:mm:ssZ}; create a new one (POST /api-keys).");
         }
         _usage.Touch(id, _time.GetUtcNow().UtcDateTime);
         return new ApiKeyCheck(new Caller(cached.TenantId, ActorOf(id), cached.Scopes), null);
+    }
+
+    /// <summary>The key's row (cached), or null when it is unknown or revoked.</summary>
+    private async Task<Cached?> LookUpAsync(Guid id, CancellationToken ct)
+    {
+        var listening = _changes.IsListening;
+        if (listening && _cache.TryGetValue(id, out var cached) && _time.GetElapsedTime(cached.ReadAt) <= CacheFor) return cached;
+
+        var generation = Interlocked.Read(ref _generation);
+        await using var connection = await _dataSource.OpenConnectionAsync(ct);
+        var row = await connection.QuerySingleOrDefaultAsync<KeyRow>(new CommandDefinition(
+            "SELECT tenant_id, key_hash, scopes, expires_at FROM api_key_for_authentication(@id)",
+            new { id }, cancellationToken: ct));
+        if (row is null)
+        {
+            _cache.TryRemove(id, out _);
+            return null;
+        }
+        cached = new Cached(row.TenantId, row.KeyHash, row.Scopes.ToHashSet(StringComparer.Ordinal), row.ExpiresAt, _time.GetTimestamp());
+        // Keep what was read only if no change was heard meanwhile; an unknown or revoked key is never kept.
+        if (listening && Interlocked.Read(ref _generation) == generation)
+        {
+            if (_cache.Count >= MaxCached) _cache.Clear();
+            _cache[id] = cached;
+        }
+        return cached;
     }
 
     /// <summary>How a key is named as an actor in the audit trail.</summary>

@@ -1,0 +1,212 @@
+using Integrations.Common;
+using Integrations.Features.Audit;
+using Integrations.Features.Incidents;
+using Integrations.Features.Integrations;
+using Integrations.Features.McpServers;
+using MediatR;
+using Microsoft.AspNetCore.Antiforgery;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace Integrations.Api.AdminConsole;
+
+/// <summary>
+/// The admin console at <c>/console</c>: server-rendered pages (Razor components, static rendering) over the same
+/// mediator operations as the API. A page's handler sends the operation with the session's caller and renders what it
+/// answers; the pipeline's scope checks, validators and audit apply as they do to an API call.
+/// </summary>
+public static class ConsoleEndpoints
+{
+    public const string Root = "/console";
+
+    /// <summary>A first page large enough to count what a tenant usually has; past it the overview says "200+".</summary>
+    private const int CountLimit = 200;
+
+    private const int PageSize = 25;
+
+    public static IServiceCollection AddConsole(this IServiceCollection services)
+    {
+        services.AddRazorComponents();
+        services.AddAntiforgery(o =>
+        {
+            o.FormFieldName = ConsoleView.CsrfField;
+            o.Cookie.Name = "integrations_console_csrf";
+            o.Cookie.Path = Root;
+            o.Cookie.SameSite = SameSiteMode.Strict;
+            o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+        });
+        services.AddSingleton<ConsoleSession>();
+        return services;
+    }
+
+    public static void MapConsole(this IEndpointRouteBuilder app)
+    {
+        var open = app.MapGroup(Root).ExcludeFromDescription();
+        open.MapGet("/sign-in", (HttpContext http, IAntiforgery antiforgery) =>
+            Page<SignInPage>(new { Csrf = antiforgery.GetAndStoreTokens(http) }));
+        open.MapPost("/sign-in", SignInAsync);
+        open.MapPost("/sign-out", async (HttpContext http, IAntiforgery antiforgery) =>
+        {
+            if (!await antiforgery.IsRequestValidAsync(http)) return CsrfRefused();
+            ConsoleSession.SignOut(http);
+            return Results.Redirect(Root + "/sign-in");
+        });
+
+        var pages = app.MapGroup(Root).ExcludeFromDescription().AddEndpointFilter(RequireSessionAsync);
+        pages.MapGet("/", OverviewAsync);
+        pages.MapGet("/mcp-servers", async (string? cursor, HttpContext http, IMediator mediator) =>
+            Show(http, await mediator.Send(new ListMcpServers.Query(Limit: PageSize, Cursor: cursor), http.RequestAborted),
+                page => Page<ServersPage>(http, new { Servers = page, Cursor = cursor })));
+        pages.MapGet("/mcp-servers/{id:guid}", ServerAsync);
+        pages.MapPost("/mcp-servers/{id:guid}/tools/{toolId:guid}/enabled", async (Guid id, Guid toolId, HttpContext http, IMediator mediator) =>
+        {
+            var enabled = http.Request.Form["enabled"].ToString() == "true";
+            var updated = await mediator.Send(new UpdateMcpTool.Command(id, toolId, new UpdateMcpTool.Body(Enabled: enabled)), http.RequestAborted);
+            return After(http, updated, $"{Root}/mcp-servers/{id}");
+        });
+        pages.MapGet("/audit", (string? cursor, HttpContext http, IMediator mediator) => AuditAsync(http, mediator, cursor, null));
+        pages.MapPost("/audit/verify", async (HttpContext http, IMediator mediator) =>
+        {
+            var verified = await mediator.Send(new VerifyAuditChain.Query(), http.RequestAborted);
+            return verified.IsSuccess ? await AuditAsync(http, mediator, null, verified.Value) : Problem(http, verified.Error!);
+        });
+        pages.MapGet("/incidents", async (string? status, string? cursor, HttpContext http, IMediator mediator) =>
+        {
+            var shown = status is null or "" ? "open" : status == "all" ? null : status;
+            return Show(http, await mediator.Send(new ListIncidents.Query(shown, Limit: PageSize, Cursor: cursor), http.RequestAborted),
+                page => Page<IncidentsPage>(http, new { Incidents = page, Status = shown ?? "all", Cursor = cursor }));
+        });
+        pages.MapPost("/incidents/{id:guid}/acknowledge", (Guid id, HttpContext http, IMediator mediator) =>
+            IncidentActionAsync(http, mediator.Send(new AcknowledgeIncident.Command(id), http.RequestAborted)));
+        pages.MapPost("/incidents/{id:guid}/resolve", (Guid id, HttpContext http, IMediator mediator) =>
+            IncidentActionAsync(http, mediator.Send(new ResolveIncident.Command(id), http.RequestAborted)));
+    }
+
+    private static async Task<IResult> SignInAsync(HttpContext http, IAntiforgery antiforgery, ConsoleSession session)
+    {
+        if (!await antiforgery.IsRequestValidAsync(http)) return CsrfRefused();
+        var key = http.Request.Form["api_key"].ToString();
+        var check = key.Length == 0
+            ? new Infrastructure.Security.ApiKeyCheck(null, "Enter an API key (ik_...); ./build.sh run prints one, ./build.sh api-key creates more.")
+            : await session.SignInAsync(http, key);
+        if (check.Caller is not null) return new SeeOtherResult(Root);
+        var refused = Page<SignInPage>(new { Csrf = antiforgery.GetAndStoreTokens(http), Problem = Error.Unauthenticated(check.Refusal!) });
+        refused.StatusCode = StatusCodes.Status401Unauthorized;
+        return refused;
+    }
+
+    /// <summary>
+    /// Every page but sign-in needs a session whose key is still valid; the caller it stands for is the one the
+    /// mediator sees. A form post also needs the CSRF token its page carried.
+    /// </summary>
+    private static async ValueTask<object?> RequireSessionAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var caller = await http.RequestServices.GetRequiredService<ConsoleSession>().CallerAsync(http);
+        if (caller is null) return Results.Redirect(Root + "/sign-in");
+        var antiforgery = http.RequestServices.GetRequiredService<IAntiforgery>();
+        if (HttpMethods.IsPost(http.Request.Method) && !await antiforgery.IsRequestValidAsync(http)) return CsrfRefused();
+        http.RequestServices.GetRequiredService<CallerContext>().Set(caller);
+        http.Items[typeof(ConsoleView)] = new ConsoleView(caller, antiforgery.GetAndStoreTokens(http), http.Request.Path);
+        return await next(context);
+    }
+
+    private static async Task<IResult> OverviewAsync(HttpContext http, IMediator mediator)
+    {
+        var ct = http.RequestAborted;
+        var integrations = await mediator.Send(new QueryIntegrations.Query(Limit: CountLimit), ct);
+        if (!integrations.IsSuccess) return Problem(http, integrations.Error!);
+        var servers = await mediator.Send(new ListMcpServers.Query(Limit: CountLimit), ct);
+        if (!servers.IsSuccess) return Problem(http, servers.Error!);
+        var incidents = await mediator.Send(new ListIncidents.Query("open", Limit: CountLimit), ct);
+        if (!incidents.IsSuccess) return Problem(http, incidents.Error!);
+        return Page<OverviewPage>(http, new
+        {
+            Integrations = Count.Of(integrations.Value),
+            McpServers = Count.Of(servers.Value),
+            OpenIncidents = Count.Of(incidents.Value),
+        });
+    }
+
+    private static async Task<IResult> ServerAsync(Guid id, string? cursor, HttpContext http, IMediator mediator)
+    {
+        var server = await mediator.Send(new GetMcpServer.Query(id), http.RequestAborted);
+        if (!server.IsSuccess) return Problem(http, server.Error!);
+        return Show(http, await mediator.Send(new ListMcpServerTools.Query(id, Limit: PageSize, Cursor: cursor), http.RequestAborted),
+            tools => Page<ServerPage>(http, new { Server = server.Value, Tools = tools, Cursor = cursor }));
+    }
+
+    private static async Task<IResult> AuditAsync(HttpContext http, IMediator mediator, string? cursor, VerifyAuditChain.Response? verified) =>
+        Show(http, await mediator.Send(new ListAuditEvents.Query(Limit: PageSize, Cursor: cursor), http.RequestAborted),
+            events => Page<AuditPage>(http, new { Events = events, Cursor = cursor, Verified = verified }));
+
+    private static async Task<IResult> IncidentActionAsync(HttpContext http, Task<Result<Incident.Response>> action)
+    {
+        return After(http, await action, $"{Root}/incidents?status=all");
+    }
+
+    private static IResult Show<T>(HttpContext http, Result<T> result, Func<T, IResult> page) =>
+        result.IsSuccess ? page(result.Value) : Problem(http, result.Error!);
+
+    /// <summary>The failure as a page: its status, and the problem's title and detail (and field errors) for the person.</summary>
+    private static RazorComponentResult<ProblemPage> Problem(HttpContext http, Error error)
+    {
+        var page = Page<ProblemPage>(http, new { Problem = error });
+        page.StatusCode = error.Status;
+        return page;
+    }
+
+    private static RazorComponentResult<ProblemPage> CsrfRefused()
+    {
+        var page = Page<ProblemPage>(new
+        {
+            Problem = new Error("csrf_token_invalid", 400, "The form's security token is missing or not valid.",
+                "Reload the page and send the form again; forms are accepted only from the console's own pages."),
+        });
+        page.StatusCode = StatusCodes.Status400BadRequest;
+        return page;
+    }
+
+    private static RazorComponentResult<TPage> Page<TPage>(HttpContext http, object parameters)
+        where TPage : Microsoft.AspNetCore.Components.IComponent
+    {
+        var values = new Dictionary<string, object?> { ["View"] = http.Items[typeof(ConsoleView)] };
+        foreach (var property in parameters.GetType().GetProperties()) values[property.Name] = property.GetValue(parameters);
+        return new RazorComponentResult<TPage>(values);
+    }
+
+    private static RazorComponentResult<TPage> Page<TPage>(object parameters) where TPage : Microsoft.AspNetCore.Components.IComponent =>
+        new(parameters);
+
+    /// <summary>After a form post: back to a page (303, so a reload does not send the form again), or the problem.</summary>
+    private static IResult After<T>(HttpContext http, Result<T> result, string location)
+    {
+        if (!result.IsSuccess) return Problem(http, result.Error!);
+        return new SeeOtherResult(location);
+    }
+
+    private sealed class SeeOtherResult(string location) : IResult
+    {
+        public Task ExecuteAsync(HttpContext http)
+        {
+            http.Response.StatusCode = StatusCodes.Status303SeeOther;
+            http.Response.Headers.Location = location;
+            return Task.CompletedTask;
+        }
+    }
+}
+
+/// <summary>What every signed-in page knows: who is looking (their scopes decide which buttons exist) and the form token.</summary>
+public sealed record ConsoleView(Caller Caller, AntiforgeryTokenSet Csrf, string Path)
+{
+    public const string CsrfField = "csrf";
+
+    public bool CanWrite => Caller.Has(Scopes.Write);
+}
+
+/// <summary>A count read off the first page of a list: exact below the page size, "N+" when there is more.</summary>
+public sealed record Count(int Value, bool More)
+{
+    public static Count Of<T>(Page<T> page) => new(page.Items.Count, page.NextCursor is not null);
+
+    public override string ToString() => More ? $"{Value}+" : Value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,247 @@
+using System.Text.RegularExpressions;
+using Integrations.Common;
+using Integrations.Features.Incidents;
+using Integrations.Features.McpServers;
+using Integrations.Infrastructure.Security;
+using Integrations.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Playwright;
+using static Microsoft.Playwright.Assertions;
+
+namespace Integrations.Tests.AdminConsole;
+
+/// <summary>
+/// The admin console in a real browser (Debian's Chromium driven by Playwright) against the service on a real port:
+/// a person's journeys, and the attacks a browser session invites (forged posts, missing CSRF tokens, stale keys).
+/// </summary>
+[Collection(EverythingServerCollection.Name)]
+public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrowser console) : IClassFixture<ConsoleBrowser>
+{
+    private const string SlowTool = "trigger-long-running-operation";
+
+    private async Task<(McpServer.Response Server, McpTool.Response SlowTool)> RegisterEverythingAsync(string tenant)
+    {
+        var registered = await console.SendAsync(new RegisterMcpServer.Command("everything", everything.Endpoint.ToString()), tenant);
+        Assert.True(registered.IsSuccess, registered.Error?.Detail);
+        var slow = registered.Value.Tools.Single(t => t.Name == SlowTool);
+        Assert.False(slow.Enabled, "a high-risk tool waits disabled after discovery");
+        return (registered.Value.Server, slow);
+    }
+
+    [Fact]
+    public async Task Sign_in_see_the_overview_enable_a_tool_verify_the_chain_resolve_an_incident_and_sign_out()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var (server, slow) = await RegisterEverythingAsync(tenant);
+        var incident = await console.OpenIncidentAsync(tenant, "get-env failed 3 times in a row");
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read, Scopes.Write);
+        var page = await console.NewPageAsync();
+
+        await page.GotoAsync("/console");
+        Assert.Equal("/console/sign-in", new Uri(page.Url).AbsolutePath);
+        await ConsoleBrowser.ScreenshotAsync(page, "sign-in");
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        // The browser holds a sealed key id, never the key: no cookie and no storage carries its secret.
+        var cookies = await page.Context.CookiesAsync();
+        var session = cookies.Single(c => c.Name == "integrations_console");
+        Assert.True(session.HttpOnly);
+        Assert.Equal(SameSiteAttribute.Strict, session.SameSite);
+        Assert.Equal("/console", session.Path);
+        var secret = key.Key[(key.Key.LastIndexOf('_') + 1)..];
+        Assert.All(cookies, c => Assert.DoesNotContain(secret, c.Value, StringComparison.Ordinal));
+        Assert.Equal("0", await page.EvaluateAsync<string>("() => String(localStorage.length + sessionStorage.length)"));
+
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Overview" })).ToBeVisibleAsync();
+        await Expect(page.Locator(".tiles li").Nth(0)).ToContainTextAsync("0 LLM integrations");
+        await Expect(page.Locator(".tiles li").Nth(1)).ToContainTextAsync("1 MCP servers");
+        await Expect(page.Locator(".tiles li").Nth(2)).ToContainTextAsync("1 open incidents");
+        await Expect(page.Locator("header")).ToContainTextAsync(tenant);
+        await ConsoleBrowser.ScreenshotAsync(page, "overview");
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "MCP servers" }).First.ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Cell, new() { Name = "everything" })).ToBeVisibleAsync();
+        await ConsoleBrowser.ScreenshotAsync(page, "mcp-servers");
+        await page.GetByRole(AriaRole.Link, new() { Name = "everything", Exact = true }).ClickAsync();
+        var row = page.Locator($"tr[data-tool='{SlowTool}']");
+        await Expect(row.Locator(".enabled")).ToHaveTextAsync("no");
+        await Expect(row.Locator(".risk")).ToHaveTextAsync("high");
+
+        // Keyboard only: focus the button and press Enter.
+        await page.GetByRole(AriaRole.Button, new() { Name = $"Enable {SlowTool}" }).FocusAsync();
+        await page.Keyboard.PressAsync("Enter");
+        await Expect(row.Locator(".enabled")).ToHaveTextAsync("yes");
+        await Expect(page.GetByRole(AriaRole.Button, new() { Name = $"Disable {SlowTool}" })).ToBeVisibleAsync();
+        await ConsoleBrowser.ScreenshotAsync(page, "mcp-server-tools");
+        var tool = await console.SendAsync(new GetMcpTool.Query(server.Id, slow.Id), tenant);
+        Assert.True(tool.Value.Enabled, "the console's enable went through tools.update");
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "Audit" }).ClickAsync();
+        // The change is audited as made by the signed-in key, like an API call with that key.
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "tools.update" })).ToContainTextAsync(ApiKeys.ActorOf(key.Id));
+        await page.GetByRole(AriaRole.Button, new() { Name = "Verify chain" }).ClickAsync();
+        await Expect(page.Locator("#verification")).ToContainTextAsync("The chain is intact.");
+        await ConsoleBrowser.ScreenshotAsync(page, "audit");
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "Incidents" }).ClickAsync();
+        var incidentRow = page.Locator($"tr[data-incident='{incident.Id}']");
+        await Expect(incidentRow.Locator(".incident-status")).ToHaveTextAsync("open");
+        await ConsoleBrowser.ScreenshotAsync(page, "incidents");
+        await incidentRow.GetByRole(AriaRole.Button, new() { Name = "Resolve: get-env failed 3 times in a row" }).ClickAsync();
+        await Expect(incidentRow.Locator(".incident-status")).ToHaveTextAsync("resolved");
+        var resolved = await console.SendAsync(new ListIncidents.Query("resolved"), tenant);
+        Assert.Equal(ApiKeys.ActorOf(key.Id), Assert.Single(resolved.Value.Items).ResolvedBy);
+
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sign out" }).ClickAsync();
+        await page.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/console/sign-in");
+        Assert.DoesNotContain(await page.Context.CookiesAsync(), c => c.Name == "integrations_console");
+        await page.GotoAsync("/console/incidents");
+        Assert.Equal("/console/sign-in", new Uri(page.Url).AbsolutePath);
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task A_read_only_key_sees_no_write_buttons_and_its_forged_posts_are_refused_with_403()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var (server, slow) = await RegisterEverythingAsync(tenant);
+        var incident = await console.OpenIncidentAsync(tenant, "health check failing");
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        await page.GotoAsync($"/console/mcp-servers/{server.Id}");
+        await Expect(page.Locator($"tr[data-tool='{SlowTool}']")).ToBeVisibleAsync();
+        Assert.Equal(0, await page.GetByRole(AriaRole.Button, new() { NameRegex = new Regex("^(Enable|Disable) ") }).CountAsync());
+        await page.GotoAsync("/console/incidents");
+        await Expect(page.Locator($"tr[data-incident='{incident.Id}']")).ToBeVisibleAsync();
+        Assert.Equal(0, await page.GetByRole(AriaRole.Button, new() { NameRegex = new Regex("^(Acknowledge|Resolve)") }).CountAsync());
+        // Verifying the chain only reads: a read-only key may.
+        await page.GotoAsync("/console/audit");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Verify chain" }).ClickAsync();
+        await Expect(page.Locator("#verification")).ToContainTextAsync("The chain is intact.");
+
+        // A forged post carries a valid session and a valid CSRF token (both the read-only user's own): the scope refuses it.
+        var token = await page.Locator("input[name='csrf']").First.GetAttributeAsync("value");
+        var enable = page.APIRequest.CreateFormData();
+        enable.Set("csrf", token!);
+        enable.Set("enabled", "true");
+        var forged = await page.APIRequest.PostAsync($"/console/mcp-servers/{server.Id}/tools/{slow.Id}/enabled",
+            new() { Form = enable, MaxRedirects = 0 });
+        Assert.Equal(403, forged.Status);
+        Assert.Contains("Forbidden.", await forged.TextAsync());
+        var resolve = page.APIRequest.CreateFormData();
+        resolve.Set("csrf", token!);
+        var forgedResolve = await page.APIRequest.PostAsync($"/console/incidents/{incident.Id}/resolve", new() { Form = resolve, MaxRedirects = 0 });
+        Assert.Equal(403, forgedResolve.Status);
+
+        Assert.False((await console.SendAsync(new GetMcpTool.Query(server.Id, slow.Id), tenant)).Value.Enabled);
+        Assert.Single((await console.SendAsync(new ListIncidents.Query("open"), tenant)).Value.Items);
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task A_post_without_the_csrf_token_or_with_another_is_refused_and_changes_nothing()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var incident = await console.OpenIncidentAsync(tenant, "to be resolved only from the console's own form");
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read, Scopes.Write);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+        var resolveUrl = $"/console/incidents/{incident.Id}/resolve";
+
+        var missing = await page.APIRequest.PostAsync(resolveUrl, new() { Form = page.APIRequest.CreateFormData(), MaxRedirects = 0 });
+        Assert.Equal(400, missing.Status);
+        Assert.Contains("security token is missing or not valid", await missing.TextAsync());
+
+        var other = await console.NewPageAsync();
+        await other.GotoAsync("/console/sign-in");
+        var othersToken = await other.Locator("input[name='csrf']").GetAttributeAsync("value");
+        var wrong = page.APIRequest.CreateFormData();
+        wrong.Set("csrf", othersToken!);
+        Assert.Equal(400, (await page.APIRequest.PostAsync(resolveUrl, new() { Form = wrong, MaxRedirects = 0 })).Status);
+
+        // Sign-in and sign-out forms are protected too (no logging a victim into an attacker's key).
+        var signIn = other.APIRequest.CreateFormData();
+        signIn.Set("api_key", key.Key);
+        Assert.Equal(400, (await other.APIRequest.PostAsync("/console/sign-in", new() { Form = signIn, MaxRedirects = 0 })).Status);
+        Assert.DoesNotContain(await other.Context.CookiesAsync(), c => c.Name == "integrations_console");
+
+        Assert.Single((await console.SendAsync(new ListIncidents.Query("open"), tenant)).Value.Items);
+
+        // The same post with the page's own token goes through.
+        await page.GotoAsync("/console/incidents");
+        var token = await page.Locator("input[name='csrf']").First.GetAttributeAsync("value");
+        var valid = page.APIRequest.CreateFormData();
+        valid.Set("csrf", token!);
+        var accepted = await page.APIRequest.PostAsync(resolveUrl, new() { Form = valid, MaxRedirects = 0 });
+        Assert.Equal(303, accepted.Status);
+        Assert.Empty((await console.SendAsync(new ListIncidents.Query("open"), tenant)).Value.Items);
+        await page.Context.CloseAsync();
+        await other.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task A_wrong_key_is_refused_with_the_problem_and_a_revoked_key_ends_its_session()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read);
+        var page = await console.NewPageAsync();
+
+        await page.GotoAsync("/console/sign-in");
+        await page.GetByLabel("API key").FillAsync(key.Key[..^4] + "AAAA");
+        var refused = await page.RunAndWaitForResponseAsync(
+            () => page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync(), r => r.Request.Method == "POST");
+        Assert.Equal(401, refused.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Authentication required.");
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("The API key is not valid or was revoked.");
+        Assert.DoesNotContain(await page.Context.CookiesAsync(), c => c.Name == "integrations_console");
+
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+        await page.GotoAsync("/console/audit");
+        Assert.Equal("/console/audit", new Uri(page.Url).AbsolutePath);
+        Assert.True(await console.Api.Services.GetRequiredService<ApiKeys>().RevokeAsync(key.Id, CancellationToken.None));
+        await page.GotoAsync("/console/audit");
+        Assert.Equal("/console/sign-in", new Uri(page.Url).AbsolutePath);
+
+        // A forged cookie is no session.
+        await page.Context.AddCookiesAsync([new Cookie { Name = "integrations_console", Value = "CfDJ8forged", Url = console.Address.ToString() }]);
+        await page.GotoAsync("/console");
+        Assert.Equal("/console/sign-in", new Uri(page.Url).AbsolutePath);
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Tables_page_with_the_api_cursors_and_an_empty_list_says_what_to_do_next()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        await page.GotoAsync("/console/mcp-servers");
+        await Expect(page.Locator(".empty")).ToContainTextAsync("POST /integrations/mcp-servers");
+        await page.GotoAsync("/console/incidents");
+        await Expect(page.Locator(".empty")).ToContainTextAsync("No open incident.");
+        Assert.Equal(0, await page.GetByRole(AriaRole.Navigation, new() { Name = "Pages" }).CountAsync());
+
+        for (var i = 0; i < 27; i++) await console.OpenIncidentAsync(tenant, $"incident {i:00}");
+        await page.GotoAsync("/console/incidents");
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(25);
+        await Expect(page.Locator("tbody tr").First).ToContainTextAsync("incident 26");
+        Assert.Equal(0, await page.GetByRole(AriaRole.Link, new() { Name = "First page" }).CountAsync());
+        await page.GetByRole(AriaRole.Link, new() { Name = "Next page" }).ClickAsync();
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(2);
+        await Expect(page.Locator("tbody tr").Last).ToContainTextAsync("incident 00");
+        Assert.Contains("status=open", page.Url);
+        Assert.Equal(0, await page.GetByRole(AriaRole.Link, new() { Name = "Next page" }).CountAsync());
+        await page.GetByRole(AriaRole.Link, new() { Name = "First page" }).ClickAsync();
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(25);
+
+        // A cursor the API refuses shows its problem, as the API words it.
+        await page.GotoAsync("/console/incidents?cursor=not-a-cursor");
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("The request is not valid.");
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("validation_failed");
+        await page.Context.CloseAsync();
+    }
+}

@@ -1,0 +1,110 @@
+using Integrations.Common;
+using Integrations.Features.Incidents;
+using MediatR;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Playwright;
+using Npgsql;
+
+namespace Integrations.Tests.Support;
+
+/// <summary>
+/// The service on a real port (Kestrel) and Debian's Chromium driven by Playwright, for the console's journeys. The
+/// browser is the distribution's (<c>/usr/bin/chromium</c>, installed by <c>./build.sh test</c>): a browser download is
+/// not possible here. Playwright gives each launch a fresh profile directory of its own.
+/// </summary>
+public sealed class ConsoleBrowser : IAsyncLifetime
+{
+    public const string ChromiumPath = "/usr/bin/chromium";
+
+    private IPlaywright? _playwright;
+
+    public ApiFactory Api { get; private set; } = null!;
+
+    public Uri Address { get; private set; } = null!;
+
+    public IBrowser Browser { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        if (!File.Exists(ChromiumPath))
+        {
+            throw new InvalidOperationException($"{ChromiumPath} is missing: ./build.sh test installs Debian's chromium package (apt-get install chromium).");
+        }
+        Api = await ApiFactory.StartAsync();
+        Api.UseKestrel(0);
+        Api.StartServer();
+        Address = new Uri(Api.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        _playwright = await Playwright.CreateAsync();
+        Browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = ChromiumPath,
+            Headless = true,
+            // Without the background-networking flags Chromium keeps dialling out, and this machine's network refuses it.
+            Args =
+            [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+            ],
+        });
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (Browser is not null) await Browser.DisposeAsync();
+        _playwright?.Dispose();
+        if (Api is not null) await Api.DisposeAsync();
+    }
+
+    /// <summary>A page in a browser context of its own (its own cookies), addressing the service relatively.</summary>
+    public async Task<IPage> NewPageAsync()
+    {
+        var context = await Browser.NewContextAsync(new BrowserNewContextOptions
+        {
+            BaseURL = Address.ToString().TrimEnd('/'),
+            ViewportSize = new ViewportSize { Width = 1280, Height = 800 },
+        });
+        return await context.NewPageAsync();
+    }
+
+    /// <summary>Signs in through the sign-in form, as a person would.</summary>
+    public static async Task SignInAsync(IPage page, string key)
+    {
+        await page.GotoAsync("/console/sign-in");
+        await page.GetByLabel("API key").FillAsync(key);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
+        await page.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/console");
+    }
+
+    public async Task<Result<T>> SendAsync<T>(IRequest<Result<T>> request, string tenantId, params string[] scopes)
+    {
+        await using var scope = Api.Services.CreateAsyncScope();
+        scope.ServiceProvider.GetRequiredService<CallerContext>().Set(TestEnvironment.CallerFor(tenantId, scopes));
+        return await scope.ServiceProvider.GetRequiredService<IMediator>().Send(request);
+    }
+
+    /// <summary>Opens an incident the way a failing governed call does (the recorder on the tenant's connection).</summary>
+    public async Task<RecordedIncident> OpenIncidentAsync(string tenantId, string message)
+    {
+        await using var connection = await Api.Services.GetRequiredService<NpgsqlDataSource>().OpenConnectionAsync();
+        await using (var pin = new NpgsqlCommand("SELECT set_config('role', 'integrations_app', false), set_config('app.tenant_id', $1, false)", connection))
+        {
+            pin.Parameters.Add(new NpgsqlParameter { Value = tenantId });
+            await pin.ExecuteNonQueryAsync();
+        }
+        return await Api.Services.GetRequiredService<IncidentRecorder>().OpenOrBumpAsync(connection, tenantId,
+            new IncidentReport("tool_failure", "high", "mcp_tool", "everything/get-env", Guid.NewGuid().ToString("N"), message), CancellationToken.None);
+    }
+
+    /// <summary>Saves a screenshot where the README shows it (docs/console/NAME.png in the repository).</summary>
+    public static async Task ScreenshotAsync(IPage page, string name)
+    {
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Integrations.sln"))) directory = directory.Parent;
+        if (directory is null) throw new InvalidOperationException("The repository root (Integrations.sln) was not found above the test binaries.");
+        var folder = Path.Combine(directory.FullName, "docs", "console");
+        Directory.CreateDirectory(folder);
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(folder, name + ".png"), FullPage = true });
+    }
+}
