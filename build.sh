@@ -343,14 +343,16 @@ cmd_test() {
   install_chromium || { echo "build.sh: error: could not install chromium for the console tests" >&2; summary 0 1 0; exit 1; }
 
   if [ -f tests/fixtures/package-lock.json ]; then
-    if [ ! -d tests/fixtures/node_modules ] || [ tests/fixtures/package-lock.json -nt tests/fixtures/node_modules ]; then
+    # The marker is written only when npm ci finished: an interrupted install is done again.
+    local marker=tests/fixtures/node_modules/.installed-from-lock
+    if [ ! -f "$marker" ] || [ tests/fixtures/package-lock.json -nt "$marker" ]; then
       echo "Installing npm test fixtures (tests/fixtures)..." >&2
       if ! npm ci --prefix tests/fixtures --no-audit --no-fund >&2; then
         echo "build.sh: error: npm ci in tests/fixtures failed" >&2
         summary 0 1 0
         exit 1
       fi
-      touch tests/fixtures/node_modules
+      touch "$marker"
     fi
   fi
 

@@ -97,13 +97,16 @@ public sealed class ConsoleBrowser : IAsyncLifetime
             new IncidentReport("tool_failure", "high", "mcp_tool", "everything/get-env", Guid.NewGuid().ToString("N"), message), CancellationToken.None);
     }
 
-    /// <summary>Saves a screenshot where the README shows it (docs/console/NAME.png in the repository).</summary>
+    /// <summary>
+    /// Saves a screenshot of the page: into docs/console/NAME.png, where the README shows it, when
+    /// INTEGRATIONS_UPDATE_SCREENSHOTS=1 (so a plain test run leaves the checkout as it was); otherwise into the
+    /// temporary folder integrations-tests/console-screenshots.
+    /// </summary>
     public static async Task ScreenshotAsync(IPage page, string name)
     {
-        var directory = new DirectoryInfo(AppContext.BaseDirectory);
-        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Integrations.sln"))) directory = directory.Parent;
-        if (directory is null) throw new InvalidOperationException("The repository root (Integrations.sln) was not found above the test binaries.");
-        var folder = Path.Combine(directory.FullName, "docs", "console");
+        var folder = Environment.GetEnvironmentVariable("INTEGRATIONS_UPDATE_SCREENSHOTS") == "1"
+            ? Path.Combine(TestEnvironment.RepositoryRoot(), "docs", "console")
+            : Path.Combine(Path.GetTempPath(), "integrations-tests", "console-screenshots");
         Directory.CreateDirectory(folder);
         await page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(folder, name + ".png"), FullPage = true });
     }

@@ -1,4 +1,5 @@
 using Carter;
+using Integrations.Infrastructure.Http;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -16,7 +17,7 @@ public sealed class McpGatewayModule : ICarterModule
 {
     public void AddRoutes(IEndpointRouteBuilder app)
     {
-        var tools = app.MapGroup("/tools").WithTags("Tools").RequireAuthorization();
+        var tools = app.MapGroup("/tools").WithTag("Tools", "The tenant's callable tools across servers by name (<server>__<tool>), and tools.invoke by name: the same governed call as the MCP gateway at /mcp.").RequireAuthorization();
         ListGatewayTools.Map(tools);
         McpGatewayEndpoint.MapInvokeByName(tools);
         app.MapMcp(McpGatewayEndpoint.Path).RequireAuthorization().ExcludeFromDescription();

@@ -1,4 +1,5 @@
 using Carter;
+using Integrations.Infrastructure.Http;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -10,7 +11,7 @@ public sealed class VirtualServersModule : ICarterModule
 {
     public void AddRoutes(IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/virtual-servers").WithTags("Virtual servers").RequireAuthorization();
+        var group = app.MapGroup("/virtual-servers").WithTag("Virtual servers", "Named subsets of the tenant's tools (by id, server, name pattern, risk ceiling) served as their own MCP endpoint at /mcp/{name}; they only narrow the policy.").RequireAuthorization();
         CreateVirtualServer.Map(group);
         ListVirtualServers.Map(group);
         GetVirtualServer.Map(group);
