@@ -47,16 +47,16 @@ public static class CheckIntegrationHealth
         // answer ends the run, and a healthy one brings an integration in 'error' back.
         private const string RecordSql = """
             UPDATE cus_integrations i SET health = @Health, health_checked_at = now(), health_message = @Message,
-                health_failures = CASE WHEN @Health = 'failing' THEN i.health_failures + 1 ELSE 0 END,
-                status = CASE
-                    WHEN @Health = 'failing' AND i.status = 'enabled' AND @Threshold > 0 AND i.health_failures + 1 >= @Threshold THEN 'error'
-                    WHEN @Health = 'healthy' AND i.status = 'error' THEN 'enabled'
-                    ELSE i.status END,
-                updated_at = CASE WHEN (@Health = 'failing' AND i.status = 'enabled' AND @Threshold > 0 AND i.health_failures + 1 >= @Threshold)
-                                    OR (@Health = 'healthy' AND i.status = 'error') THEN now() ELSE i.updated_at END
-            FROM (SELECT status FROM cus_integrations WHERE tenant_id = @TenantId AND id = @Id AND deleted_at IS NULL FOR UPDATE) before
-            WHERE i.tenant_id = @TenantId AND i.id = @Id AND i.deleted_at IS NULL
-            RETURNING i.health_checked_at AS checked_at, before.status AS status_before, i.status, i.health_failures AS failures
+                health_failures = n.failures, status = n.status,
+                updated_at = CASE WHEN n.status <> n.before THEN now() ELSE i.updated_at END
+            FROM (SELECT id, status AS before,
+                         CASE WHEN @Health = 'failing' THEN health_failures + 1 ELSE 0 END AS failures,
+                         CASE WHEN @Health = 'failing' AND status = 'enabled' AND @Threshold > 0 AND health_failures + 1 >= @Threshold THEN 'error'
+                              WHEN @Health = 'healthy' AND status = 'error' THEN 'enabled'
+                              ELSE status END AS status
+                  FROM cus_integrations WHERE tenant_id = @TenantId AND id = @Id AND deleted_at IS NULL FOR UPDATE) n
+            WHERE i.tenant_id = @TenantId AND i.id = n.id
+            RETURNING i.health_checked_at AS checked_at, n.before AS status_before, i.status, i.health_failures AS failures
             """;
 
         private sealed record Recorded(DateTimeOffset CheckedAt, string StatusBefore, string Status, int Failures);
