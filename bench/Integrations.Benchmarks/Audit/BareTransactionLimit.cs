@@ -1,8 +1,4 @@
-using System.Diagnostics;
-using System.Globalization;
-using System.Text.RegularExpressions;
 using Integrations.Benchmarks.Support;
-using Npgsql;
 
 namespace Integrations.Benchmarks.Audit;
 
@@ -13,7 +9,7 @@ namespace Integrations.Benchmarks.Audit;
 /// number of tenants, prepared statements, against the same cluster in the same run. Nothing of the service runs:
 /// no mediator, no validation, no HMAC, no HTTP.
 /// </summary>
-public sealed partial class BareTransactionLimit(BenchSettings settings)
+public sealed class BareTransactionLimit(BenchSettings settings)
 {
     public sealed record Result(double TransactionsPerSecond, int Clients, int Tenants, int Seconds, long Failed, string Script);
 
@@ -39,51 +35,10 @@ public sealed partial class BareTransactionLimit(BenchSettings settings)
     {
         var clients = settings.AuditCallers;
         var tenants = settings.AuditTenants;
-        var script = Path.Combine(outputDirectory, "audited-write.pgbench");
-        await File.WriteAllTextAsync(script, Script(tenants));
-        var cs = new NpgsqlConnectionStringBuilder(connectionString);
-        var start = new ProcessStartInfo(PgBench())
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        foreach (var arg in new[] { "-n", "-M", "prepared", "-c", clients.ToString(CultureInfo.InvariantCulture), "-j", "2",
-                     "-T", seconds.ToString(CultureInfo.InvariantCulture), "-f", script,
-                     "-h", cs.Host!, "-p", cs.Port.ToString(CultureInfo.InvariantCulture), "-U", cs.Username!, cs.Database! })
-        {
-            start.ArgumentList.Add(arg);
-        }
-        start.Environment["PGPASSWORD"] = cs.Password;
         Console.WriteLine($"[audit] limit: pgbench, {clients} clients over {tenants} tenants, {seconds} s...");
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        var text = await output + await error;
-        await File.WriteAllTextAsync(Path.Combine(outputDirectory, "audited-write.pgbench.out"), text);
-        var tps = Tps().Match(text);
-        if (process.ExitCode != 0 || !tps.Success)
-        {
-            throw new InvalidOperationException($"pgbench failed ({process.ExitCode}): {text[..Math.Min(text.Length, 600)]}");
-        }
-        var failed = Failed().Match(text) is { Success: true } f ? long.Parse(f.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
-        var result = new Result(double.Parse(tps.Groups[1].Value, CultureInfo.InvariantCulture), clients, tenants, seconds, failed, script);
+        var run = await PgBench.RunAsync(connectionString, outputDirectory, "audited-write", Script(tenants), clients, seconds);
+        var result = new Result(run.TransactionsPerSecond, clients, tenants, seconds, run.Failed, run.Script);
         Console.WriteLine($"[audit] limit: {result.TransactionsPerSecond:N0} transactions/s");
         return result;
     }
-
-    private static string PgBench()
-    {
-        if (Environment.GetEnvironmentVariable("PG_BIN") is { Length: > 0 } bin) return Path.Combine(bin, "pgbench");
-        var found = Directory.Exists("/usr/lib/postgresql")
-            ? Directory.GetDirectories("/usr/lib/postgresql").Select(d => Path.Combine(d, "bin", "pgbench")).Where(File.Exists).Order().LastOrDefault()
-            : null;
-        return found ?? "pgbench";
-    }
-
-    [GeneratedRegex(@"tps = ([0-9.]+) \(without initial connection time\)")]
-    private static partial Regex Tps();
-
-    [GeneratedRegex(@"number of failed transactions: ([0-9]+)")]
-    private static partial Regex Failed();
 }

@@ -54,6 +54,12 @@ public sealed class BenchSettings
     public required int InvokeSaturationSeconds { get; init; }
     public required int InvokeWarmupSeconds { get; init; }
     public required int InvokeRepetitions { get; init; }
+    /// <summary>
+    /// API host settings compared with the shipped ones in the same run (<c>BENCH_INVOKE_VARIANTS</c>, e.g.
+    /// <c>spin0:DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0;wks:DOTNET_gcServer=0</c>): per variant a host of its own
+    /// with those environment variables, its gateway runs beside direct runs of the same repetition.
+    /// </summary>
+    public required IReadOnlyList<(string Label, IReadOnlyDictionary<string, string> Environment)> InvokeVariants { get; init; }
 
     // 5. footprint
     public required int StartupRuns { get; init; }
@@ -108,12 +114,24 @@ public sealed class BenchSettings
             InvokeSaturationSeconds = Int("BENCH_INVOKE_SATURATION_SECONDS", 20, 3),
             InvokeWarmupSeconds = Int("BENCH_INVOKE_WARMUP_SECONDS", 5, 1),
             InvokeRepetitions = Int("BENCH_INVOKE_REPETITIONS", 3, 1),
+            InvokeVariants = Variants(Str("BENCH_INVOKE_VARIANTS", "")),
 
             StartupRuns = Int("BENCH_STARTUP_RUNS", 5, 2),
         };
     }
 
     public bool Runs(string stage) => Stages.Contains(stage);
+
+    private static List<(string, IReadOnlyDictionary<string, string>)> Variants(string spec) =>
+        spec.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(variant =>
+        {
+            var colon = variant.IndexOf(':', StringComparison.Ordinal);
+            if (colon <= 0) throw new InvalidOperationException($"BENCH_INVOKE_VARIANTS: '{variant}' is not label:NAME=value,...");
+            var environment = variant[(colon + 1)..].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(pair => pair.Split('=', 2))
+                .ToDictionary(pair => pair[0], pair => pair.Length == 2 ? pair[1] : throw new InvalidOperationException($"BENCH_INVOKE_VARIANTS: '{pair[0]}' has no value"));
+            return (variant[..colon], (IReadOnlyDictionary<string, string>)environment);
+        }).ToList();
 
     private static string Str(string name, string fallback) =>
         Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? value : fallback;

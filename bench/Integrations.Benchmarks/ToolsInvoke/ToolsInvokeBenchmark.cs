@@ -37,6 +37,11 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
     private const double TargetAddedP50 = 1, TargetAddedP99 = 5, TargetRatio = 0.6;
     private const double FirstTargetAddedP50 = 2, FirstTargetAddedP99 = 10, FirstTargetRatio = 0.5;
 
+    // Issue 20: p50 at the fixed rate against direct's, CPU per call against the relay's, and at the fixed rate against saturation.
+    private const double TargetP50Ratio = 2, TargetCpuRatio = 2, TargetIdleCpuRatio = 1.5;
+
+    private const string ApiHost = "API host", Postgres = "PostgreSQL";
+
     private const string Message = "benchmark payload";
 
     /// <summary>The API host's peak resident memory over this stage (VmHWM, or the highest sampled VmRSS).</summary>
@@ -106,16 +111,17 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
             if (ok) Interlocked.Increment(ref directOk);
             return ok;
         };
-        Call viaGateway = async ct =>
+        Call ViaGateway(HttpClient client) => async ct =>
         {
             using var content = new ByteArrayContent(invokeBody);
             content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-            using var response = await http.PostAsync(invokePath, content, ct);
+            using var response = await client.PostAsync(invokePath, content, ct);
             var body = await response.Content.ReadAsStringAsync(ct);
             var ok = response.StatusCode == HttpStatusCode.OK && body.Contains("\"outcome\":\"completed\"", StringComparison.Ordinal);
             if (response.IsSuccessStatusCode) Interlocked.Increment(ref gatewayOk);
             return ok;
         };
+        var viaGateway = ViaGateway(http);
         using var relayHttp = new HttpClient(new SocketsHttpHandler { UseCookies = false, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) })
         {
             Timeout = TimeSpan.FromSeconds(30),
@@ -137,8 +143,8 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         var cpu = new CpuMeter(() => new Dictionary<string, IReadOnlyList<int>>
         {
             ["load generator + echo server"] = [Environment.ProcessId],
-            ["API host"] = [api.Pid],
-            ["PostgreSQL"] = CpuMeter.ProcessTree(postmaster),
+            [ApiHost] = [api.Pid],
+            [Postgres] = CpuMeter.ProcessTree(postmaster),
         });
 
         // Warm-up (JIT, connection pools, prepared statements, the gateway's pooled MCP session): not timed.
@@ -156,13 +162,54 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
             foreach (var (name, call) in order) runs.Add(await SaturationAsync(name, repetition, call, settings.InvokeSaturationSeconds, cpu));
         }
 
+        var variants = new List<VariantRun>();
+        foreach (var (label, environment) in settings.InvokeVariants)
+        {
+            var variantEnvironment = new Dictionary<string, string>(environment) { ["Integrations__Network__EgressAllow__0"] = "127.0.0.1" };
+            await using var variantApi = await ApiProcess.StartReadyAsync(settings, connectionString, $"api-tools-invoke-{label}", variantEnvironment);
+            using var variantHttp = new HttpClient(new SocketsHttpHandler { UseCookies = false, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) })
+            {
+                BaseAddress = variantApi.BaseAddress,
+                Timeout = TimeSpan.FromSeconds(30),
+            };
+            variantHttp.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+            var viaVariant = ViaGateway(variantHttp);
+            var variantCpu = new CpuMeter(() => new Dictionary<string, IReadOnlyList<int>>
+            {
+                ["load generator + echo server"] = [Environment.ProcessId],
+                [ApiHost] = [variantApi.Pid],
+                [Postgres] = CpuMeter.ProcessTree(postmaster),
+            });
+            Console.WriteLine($"[tools-invoke] variant {label} ({string.Join(", ", environment.Select(e => $"{e.Key}={e.Value}"))}): warm-up...");
+            await SaturationAsync($"gateway ({label})", 0, viaVariant, settings.InvokeWarmupSeconds, variantCpu);
+            // The shipped host again beside it, in the same repetitions, so the two are compared at the same moment of the machine.
+            for (var repetition = 1; repetition <= settings.InvokeRepetitions; repetition++)
+            {
+                variants.Add(new VariantRun(label, "shipped", await FixedRateAsync("gateway (shipped)", repetition, viaGateway, cpu)));
+                variants.Add(new VariantRun(label, label, await FixedRateAsync($"gateway ({label})", repetition, viaVariant, variantCpu)));
+                variants.Add(new VariantRun(label, "shipped", await SaturationAsync("gateway (shipped)", repetition, viaGateway, settings.InvokeSaturationSeconds, cpu)));
+                variants.Add(new VariantRun(label, label, await SaturationAsync($"gateway ({label})", repetition, viaVariant, settings.InvokeSaturationSeconds, variantCpu)));
+            }
+        }
+
         await sampling.CancelAsync();
         await sampler;
         PeakRssBytes = Math.Max(api.Memory().Peak, peakSampled);
 
         var integrity = await CheckIntegrityAsync(http, connectionString, Interlocked.Read(ref gatewayOk),
             Interlocked.Read(ref directOk) + Interlocked.Read(ref relayOk), echo.ToolCalls);
-        Describe(runs, integrity);
+
+        // The limit last, on the same cluster, once the service's runs are over (issue 20): the call's two transactions under pgbench.
+        var limits = new List<GovernedCallLimit.Result>();
+        foreach (var tenants in new[] { settings.InvokeCallers, 1 })
+        {
+            Console.WriteLine($"[tools-invoke] limit: pgbench, {settings.InvokeCallers} clients over {tenants} tenant(s), {settings.InvokeSaturationSeconds} s...");
+            var limit = await GovernedCallLimit.RunAsync(connectionString, settings.OutputDirectory, serverId, toolId, tenants, settings.InvokeCallers, settings.InvokeSaturationSeconds);
+            Console.WriteLine($"[tools-invoke] limit over {tenants} tenant(s): {limit.CallsPerSecond:N0} calls/s ({limit.Run.Failed} failed)");
+            limits.Add(limit);
+        }
+        Describe(runs, integrity, limits);
+        if (variants.Count > 0) DescribeVariants(variants);
     }
 
     private static async Task<(Guid Server, Guid Tool)> RegisterAsync(HttpClient http, Uri endpoint)
@@ -340,7 +387,41 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         return integrity;
     }
 
-    private void Describe(IReadOnlyList<Run> runs, Integrity integrity)
+    private sealed record VariantRun(string Variant, string Host, Run Run);
+
+    private void DescribeVariants(IReadOnlyList<VariantRun> variants)
+    {
+        var md = new StringBuilder();
+        md.AppendLine("**API host settings compared** (`BENCH_INVOKE_VARIANTS`): per variant, a host of its own with those environment variables and the shipped host " +
+                      "run in turns in the same repetitions (fixed rate, then saturation); medians over repetitions. CPU ms per call: the API host, PostgreSQL, and " +
+                      "*service* (both); *rate / saturation* is the service's CPU per call at the fixed rate over its CPU per call at saturation.");
+        md.AppendLine();
+        md.AppendLine($"| variant | host | p50 at {settings.InvokeRate}/s | CPU at {settings.InvokeRate}/s: API host / PostgreSQL / service | calls/s at saturation | " +
+                      "CPU at saturation: API host / PostgreSQL / service | rate / saturation |");
+        md.AppendLine("|---|---|---|---|---|---|---|");
+        foreach (var group in variants.GroupBy(v => v.Variant))
+        {
+            foreach (var host in group.Select(v => v.Host).Distinct())
+            {
+                var atRate = group.Where(v => v.Host == host && v.Run.Load == "fixed rate").Select(v => v.Run).ToList();
+                var saturated = group.Where(v => v.Host == host && v.Run.Load == "saturation").Select(v => v.Run).ToList();
+                string Cpu(List<Run> these) =>
+                    $"{Latency.Median(these.Select(r => CpuPerCall(r, ApiHost))):0.000} / {Latency.Median(these.Select(r => CpuPerCall(r, Postgres))):0.000} / " +
+                    $"{Latency.Median(these.Select(ServiceCpuPerCall)):0.000}";
+                md.AppendLine($"| {group.Key} | {host} | {Fmt.Ms(Latency.Median(atRate.Select(r => r.Latency.Percentile(50))))} ms | {Cpu(atRate)} | " +
+                              $"{Latency.Median(saturated.Select(r => r.PerSecond)):N0} | {Cpu(saturated)} | " +
+                              $"{Latency.Median(atRate.Select(ServiceCpuPerCall)) / Latency.Median(saturated.Select(ServiceCpuPerCall)):0.00} |");
+            }
+        }
+        foreach (var (label, environment) in settings.InvokeVariants)
+        {
+            md.AppendLine();
+            md.AppendLine($"`{label}`: {string.Join(", ", environment.Select(e => $"`{e.Key}={e.Value}`"))}");
+        }
+        report.Add(new Section(4, "4. tools.invoke: API host settings compared", md.ToString()));
+    }
+
+    private void Describe(IReadOnlyList<Run> runs, Integrity integrity, IReadOnlyList<GovernedCallLimit.Result> limits)
     {
         var reps = Enumerable.Range(1, settings.InvokeRepetitions).ToArray();
         Run Get(string path, string load, int rep) => runs.Single(r => r.Path == path && r.Load == load && r.Repetition == rep);
@@ -423,6 +504,40 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         }
         md.AppendLine();
 
+        // Per process, so the service's own CPU per call can be read apart from the load generator's (issue 20).
+        md.AppendLine("**CPU ms per call, by process** (medians over repetitions; *service* is the API host and PostgreSQL):");
+        md.AppendLine();
+        md.AppendLine("| load | path | " + string.Join(" | ", keys) + " | service | all |");
+        md.AppendLine("|---|---|" + string.Concat(keys.Select(_ => "---|")) + "---|---|");
+        foreach (var load in new[] { "fixed rate", "saturation" })
+        {
+            foreach (var path in new[] { "direct", "relay", "gateway" })
+            {
+                var these = reps.Select(r => Get(path, load, r)).ToList();
+                var cells = keys.Select(k => Latency.Median(these.Select(r => CpuPerCall(r, k))));
+                md.AppendLine($"| {load} | {path} | {string.Join(" | ", cells.Select(c => c.ToString("0.000", CultureInfo.InvariantCulture)))} | " +
+                              $"{Latency.Median(these.Select(ServiceCpuPerCall)):0.000} | {Latency.Median(these.Select(CpuPerCall)):0.000} |");
+            }
+        }
+        md.AppendLine();
+
+        var gatewaySaturation = Med(r => Get("gateway", "saturation", r).PerSecond);
+        md.AppendLine("**Against the limit** (issue 20). After the service's runs, `pgbench -M prepared -j 2` ran the two transactions of a governed call — admission " +
+                      "(tenant pin, the check that the tool and server rows are unchanged, `audit_append` of `requested`, `allowed`, `started`) and outcome " +
+                      "(tenant pin, the invocation row, `audit_append` of `completed`), each one pipeline committing as it ends, as the service sends them — " +
+                      $"with {settings.InvokeCallers} clients for {settings.InvokeSaturationSeconds} s against the same cluster; one pgbench transaction is one call " +
+                      "(scripts `governed-call-*.pgbench` in the raw output). Over one tenant every call waits for the chain head and commits alone; the " +
+                      "service batches a tenant's writes, so it can pass that figure.");
+        md.AppendLine();
+        md.AppendLine("| limit | calls/s (pgbench) | failed | gateway at saturation | gateway / limit |");
+        md.AppendLine("|---|---|---|---|---|");
+        foreach (var limit in limits)
+        {
+            md.AppendLine($"| the call's transactions, {limit.Tenants} tenant(s) | {limit.CallsPerSecond:N0} | {limit.Run.Failed} | {gatewaySaturation:N0} | " +
+                          $"**{gatewaySaturation / Math.Max(1e-9, limit.CallsPerSecond):0.00}** |");
+        }
+        md.AppendLine();
+
         var rowsMatch = integrity.InvocationRows == integrity.GatewaySuccesses && integrity.CompletedRows == integrity.GatewaySuccesses
                         && integrity.CompletedEvents == integrity.GatewaySuccesses;
         md.AppendLine($"**Integrity after the run** (warm-up included). `POST /audit/verify` for tenant `{Tenant}`: chain **{(integrity.ChainValid ? "valid" : "BROKEN")}**, " +
@@ -446,16 +561,40 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
                        $"an ungoverned relay reaches {Med(r => RatioOf("relay", "direct", r)):0.00} ×)";
         report.Target(new TargetResult($"4. tools.invoke added latency p50 / p99 at {settings.InvokeRate} calls/s", $"≤ {TargetAddedP50} ms / ≤ {TargetAddedP99} ms",
             fixedLabel, addedP50 <= TargetAddedP50 && addedP99 <= TargetAddedP99));
-        report.Target(new TargetResult($"4. tools.invoke added latency (issue 5)", $"≤ {FirstTargetAddedP50} ms / ≤ {FirstTargetAddedP99} ms",
-            $"{Fmt.Ms(addedP50)} ms / {Fmt.Ms(addedP99)} ms", addedP50 <= FirstTargetAddedP50 && addedP99 <= FirstTargetAddedP99));
         report.Target(new TargetResult($"4. tools.invoke saturation, {settings.InvokeCallers} callers", $"≥ {TargetRatio} × direct", satLabel, ratio >= TargetRatio));
-        report.Target(new TargetResult("4. tools.invoke saturation (issue 5)", $"≥ {FirstTargetRatio} × direct", $"{ratio:0.00} ×", ratio >= FirstTargetRatio));
+        report.Target(new TargetResult("4. tools.invoke saturation (issues 5 and 20)", $"≥ {FirstTargetRatio} × direct", $"{ratio:0.00} ×", ratio >= FirstTargetRatio));
+
+        // Issue 20's targets: ratios within the run.
+        var p50Ratio = Med(r => Get("gateway", "fixed rate", r).Latency.Percentile(50) / Math.Max(1e-9, Get("direct", "fixed rate", r).Latency.Percentile(50)));
+        report.Target(new TargetResult($"4. tools.invoke p50 at {settings.InvokeRate}/s / direct's p50 (issue 20)", $"≤ {TargetP50Ratio} ×",
+            $"{p50Ratio:0.00} × ({Fmt.Ms(Med(r => Get("gateway", "fixed rate", r).Latency.Percentile(50)))} vs {Fmt.Ms(Med(r => Get("direct", "fixed rate", r).Latency.Percentile(50)))} ms)",
+            p50Ratio <= TargetP50Ratio));
+        var cpuRatio = Med(r => CpuPerCall(Get("gateway", "saturation", r)) / CpuPerCall(Get("relay", "saturation", r)));
+        report.Target(new TargetResult("4. tools.invoke CPU per call at saturation / the relay's (issue 20)", $"≤ {TargetCpuRatio} ×",
+            $"{cpuRatio:0.00} × ({Med(r => CpuPerCall(Get("gateway", "saturation", r))):0.00} vs {Med(r => CpuPerCall(Get("relay", "saturation", r))):0.00} ms, all processes)",
+            cpuRatio <= TargetCpuRatio));
+        var idleRatio = Med(r => CpuPerCall(Get("gateway", "fixed rate", r)) / CpuPerCall(Get("gateway", "saturation", r)));
+        var serviceIdleRatio = Med(r => ServiceCpuPerCall(Get("gateway", "fixed rate", r)) / ServiceCpuPerCall(Get("gateway", "saturation", r)));
+        report.Target(new TargetResult($"4. tools.invoke CPU per call at {settings.InvokeRate}/s / at saturation (issue 20)", $"≤ {TargetIdleCpuRatio} ×",
+            $"{idleRatio:0.00} × all processes ({Med(r => CpuPerCall(Get("gateway", "fixed rate", r))):0.00} vs {Med(r => CpuPerCall(Get("gateway", "saturation", r))):0.00} ms); " +
+            $"{serviceIdleRatio:0.00} × API host + PostgreSQL", idleRatio <= TargetIdleCpuRatio));
+        foreach (var limit in limits)
+        {
+            report.Target(new TargetResult($"4. tools.invoke saturation / its transactions under pgbench, {limit.Tenants} tenant(s) (issue 20)", "reported",
+                $"{gatewaySaturation / Math.Max(1e-9, limit.CallsPerSecond):0.00} × ({gatewaySaturation:N0}/s of {limit.CallsPerSecond:N0}/s)", null));
+        }
         report.Target(new TargetResult("4. tools.invoke integrity", "chain valid, invocation rows = 2xx",
             $"{(integrity.ChainValid ? "valid" : "broken")}, {integrity.InvocationRows:N0} rows for {integrity.GatewaySuccesses:N0} 2xx", integrity.ChainValid && rowsMatch));
     }
 
     private static double CpuPerCall(Run run) =>
         run.Ok == 0 ? double.NaN : run.Cpu.ProcessCores.Values.Sum() * run.Measured.TotalSeconds * 1000 / run.Ok;
+
+    private static double CpuPerCall(Run run, string process) =>
+        run.Ok == 0 ? double.NaN : run.Cpu.ProcessCores.GetValueOrDefault(process) * run.Measured.TotalSeconds * 1000 / run.Ok;
+
+    /// <summary>The API host's and PostgreSQL's CPU per call: the service's own, without the load generator and the echo server.</summary>
+    private static double ServiceCpuPerCall(Run run) => CpuPerCall(run, ApiHost) + CpuPerCall(run, Postgres);
 
     private static void SleepUntil(long due)
     {
