@@ -181,7 +181,9 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
                 [Postgres] = CpuMeter.ProcessTree(postmaster),
             });
             Console.WriteLine($"[tools-invoke] variant {label} ({string.Join(", ", environment.Select(e => $"{e.Key}={e.Value}"))}): warm-up...");
-            await SaturationAsync($"gateway ({label})", 0, viaVariant, settings.InvokeWarmupSeconds, variantCpu);
+            // Three times the usual warm-up: the shipped host has been warm since the runs above, and a fresh host still
+            // compiles its hot methods again at tier 1 for a while (seen as JIT time in its first timed run).
+            await SaturationAsync($"gateway ({label})", 0, viaVariant, 3 * settings.InvokeWarmupSeconds, variantCpu);
             // The shipped host again beside it, in the same repetitions, so the two are compared at the same moment of the machine.
             for (var repetition = 1; repetition <= settings.InvokeRepetitions; repetition++)
             {

@@ -55,6 +55,13 @@ public sealed class McpServersHttpTests(EverythingServer everything, ApiFixture 
         Assert.Equal(HttpStatusCode.OK, discovered.StatusCode);
         Assert.Equal(0, (await JsonAsync(discovered)).GetProperty("drifted").GetArrayLength());
 
+        var renamed = await client.PatchAsJsonAsync($"/integrations/mcp-servers/{id}", new { name = "reference" });
+        Assert.Equal(HttpStatusCode.OK, renamed.StatusCode);
+        var renamedBody = await JsonAsync(renamed);
+        Assert.Equal(("reference", 0), (renamedBody.GetProperty("server").GetProperty("name").GetString(), renamedBody.GetProperty("drifted").GetArrayLength()));
+        var badPatch = await client.PatchAsJsonAsync($"/integrations/mcp-servers/{id}", new { url = "http://169.254.169.254/mcp" });
+        Assert.Equal((HttpStatusCode.UnprocessableEntity, "ssrf_blocked"), (badPatch.StatusCode, await CodeAsync(badPatch)));
+
         var auditBefore = await OwnerSql.AuditCountAsync(Api.ConnectionString, tenant);
         var recorded = await JsonAsync(await client.GetAsync($"/integrations/mcp-servers/{id}/health"));
         Assert.Equal((JsonValueKind.Null, auditBefore), (recorded.GetProperty("checked_at").ValueKind, await OwnerSql.AuditCountAsync(Api.ConnectionString, tenant)));
@@ -71,7 +78,7 @@ public sealed class McpServersHttpTests(EverythingServer everything, ApiFixture 
 
         var audit = await JsonAsync(await client.GetAsync("/audit"));
         Assert.Equal(
-            ["mcp_servers.delete", "mcp_servers.health", "mcp_servers.discover", "tools.update", "mcp_servers.register"],
+            ["mcp_servers.delete", "mcp_servers.health", "mcp_servers.update", "mcp_servers.discover", "tools.update", "mcp_servers.register"],
             audit.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("action").GetString()));
     }
 

@@ -9,7 +9,6 @@ using MediatR;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
-using Npgsql;
 
 namespace Integrations.Features.McpServers;
 
@@ -43,25 +42,6 @@ public static class DiscoverMcpServer
     internal sealed class Handler(TenantSession session, AuditTrail audit, McpSessions sessions, CredentialContext credentials)
         : IRequestHandler<Command, Result<Response>>
     {
-        private const string UpdateToolSql = """
-            UPDATE mcp_tools SET title = @Title, description = @Description, input_schema = @InputSchema::jsonb, output_schema = @OutputSchema::jsonb,
-                annotations = @Annotations::jsonb, definition_hash = @Hash, risk_level = @RiskLevel, risk_reason = @RiskReason,
-                status = @Status, updated_at = now()
-            WHERE tenant_id = @TenantId AND id = @Id
-            """;
-
-        private const string RemoveToolSql = """
-            UPDATE mcp_tools SET status = 'removed', updated_at = now() WHERE tenant_id = @TenantId AND id = @Id
-            """;
-
-        // A discovery that succeeded proves the server answers: it is active again unless an admin disabled it.
-        private const string UpdateServerSql = """
-            UPDATE mcp_servers SET protocol_version = @ProtocolVersion, server_name = @ServerName, server_version = @ServerVersion,
-                capabilities = @Capabilities::jsonb, discovered_at = now(), updated_at = now(),
-                status = CASE WHEN status = 'disabled' THEN status ELSE 'active' END
-            WHERE tenant_id = @TenantId AND id = @Id
-            """;
-
         public async Task<Result<Response>> Handle(Command request, CancellationToken ct)
         {
             var server = await McpServer.FindAsync(session, request.Id, ct);
@@ -73,87 +53,12 @@ public static class DiscoverMcpServer
 
             var described = await sessions.DescribeAsync(server.Endpoint(session.TenantId, auth.Value), ct);
             if (!described.IsSuccess) return described.Error!;
-            var description = described.Value;
 
             // Concurrent discoveries of one server take turns on its row.
             if (await McpServer.FindAsync(session, request.Id, ct, forUpdate: true) is null) return Error.NotFound("MCP server");
-            var connection = await session.ConnectionAsync(ct);
-            var existing = (await McpTool.ForServerAsync(connection, session.TenantId, request.Id, ct)).ToDictionary(t => t.Name, StringComparer.Ordinal);
-            var listed = description.Tools.Select(McpTool.Definition.From).ToList();
-
-            var added = new List<Guid>();
-            var drifted = new List<(Guid Id, IReadOnlyList<string> Changed)>();
-            var restored = new List<Guid>();
-            var removed = new List<Guid>();
-            var unchanged = 0;
-            try
-            {
-                foreach (var definition in listed)
-                {
-                    if (!existing.Remove(definition.Name, out var tool))
-                    {
-                        // New tools wait, disabled, until someone enables them.
-                        var args = McpTool.InsertArgs(session.TenantId, request.Id, definition, enabled: false);
-                        await connection.ExecuteAsync(new CommandDefinition(McpTool.InsertSql, args, cancellationToken: ct));
-                        added.Add(args.Id);
-                        continue;
-                    }
-                    var status = definition.Hash == tool.ApprovedHash ? McpTool.Active : McpTool.Drifted;
-                    if (status == McpTool.Drifted && (tool.Status != McpTool.Drifted || tool.DefinitionHash != definition.Hash))
-                    {
-                        drifted.Add((tool.Id, definition.ChangedFrom(tool.ApprovedDefinition)));
-                    }
-                    else if (status == McpTool.Active && tool.Status != McpTool.Active) restored.Add(tool.Id);
-                    else unchanged++;
-
-                    await connection.ExecuteAsync(new CommandDefinition(UpdateToolSql, new
-                    {
-                        session.TenantId,
-                        tool.Id,
-                        definition.Title,
-                        definition.Description,
-                        InputSchema = definition.InputSchemaJson,
-                        OutputSchema = definition.OutputSchemaJson,
-                        Annotations = definition.AnnotationsJson,
-                        definition.Hash,
-                        RiskLevel = tool.RiskOverridden ? tool.RiskLevel : definition.RiskLevel,
-                        RiskReason = tool.RiskOverridden ? tool.RiskReason : definition.RiskReason,
-                        Status = status,
-                    }, cancellationToken: ct));
-                }
-                foreach (var vanished in existing.Values.Where(t => t.Status != McpTool.Removed))
-                {
-                    await connection.ExecuteAsync(new CommandDefinition(RemoveToolSql, new { session.TenantId, vanished.Id }, cancellationToken: ct));
-                    removed.Add(vanished.Id);
-                }
-            }
-            catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UntranslatableCharacter or PostgresErrorCodes.InvalidTextRepresentation)
-            {
-                return Error.UpstreamError($"The MCP server at {new Uri(server.Url).Authority} announced tool definitions that cannot be stored (invalid JSON text).");
-            }
-
-            await connection.ExecuteAsync(new CommandDefinition(UpdateServerSql, new
-            {
-                session.TenantId,
-                request.Id,
-                description.ProtocolVersion,
-                description.ServerName,
-                description.ServerVersion,
-                Capabilities = description.CapabilitiesJson,
-            }, cancellationToken: ct));
-
-            var tools = (await McpTool.ForServerAsync(connection, session.TenantId, request.Id, ct)).ToDictionary(t => t.Id, t => t.ToResponse());
-            var current = (await McpServer.FindAsync(session, request.Id, ct))!;
-            // A disabled server keeps no pooled session: discovery's one goes with it.
-            if (current.Status == McpServer.Disabled) sessions.Close(session.TenantId, request.Id, forgetCircuit: false);
-            var response = new Response(
-                current.ToResponse(),
-                added.ConvertAll(id => tools[id]),
-                drifted.ConvertAll(d => new Drift(tools[d.Id], d.Changed)),
-                removed.ConvertAll(id => tools[id]),
-                restored.ConvertAll(id => tools[id]),
-                unchanged);
-
+            var stored = await ToolDiscovery.StoreAsync(session, sessions, request.Id, described.Value, ct);
+            if (!stored.IsSuccess) return stored.Error!;
+            var response = stored.Value;
             audit.Record(McpServer.SubjectType, request.Id.ToString(), new
             {
                 Added = response.Added.Select(t => new { t.Name, t.RiskLevel, t.DefinitionHash }),

@@ -24,6 +24,7 @@ public sealed class McpServersModule : ICarterModule
         DisableMcpServer.Map(servers);
         EnableMcpServer.Map(servers);
         DiscoverMcpServer.Map(servers);
+        UpdateMcpServer.Map(servers);
         CheckMcpServerHealth.Map(servers);
         GetMcpServerHealth.Map(servers);
         ListMcpServerTools.Map(servers);
