@@ -70,7 +70,7 @@ public sealed class OAuthClientCredentialsTests : IAsyncLifetime
         var claims = Claims(sent["Bearer ".Length..]);
         Assert.Equal((oauth.Issuer.GetLeftPart(UriPartial.Authority), "models:read chat:write", "https://llm.example.com", ClientId),
             (claims.GetProperty("iss").GetString(), claims.GetProperty("scope").GetString(), claims.GetProperty("aud").GetString(), claims.GetProperty("client_id").GetString()));
-        var request = Assert.Single(oauth.Requests);   // the second check used the kept token
+        var request = (await oauth.RequestsAsync(1))[0];   // the second check used the kept token
         Assert.Equal(("client_credentials", "models:read chat:write", "https://llm.example.com", ClientId, true, "application/x-www-form-urlencoded"),
             (request.GrantType, request.Scope, request.Audience, request.ClientId, request.Authenticated, request.ContentType));
         Assert.DoesNotContain(_provider.Requests, r => r.Headers.Values.Any(v => v.Contains(ClientSecret, StringComparison.Ordinal)));
@@ -88,13 +88,13 @@ public sealed class OAuthClientCredentialsTests : IAsyncLifetime
 
         var tokens = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => _host.RevealAsync(tenant, id)));
         Assert.Single(tokens.Select(t => t.Value).Distinct());
-        Assert.Single(oauth.Requests);
+        await oauth.RequestsAsync(1);
 
         await Task.Delay(TimeSpan.FromSeconds(1.8));   // past 2 s minus a fifth of its lifetime
         var renewed = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => _host.RevealAsync(tenant, id)));
         Assert.Single(renewed.Select(t => t.Value).Distinct());
         Assert.NotEqual(tokens[0].Value, renewed[0].Value);
-        Assert.Equal(2, oauth.Requests.Count);
+        await oauth.RequestsAsync(2);
     }
 
     [Fact]
@@ -109,7 +109,7 @@ public sealed class OAuthClientCredentialsTests : IAsyncLifetime
         Assert.Equal(("upstream_error", "upstream_error"), (refused.Error?.Code, again.Error?.Code));
         Assert.Contains("401, invalid_client", refused.Error!.Detail);
         Assert.DoesNotContain("wrong-secret-123", refused.Error.Detail);
-        Assert.Equal(2, oauth.Requests.Count(r => !r.Authenticated));   // a failure is not kept: asked again
+        Assert.Equal(2, (await oauth.RequestsAsync(2)).Count(r => !r.Authenticated));   // a failure is not kept: asked again
         Assert.All(await VaultTestKit.AccessLogAsync(_host.ConnectionString, tenant), l => Assert.Equal(("denied", "token_exchange_failed"), (l.Outcome, l.Reason)));
     }
 

@@ -10,7 +10,9 @@ namespace Integrations.Tests.Support;
 /// </summary>
 public sealed class OAuthServer : IAsyncDisposable
 {
-    public sealed record TokenRequest(string? GrantType, string? Scope, string? Audience, string? ClientId, bool Authenticated, string? ContentType);
+    public sealed record TokenRequest(
+        string? GrantType, string? Scope, string? Audience, string? ClientId, bool Authenticated, string? ContentType,
+        string? RefreshToken = null, string? IssuedRefreshToken = null);
 
     private static readonly JsonSerializerOptions SnakeCase = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
@@ -23,6 +25,20 @@ public sealed class OAuthServer : IAsyncDisposable
     public string TokenUrl => new Uri(Issuer, "/token").ToString();
 
     public ConcurrentQueue<TokenRequest> Requests { get; } = new();
+
+    /// <summary>
+    /// The token requests seen once there are at least <paramref name="count"/> (the server logs each one after it answers,
+    /// so the line can arrive after the answer), waiting up to ten seconds; then exactly that many are expected.
+    /// </summary>
+    public async Task<IReadOnlyList<TokenRequest>> RequestsAsync(int count)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (Requests.Count < count && DateTime.UtcNow < deadline) await Task.Delay(20);
+        await Task.Delay(50); // a request beyond the expected ones would show now
+        var seen = Requests.ToList();
+        Assert.Equal(count, seen.Count);
+        return seen;
+    }
 
     public static async Task<OAuthServer> StartAsync(string clientId, string clientSecret, int expiresInSeconds = 3600)
     {

@@ -64,7 +64,7 @@ public static class Credential
     internal static SecretMaterial ToMaterial(this ISecretFields fields, string type) => type switch
     {
         CredentialTypes.BasicAuth => new SecretMaterial(Username: fields.Username, Password: fields.Password),
-        CredentialTypes.Custom or CredentialTypes.OAuth2ClientCredentials => new SecretMaterial(Fields: fields.Fields),
+        CredentialTypes.Custom or CredentialTypes.OAuth2ClientCredentials or CredentialTypes.OAuth2RefreshToken => new SecretMaterial(Fields: fields.Fields),
         _ => new SecretMaterial(Secret: fields.Secret),
     };
 
@@ -92,9 +92,9 @@ public static class Credential
             if (fields.Password is not null) Add("password", $"A {type} credential takes no 'password'.");
         }
 
-        if (type == CredentialTypes.OAuth2ClientCredentials)
+        if (CredentialTypes.IsOAuth(type))
         {
-            if (OAuthClientTokens.FieldsRefusal(fields.Fields) is { } refusal) Add("fields", refusal);
+            if (OAuthClientTokens.FieldsRefusal(type, fields.Fields) is { } refusal) Add("fields", refusal);
         }
         else if (type == CredentialTypes.Custom)
         {

@@ -73,6 +73,12 @@ public static class InvokeMcpTool
             var timeout = request.TimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : (TimeSpan?)null;
 
             var result = await sessions.CallToolAsync(endpoint, target.ToolName, arguments, timeout, ct, request.Progress);
+            // An OAuth access token the server refused (401) is renewed once and the call tried once more.
+            if (!result.IsSuccess && McpFailures.RefusedCredential(result.Error!) && await call.RenewCredentialAsync(ct) is { } renewed
+                && McpServer.AuthFrom(renewed, target.AuthHeader) is { IsSuccess: true } renewedAuth)
+            {
+                result = await sessions.CallToolAsync(endpoint with { Auth = renewedAuth.Value }, target.ToolName, arguments, timeout, ct, request.Progress);
+            }
             if (!result.IsSuccess) return result.Error!;
 
             var payload = JsonSerializer.SerializeToElement(result.Value, McpJsonUtilities.DefaultOptions);

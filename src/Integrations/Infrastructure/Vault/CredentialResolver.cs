@@ -79,6 +79,19 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
         return decision.Allowed ? decision.Credential! : decision.Error!;
     }
 
+    /// <summary>
+    /// The destination refused <paramref name="stale"/> (HTTP 401): for an OAuth credential its access token is dropped
+    /// and the credential resolved again — grant, binding and access log as for any resolution — so a new token is
+    /// exchanged; null for any other type, whose secret would only be refused again.
+    /// </summary>
+    public async Task<Result<ResolvedCredential>?> RenewAsync(
+        CredentialAccessor accessor, string reference, string operation, ResolvedCredential stale, CancellationToken ct)
+    {
+        if (!CredentialTypes.IsOAuth(stale.Type) || stale is not { CredentialId: { } id, Version: { } version, Value: { } token }) return null;
+        oauthTokens.Forget(id, version, token);
+        return await ResolveAsync(accessor, reference, operation, ct);
+    }
+
     /// <summary>Reads the reference stored on a grantable accessor's row: (false, null) when the row does not exist for the tenant.</summary>
     public static async Task<(bool Found, string? Reference)> StoredReferenceAsync(
         NpgsqlConnection connection, string tenantId, CredentialAccessor accessor, CancellationToken ct)
@@ -257,7 +270,7 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
         {
             var payload = crypto.Open(new SealedSecret(row.Ciphertext, row.Nonce, row.Tag, row.WrappedKey, row.KeyId), tenantId, row.Id, row.Version);
             var credential = ResolvedCredential.FromPayload(row.Type, reference.Value, row.Id, row.Version, payload);
-            if (row.Type == CredentialTypes.OAuth2ClientCredentials)
+            if (CredentialTypes.IsOAuth(row.Type))
             {
                 // The client secret goes to the token endpoint: a destination the binding must allow too.
                 var tokenHost = OAuthClientTokens.TokenHost(credential.Fields);
@@ -266,9 +279,10 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
                     return Deny("host_not_allowed", CredentialErrors.HostNotAllowed(
                         $"The credential may be sent only to {string.Join(", ", bound)}; its token URL is on '{tokenHost ?? "(unknown)"}'."), row.Id);
                 }
-                var token = await oauthTokens.AccessTokenAsync(row.Id, row.Version, credential.Fields, ct);
+                var token = await oauthTokens.AccessTokenAsync(row.Id, row.Version, row.Type, credential.Fields, ct);
                 if (!token.IsSuccess) return Deny("token_exchange_failed", token.Error!, row.Id);
-                credential = credential.WithAccessToken(token.Value);
+                if (token.Value.RotatedRefreshToken is { } rotated) await SealRotatedAsync(connection, tenantId, row, credential.Fields, rotated, ct);
+                credential = credential.WithAccessToken(token.Value.AccessToken);
             }
             return new Decision(true, "granted", row.Id, credential, null);
         }
@@ -280,6 +294,42 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
         {
             return Deny("integrity_check_failed", CredentialErrors.Unreadable(
                 "The stored credential failed its integrity check and was not used; rotate it to store the secret again."), row.Id);
+        }
+    }
+
+    private const string ResealSql = """
+        UPDATE credentials SET ciphertext = @Ciphertext, nonce = @Nonce, tag = @Tag, wrapped_key = @WrappedKey, key_id = @KeyId
+        WHERE tenant_id = @TenantId AND id = @Id AND version = @Version AND deleted_at IS NULL
+        """;
+
+    /// <summary>
+    /// The token server rotated the refresh token (RFC 6749 §6): the old one may no longer work, so the new one is sealed
+    /// in place of it, in the same version (nothing that refers to the credential changes). A credential rotated by a
+    /// person meanwhile (another version) keeps what that person stored.
+    /// </summary>
+    private async Task SealRotatedAsync(NpgsqlConnection connection, string tenantId, VaultRow row, IReadOnlyDictionary<string, string> fields,
+        string rotated, CancellationToken ct)
+    {
+        var material = new SecretMaterial(Fields: new Dictionary<string, string>(fields) { [OAuthClientTokens.RefreshToken] = rotated });
+        var payload = material.ToPayload();
+        try
+        {
+            var sealedSecret = crypto.Seal(payload, tenantId, row.Id, row.Version);
+            await connection.ExecuteAsync(new CommandDefinition(ResealSql, new
+            {
+                TenantId = tenantId,
+                row.Id,
+                row.Version,
+                sealedSecret.Ciphertext,
+                sealedSecret.Nonce,
+                sealedSecret.Tag,
+                sealedSecret.WrappedKey,
+                sealedSecret.KeyId,
+            }, cancellationToken: ct));
+        }
+        finally
+        {
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(payload);
         }
     }
 

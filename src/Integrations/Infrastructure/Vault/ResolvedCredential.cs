@@ -14,10 +14,16 @@ public static class CredentialTypes
     /// <summary>OAuth 2.0 client credentials: <c>fields</c> token_url, client_id, client_secret (scope, audience); resolves to an access token.</summary>
     public const string OAuth2ClientCredentials = "oauth2_client_credentials";
 
+    /// <summary>An OAuth 2.0 refresh token: <c>fields</c> token_url, client_id, refresh_token (client_secret, scope); resolves to an access token.</summary>
+    public const string OAuth2RefreshToken = "oauth2_refresh_token";
+
+    /// <summary>The types that resolve to an access token obtained from a token endpoint (<see cref="OAuthClientTokens"/>).</summary>
+    public static bool IsOAuth(string type) => type is OAuth2ClientCredentials or OAuth2RefreshToken;
+
     /// <summary>An <c>encrypted://</c> or <c>env://</c> secret: one opaque string, used like an API key.</summary>
     public const string Opaque = "opaque";
 
-    public static readonly string[] Storable = [ApiKey, BearerToken, BasicAuth, Custom, OAuth2ClientCredentials];
+    public static readonly string[] Storable = [ApiKey, BearerToken, BasicAuth, Custom, OAuth2ClientCredentials, OAuth2RefreshToken];
 }
 
 /// <summary>Who asks to resolve a credential: a tenant object (grantable) or, for <c>env://</c>, the system itself.</summary>
@@ -62,7 +68,7 @@ public sealed class ResolvedCredential
 
     public int? Version { get; }
 
-    /// <summary>The key or token (api_key, bearer_token, opaque; for oauth2_client_credentials the access token obtained with it).</summary>
+    /// <summary>The key or token (api_key, bearer_token, opaque; for the OAuth types the access token obtained with them).</summary>
     public string? Value { get; private init; }
 
     public string? Username { get; private init; }
@@ -74,16 +80,21 @@ public sealed class ResolvedCredential
     /// <summary>The single token a header-authenticated API takes: the key or token, or a custom credential's <c>api_key</c>/<c>token</c> field.</summary>
     public string? Token => Type switch
     {
-        CredentialTypes.ApiKey or CredentialTypes.BearerToken or CredentialTypes.Opaque or CredentialTypes.OAuth2ClientCredentials => Value,
+        CredentialTypes.ApiKey or CredentialTypes.BearerToken or CredentialTypes.Opaque or CredentialTypes.OAuth2ClientCredentials
+            or CredentialTypes.OAuth2RefreshToken => Value,
         CredentialTypes.Custom => Fields.GetValueOrDefault("api_key") ?? Fields.GetValueOrDefault("token"),
         _ => null,
     };
 
     public override string ToString() => $"ResolvedCredential({Type}, {Reference}, secret redacted)";
 
-    /// <summary>This client-credentials credential with the access token it was exchanged for; the client secret stays out of it.</summary>
+    /// <summary>This OAuth credential with the access token it was exchanged for; the client secret and refresh token stay out of it.</summary>
     internal ResolvedCredential WithAccessToken(string token) =>
-        new(Type, Reference, CredentialId, Version) { Value = token, Fields = Fields.Where(f => f.Key != OAuthClientTokens.ClientSecret).ToDictionary() };
+        new(Type, Reference, CredentialId, Version)
+        {
+            Value = token,
+            Fields = Fields.Where(f => f.Key is not (OAuthClientTokens.ClientSecret or OAuthClientTokens.RefreshToken)).ToDictionary(),
+        };
 
     internal static ResolvedCredential Opaque(string reference, string value) =>
         new(CredentialTypes.Opaque, CredentialReference.Describe(reference), null, null) { Value = value };

@@ -83,6 +83,23 @@ public sealed class GovernedCall
 
     public ResolvedCredential? Credential { get; internal set; }
 
+    /// <summary>Set by the stage while the side effect runs: resolves the call's credential again (<see cref="CredentialResolver.RenewAsync"/>).</summary>
+    internal Func<ResolvedCredential, CancellationToken, Task<Result<ResolvedCredential>?>>? Renewal { get; set; }
+
+    /// <summary>
+    /// The destination refused <see cref="Credential"/> (HTTP 401): for a credential that can be renewed (an OAuth access
+    /// token) the new one, which becomes <see cref="Credential"/>; null when it cannot be, or was already renewed once in
+    /// this call — a handler tries again at most once.
+    /// </summary>
+    public async Task<ResolvedCredential?> RenewCredentialAsync(CancellationToken ct)
+    {
+        if (Credential is not { } stale || Renewal is not { } renewal) return null;
+        Renewal = null;
+        if (await renewal(stale, ct) is not { IsSuccess: true } renewed) return null;
+        Credential = renewed.Value;
+        return renewed.Value;
+    }
+
     public CallOutput? Output { get; private set; }
 
     /// <summary>Every event of the call carries these: the invocation id and the kind's facts about the request and target.</summary>

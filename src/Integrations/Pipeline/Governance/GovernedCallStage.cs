@@ -91,6 +91,7 @@ public sealed class GovernedCallStage(
                 return Fail<TResponse>(unusable, call);
             }
             call.Credential = resolved.Value;
+            call.Renewal = (stale, renewing) => credentials.RenewAsync(target.CredentialAccessor, reference, TRequest.Operation, stale, renewing);
         }
 
         if (!admitted.StartedRecorded)
@@ -127,6 +128,7 @@ public sealed class GovernedCallStage(
         {
             context.Clear();
             call.Credential = null;
+            call.Renewal = null;
         }
 
         if (response.Error is { } failure)

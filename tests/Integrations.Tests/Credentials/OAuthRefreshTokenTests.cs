@@ -1,0 +1,132 @@
+using System.Text.Json;
+using Integrations.Features.Credentials;
+using Integrations.Features.Integrations;
+using Integrations.Features.McpServers;
+using Integrations.Infrastructure.Vault;
+using Integrations.Tests.Support;
+
+namespace Integrations.Tests.Credentials;
+
+/// <summary>
+/// oauth2_refresh_token credentials against a real OAuth 2.0 server (oauth2-mock-server from npm, which rotates the
+/// refresh token on every use): the refresh grant, the rotated token sealed in place and used after a restart, and a
+/// refused access token renewed once when an MCP server answers 401.
+/// </summary>
+public sealed class OAuthRefreshTokenTests : IAsyncLifetime
+{
+    private const string ClientId = "integrations-client";
+    private const string ClientSecret = "cs-refresh-secret";
+    private const string StoredRefreshToken = "rt-initial-0f8e2c";
+
+    private static readonly Dictionary<string, string?> Settings = new() { ["Integrations:Health:ProbeRetries"] = "0" };
+
+    private ServiceHost _host = null!;
+    private FakeProvider _provider = null!;
+
+    public async Task InitializeAsync()
+    {
+        _host = await VaultTestKit.StartHostAsync(Settings);
+        _provider = await FakeProvider.StartAsync();
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _host.DisposeAsync();
+        await _provider.DisposeAsync();
+    }
+
+    private static async Task<Credential.Response> StoreAsync(ServiceHost host, string tenant, OAuthServer oauth)
+    {
+        var stored = await host.SendAsync(new StoreCredential.Command("idp-refresh", CredentialTypes.OAuth2RefreshToken, Fields: new Dictionary<string, string>
+        {
+            ["token_url"] = oauth.TokenUrl,
+            ["client_id"] = ClientId,
+            ["client_secret"] = ClientSecret,
+            ["refresh_token"] = StoredRefreshToken,
+            ["scope"] = "tools:call",
+        }), tenant);
+        Assert.True(stored.IsSuccess, stored.Error?.Detail);
+        return stored.Value;
+    }
+
+    [Fact]
+    public async Task The_refresh_grant_is_used_the_rotated_refresh_token_is_sealed_in_place_and_used_after_a_restart()
+    {
+        await using var oauth = await OAuthServer.StartAsync(ClientId, ClientSecret);
+        var tenant = TestEnvironment.NewTenant();
+        var credential = await StoreAsync(_host, tenant, oauth);
+        var integration = await _host.IntegrationAsync(tenant, credential.Reference, baseUrl: $"{_provider.BaseUrl}/v1");
+
+        var healthy = await _host.SendAsync(new CheckIntegrationHealth.Command(integration.Id), tenant);
+        Assert.Equal("healthy", healthy.Value.Health);
+        var first = (await oauth.RequestsAsync(1))[0];
+        Assert.Equal(("refresh_token", StoredRefreshToken, "tools:call", ClientId, true), (first.GrantType, first.RefreshToken, first.Scope, first.ClientId, first.Authenticated));
+        Assert.False(string.IsNullOrEmpty(first.IssuedRefreshToken));
+        Assert.StartsWith("Bearer ey", _provider.Requests.Last().Headers["authorization"]);
+        Assert.False(await VaultTestKit.DatabaseContainsAsync(_host.ConnectionString, tenant, first.IssuedRefreshToken!), "the rotated token is sealed, not stored in clear");
+        Assert.Equal(1, await OwnerSql.ScalarAsync<int>(_host.ConnectionString, "SELECT version FROM credentials WHERE id = @Id", new { credential.Id }));
+
+        // A new process knows no token: it exchanges the refresh token it reads from the vault, which is the rotated one.
+        await using (var restarted = await ServiceHost.StartAsync(Settings, connectionString: _host.ConnectionString))
+        {
+            var again = await restarted.SendAsync(new CheckIntegrationHealth.Command(integration.Id), tenant);
+            Assert.Equal("healthy", again.Value.Health);
+        }
+        var second = (await oauth.RequestsAsync(2))[1];
+        Assert.Equal(("refresh_token", first.IssuedRefreshToken), (second.GrantType, second.RefreshToken));
+        var responses = await _host.SendAsync(new GetCredential.Query(credential.Id), tenant);
+        Assert.DoesNotContain(first.IssuedRefreshToken!, JsonSerializer.Serialize(responses.Value), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_mcp_server_that_answers_401_gets_a_renewed_token_once_and_the_call_succeeds()
+    {
+        await using var oauth = await OAuthServer.StartAsync(ClientId, ClientSecret);
+        await using var mcp = new TestMcpServer();
+        await mcp.StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var credential = await StoreAsync(_host, tenant, oauth);
+        var registered = await _host.SendAsync(new RegisterMcpServer.Command("oauth-mcp", mcp.Endpoint.ToString(), credential.Reference), tenant);
+        Assert.True(registered.IsSuccess, registered.Error?.Detail);
+        var echo = registered.Value.Tools.Single(t => t.Name == "echo");
+        var arguments = JsonDocument.Parse("""{"message":"hi"}""").RootElement.Clone();
+        await oauth.RequestsAsync(1);
+
+        mcp.ClearReceived();
+        mcp.FailNext(1, 401);
+        var call = await _host.SendAsync(new InvokeMcpTool.Command(registered.Value.Server.Id, echo.Id, arguments), tenant);
+
+        Assert.True(call.IsSuccess, call.Error?.Detail);
+        var exchanges = await oauth.RequestsAsync(2);
+        Assert.Equal(exchanges[0].IssuedRefreshToken, exchanges[1].RefreshToken);
+        var bearers = mcp.ReceivedAuthorizationHeaders.Where(h => h is not null).Distinct().ToList();
+        Assert.Equal(2, bearers.Count);   // the refused token, then the renewed one
+
+        // Refused again after the renewal: the call fails (one renewal per call), as a refusal of the credential.
+        mcp.FailNext(5, 401);
+        var refused = await _host.SendAsync(new InvokeMcpTool.Command(registered.Value.Server.Id, echo.Id, arguments), tenant);
+        Assert.Equal(("upstream_error", 401), (refused.Error?.Code, refused.Error?.Extensions?["upstream_status"]));
+        await oauth.RequestsAsync(3);
+    }
+
+    [Theory]
+    [InlineData("refresh_token", null, "'fields' needs 'refresh_token'.")]
+    [InlineData("audience", "https://api.example.com", "'fields' takes only token_url, client_id, refresh_token, client_secret, scope; not 'audience'.")]
+    [InlineData("token_url", "ftp://idp.example.com/token", "'token_url' must be an absolute http(s) URL without user info or fragment.")]
+    public async Task Fields_are_checked_for_the_refresh_token_type(string field, string? value, string message)
+    {
+        var fields = new Dictionary<string, string>
+        {
+            ["token_url"] = "https://idp.example.com/token",
+            ["client_id"] = ClientId,
+            ["refresh_token"] = StoredRefreshToken,
+        };
+        if (value is null) fields.Remove(field);
+        else fields[field] = value;
+
+        var refused = await _host.SendAsync(new StoreCredential.Command("bad", CredentialTypes.OAuth2RefreshToken, Fields: fields), TestEnvironment.NewTenant());
+
+        Assert.Equal("validation_failed", refused.Error?.Code);
+        Assert.Equal([message], refused.Error!.FieldErrors!["fields"]);
+    }
+}
