@@ -18,7 +18,8 @@ public sealed class OAuthRefreshTokenTests : IAsyncLifetime
     private const string ClientSecret = "cs-refresh-secret";
     private const string StoredRefreshToken = "rt-initial-0f8e2c";
 
-    private static readonly Dictionary<string, string?> Settings = new() { ["Integrations:Health:ProbeRetries"] = "0" };
+    // No health sweep: its pings would take the 401 a test arranges for a tool call.
+    private static readonly Dictionary<string, string?> Settings = new() { ["Integrations:Health:ProbeRetries"] = "0", ["Integrations:Mcp:HealthSweepInterval"] = "00:00:00" };
 
     private ServiceHost _host = null!;
     private FakeProvider _provider = null!;
