@@ -162,11 +162,13 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
 
     public override PolicySubject PolicySubjectOf(Target target) => new(target.Name, target.Id, target.UpstreamModel, "low");
 
+    // Chat completions reach every provider (an anthropic one through the translation); embeddings only the OpenAI-style
+    // ones; Anthropic's Messages API only anthropic ones.
     public override ValueTask<CallDenial?> CheckInputAsync(InvokeLlm.Command request, Target target) =>
-        ValueTask.FromResult((target.Provider == "anthropic") != (request.Endpoint == InvokeLlm.Messages)
+        ValueTask.FromResult(request.Endpoint != InvokeLlm.ChatCompletions && (target.Provider == "anthropic") != (request.Endpoint == InvokeLlm.Messages)
             ? new CallDenial("endpoint_not_served", new Error("endpoint_not_served", 400, "Endpoint not served by this provider.",
                 target.Provider == "anthropic"
-                    ? $"The integration '{target.Name}' is an anthropic one: call it at /v1/messages (Anthropic's Messages API)."
+                    ? $"The integration '{target.Name}' is an anthropic one: call it at /v1/chat/completions or /v1/messages (Anthropic's Messages API)."
                     : $"The integration '{target.Name}' is an {target.Provider} one: call it at /v1/chat/completions or /v1/embeddings."))
             : target.AllowedModels.Length > 0 && !target.AllowedModels.Contains(target.UpstreamModel)
             ? CallDenial.Policy("model_not_allowed", $"The integration '{target.Name}' does not allow the model '{target.UpstreamModel}'.")
