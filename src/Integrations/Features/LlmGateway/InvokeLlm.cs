@@ -47,7 +47,7 @@ public static class InvokeLlm
         public static string Operation => "llm.invoke";
         public static string Scope => Scopes.LlmInvoke;
 
-        public string Model => Body["model"] is JsonValue value && value.TryGetValue<string>(out var model) ? model : "";
+        public string Model => Fallback?.Model ?? (Body["model"] is JsonValue value && value.TryGetValue<string>(out var model) ? model : "");
 
         public bool Streaming => Endpoint != Embeddings && Body["stream"] is JsonValue value && value.TryGetValue<bool>(out var on) && on;
 
@@ -55,12 +55,22 @@ public static class InvokeLlm
         [JsonIgnore]
         public EventStream? Stream { get; init; }
 
+        /// <summary>Set when this request is a fallback of a call that failed (the stage's next call, not the client's).</summary>
+        [JsonIgnore]
+        public FallbackStep? Fallback { get; init; }
+
         /// <summary>The client's <c>anthropic-version</c> at <c>/v1/messages</c>, sent on instead of the gateway's own.</summary>
         public string? AnthropicVersion { get; init; }
 
         /// <summary>The client's <c>anthropic-beta</c> at <c>/v1/messages</c>, sent on as it is.</summary>
         public string? AnthropicBeta { get; init; }
     }
+
+    /// <summary>
+    /// A fallback call: the first call it falls back from, the model that call asked for, the model this one asks for
+    /// (from <see cref="Command.Integration"/>, the fallback integration), and the fallbacks left after it.
+    /// </summary>
+    public sealed record FallbackStep(Guid Of, string FirstModel, string Model, IReadOnlyList<string> Remaining);
 
     /// <summary>A non-streamed answer's body is the provider's, as it came (<see cref="Body"/>); a streamed one has gone to the <see cref="EventStream"/>.</summary>
     public sealed record Response(
@@ -70,7 +80,7 @@ public static class InvokeLlm
         long CompletionTokens,
         long CachedTokens,
         bool TokensEstimated,
-        decimal CostCents,
+        decimal? CostCents,
         bool Streamed,
         [property: JsonIgnore] ReadOnlyMemory<byte> Body);
 
@@ -572,12 +582,12 @@ public static class InvokeLlm
         /// Reports what was seen. Counts the provider did not give are estimated at four bytes a token (the request's JSON
         /// for the prompt, the streamed deltas for the completion) and the row says so.
         /// </summary>
-        public (long Prompt, long Completion, bool Estimated, decimal Cost) Report(bool estimateMissing)
+        public (long Prompt, long Completion, bool Estimated, decimal? Cost) Report(bool estimateMissing)
         {
             var estimated = false;
             var prompt = _prompt ?? (estimateMissing ? Estimate(PromptBytes, ref estimated) : 0);
             var completion = _completion ?? (estimateMissing ? Estimate(_completionChars, ref estimated) : 0);
-            var cost = Math.Round(target.CostCents(prompt, completion, _cached), 6);
+            var cost = target.CostCents(prompt, completion, _cached) is { } cents ? Math.Round(cents, 6) : (decimal?)null;
             call.Report(new CallOutput(Facts: new Dictionary<string, object?>
             {
                 [LlmFacts.ServedModel] = _servedModel,
