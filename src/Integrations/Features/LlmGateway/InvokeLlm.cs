@@ -421,20 +421,20 @@ public static class InvokeLlm
         group.MapPost("/chat/completions", (HttpContext http, IMediator mediator) => SendAsync(http, mediator, ChatCompletions))
             .WithName(Command.Operation) // the operation; embeddings is the same operation at another endpoint
             .WithSummary("OpenAI-compatible chat completions (stream: true answers server-sent events as the provider sends them), on the tenant's integrations.")
-            .Accepts<JsonObject>("application/json")
-            .Produces<JsonObject>()
-            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream");
+            .Accepts<ChatCompletionRequest>("application/json")
+            // One 200 in two media types: the answer as JSON, or (stream: true) its events as text/event-stream.
+            .Produces<ChatCompletion>(StatusCodes.Status200OK, "application/json", "text/event-stream");
         group.MapPost("/messages", (HttpContext http, IMediator mediator) => SendAsync(http, mediator, Messages))
             .WithName(Command.Operation + ".messages")
             .WithSummary("Anthropic's Messages API (stream: true answers its server-sent events as they come), on the tenant's anthropic integrations.")
-            .Accepts<JsonObject>("application/json")
-            .Produces<JsonObject>()
-            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream");
+            .Accepts<AnthropicMessagesRequest>("application/json")
+            // One 200 in two media types: the answer as JSON, or (stream: true) its events as text/event-stream.
+            .Produces<AnthropicMessage>(StatusCodes.Status200OK, "application/json", "text/event-stream");
         group.MapPost("/embeddings", (HttpContext http, IMediator mediator) => SendAsync(http, mediator, Embeddings))
             .WithName(Command.Operation + ".embeddings")
             .WithSummary("OpenAI-compatible embeddings, on the tenant's integrations.")
-            .Accepts<JsonObject>("application/json")
-            .Produces<JsonObject>();
+            .Accepts<EmbeddingsRequest>("application/json")
+            .Produces<EmbeddingList>();
     }
 
     private static async Task<IResult> SendAsync(HttpContext http, IMediator mediator, string endpoint)
