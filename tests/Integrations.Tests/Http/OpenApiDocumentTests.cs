@@ -19,11 +19,8 @@ public sealed class OpenApiDocumentTests(ApiFixture fixture) : IClassFixture<Api
 {
     private static readonly string[] Methods = ["get", "put", "post", "delete", "patch"];
 
-    /// <summary>
-    /// Free-form JSON the LLM gateway passes to the provider as it came (llm.invoke, .messages, .embeddings declare
-    /// <c>JsonObject</c>): the one exception, until those routes declare the provider's request and answer shapes.
-    /// </summary>
-    private static readonly HashSet<string> PassThrough = ["JsonObject"];
+    /// <summary>Schemas several operations may share (none: even the LLM gateway's pass-through bodies are declared).</summary>
+    private static readonly HashSet<string> PassThrough = [];
 
     private async Task<JsonElement> DocumentAsync() =>
         JsonDocument.Parse(await fixture.Factory.CreateClient().GetStringAsync("/openapi/v1.json")).RootElement;
@@ -93,6 +90,25 @@ public sealed class OpenApiDocumentTests(ApiFixture fixture) : IClassFixture<Api
         var invoke = operations.Single(o => Name(o.Operation) == "tools.invoke").Operation;
         var invokeBody = schemas.GetProperty(Ref(invoke.GetProperty("requestBody").GetProperty("content"), "application/json")!);
         Assert.Equal(["arguments", "run_id", "timeout_ms"], invokeBody.GetProperty("properties").EnumerateObject().Select(p => p.Name).Order());
+        // The LLM gateway's bodies: the providers' common fields, other properties allowed (they pass through).
+        foreach (var (operation, fields) in new[]
+        {
+            ("llm.invoke", new[] { "model", "messages", "stream", "stream_options", "tools", "tool_choice", "max_tokens" }),
+            ("llm.invoke.embeddings", ["model", "input", "dimensions"]),
+            ("llm.invoke.messages", ["model", "max_tokens", "messages", "system", "tools", "stop_sequences"]),
+        })
+        {
+            var op = operations.Single(o => Name(o.Operation) == operation).Operation;
+            var body = schemas.GetProperty(Ref(op.GetProperty("requestBody").GetProperty("content"), "application/json")!);
+            var properties = body.GetProperty("properties").EnumerateObject().Select(p => p.Name).ToHashSet();
+            Assert.All(fields, f => Assert.Contains(f, properties));
+            Assert.False(body.TryGetProperty("additionalProperties", out var extra) && extra.ValueKind == JsonValueKind.False, $"{operation} refuses unknown fields");
+            if (!op.GetProperty("responses").TryGetProperty("200", out var ok) || !ok.TryGetProperty("content", out var okContent)) throw new Xunit.Sdk.XunitException(operation + op.GetProperty("responses").GetRawText());
+            var answer = Ref(okContent, "application/json")!;
+            Assert.True(schemas.GetProperty(answer).GetProperty("properties").TryGetProperty("model", out _), $"{operation} answers {answer}");
+        }
+        Assert.Equal(["stop", "length", "tool_calls", "content_filter", "function_call"], schemas.GetProperty("ChatCompletionChoice").GetProperty("properties")
+            .GetProperty("finish_reason").GetProperty("enum").EnumerateArray().Where(v => v.ValueKind == JsonValueKind.String).Select(v => v.GetString()));
         Assert.All(
             System.Text.RegularExpressions.Regex.Matches(document.GetRawText(), "#/components/schemas/([A-Za-z0-9]+)").Select(m => m.Groups[1].Value),
             id => Assert.True(schemas.TryGetProperty(id, out _), $"{id} is referenced but not declared"));

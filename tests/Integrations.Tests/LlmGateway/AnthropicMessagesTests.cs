@@ -113,17 +113,69 @@ public sealed class AnthropicMessagesTests(LlmGatewayFixture fixture) : IClassFi
         using var http = tenant.Http();
 
         var openAiAtMessages = await http.PostAsJsonAsync("/v1/messages", Message("oai/gpt-4o"));
-        var anthropicAtChat = await http.PostAsJsonAsync("/v1/chat/completions", new { model = "claude/claude-haiku-4-5", messages = new[] { new { role = "user", content = "hi" } } });
+        var anthropicAtEmbeddings = await http.PostAsJsonAsync("/v1/embeddings", new { model = "claude/claude-haiku-4-5", input = "hi" });
         var unknown = await http.PostAsJsonAsync("/v1/messages", Message("nobody/claude"));
 
         Assert.Equal((HttpStatusCode.BadRequest, HttpStatusCode.BadRequest, HttpStatusCode.NotFound),
-            (openAiAtMessages.StatusCode, anthropicAtChat.StatusCode, unknown.StatusCode));
+            (openAiAtMessages.StatusCode, anthropicAtEmbeddings.StatusCode, unknown.StatusCode));
         var anthropicShape = await openAiAtMessages.Content.ReadFromJsonAsync<JsonElement>();
         Assert.Equal("error", anthropicShape.GetProperty("type").GetString());
         Assert.Equal(("invalid_request_error", "endpoint_not_served"),
             (anthropicShape.GetProperty("error").GetProperty("type").GetString(), anthropicShape.GetProperty("error").GetProperty("code").GetString()));
         Assert.Equal("not_found_error", (await unknown.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("type").GetString());
-        Assert.Equal("endpoint_not_served", (await anthropicAtChat.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal("endpoint_not_served", (await anthropicAtEmbeddings.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error").GetProperty("code").GetString());
         Assert.DoesNotContain(fixture.Provider.Calls, c => c.Anthropic.Key == tenant.Secret || c.Authorization == $"Bearer {tenant.Secret}");
+    }
+
+    [Fact]
+    public async Task The_clients_anthropic_version_and_beta_headers_reach_the_provider_at_messages_only()
+    {
+        var tenant = await fixture.TenantAsync(name: "oai");
+        await tenant.IntegrationAsync("claude", provider: "anthropic", baseUrl: fixture.Provider.BaseUrl);
+        using var http = tenant.Http();
+
+        using var native = new HttpRequestMessage(HttpMethod.Post, "/v1/messages") { Content = JsonContent.Create(Message("claude/claude-versioned")) };
+        native.Headers.Add("anthropic-version", "2024-10-22");
+        native.Headers.Add("anthropic-beta", "prompt-caching-2024-07-31,token-efficient-tools-2025-02-19");
+        using var chat = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions")
+        {
+            Content = JsonContent.Create(new { model = "claude/claude-translated", messages = new[] { new { role = "user", content = "hi" } } }),
+        };
+        chat.Headers.Add("anthropic-beta", "prompt-caching-2024-07-31");
+        using var injected = new HttpRequestMessage(HttpMethod.Post, "/v1/messages") { Content = JsonContent.Create(Message("claude/claude-injected")) };
+        injected.Headers.TryAddWithoutValidation("anthropic-beta", "a\u0001b");
+
+        Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(native)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await http.SendAsync(chat)).StatusCode);
+        var refused = await http.SendAsync(injected);
+
+        var versioned = Assert.Single(fixture.Provider.CallsFor("claude-versioned"), c => c.Anthropic.Key == tenant.Secret);
+        Assert.Equal(("2024-10-22", "prompt-caching-2024-07-31,token-efficient-tools-2025-02-19"), (versioned.Anthropic.Version, versioned.AnthropicBeta));
+        var translated = Assert.Single(fixture.Provider.CallsFor("claude-translated"), c => c.Anthropic.Key == tenant.Secret);
+        Assert.Equal(("2023-06-01", null), (translated.Anthropic.Version, translated.AnthropicBeta)); // the translation speaks the version it knows
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Empty(fixture.Provider.CallsFor("claude-injected"));
+    }
+
+    [Fact]
+    public async Task A_chat_completion_the_messages_api_cannot_say_is_400_untranslatable_request_and_recorded()
+    {
+        var tenant = await fixture.TenantAsync(name: "oai");
+        await tenant.IntegrationAsync("claude", provider: "anthropic", baseUrl: fixture.Provider.BaseUrl);
+        using var http = tenant.Http();
+
+        var response = await http.PostAsJsonAsync("/v1/chat/completions", new
+        {
+            model = "claude/claude-audio",
+            messages = new object[] { new { role = "user", content = new object[] { new { type = "input_audio", input_audio = new { data = "AAAA", format = "wav" } } } } },
+        });
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("error");
+        Assert.Equal("untranslatable_request", error.GetProperty("code").GetString());
+        Assert.Contains("input_audio", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Empty(fixture.Provider.CallsFor("claude-audio"));
+        var row = Assert.Single(await tenant.UsageAsync());
+        Assert.Equal(("failed", "untranslatable_request", 0L), (row.Status, row.ErrorCode!, row.PromptTokens));
     }
 }

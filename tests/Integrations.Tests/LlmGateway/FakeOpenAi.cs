@@ -13,6 +13,9 @@ public sealed record ProviderCall(string Path, string Query, JsonObject Body, st
     /// <summary>Anthropic's key header (<c>x-api-key</c>) and <c>anthropic-version</c>.</summary>
     public (string? Key, string? Version) Anthropic { get; init; }
 
+    /// <summary>The <c>anthropic-beta</c> header, when one was sent.</summary>
+    public string? AnthropicBeta { get; init; }
+
     /// <summary>When each streamed event left the fake (Stopwatch timestamps).</summary>
     public ConcurrentQueue<long> ChunkSentAt { get; } = new();
 
@@ -27,7 +30,9 @@ public sealed record ProviderCall(string Path, string Query, JsonObject Body, st
 /// <c>Retry-After: 30</c> (longer than the gateway waits, so it is answered, not retried); <c>fail-500</c> 500; <c>slow</c> waits 1.5 s before its first byte; <c>drip</c> sends its
 /// chunks 100 ms apart; <c>drop</c> drops the connection after two chunks; <c>hang</c> sends one chunk and waits;
 /// <c>tool</c> answers with a tool call; <c>nousage</c> never sends usage. At <c>/v1/messages</c> it speaks Anthropic's
-/// Messages API instead (a message, or its typed stream events).
+/// Messages API instead (a message, or its typed stream events): <c>tool</c> there answers a text block and a
+/// <c>tool_use</c> block (streamed as <c>input_json_delta</c> pieces), <c>long</c> stops at <c>max_tokens</c>; the echo
+/// is of the last block sent (a text, or a tool result's content).
 /// </summary>
 public sealed class FakeOpenAi : IAsyncDisposable
 {
@@ -65,6 +70,7 @@ public sealed class FakeOpenAi : IAsyncDisposable
             context.Request.Headers["api-key"].FirstOrDefault())
         {
             Anthropic = (context.Request.Headers["x-api-key"].FirstOrDefault(), context.Request.Headers["anthropic-version"].FirstOrDefault()),
+            AnthropicBeta = context.Request.Headers["anthropic-beta"].FirstOrDefault(),
         };
         Calls.Enqueue(call);
         context.RequestAborted.Register(() => call.Aborted.TrySetResult());
@@ -162,18 +168,22 @@ public sealed class FakeOpenAi : IAsyncDisposable
     /// <summary>Anthropic's Messages API: a message, or its stream of typed events (input tokens exclude the 2 read from cache).</summary>
     private static async Task AnthropicAsync(HttpContext context, ProviderCall call, JsonObject body, string model)
     {
-        var said = body["messages"]!.AsArray().Last()!["content"]?.ToString() ?? "";
+        var said = Said(body["messages"]!.AsArray().Last()!["content"]);
         var id = $"msg_{Guid.NewGuid():N}";
+        var tool = model.Contains("tool", StringComparison.Ordinal);
+        var stopReason = tool ? "tool_use" : model.Contains("long", StringComparison.Ordinal) ? "max_tokens" : "end_turn";
         if (body["stream"]?.GetValue<bool>() != true)
         {
+            var content = new List<object> { new { type = "text", text = tool ? "Let me look." : "echo: " + said } };
+            if (tool) content.Add(new { type = "tool_use", id = "toolu_1", name = "get_weather", input = new { city = "Paris" } });
             await context.Response.WriteAsJsonAsync(new
             {
                 id,
                 type = "message",
                 role = "assistant",
                 model = model + "-served",
-                content = new[] { new { type = "text", text = "echo: " + said } },
-                stop_reason = "end_turn",
+                content,
+                stop_reason = stopReason,
                 stop_sequence = (string?)null,
                 usage = new { input_tokens = PromptTokens - CachedTokens, output_tokens = CompletionTokens, cache_read_input_tokens = CachedTokens },
             });
@@ -209,14 +219,36 @@ public sealed class FakeOpenAi : IAsyncDisposable
             await SendAsync("content_block_delta", new { type = "content_block_delta", index = 0, delta = new { type = "text_delta", text = word } });
         }
         await SendAsync("content_block_stop", new { type = "content_block_stop", index = 0 });
+        if (tool)
+        {
+            await SendAsync("content_block_start", new { type = "content_block_start", index = 1, content_block = new { type = "tool_use", id = "toolu_1", name = "get_weather", input = new { } } });
+            foreach (var piece in new[] { "{\"city\": ", "\"Par", "is\"}" })
+            {
+                await SendAsync("content_block_delta", new { type = "content_block_delta", index = 1, delta = new { type = "input_json_delta", partial_json = piece } });
+            }
+            await SendAsync("content_block_stop", new { type = "content_block_stop", index = 1 });
+        }
         await SendAsync("message_delta", new
         {
             type = "message_delta",
-            delta = new { stop_reason = "end_turn", stop_sequence = (string?)null },
+            delta = new { stop_reason = stopReason, stop_sequence = (string?)null },
             usage = new { output_tokens = CompletionTokens },
         });
         await SendAsync("message_stop", new { type = "message_stop" });
     }
+
+    /// <summary>What a Messages API turn said last: its text, or the last block's text or tool result.</summary>
+    private static string Said(JsonNode? content) => content switch
+    {
+        JsonArray blocks when blocks.Last() is JsonObject block => block["type"]?.GetValue<string>() switch
+        {
+            "tool_result" => "result " + Said(block["content"]),
+            "text" => block["text"]!.GetValue<string>(),
+            var other => other ?? "",
+        },
+        JsonValue text => text.GetValue<string>(),
+        _ => "",
+    };
 
     private static object Usage() => new
     {

@@ -70,9 +70,9 @@ public class LlmGatewayFixture : IAsyncLifetime
         public Guid LlmKeyId { get; set; }
 
         public async Task<Guid> IntegrationAsync(string name, object? limits = null, string[]? allowedModels = null, bool enable = true,
-            string provider = "openai_compatible", string? baseUrl = null)
+            string provider = "openai_compatible", string? baseUrl = null, string[]? fallbacks = null, string? secret = null)
         {
-            var stored = await Admin.PostAsJsonAsync("/credentials", new { name = $"{name}-key", type = "api_key", secret = Secret });
+            var stored = await Admin.PostAsJsonAsync("/credentials", new { name = $"{name}-key", type = "api_key", secret = secret ?? Secret });
             Assert.True(stored.IsSuccessStatusCode, await stored.Content.ReadAsStringAsync());
             var reference = (await stored.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("reference").GetString();
             var created = await Admin.PostAsJsonAsync("/integrations", new
@@ -83,6 +83,7 @@ public class LlmGatewayFixture : IAsyncLifetime
                 credential_ref = reference,
                 limits,
                 allowed_models = allowedModels,
+                fallbacks,
             });
             Assert.True(created.IsSuccessStatusCode, await created.Content.ReadAsStringAsync());
             var integrationId = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
@@ -114,7 +115,7 @@ public class LlmGatewayFixture : IAsyncLifetime
         public async Task<List<UsageRow>> UsageAsync() => await OwnerSql.QueryAsync<UsageRow>(fixture.ConnectionString, """
             SELECT id, integration_id, api_key_id, run_id, endpoint, requested_model, served_model, provider, streaming, prompt_tokens,
                    completion_tokens, cached_tokens, tokens_estimated, cost_cents, status, error_code, upstream_status, latency_ms,
-                   first_token_ms, attempts, incident_id
+                   first_token_ms, attempts, incident_id, fallback_of
             FROM llm_requests WHERE tenant_id = @Id ORDER BY id
             """, new { Id });
 
@@ -156,7 +157,7 @@ public sealed class UsageRow
     public long CompletionTokens { get; init; }
     public long CachedTokens { get; init; }
     public bool TokensEstimated { get; init; }
-    public decimal CostCents { get; init; }
+    public decimal? CostCents { get; init; }
     public string Status { get; init; } = "";
     public string? ErrorCode { get; init; }
     public int? UpstreamStatus { get; init; }
@@ -164,4 +165,5 @@ public sealed class UsageRow
     public double? FirstTokenMs { get; init; }
     public int Attempts { get; init; }
     public Guid? IncidentId { get; init; }
+    public Guid? FallbackOf { get; init; }
 }

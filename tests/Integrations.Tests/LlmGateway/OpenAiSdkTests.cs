@@ -120,6 +120,23 @@ public sealed class OpenAiSdkTests(LlmGatewayFixture fixture) : IClassFixture<Ll
     }
 
     [Fact]
+    public async Task A_model_with_no_price_gets_a_usage_row_with_its_tokens_and_no_cost_and_its_tokens_count_against_the_month()
+    {
+        var tenant = await fixture.TenantAsync(limits: new { tokens_per_month = 18, budget_cents_per_month = 1 });
+        var chat = tenant.OpenAi().GetChatClient("llm/our-own-finetune");
+
+        await chat.CompleteChatAsync([new UserChatMessage("hi")]);
+        var refused = await Assert.ThrowsAsync<ClientResultException>(() => chat.CompleteChatAsync([new UserChatMessage("again")]));
+
+        var rows = await tenant.UsageAsync();
+        Assert.Equal(("completed", 11L, 7L, (decimal?)null), (rows[0].Status, rows[0].PromptTokens, rows[0].CompletionTokens, rows[0].CostCents));
+        Assert.Equal((429, "denied", (decimal?)0m), (refused.Status, rows[1].Status, rows[1].CostCents)); // 18 of 18 tokens spent (no cents): the tokens count
+        Assert.Contains("token_limit_exceeded", refused.Message, StringComparison.Ordinal);
+        var listed = await tenant.Admin.GetFromJsonAsync<JsonElement>("/integrations/llm-requests?status=completed");
+        Assert.Equal(JsonValueKind.Null, listed.GetProperty("items")[0].GetProperty("cost_cents").ValueKind);
+    }
+
+    [Fact]
     public async Task A_tenants_own_price_costs_its_requests_and_other_tenants_keep_the_list_price()
     {
         var tenant = await fixture.TenantAsync();

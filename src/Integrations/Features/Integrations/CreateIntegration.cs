@@ -21,7 +21,8 @@ public static class CreateIntegration
         string? BaseUrl = null,
         string? CredentialRef = null,
         Integration.Limits? Limits = null,
-        IReadOnlyList<string>? AllowedModels = null) : IOperation<Integration.Response>, IAudited
+        IReadOnlyList<string>? AllowedModels = null,
+        IReadOnlyList<string>? Fallbacks = null) : IOperation<Integration.Response>, IAudited
     {
         public static string Operation => "integrations.create";
         public static string Scope => Scopes.Write;
@@ -41,6 +42,7 @@ public static class CreateIntegration
             RuleFor(x => x.CredentialRef).ValidCredentialRef(() => caller.TenantId).When(x => x.CredentialRef is not null);
             this.ValidLimits(x => x.Limits);
             RuleFor(x => x.AllowedModels).ValidModels();
+            RuleFor(x => x.Fallbacks).ValidFallbacks(x => x.Name);
         }
     }
 
@@ -48,9 +50,9 @@ public static class CreateIntegration
     {
         private const string Sql = $"""
             INSERT INTO cus_integrations (id, tenant_id, name, provider, base_url, credential_ref,
-                requests_per_minute, tokens_per_month, budget_cents_per_month, allowed_models)
+                requests_per_minute, tokens_per_month, budget_cents_per_month, allowed_models, fallbacks)
             VALUES (@Id, @TenantId, @Name, @Provider, @BaseUrl, @CredentialRef,
-                @RequestsPerMinute, @TokensPerMonth, @BudgetCentsPerMonth, @AllowedModels)
+                @RequestsPerMinute, @TokensPerMonth, @BudgetCentsPerMonth, @AllowedModels, @Fallbacks)
             ON CONFLICT DO NOTHING
             RETURNING {Integration.Columns}
             """;
@@ -70,6 +72,7 @@ public static class CreateIntegration
                 request.Limits?.TokensPerMonth,
                 request.Limits?.BudgetCentsPerMonth,
                 AllowedModels = (request.AllowedModels ?? []).Distinct().ToArray(),
+                Fallbacks = (request.Fallbacks ?? []).Distinct().ToArray(),
             }, cancellationToken: ct));
             if (row is null) return Error.Conflict($"An integration named '{request.Name}' already exists.");
             var accessor = new CredentialAccessor(CredentialAccessor.Integration, row.Id);
@@ -82,6 +85,7 @@ public static class CreateIntegration
                 row.BaseUrl,
                 CredentialRef = CredentialReference.Describe(row.CredentialRef),
                 row.Status,
+                row.Fallbacks,
             });
             return row.ToResponse();
         }

@@ -53,11 +53,12 @@ public static class Integration
         Limits Limits,
         IReadOnlyList<string> AllowedModels,
         DateTimeOffset CreatedAt,
-        DateTimeOffset UpdatedAt);
+        DateTimeOffset UpdatedAt,
+        IReadOnlyList<string> Fallbacks);
 
     internal const string Columns = """
         id, name, provider, base_url, credential_ref, status, health, health_checked_at, health_message,
-        requests_per_minute, tokens_per_month, budget_cents_per_month, allowed_models, created_at, updated_at
+        requests_per_minute, tokens_per_month, budget_cents_per_month, allowed_models, created_at, updated_at, fallbacks
         """;
 
     /// <summary>A class rather than a positional record: Dapper maps text[] columns onto properties, not constructor parameters.</summary>
@@ -78,10 +79,11 @@ public static class Integration
         public string[] AllowedModels { get; init; } = [];
         public DateTimeOffset CreatedAt { get; init; }
         public DateTimeOffset UpdatedAt { get; init; }
+        public string[] Fallbacks { get; init; } = [];
 
         public Response ToResponse() => new(
             Id, Name, Provider, BaseUrl, CredentialRef, Status, Health, HealthCheckedAt, HealthMessage,
-            new Limits(RequestsPerMinute, TokensPerMonth, BudgetCentsPerMonth), AllowedModels, CreatedAt, UpdatedAt);
+            new Limits(RequestsPerMinute, TokensPerMonth, BudgetCentsPerMonth), AllowedModels, CreatedAt, UpdatedAt, Fallbacks);
     }
 
     internal static IRuleBuilderOptions<T, string?> ValidName<T>(this IRuleBuilder<T, string?> rule) =>
@@ -117,6 +119,17 @@ public static class Integration
     internal static IRuleBuilderOptions<T, IReadOnlyList<string>?> ValidModels<T>(this IRuleBuilder<T, IReadOnlyList<string>?> rule) =>
         rule.Must(models => models is null || (models.Count <= 100 && models.All(m => !string.IsNullOrWhiteSpace(m) && m.Length <= 200)))
             .WithMessage("Allowed models: at most 100 names of 1-200 characters each.");
+
+    /// <summary>
+    /// Fallbacks: at most 5 entries, each <c>&lt;integration name&gt;</c> (the same model) or <c>&lt;integration
+    /// name&gt;/&lt;model&gt;</c>, never the integration itself. Whether the named integration exists is decided when
+    /// it is needed (it may be created, renamed or deleted in between): a fallback that is not there is skipped as denied.
+    /// </summary>
+    internal static IRuleBuilderOptions<T, IReadOnlyList<string>?> ValidFallbacks<T>(this IRuleBuilder<T, IReadOnlyList<string>?> rule, Func<T, string?> ownName) =>
+        rule.Must((owner, fallbacks) => fallbacks is null || (fallbacks.Count <= 5 && fallbacks.All(f =>
+                !string.IsNullOrWhiteSpace(f) && f.Length <= 400 && f.Trim() == f && !f.StartsWith('/') && !f.EndsWith('/')
+                && (ownName(owner) is not { } name || (f != name && !f.StartsWith(name + "/", StringComparison.Ordinal))))))
+            .WithMessage("Fallbacks: at most 5 entries, each '<integration name>' or '<integration name>/<model>', other than this integration.");
 
     private static bool IsAcceptableBaseUrl(string? url, EgressAllowList allowList)
     {

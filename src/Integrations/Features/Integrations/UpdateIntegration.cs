@@ -22,7 +22,8 @@ public static class UpdateIntegration
         string? BaseUrl = null,
         string? CredentialRef = null,
         Integration.Limits? Limits = null,
-        IReadOnlyList<string>? AllowedModels = null);
+        IReadOnlyList<string>? AllowedModels = null,
+        IReadOnlyList<string>? Fallbacks = null);
 
     public sealed record Command(Guid Id, Body Changes) : IOperation<Integration.Response>, IAudited
     {
@@ -41,6 +42,7 @@ public static class UpdateIntegration
                 .When(x => x.Changes?.CredentialRef is not null);
             this.ValidLimits(x => x.Changes?.Limits);
             RuleFor(x => x.Changes.AllowedModels).ValidModels().OverridePropertyName("AllowedModels").When(x => x.Changes is not null);
+            RuleFor(x => x.Changes.Fallbacks).ValidFallbacks(x => x.Changes.Name).OverridePropertyName("Fallbacks").When(x => x.Changes is not null);
         }
     }
 
@@ -55,6 +57,7 @@ public static class UpdateIntegration
                 tokens_per_month = CASE WHEN @SetLimits THEN @TokensPerMonth::bigint ELSE tokens_per_month END,
                 budget_cents_per_month = CASE WHEN @SetLimits THEN @BudgetCentsPerMonth::bigint ELSE budget_cents_per_month END,
                 allowed_models = coalesce(@AllowedModels::text[], allowed_models),
+                fallbacks = coalesce(@Fallbacks::text[], fallbacks),
                 updated_at = now()
             WHERE tenant_id = @TenantId AND id = @Id AND deleted_at IS NULL
             RETURNING {Integration.Columns}
@@ -79,6 +82,7 @@ public static class UpdateIntegration
                     changes.Limits?.TokensPerMonth,
                     changes.Limits?.BudgetCentsPerMonth,
                     AllowedModels = changes.AllowedModels?.Distinct().ToArray(),
+                    Fallbacks = changes.Fallbacks?.Distinct().ToArray(),
                 }, cancellationToken: ct));
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
@@ -104,6 +108,7 @@ public static class UpdateIntegration
                     CredentialRef = changes.CredentialRef is null ? null : CredentialReference.Describe(changes.CredentialRef),
                     changes.Limits,
                     changes.AllowedModels,
+                    changes.Fallbacks,
                 },
             });
             return row.ToResponse();
@@ -114,7 +119,7 @@ public static class UpdateIntegration
         group.MapPatch("/{id:guid}", async (Guid id, Body body, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Command(id, body), http.RequestAborted)).ToHttp(http))
             .WithName(Command.Operation)
-            .WithSummary("Change an integration's name, base URL, credential reference, limits or allowed models.")
+            .WithSummary("Change an integration's name, base URL, credential reference, limits, allowed models or fallbacks.")
             .Produces<Integration.Response>()
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)

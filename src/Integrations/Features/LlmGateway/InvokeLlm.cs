@@ -47,14 +47,30 @@ public static class InvokeLlm
         public static string Operation => "llm.invoke";
         public static string Scope => Scopes.LlmInvoke;
 
-        public string Model => Body["model"] is JsonValue value && value.TryGetValue<string>(out var model) ? model : "";
+        public string Model => Fallback?.Model ?? (Body["model"] is JsonValue value && value.TryGetValue<string>(out var model) ? model : "");
 
         public bool Streaming => Endpoint != Embeddings && Body["stream"] is JsonValue value && value.TryGetValue<bool>(out var on) && on;
 
         /// <summary>Where a streamed answer goes as it arrives; required when <see cref="Streaming"/>.</summary>
         [JsonIgnore]
         public EventStream? Stream { get; init; }
+
+        /// <summary>Set when this request is a fallback of a call that failed (the stage's next call, not the client's).</summary>
+        [JsonIgnore]
+        public FallbackStep? Fallback { get; init; }
+
+        /// <summary>The client's <c>anthropic-version</c> at <c>/v1/messages</c>, sent on instead of the gateway's own.</summary>
+        public string? AnthropicVersion { get; init; }
+
+        /// <summary>The client's <c>anthropic-beta</c> at <c>/v1/messages</c>, sent on as it is.</summary>
+        public string? AnthropicBeta { get; init; }
     }
+
+    /// <summary>
+    /// A fallback call: the first call it falls back from, the model that call asked for, the model this one asks for
+    /// (from <see cref="Command.Integration"/>, the fallback integration), and the fallbacks left after it.
+    /// </summary>
+    public sealed record FallbackStep(Guid Of, string FirstModel, string Model, IReadOnlyList<string> Remaining);
 
     /// <summary>A non-streamed answer's body is the provider's, as it came (<see cref="Body"/>); a streamed one has gone to the <see cref="EventStream"/>.</summary>
     public sealed record Response(
@@ -64,7 +80,7 @@ public static class InvokeLlm
         long CompletionTokens,
         long CachedTokens,
         bool TokensEstimated,
-        decimal CostCents,
+        decimal? CostCents,
         bool Streamed,
         [property: JsonIgnore] ReadOnlyMemory<byte> Body);
 
@@ -121,7 +137,11 @@ public static class InvokeLlm
             });
             RuleFor(x => x.Integration).MaximumLength(200);
             RuleFor(x => x.RunId).MaximumLength(200);
+            RuleFor(x => x.AnthropicVersion).MaximumLength(100).Must(NoControlCharacters).WithMessage("anthropic-version may not contain control characters.");
+            RuleFor(x => x.AnthropicBeta).MaximumLength(1000).Must(NoControlCharacters).WithMessage("anthropic-beta may not contain control characters.");
         }
+
+        private static bool NoControlCharacters(string? value) => value is null || !value.Any(char.IsControl);
     }
 
     internal sealed class Handler(GovernedCallContext calls, LlmUpstream upstream) : IRequestHandler<Command, Result<Response>>
@@ -131,14 +151,32 @@ public static class InvokeLlm
             var call = calls.Current;
             var target = call.TargetAs<LlmCall.Target>();
             var usage = new UsageMeter(target, call, request);
-            var body = (JsonObject)request.Body.DeepClone();
-            body["model"] = target.UpstreamModel;
-            var clientAskedUsage = body["stream_options"] is JsonObject options && options["include_usage"] is JsonValue v && v.TryGetValue<bool>(out var asked) && asked;
-            if (request.Streaming && request.Endpoint == ChatCompletions && !clientAskedUsage)
+            var clientAskedUsage = request.Body["stream_options"] is JsonObject options && options["include_usage"] is JsonValue v && v.TryGetValue<bool>(out var asked) && asked;
+            // Chat completions to an anthropic integration are said in its Messages API, and its answer said back.
+            var translated = target.Provider == "anthropic" && request.Endpoint == ChatCompletions;
+            JsonObject body;
+            if (translated)
             {
-                var streamOptions = body["stream_options"] as JsonObject ?? [];
-                streamOptions["include_usage"] = true;
-                body["stream_options"] = streamOptions;
+                try
+                {
+                    body = AnthropicTranslation.ToMessagesRequest(request.Body, target.UpstreamModel);
+                }
+                catch (AnthropicTranslation.UntranslatableException e)
+                {
+                    return usage.Fail(new Error("untranslatable_request", 400, "Request cannot be translated.",
+                        $"The integration '{target.Name}' is an anthropic one and the request cannot be said in its Messages API: {e.Message}"));
+                }
+            }
+            else
+            {
+                body = (JsonObject)request.Body.DeepClone();
+                body["model"] = target.UpstreamModel;
+                if (request.Streaming && request.Endpoint == ChatCompletions && !clientAskedUsage)
+                {
+                    var streamOptions = body["stream_options"] as JsonObject ?? [];
+                    streamOptions["include_usage"] = true;
+                    body["stream_options"] = streamOptions;
+                }
             }
             var bytes = JsonSerializer.SerializeToUtf8Bytes(body);
             usage.PromptBytes = bytes.Length;
@@ -146,7 +184,8 @@ public static class InvokeLlm
             LlmUpstream.Answer answer;
             try
             {
-                answer = await upstream.SendAsync(target, call.Credential?.Token, request.Endpoint, bytes, request.Streaming, ct);
+                var anthropicHeaders = request.Endpoint == Messages ? new LlmUpstream.AnthropicHeaders(request.AnthropicVersion, request.AnthropicBeta) : null;
+                answer = await upstream.SendAsync(target, call.Credential?.Token, request.Endpoint, bytes, request.Streaming, ct, anthropicHeaders);
             }
             catch (HttpRequestException e) when (SsrfGuard.IsBlocked(e))
             {
@@ -176,11 +215,11 @@ public static class InvokeLlm
             if (!response.IsSuccessStatusCode) return usage.Fail(await RefusalAsync(response, target, call.Credential?.Token, ct));
 
             return request.Streaming
-                ? await ForwardStreamAsync(request, response, usage, clientAskedUsage, ct)
-                : await ReadAnswerAsync(response, usage, ct);
+                ? await ForwardStreamAsync(request, response, usage, clientAskedUsage, translated ? new AnthropicTranslation.StreamTranslator(clientAskedUsage) : null, ct)
+                : await ReadAnswerAsync(response, usage, translated, ct);
         }
 
-        private async Task<Result<Response>> ReadAnswerAsync(HttpResponseMessage response, UsageMeter usage, CancellationToken ct)
+        private async Task<Result<Response>> ReadAnswerAsync(HttpResponseMessage response, UsageMeter usage, bool translated, CancellationToken ct)
         {
             byte[] body;
             try
@@ -213,6 +252,7 @@ public static class InvokeLlm
             {
                 using var document = JsonDocument.Parse(body);
                 usage.Observe(document.RootElement);
+                if (translated) body = JsonSerializer.SerializeToUtf8Bytes(AnthropicTranslation.ToChatCompletion(document.RootElement));
             }
             catch (JsonException)
             {
@@ -222,7 +262,8 @@ public static class InvokeLlm
         }
 
         private async Task<Result<Response>> ForwardStreamAsync(
-            Command request, HttpResponseMessage response, UsageMeter usage, bool clientAskedUsage, CancellationToken ct)
+            Command request, HttpResponseMessage response, UsageMeter usage, bool clientAskedUsage, AnthropicTranslation.StreamTranslator? translator,
+            CancellationToken ct)
         {
             var client = request.Stream!;
             using var idle = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -237,6 +278,18 @@ public static class InvokeLlm
                 while (await reader.ReadLineAsync(idle.Token) is { } line)
                 {
                     idle.CancelAfter(upstream.Settings.StreamIdleTimeout);
+                    if (translator is not null)
+                    {
+                        // Anthropic's events name their type in the data too: only data lines matter, each may make chunks.
+                        if (!line.StartsWith("data:", StringComparison.Ordinal)) continue;
+                        usage.ObserveChunk(line.AsSpan(5).Trim());
+                        if (!await TranslateAsync(translator, line.AsMemory(5), client, ct)) continue;
+                        await client.WriteLineAsync("data: [DONE]", ct);
+                        await client.WriteLineAsync("", ct);
+                        await client.FlushAsync(ct);
+                        done = true;
+                        continue;
+                    }
                     if (line.Length == 0)
                     {
                         if (!skipping)
@@ -277,6 +330,32 @@ public static class InvokeLlm
                 await client.FlushAsync(ct);
             }
             return usage.Complete(ReadOnlyMemory<byte>.Empty, streamed: true);
+        }
+
+        /// <summary>Writes the chunks one Anthropic event makes; true once the message has ended.</summary>
+        private static async Task<bool> TranslateAsync(AnthropicTranslation.StreamTranslator translator, ReadOnlyMemory<char> data, EventStream client, CancellationToken ct)
+        {
+            JsonDocument document;
+            try
+            {
+                document = JsonDocument.Parse(data);
+            }
+            catch (JsonException)
+            {
+                return false;
+            }
+            using (document)
+            {
+                var wrote = false;
+                foreach (var chunk in translator.Translate(document.RootElement))
+                {
+                    await client.WriteLineAsync("data: " + chunk.ToJsonString(), ct);
+                    await client.WriteLineAsync("", ct);
+                    wrote = true;
+                }
+                if (wrote) await client.FlushAsync(ct);
+            }
+            return translator.Done;
         }
 
         private Error TooLarge() =>
@@ -342,20 +421,20 @@ public static class InvokeLlm
         group.MapPost("/chat/completions", (HttpContext http, IMediator mediator) => SendAsync(http, mediator, ChatCompletions))
             .WithName(Command.Operation) // the operation; embeddings is the same operation at another endpoint
             .WithSummary("OpenAI-compatible chat completions (stream: true answers server-sent events as the provider sends them), on the tenant's integrations.")
-            .Accepts<JsonObject>("application/json")
-            .Produces<JsonObject>()
-            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream");
+            .Accepts<ChatCompletionRequest>("application/json")
+            // One 200 in two media types: the answer as JSON, or (stream: true) its events as text/event-stream.
+            .Produces<ChatCompletion>(StatusCodes.Status200OK, "application/json", "text/event-stream");
         group.MapPost("/messages", (HttpContext http, IMediator mediator) => SendAsync(http, mediator, Messages))
             .WithName(Command.Operation + ".messages")
             .WithSummary("Anthropic's Messages API (stream: true answers its server-sent events as they come), on the tenant's anthropic integrations.")
-            .Accepts<JsonObject>("application/json")
-            .Produces<JsonObject>()
-            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream");
+            .Accepts<AnthropicMessagesRequest>("application/json")
+            // One 200 in two media types: the answer as JSON, or (stream: true) its events as text/event-stream.
+            .Produces<AnthropicMessage>(StatusCodes.Status200OK, "application/json", "text/event-stream");
         group.MapPost("/embeddings", (HttpContext http, IMediator mediator) => SendAsync(http, mediator, Embeddings))
             .WithName(Command.Operation + ".embeddings")
             .WithSummary("OpenAI-compatible embeddings, on the tenant's integrations.")
-            .Accepts<JsonObject>("application/json")
-            .Produces<JsonObject>();
+            .Accepts<EmbeddingsRequest>("application/json")
+            .Produces<EmbeddingList>();
     }
 
     private static async Task<IResult> SendAsync(HttpContext http, IMediator mediator, string endpoint)
@@ -375,6 +454,8 @@ public static class InvokeLlm
         var command = new Command(endpoint, body, NullIfEmpty(headers[IntegrationHeader]), NullIfEmpty(headers[RunIdHeader]))
         {
             Stream = new EventStream(http.Response),
+            AnthropicVersion = endpoint == Messages ? NullIfEmpty(headers["anthropic-version"]) : null,
+            AnthropicBeta = endpoint == Messages ? NullIfEmpty(headers["anthropic-beta"]) : null,
         };
         var result = await mediator.Send(command, http.RequestAborted);
         if (result.IsSuccess)
@@ -399,6 +480,7 @@ public static class InvokeLlm
     /// </summary>
     private sealed class UsageMeter(LlmCall.Target target, GovernedCall call, Command request)
     {
+        private readonly AnthropicTranslation.Tokens? _anthropic = target.Provider == "anthropic" ? new() : null;
         private long? _prompt;
         private long? _completion;
         private long _cached;
@@ -453,7 +535,7 @@ public static class InvokeLlm
                 using var document = JsonDocument.Parse(data.ToString());
                 var root = document.RootElement;
                 if (root.ValueKind != JsonValueKind.Object) return false;
-                if (request.Endpoint == Messages)
+                if (_anthropic is not null)
                 {
                     if (root.TryGetProperty("type", out var type) && type.ValueKind == JsonValueKind.String) ObserveAnthropicEvent(root, type.GetString()!);
                     return false;
@@ -480,15 +562,14 @@ public static class InvokeLlm
         private void ReadUsage(JsonElement usage)
         {
             if (usage.ValueKind != JsonValueKind.Object) return;
+            if (_anthropic is not null)
+            {
+                _anthropic.Read(usage);
+                (_prompt, _completion, _cached) = (_anthropic.Prompt, _anthropic.Completion, _anthropic.Cached);
+                return;
+            }
             if (usage.TryGetProperty("prompt_tokens", out var prompt) && prompt.TryGetInt64(out var p)) _prompt = p;
             if (usage.TryGetProperty("completion_tokens", out var completion) && completion.TryGetInt64(out var c)) _completion = c;
-            // Anthropic: input_tokens excludes cache reads, which are counted (and priced) apart.
-            if (usage.TryGetProperty("input_tokens", out var input) && input.TryGetInt64(out var i))
-            {
-                _cached = usage.TryGetProperty("cache_read_input_tokens", out var read) && read.TryGetInt64(out var r) ? r : 0;
-                _prompt = i + _cached;
-            }
-            if (usage.TryGetProperty("output_tokens", out var output) && output.TryGetInt64(out var o)) _completion = o;
             else if (_prompt is not null && request.Endpoint == Embeddings) _completion = 0;
             if (usage.TryGetProperty("prompt_tokens_details", out var details) && details.ValueKind == JsonValueKind.Object
                 && details.TryGetProperty("cached_tokens", out var cached) && cached.TryGetInt64(out var k))
@@ -501,12 +582,12 @@ public static class InvokeLlm
         /// Reports what was seen. Counts the provider did not give are estimated at four bytes a token (the request's JSON
         /// for the prompt, the streamed deltas for the completion) and the row says so.
         /// </summary>
-        public (long Prompt, long Completion, bool Estimated, decimal Cost) Report(bool estimateMissing)
+        public (long Prompt, long Completion, bool Estimated, decimal? Cost) Report(bool estimateMissing)
         {
             var estimated = false;
             var prompt = _prompt ?? (estimateMissing ? Estimate(PromptBytes, ref estimated) : 0);
             var completion = _completion ?? (estimateMissing ? Estimate(_completionChars, ref estimated) : 0);
-            var cost = Math.Round(target.CostCents(prompt, completion, _cached), 6);
+            var cost = target.CostCents(prompt, completion, _cached) is { } cents ? Math.Round(cents, 6) : (decimal?)null;
             call.Report(new CallOutput(Facts: new Dictionary<string, object?>
             {
                 [LlmFacts.ServedModel] = _servedModel,

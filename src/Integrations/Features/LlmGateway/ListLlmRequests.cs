@@ -35,8 +35,9 @@ public static class ListLlmRequests
     public sealed record LlmRequest(
         Guid Id, Guid? IntegrationId, string? IntegrationName, Guid? ApiKeyId, string Caller, string? RunId, string Endpoint,
         string RequestedModel, string? ServedModel, string? Provider, bool Streaming, long PromptTokens, long CompletionTokens,
-        long CachedTokens, bool TokensEstimated, decimal CostCents, string Status, string? ErrorCode, string? Error, int? UpstreamStatus,
-        double LatencyMs, double? FirstTokenMs, int Attempts, Guid? IncidentId, DateTimeOffset StartedAt, DateTimeOffset FinishedAt);
+        long CachedTokens, bool TokensEstimated, decimal? CostCents, string Status, string? ErrorCode, string? Error, int? UpstreamStatus,
+        double LatencyMs, double? FirstTokenMs, int Attempts, Guid? IncidentId, DateTimeOffset StartedAt, DateTimeOffset FinishedAt,
+        Guid? FallbackOf);
 
     internal sealed class Validator : AbstractValidator<Query>
     {
@@ -59,7 +60,7 @@ public static class ListLlmRequests
             var sql = new StringBuilder("""
                 SELECT id, integration_id, integration_name, api_key_id, caller, run_id, endpoint, requested_model, served_model, provider,
                        streaming, prompt_tokens, completion_tokens, cached_tokens, tokens_estimated, cost_cents, status, error_code, error,
-                       upstream_status, latency_ms, first_token_ms, attempts, incident_id, started_at, finished_at
+                       upstream_status, latency_ms, first_token_ms, attempts, incident_id, started_at, finished_at, fallback_of
                 FROM llm_requests WHERE tenant_id = @TenantId
                 """);
             if (request.Cursor is not null) sql.Append(" AND id < @After");
@@ -107,7 +108,7 @@ public static class ListLlmRequests
         public long CompletionTokens { get; init; }
         public long CachedTokens { get; init; }
         public bool TokensEstimated { get; init; }
-        public decimal CostCents { get; init; }
+        public decimal? CostCents { get; init; }
         public string Status { get; init; } = "";
         public string? ErrorCode { get; init; }
         public string? Error { get; init; }
@@ -118,10 +119,11 @@ public static class ListLlmRequests
         public Guid? IncidentId { get; init; }
         public DateTimeOffset StartedAt { get; init; }
         public DateTimeOffset FinishedAt { get; init; }
+        public Guid? FallbackOf { get; init; }
 
         public LlmRequest ToRequest() => new(Id, IntegrationId, IntegrationName, ApiKeyId, Caller, RunId, Endpoint, RequestedModel, ServedModel,
             Provider, Streaming, PromptTokens, CompletionTokens, CachedTokens, TokensEstimated, CostCents, Status, ErrorCode, Error, UpstreamStatus,
-            LatencyMs, FirstTokenMs, Attempts, IncidentId, StartedAt, FinishedAt);
+            LatencyMs, FirstTokenMs, Attempts, IncidentId, StartedAt, FinishedAt, FallbackOf);
     }
 
     internal static void Map(RouteGroupBuilder group) =>

@@ -30,6 +30,9 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
     private static readonly HashSet<string> ProviderFailures =
         ["upstream_error", "upstream_unreachable", "upstream_timeout", "upstream_auth_failed", "ssrf_blocked"];
 
+    /// <summary>The failures an integration's fallbacks are tried after: the provider's, and its own rate limit.</summary>
+    private static readonly HashSet<string> FallbackFailures = [.. ProviderFailures, "upstream_rate_limited"];
+
     public sealed class Target : IGovernedTarget
     {
         public Guid Id { get; init; }
@@ -42,6 +45,7 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
         public long? TokensPerMonth { get; init; }
         public long? BudgetCentsPerMonth { get; init; }
         public string[] AllowedModels { get; init; } = [];
+        public string[] Fallbacks { get; init; } = [];
         public bool ByName { get; init; }
 
         /// <summary>The model as the provider is asked for it: the request's, without the integration's name.</summary>
@@ -60,9 +64,11 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
         public CredentialAccessor CredentialAccessor => new(CredentialAccessor.Integration, Id);
         string? IGovernedTarget.CredentialRef => Candidates is null ? CredentialRef : null;
 
-        /// <summary>US cents for the tokens at this model's price (0 when the model has no price: see the README).</summary>
-        public decimal CostCents(long prompt, long completion, long cached) =>
-            ((prompt - cached) * (InputPrice ?? 0) + cached * (CachedPrice ?? InputPrice ?? 0) + completion * (OutputPrice ?? 0)) / 1_000_000m;
+        /// <summary>US cents for the tokens at this model's price; null, not known, when the model has no price.</summary>
+        public decimal? CostCents(long prompt, long completion, long cached) =>
+            InputPrice is null && OutputPrice is null
+                ? null
+                : ((prompt - cached) * (InputPrice ?? 0) + cached * (CachedPrice ?? InputPrice ?? 0) + completion * (OutputPrice ?? 0)) / 1_000_000m;
     }
 
     // The candidates for a model: with a pin, the pinned integration; otherwise the one named by the model's prefix and
@@ -72,7 +78,7 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
                p.input_cents_per_mtok AS input_price, p.output_cents_per_mtok AS output_price, p.cached_cents_per_mtok AS cached_price
         FROM (
             SELECT i.id, i.name, i.provider, i.base_url, i.credential_ref, i.status, i.requests_per_minute, i.tokens_per_month,
-                   i.budget_cents_per_month, i.allowed_models, COALESCE(i.name = @Prefix, false) AS by_name,
+                   i.budget_cents_per_month, i.allowed_models, i.fallbacks, COALESCE(i.name = @Prefix, false) AS by_name,
                    CASE WHEN i.name = @Prefix THEN @Rest ELSE @Model END AS upstream_model
             FROM cus_integrations i
             WHERE i.tenant_id = @TenantId AND i.deleted_at IS NULL
@@ -96,8 +102,8 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
     private const string RecordSql = """
         INSERT INTO llm_requests (id, tenant_id, integration_id, integration_name, api_key_id, caller, run_id, endpoint, requested_model,
             served_model, provider, streaming, prompt_tokens, completion_tokens, cached_tokens, tokens_estimated, cost_cents, status,
-            error_code, error, upstream_status, latency_ms, first_token_ms, attempts, incident_id, started_at, finished_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)
+            error_code, error, upstream_status, latency_ms, first_token_ms, attempts, incident_id, started_at, finished_at, fallback_of)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)
         """;
 
     public override string EventPrefix => EventPrefixName;
@@ -162,11 +168,13 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
 
     public override PolicySubject PolicySubjectOf(Target target) => new(target.Name, target.Id, target.UpstreamModel, "low");
 
+    // Chat completions reach every provider (an anthropic one through the translation); embeddings only the OpenAI-style
+    // ones; Anthropic's Messages API only anthropic ones.
     public override ValueTask<CallDenial?> CheckInputAsync(InvokeLlm.Command request, Target target) =>
-        ValueTask.FromResult((target.Provider == "anthropic") != (request.Endpoint == InvokeLlm.Messages)
+        ValueTask.FromResult(request.Endpoint != InvokeLlm.ChatCompletions && (target.Provider == "anthropic") != (request.Endpoint == InvokeLlm.Messages)
             ? new CallDenial("endpoint_not_served", new Error("endpoint_not_served", 400, "Endpoint not served by this provider.",
                 target.Provider == "anthropic"
-                    ? $"The integration '{target.Name}' is an anthropic one: call it at /v1/messages (Anthropic's Messages API)."
+                    ? $"The integration '{target.Name}' is an anthropic one: call it at /v1/chat/completions or /v1/messages (Anthropic's Messages API)."
                     : $"The integration '{target.Name}' is an {target.Provider} one: call it at /v1/chat/completions or /v1/embeddings."))
             : target.AllowedModels.Length > 0 && !target.AllowedModels.Contains(target.UpstreamModel)
             ? CallDenial.Policy("model_not_allowed", $"The integration '{target.Name}' does not allow the model '{target.UpstreamModel}'.")
@@ -188,6 +196,7 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
         facts["requested_model"] = request.Model;
         facts["streaming"] = request.Streaming;
         facts["run_id"] = request.RunId;
+        if (request.Fallback is { } step) facts["fallback_of"] = step.Of;
         if (target is { Candidates: null })
         {
             facts["integration_id"] = target.Id;
@@ -209,11 +218,43 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
             record.Request.Endpoint, record.Request.Model, PositionalCommand.Text(Observed<string?>(LlmFacts.ServedModel, null)),
             PositionalCommand.Text(routed ? record.Target.Provider : null), record.Request.Streaming,
             Observed(LlmFacts.PromptTokens, 0L), Observed(LlmFacts.CompletionTokens, 0L), Observed(LlmFacts.CachedTokens, 0L),
-            Observed(LlmFacts.TokensEstimated, false), Observed(LlmFacts.CostCents, 0m), record.Outcome,
+            Observed(LlmFacts.TokensEstimated, false),
+            // A call that reported nothing consumed nothing (0); one that did reports null for a model with no price.
+            Nullable(NpgsqlDbType.Numeric, observed.TryGetValue(LlmFacts.CostCents, out var cost) ? cost : 0m), record.Outcome,
             PositionalCommand.Text(record.ErrorCode), PositionalCommand.Text(record.Error is { Length: > 2000 } e ? e[..2000] : record.Error),
             Nullable(NpgsqlDbType.Integer, observed.GetValueOrDefault(LlmFacts.UpstreamStatus)), record.DurationMs,
             Nullable(NpgsqlDbType.Double, observed.GetValueOrDefault(LlmFacts.FirstTokenMs)), Observed(LlmFacts.Attempts, 0),
-            PositionalCommand.Uuid(record.IncidentId), call.StartedAt, DateTime.UtcNow));
+            PositionalCommand.Uuid(record.IncidentId), call.StartedAt, DateTime.UtcNow, PositionalCommand.Uuid(record.Request.Fallback?.Of)));
+    }
+
+    /// <summary>
+    /// The integration's fallbacks, in order, after a failure of its provider (or its 429) before the first byte reached
+    /// the client; each next one after any end of the one before (denied, not found or failed), while the client has
+    /// still received nothing. Each is asked for the model its entry names, or the same model; only the first
+    /// integration's list is followed.
+    /// </summary>
+    public override InvokeLlm.Command? FallbackFor(InvokeLlm.Command request, Target? target, Error error, Guid invocationId)
+    {
+        if (request.Stream is { Started: true }) return null;
+        IReadOnlyList<string> remaining;
+        string model;
+        if (request.Fallback is { } step)
+        {
+            (remaining, model) = (step.Remaining, step.FirstModel);
+        }
+        else
+        {
+            if (target is not { Candidates: null } || !FallbackFailures.Contains(error.Code)) return null;
+            (remaining, model) = (target.Fallbacks, target.UpstreamModel);
+        }
+        if (remaining.Count == 0) return null;
+        var entry = remaining[0];
+        var slash = entry.IndexOf('/');
+        return request with
+        {
+            Integration = slash > 0 ? entry[..slash] : entry,
+            Fallback = new InvokeLlm.FallbackStep(request.Fallback?.Of ?? invocationId, model, slash > 0 ? entry[(slash + 1)..] : model, remaining.Skip(1).ToArray()),
+        };
     }
 
     public override IncidentReport? IncidentFor(CallRecord<InvokeLlm.Command, Target> record) =>

@@ -84,6 +84,9 @@ public sealed class LlmUpstream : IDisposable
 
     public LlmSettings Settings => _settings;
 
+    /// <summary>A client's own <c>anthropic-version</c> and <c>anthropic-beta</c> (at <c>/v1/messages</c>), sent on in place of the gateway's.</summary>
+    public sealed record AnthropicHeaders(string? Version, string? Beta);
+
     /// <summary>What the provider answered (headers read, body not yet) and how many attempts it took.</summary>
     public sealed record Answer(HttpResponseMessage Response, int Attempts);
 
@@ -92,7 +95,8 @@ public sealed class LlmUpstream : IDisposable
     /// threw (<see cref="HttpRequestException"/>, or <see cref="TimeoutException"/> when no headers came within
     /// <see cref="LlmSettings.ResponseTimeout"/>).
     /// </summary>
-    public async Task<Answer> SendAsync(LlmCall.Target target, string? key, string endpoint, byte[] body, bool streaming, CancellationToken ct)
+    public async Task<Answer> SendAsync(
+        LlmCall.Target target, string? key, string endpoint, byte[] body, bool streaming, CancellationToken ct, AnthropicHeaders? anthropic = null)
     {
         var url = UrlOf(target, endpoint);
         var breaker = _breakers.GetOrAdd(target.Id, _ => Breaker());
@@ -105,7 +109,7 @@ public sealed class LlmUpstream : IDisposable
             using var request = new HttpRequestMessage(HttpMethod.Post, url) { Content = new ByteArrayContent(body) };
             request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
             request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue(streaming ? "text/event-stream" : "application/json"));
-            if (key is not null) Authenticate(target.Provider, request.Headers, key);
+            if (key is not null) Authenticate(target.Provider, request.Headers, key, anthropic);
             try
             {
                 return await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
@@ -149,7 +153,7 @@ public sealed class LlmUpstream : IDisposable
 
     private static string WithoutV1(string url) => url.EndsWith("/v1", StringComparison.Ordinal) ? url[..^3] : url;
 
-    private static void Authenticate(string provider, HttpRequestHeaders headers, string key)
+    private static void Authenticate(string provider, HttpRequestHeaders headers, string key, AnthropicHeaders? anthropic)
     {
         switch (provider)
         {
@@ -158,7 +162,8 @@ public sealed class LlmUpstream : IDisposable
                 break;
             case "anthropic":
                 headers.Add("x-api-key", key);
-                headers.Add("anthropic-version", ProviderHealthProbe.AnthropicVersion);
+                headers.TryAddWithoutValidation("anthropic-version", anthropic?.Version ?? ProviderHealthProbe.AnthropicVersion);
+                if (anthropic?.Beta is { } beta) headers.TryAddWithoutValidation("anthropic-beta", beta);
                 break;
             default:
                 headers.Authorization = new AuthenticationHeaderValue("Bearer", key);

@@ -81,6 +81,14 @@ public abstract class GovernedCallKind<TRequest, TTarget, TResult> : IGovernedCa
     /// <summary>The incident a failed call (<c>failed</c> or <c>timeout</c>) opens or bumps, or null for none.</summary>
     public virtual IncidentReport? IncidentFor(CallRecord<TRequest, TTarget> record) => null;
 
+    /// <summary>
+    /// What to try when the call ended with <paramref name="error"/> (denied or failed; <paramref name="target"/> null when
+    /// none was found): the request of the next call, against another target, or null (the default) to answer the error.
+    /// The stage runs it as a call of its own, through the same rules, and asks again should it fail too; the same
+    /// handler performs it, reading its target from the call. <paramref name="invocationId"/> is the ended call's.
+    /// </summary>
+    public virtual TRequest? FallbackFor(TRequest request, TTarget? target, Error error, Guid invocationId) => default;
+
     Task<TResponse> IGovernedCallKind<TRequest>.GovernAsync<TResponse>(
         GovernedCallStage stage, TRequest request, RequestHandlerDelegate<TResponse> next, CancellationToken ct) =>
         stage.RunAsync(this, request, next, ct);

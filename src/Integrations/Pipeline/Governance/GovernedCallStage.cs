@@ -34,7 +34,34 @@ public sealed class GovernedCallStage(
     /// <summary>What a caller refused because the database is unreachable is told to wait before trying again.</summary>
     public static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// The call, and when it fails the fallbacks its kind names (<see cref="GovernedCallKind{TRequest,TTarget,TResult}.FallbackFor"/>),
+    /// one after another, each a governed call of its own: its rules, its credential, its events and its record. The
+    /// first that succeeds answers; when none does, the first call's error answers, naming the fallbacks tried.
+    /// </summary>
     internal async Task<TResponse> RunAsync<TRequest, TTarget, TResult, TResponse>(
+        GovernedCallKind<TRequest, TTarget, TResult> kind, TRequest request, RequestHandlerDelegate<TResponse> next, CancellationToken ct)
+        where TRequest : IGovernedCall, IOperation<TResult>
+        where TTarget : class, IGovernedTarget
+        where TResponse : IFallible<TResponse>
+    {
+        var (first, call) = await RunOneAsync(kind, request, next, ct);
+        var (response, current) = (first, request);
+        var tried = new List<Dictionary<string, object?>>();
+        while (response.Error is { } error && kind.FallbackFor(current, call.Target as TTarget, error, call.Id) is { } fallback)
+        {
+            (response, call) = await RunOneAsync(kind, fallback, next, ct);
+            tried.Add(new Dictionary<string, object?> { ["invocation_id"] = call.Id, ["code"] = response.Error?.Code });
+            current = fallback;
+        }
+        if (response.Error is null || tried.Count == 0) return response;
+        return TResponse.Fail(first.Error! with
+        {
+            Extensions = new Dictionary<string, object?>(first.Error!.Extensions ?? new Dictionary<string, object?>()) { ["fallbacks"] = tried },
+        });
+    }
+
+    private async Task<(TResponse Response, GovernedCall Call)> RunOneAsync<TRequest, TTarget, TResult, TResponse>(
         GovernedCallKind<TRequest, TTarget, TResult> kind, TRequest request, RequestHandlerDelegate<TResponse> next, CancellationToken ct)
         where TRequest : IGovernedCall, IOperation<TResult>
         where TTarget : class, IGovernedTarget
@@ -48,7 +75,7 @@ public sealed class GovernedCallStage(
             var response = await CallAsync(kind, request, call, next, ct);
             tags.Add("outcome", response.Error?.Code ?? call.Output?.Outcome ?? CallOutput.Completed);
             if (response.Error?.Extensions?.TryGetValue("rule", out var rule) == true) tags.Add("rule", rule);
-            return response;
+            return (response, call);
         }
         catch (Exception e)
         {
