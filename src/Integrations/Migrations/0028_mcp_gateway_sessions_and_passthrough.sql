@@ -13,3 +13,7 @@ CREATE TABLE mcp_gateway_sessions (
 );
 CREATE INDEX mcp_gateway_sessions_age ON mcp_gateway_sessions (tenant_id, created_at);
 SELECT enable_tenant_isolation('mcp_gateway_sessions', 'SELECT, INSERT, DELETE');
+
+-- Resources and prompts of a registered server are passed through /mcp only when the tenant turns them on per server.
+ALTER TABLE mcp_servers ADD COLUMN expose_resources boolean NOT NULL DEFAULT false,
+                        ADD COLUMN expose_prompts boolean NOT NULL DEFAULT false;

@@ -138,11 +138,11 @@ public static class McpGatewayEndpoint
     /// it serves statelessly; in a session it makes a scope of the application's for each message, while the message
     /// still runs in its request's execution context (so the request is the accessor's).
     /// </summary>
-    private static IServiceProvider ServicesOf<TParams>(RequestContext<TParams> context) =>
+    internal static IServiceProvider ServicesOf<TParams>(RequestContext<TParams> context) =>
         context.Services!.GetService<IHttpContextAccessor>()?.HttpContext?.RequestServices ?? context.Services!;
 
     /// <summary>The <c>{virtualServer}</c> of <c>/mcp/{virtualServer}</c>; null on <c>/mcp</c> itself.</summary>
-    private static string? VirtualServerOf(IServiceProvider services) =>
+    internal static string? VirtualServerOf(IServiceProvider services) =>
         services.GetService<IHttpContextAccessor>()?.HttpContext?.GetRouteValue(VirtualServerRouteValue) as string;
 
     public const string VirtualServerRouteValue = "virtualServer";
@@ -203,7 +203,7 @@ public static class McpGatewayEndpoint
             ? Convert.ToString(value, CultureInfo.InvariantCulture)
             : null;
 
-    private static McpProtocolException ProtocolError(Error error) => error.Code switch
+    internal static McpProtocolException ProtocolError(Error error) => error.Code switch
     {
         "validation_failed" or "not_found" => new McpProtocolException(Explain(error), McpErrorCode.InvalidParams),
         "unauthenticated" or "forbidden" => new McpProtocolException(Explain(error), McpErrorCode.InvalidRequest),

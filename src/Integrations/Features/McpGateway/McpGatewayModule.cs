@@ -25,6 +25,11 @@ public sealed class McpGatewayModule : ICarterModule
         var tools = app.MapGroup("/tools").WithTag("Tools", "The tenant's callable tools across servers by name (<server>__<tool>), and tools.invoke by name: the same governed call as the MCP gateway at /mcp.").RequireAuthorization();
         ListGatewayTools.Map(tools);
         McpGatewayEndpoint.MapInvokeByName(tools);
+        var servers = app.MapGroup("/integrations/mcp-servers").WithTags("MCP servers").RequireAuthorization();
+        ListServerResources.Map(servers);
+        ReadServerResource.Map(servers);
+        ListServerPrompts.Map(servers);
+        GetServerPrompt.Map(servers);
         app.MapMcp(McpGatewayEndpoint.Path).RequireAuthorization().ExcludeFromDescription();
         app.MapMcp($"{McpGatewayEndpoint.Path}/{{{McpGatewayEndpoint.VirtualServerRouteValue}}}").RequireAuthorization().ExcludeFromDescription();
     }
@@ -40,7 +45,12 @@ public sealed class McpGatewayModule : ICarterModule
             {
                 o.ServerInfo = new Implementation { Name = "integrations", Title = "Integrations MCP gateway", Version = "1.0.0" };
                 // Sessions get list_changed on their GET stream; the SDK drops the flag for requests it serves statelessly.
-                o.Capabilities = new ServerCapabilities { Tools = new ToolsCapability { ListChanged = true } };
+                o.Capabilities = new ServerCapabilities
+                {
+                    Tools = new ToolsCapability { ListChanged = true },
+                    Resources = new ResourcesCapability(),
+                    Prompts = new PromptsCapability(),
+                };
             })
             .WithHttpTransport(o =>
             {
@@ -51,7 +61,11 @@ public sealed class McpGatewayModule : ICarterModule
 #pragma warning restore MCPEXP002
             })
             .WithListToolsHandler(McpGatewayEndpoint.ListToolsAsync)
-            .WithCallToolHandler(McpGatewayEndpoint.CallToolAsync);
+            .WithCallToolHandler(McpGatewayEndpoint.CallToolAsync)
+            .WithListResourcesHandler(McpGatewayPassthrough.ListResourcesAsync)
+            .WithReadResourceHandler(McpGatewayPassthrough.ReadResourceAsync)
+            .WithListPromptsHandler(McpGatewayPassthrough.ListPromptsAsync)
+            .WithGetPromptHandler(McpGatewayPassthrough.GetPromptAsync);
         services.AddOptions<HttpServerTransportOptions>()
             // Obsolete in 2.4.0 with stateful mode itself (kept for 2025-11-25 clients, which is what we use it for).
 #pragma warning disable MCP9006
