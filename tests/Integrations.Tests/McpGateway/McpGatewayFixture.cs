@@ -22,12 +22,15 @@ public sealed class McpGatewayFixture : IAsyncLifetime
 
     public Uri McpEndpoint => new(Address, "/mcp");
 
-    public async Task InitializeAsync()
+    public async Task InitializeAsync() => (Api, Address) = await StartReplicaAsync();
+
+    /// <summary>A service replica on a port of its own, on the test database.</summary>
+    public static async Task<(ApiFactory Api, Uri Address)> StartReplicaAsync()
     {
-        Api = await ApiFactory.StartAsync();
-        Api.UseKestrel(0);
-        Api.StartServer();
-        Address = new Uri(Api.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        var api = await ApiFactory.StartAsync();
+        api.UseKestrel(0);
+        api.StartServer();
+        return (api, new Uri(api.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First()));
     }
 
     public async Task DisposeAsync() => await Api.DisposeAsync();
@@ -44,12 +47,15 @@ public sealed class McpGatewayFixture : IAsyncLifetime
         return (key, rest);
     }
 
-    public Task<McpClient> McpClientAsync(string key, IDictionary<string, string>? headers = null, string? protocolVersion = null)
+    public Task<McpClient> McpClientAsync(string key, IDictionary<string, string>? headers = null, string? protocolVersion = null) =>
+        McpClientAsync(McpEndpoint, key, headers, protocolVersion);
+
+    public static Task<McpClient> McpClientAsync(Uri endpoint, string key, IDictionary<string, string>? headers = null, string? protocolVersion = null)
     {
         var all = new Dictionary<string, string>(headers ?? new Dictionary<string, string>()) { ["Authorization"] = $"Bearer {key}" };
         var transport = new HttpClientTransport(new HttpClientTransportOptions
         {
-            Endpoint = McpEndpoint,
+            Endpoint = endpoint,
             TransportMode = HttpTransportMode.StreamableHttp,
             AdditionalHeaders = all,
         });

@@ -32,7 +32,8 @@ public sealed record TestTool(
     string? Description,
     JsonElement InputSchema,
     Func<JsonObject, CancellationToken, ValueTask<CallToolResult>> Handler,
-    ToolAnnotations? Annotations = null)
+    ToolAnnotations? Annotations = null,
+    JsonElement? OutputSchema = null)
 {
     public static JsonElement Schema(string json) => JsonDocument.Parse(json).RootElement.Clone();
 
@@ -44,6 +45,7 @@ public sealed record TestTool(
         Name = Name,
         Description = Description,
         InputSchema = InputSchema,
+        OutputSchema = OutputSchema,
         Annotations = Annotations,
     };
 }

@@ -19,8 +19,8 @@ namespace Integrations.Features.McpGateway;
 /// <summary>
 /// The MCP server at <c>/mcp</c>: <c>tools/list</c> and <c>tools/call</c> of the official SDK, answered by sending
 /// <see cref="ListGatewayTools.Query"/> and, for the tool <see cref="GatewayToolResolver"/> finds by name,
-/// <see cref="InvokeMcpTool.Command"/> (tools.invoke itself) through the mediator, as the REST routes do. The SDK runs stateless, so each request's services are the HTTP request's own: the caller the API key
-/// set is the one the mediator sees.
+/// <see cref="InvokeMcpTool.Command"/> (tools.invoke itself) through the mediator, as the REST routes do, with the HTTP request's services: the caller the API key set is the
+/// one the mediator sees, in a session as without one.
 /// </summary>
 public static class McpGatewayEndpoint
 {
@@ -39,8 +39,8 @@ public static class McpGatewayEndpoint
 
     public static async ValueTask<ListToolsResult> ListToolsAsync(RequestContext<ListToolsRequestParams> context, CancellationToken ct)
     {
-        var mediator = context.Services!.GetRequiredService<IMediator>();
-        var result = await mediator.Send(new ListGatewayTools.Query(PageSize, context.Params?.Cursor, VirtualServerOf(context.Services!)), ct);
+        var services = ServicesOf(context);
+        var result = await services.GetRequiredService<IMediator>().Send(new ListGatewayTools.Query(PageSize, context.Params?.Cursor, VirtualServerOf(services)), ct);
         if (!result.IsSuccess) throw ProtocolError(result.Error!);
         return new ListToolsResult
         {
@@ -52,7 +52,7 @@ public static class McpGatewayEndpoint
     public static async ValueTask<CallToolResult> CallToolAsync(RequestContext<CallToolRequestParams> context, CancellationToken ct)
     {
         var parameters = context.Params ?? throw new McpProtocolException("tools/call needs params.", McpErrorCode.InvalidParams);
-        var services = context.Services!;
+        var services = ServicesOf(context);
         var arguments = parameters.Arguments is null
             ? default
             : JsonSerializer.SerializeToElement(parameters.Arguments, McpJsonUtilities.DefaultOptions);
@@ -133,8 +133,16 @@ public static class McpGatewayEndpoint
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable)
             .ProducesProblem(StatusCodes.Status504GatewayTimeout);
 
+    /// <summary>
+    /// The HTTP request's services, which hold the caller its API key set. The SDK's own are the request's only when
+    /// it serves statelessly; in a session it makes a scope of the application's for each message, while the message
+    /// still runs in its request's execution context (so the request is the accessor's).
+    /// </summary>
+    internal static IServiceProvider ServicesOf<TParams>(RequestContext<TParams> context) =>
+        context.Services!.GetService<IHttpContextAccessor>()?.HttpContext?.RequestServices ?? context.Services!;
+
     /// <summary>The <c>{virtualServer}</c> of <c>/mcp/{virtualServer}</c>; null on <c>/mcp</c> itself.</summary>
-    private static string? VirtualServerOf(IServiceProvider services) =>
+    internal static string? VirtualServerOf(IServiceProvider services) =>
         services.GetService<IHttpContextAccessor>()?.HttpContext?.GetRouteValue(VirtualServerRouteValue) as string;
 
     public const string VirtualServerRouteValue = "virtualServer";
@@ -195,7 +203,7 @@ public static class McpGatewayEndpoint
             ? Convert.ToString(value, CultureInfo.InvariantCulture)
             : null;
 
-    private static McpProtocolException ProtocolError(Error error) => error.Code switch
+    internal static McpProtocolException ProtocolError(Error error) => error.Code switch
     {
         "validation_failed" or "not_found" => new McpProtocolException(Explain(error), McpErrorCode.InvalidParams),
         "unauthenticated" or "forbidden" => new McpProtocolException(Explain(error), McpErrorCode.InvalidRequest),

@@ -43,6 +43,8 @@ public static class McpServer
         DateTimeOffset? LastHealthCheckAt,
         int? HealthLatencyMs,
         string? HealthDetail,
+        bool ExposeResources,
+        bool ExposePrompts,
         DateTimeOffset CreatedAt,
         DateTimeOffset UpdatedAt);
 
@@ -50,7 +52,7 @@ public static class McpServer
     internal const string Columns = """
         s.id, s.name, s.url, s.transport, s.credential_ref, s.auth_header, s.status, s.protocol_version, s.server_name,
         s.server_version, s.capabilities::text AS capabilities, s.discovered_at, s.last_health_check_at, s.health_latency_ms,
-        s.health_detail, s.created_at, s.updated_at,
+        s.health_detail, s.expose_resources, s.expose_prompts, s.created_at, s.updated_at,
         (SELECT count(*)::int FROM mcp_tools t WHERE t.tenant_id = s.tenant_id AND t.server_id = s.id AND t.status <> 'removed') AS tool_count
         """;
 
@@ -71,6 +73,8 @@ public static class McpServer
         public DateTimeOffset? LastHealthCheckAt { get; init; }
         public int? HealthLatencyMs { get; init; }
         public string? HealthDetail { get; init; }
+        public bool ExposeResources { get; init; }
+        public bool ExposePrompts { get; init; }
         public DateTimeOffset CreatedAt { get; init; }
         public DateTimeOffset UpdatedAt { get; init; }
         public int ToolCount { get; init; }
@@ -78,7 +82,7 @@ public static class McpServer
         public Response ToResponse() => new(
             Id, Name, Url, Transport, CredentialRef, AuthHeader, Status, ProtocolVersion, ServerName, ServerVersion,
             JsonDocument.Parse(Capabilities).RootElement.Clone(), ToolCount, DiscoveredAt, LastHealthCheckAt,
-            HealthLatencyMs, HealthDetail, CreatedAt, UpdatedAt);
+            HealthLatencyMs, HealthDetail, ExposeResources, ExposePrompts, CreatedAt, UpdatedAt);
 
         public McpEndpoint Endpoint(string tenantId, McpServerAuth? auth) => new(tenantId, Id, new Uri(Url), auth, Transport);
     }

@@ -43,7 +43,8 @@ public static class McpTool
         DateTimeOffset UpdatedAt);
 
     internal const string Columns = """
-        t.id, t.server_id, t.name, t.title, t.description, t.input_schema::text AS input_schema, t.annotations::text AS annotations,
+        t.id, t.server_id, t.name, t.title, t.description, t.input_schema::text AS input_schema, t.output_schema::text AS output_schema,
+        t.annotations::text AS annotations,
         t.definition_hash, t.approved_hash, t.approved_definition::text AS approved_definition, t.risk_level, t.risk_overridden,
         t.risk_reason, t.enabled, t.status, t.rate_limit_per_minute, t.discovered_at, t.updated_at
         """;
@@ -56,6 +57,7 @@ public static class McpTool
         public string? Title { get; init; }
         public string? Description { get; init; }
         public required string InputSchema { get; init; }
+        public string? OutputSchema { get; init; }
         public string? Annotations { get; init; }
         public required string DefinitionHash { get; init; }
         public required string ApprovedHash { get; init; }
@@ -101,9 +103,11 @@ public static class McpTool
         definition.RiskLevel, definition.RiskReason, enabled);
 
     /// <summary>
-    /// A tool as a server announced it: its pinnable definition (name, description, inputSchema), the hash of that
-    /// definition's canonical JSON, and the classified risk. The <c>outputSchema</c> is kept as announced (the MCP
-    /// gateway serves it) but is not part of the pinned definition, so a change to it alone is not drift.
+    /// A tool as a server announced it: its pinnable definition (name, description, inputSchema, and outputSchema when
+    /// it has one — the MCP gateway serves it, and its descriptions reach the model as the tool's do), the hash of that
+    /// definition's canonical JSON, and the classified risk. A tool without an outputSchema pins exactly what it pinned
+    /// before the outputSchema was pinned (migration 0028), so its hash did not move; for one with an outputSchema see
+    /// <see cref="Repins"/>.
     /// </summary>
     public sealed record Definition(
         string Name,
@@ -115,7 +119,8 @@ public static class McpTool
         string PinnedJson,
         string Hash,
         string RiskLevel,
-        string RiskReason)
+        string RiskReason,
+        string? HashWithoutOutputSchema = null)
     {
         private static readonly JsonElement EmptyObjectSchema = JsonDocument.Parse("""{"type":"object"}""").RootElement.Clone();
 
@@ -128,6 +133,9 @@ public static class McpTool
                 ["description"] = tool.Description,
                 ["inputSchema"] = JsonNode.Parse(schema.GetRawText()),
             };
+            var output = tool.OutputSchema is { ValueKind: JsonValueKind.Object or JsonValueKind.True or JsonValueKind.False } announced ? announced.GetRawText() : null;
+            var withoutOutputSchema = output is null ? null : CanonicalJson.Sha256(JsonSerializer.SerializeToElement(pinned));
+            if (output is not null) pinned["outputSchema"] = JsonNode.Parse(output);
             var pinnedElement = JsonSerializer.SerializeToElement(pinned);
             var (risk, reason) = ToolRisk.Classify(tool.Name, tool.Description, tool.Annotations);
             return new Definition(
@@ -135,13 +143,26 @@ public static class McpTool
                 tool.Title,
                 tool.Description,
                 schema.GetRawText(),
-                tool.OutputSchema is { ValueKind: JsonValueKind.Object or JsonValueKind.True or JsonValueKind.False } output ? output.GetRawText() : null,
+                output,
                 tool.Annotations is null ? null : JsonSerializer.Serialize(tool.Annotations, McpJsonUtilities.DefaultOptions),
                 System.Text.Encoding.UTF8.GetString(CanonicalJson.Serialize(pinnedElement)),
                 CanonicalJson.Sha256(pinnedElement),
                 risk,
-                reason);
+                reason,
+                withoutOutputSchema);
         }
+
+        /// <summary>
+        /// Whether this definition only re-pins <paramref name="tool"/>'s approval from before outputSchemas were pinned:
+        /// the approval has no outputSchema, matches this definition without its outputSchema, and the outputSchema is
+        /// the one the gateway already served (the last discovered). Such a pin moves to the new hash silently instead of
+        /// making every tool with an outputSchema drift at once; an outputSchema that changed meanwhile is drift.
+        /// </summary>
+        public bool Repins(Row tool) =>
+            HashWithoutOutputSchema is not null && HashWithoutOutputSchema == tool.ApprovedHash && Hash != tool.ApprovedHash
+            && !JsonDocument.Parse(tool.ApprovedDefinition).RootElement.TryGetProperty("outputSchema", out _)
+            && tool.OutputSchema is not null
+            && CanonicalJson.Sha256(JsonDocument.Parse(tool.OutputSchema).RootElement) == CanonicalJson.Sha256(JsonDocument.Parse(OutputSchemaJson!).RootElement);
 
         /// <summary>Which parts of the pinned definition differ from an approved one (stored as canonical JSON).</summary>
         public IReadOnlyList<string> ChangedFrom(string approvedDefinitionJson)
@@ -154,6 +175,13 @@ public static class McpTool
             if (CanonicalJson.Sha256(approved.GetProperty("inputSchema")) != CanonicalJson.Sha256(current.GetProperty("inputSchema")))
             {
                 changed.Add("input_schema");
+            }
+            // An approval from before outputSchemas were pinned says nothing about them.
+            var approvedPinsOutput = approved.TryGetProperty("outputSchema", out var wasOutput);
+            var hasOutput = current.TryGetProperty("outputSchema", out var nowOutput);
+            if (approvedPinsOutput && (!hasOutput || CanonicalJson.Sha256(wasOutput) != CanonicalJson.Sha256(nowOutput)))
+            {
+                changed.Add("output_schema");
             }
             return changed;
         }

@@ -20,9 +20,11 @@ public static class RegisterMcpServer
 {
     /// <summary>
     /// <paramref name="AuthHeader"/> names the header the resolved secret travels in (default <c>Authorization</c>,
-    /// as <c>Bearer &lt;secret&gt;</c>; any other header carries the raw secret).
+    /// as <c>Bearer &lt;secret&gt;</c>; any other header carries the raw secret). <paramref name="ExposeResources"/> and
+    /// <paramref name="ExposePrompts"/> pass the server's resources and prompts through <c>/mcp</c> (default off).
     /// </summary>
-    public sealed record Command(string Name, string Url, string? CredentialRef = null, string? AuthHeader = null)
+    public sealed record Command(string Name, string Url, string? CredentialRef = null, string? AuthHeader = null,
+        bool? ExposeResources = null, bool? ExposePrompts = null)
         : IOperation<Response>, IAudited
     {
         public static string Operation => "mcp_servers.register";
@@ -64,9 +66,9 @@ public static class RegisterMcpServer
 
         private const string InsertServerSql = """
             INSERT INTO mcp_servers (id, tenant_id, name, url, transport, credential_ref, auth_header, status, protocol_version,
-                server_name, server_version, capabilities, discovered_at)
+                server_name, server_version, capabilities, discovered_at, expose_resources, expose_prompts)
             VALUES (@Id, @TenantId, @Name, @Url, @Transport, @CredentialRef, @AuthHeader, 'active', @ProtocolVersion,
-                @ServerName, @ServerVersion, @Capabilities::jsonb, now())
+                @ServerName, @ServerVersion, @Capabilities::jsonb, now(), @ExposeResources, @ExposePrompts)
             ON CONFLICT DO NOTHING
             RETURNING id
             """;
@@ -123,6 +125,8 @@ public static class RegisterMcpServer
                     description.ServerName,
                     description.ServerVersion,
                     Capabilities = description.CapabilitiesJson,
+                    ExposeResources = request.ExposeResources ?? false,
+                    ExposePrompts = request.ExposePrompts ?? false,
                 }, cancellationToken: ct));
                 if (inserted is null) return granted ? await UndoGrantAsync(accessor, Duplicate(url), ct) : Duplicate(url);
 
@@ -148,6 +152,8 @@ public static class RegisterMcpServer
                 description.ProtocolVersion,
                 description.ServerName,
                 description.ServerVersion,
+                ExposeResources = request.ExposeResources ?? false,
+                ExposePrompts = request.ExposePrompts ?? false,
                 policy.RiskCeiling,
                 Tools = tools.Select(t => new { t.Name, t.RiskLevel, t.Enabled, t.DefinitionHash }),
             });

@@ -18,6 +18,7 @@ internal static class ToolDiscovery
     private const string UpdateToolSql = """
         UPDATE mcp_tools SET title = @Title, description = @Description, input_schema = @InputSchema::jsonb, output_schema = @OutputSchema::jsonb,
             annotations = @Annotations::jsonb, definition_hash = @Hash, risk_level = @RiskLevel, risk_reason = @RiskReason,
+            approved_hash = coalesce(@RepinnedHash, approved_hash), approved_definition = coalesce(@RepinnedDefinition::jsonb, approved_definition),
             status = @Status, updated_at = now()
         WHERE tenant_id = @TenantId AND id = @Id
         """;
@@ -58,7 +59,8 @@ internal static class ToolDiscovery
                     added.Add(args.Id);
                     continue;
                 }
-                var status = definition.Hash == tool.ApprovedHash ? McpTool.Active : McpTool.Drifted;
+                var repinned = definition.Repins(tool);
+                var status = repinned || definition.Hash == tool.ApprovedHash ? McpTool.Active : McpTool.Drifted;
                 if (status == McpTool.Drifted && (tool.Status != McpTool.Drifted || tool.DefinitionHash != definition.Hash))
                 {
                     drifted.Add((tool.Id, definition.ChangedFrom(tool.ApprovedDefinition)));
@@ -79,6 +81,8 @@ internal static class ToolDiscovery
                     RiskLevel = tool.RiskOverridden ? tool.RiskLevel : definition.RiskLevel,
                     RiskReason = tool.RiskOverridden ? tool.RiskReason : definition.RiskReason,
                     Status = status,
+                    RepinnedHash = repinned ? definition.Hash : null,
+                    RepinnedDefinition = repinned ? definition.PinnedJson : null,
                 }, cancellationToken: ct));
             }
             foreach (var vanished in existing.Values.Where(t => t.Status != McpTool.Removed))

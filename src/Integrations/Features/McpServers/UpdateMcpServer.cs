@@ -25,8 +25,12 @@ namespace Integrations.Features.McpServers;
 /// </summary>
 public static class UpdateMcpServer
 {
-    /// <summary>Fields left null keep their value.</summary>
-    public sealed record Body(string? Name = null, string? Url = null, string? CredentialRef = null, string? AuthHeader = null);
+    /// <summary>
+    /// Fields left null keep their value. <paramref name="ExposeResources"/> / <paramref name="ExposePrompts"/>: whether
+    /// the MCP gateway passes the server's resources / prompts through <c>/mcp</c>.
+    /// </summary>
+    public sealed record Body(string? Name = null, string? Url = null, string? CredentialRef = null, string? AuthHeader = null,
+        bool? ExposeResources = null, bool? ExposePrompts = null);
 
     public sealed record Command(Guid Id, Body Changes) : IOperation<DiscoverMcpServer.Response>, IAudited
     {
@@ -47,9 +51,10 @@ public static class UpdateMcpServer
                     .When(x => x.Changes.CredentialRef is not null);
                 RuleFor(x => x.Changes.AuthHeader).ValidAuthHeader().OverridePropertyName("AuthHeader");
                 RuleFor(x => x.Changes)
-                    .Must(c => c.Name is not null || c.Url is not null || c.CredentialRef is not null || c.AuthHeader is not null)
+                    .Must(c => c.Name is not null || c.Url is not null || c.CredentialRef is not null || c.AuthHeader is not null
+                               || c.ExposeResources is not null || c.ExposePrompts is not null)
                     .OverridePropertyName("Body")
-                    .WithMessage("Give at least one of name, url, credential_ref, auth_header.");
+                    .WithMessage("Give at least one of name, url, credential_ref, auth_header, expose_resources, expose_prompts.");
             });
         }
     }
@@ -68,7 +73,8 @@ public static class UpdateMcpServer
             """;
 
         private const string UpdateSql = """
-            UPDATE mcp_servers SET name = @Name, url = @Url, credential_ref = @CredentialRef, auth_header = @AuthHeader, updated_at = now()
+            UPDATE mcp_servers SET name = @Name, url = @Url, credential_ref = @CredentialRef, auth_header = @AuthHeader,
+                expose_resources = coalesce(@ExposeResources, expose_resources), expose_prompts = coalesce(@ExposePrompts, expose_prompts), updated_at = now()
             WHERE tenant_id = @TenantId AND id = @Id AND deleted_at IS NULL
             """;
 
@@ -140,6 +146,8 @@ public static class UpdateMcpServer
                     after.Url,
                     after.CredentialRef,
                     after.AuthHeader,
+                    changes.ExposeResources,
+                    changes.ExposePrompts,
                 }, cancellationToken: ct));
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
@@ -159,6 +167,8 @@ public static class UpdateMcpServer
                     Url = urlChanged ? after.Url : null,
                     CredentialRef = changes.CredentialRef is null ? null : CredentialReference.Describe(changes.CredentialRef),
                     changes.AuthHeader,
+                    changes.ExposeResources,
+                    changes.ExposePrompts,
                 },
                 Added = response.Added.Select(t => new { t.Name, t.RiskLevel, t.DefinitionHash }),
                 Drifted = response.Drifted.Select(d => new { d.Tool.Name, d.Changed, d.Tool.ApprovedHash, d.Tool.DefinitionHash }),
@@ -189,7 +199,7 @@ public static class UpdateMcpServer
                 (await mediator.Send(new Command(id, body), http.RequestAborted)).ToHttp(http))
             .WithName(Command.Operation)
             .WithRequestExample(new Body(Url: "https://mcp.example.com/v2/mcp"))
-            .WithSummary("Change an MCP server in place (name, URL, credential, auth header): the URL is checked by the egress guard, the server asked again and its tools stored as a discovery does — unchanged tools keep their approval, changed ones drift.")
+            .WithSummary("Change an MCP server in place (name, URL, credential, auth header, expose_resources, expose_prompts): the URL is checked by the egress guard, the server asked again and its tools stored as a discovery does — unchanged tools keep their approval, changed ones drift.")
             .Produces<DiscoverMcpServer.Response>()
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status403Forbidden)

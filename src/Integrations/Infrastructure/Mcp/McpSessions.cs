@@ -120,6 +120,13 @@ public sealed class McpSessions : IAsyncDisposable
             : client.CallToolAsync(toolName, arguments?.ToDictionary(a => a.Key, a => (object?)a.Value), progress, cancellationToken: token), ct);
 
     /// <summary>
+    /// A request that only reads (resources, prompts: what the MCP gateway passes through) over the pooled session,
+    /// under the request timeout and retried as reads are.
+    /// </summary>
+    public Task<Result<T>> ReadAsync<T>(McpEndpoint endpoint, Func<McpClient, CancellationToken, ValueTask<T>> read, CancellationToken ct) =>
+        RunAsync(endpoint, _options.RequestTimeout, retryable: true, read, ct);
+
+    /// <summary>
     /// Health: <c>ping</c> over the pooled session (<c>server/discover</c> on the sessionless revision, which has no ping);
     /// when ping is refused or the session is gone, a fresh session (initialize) is the probe. Never fails: an
     /// unusable server is reported as <c>unreachable</c> (no answer) or <c>degraded</c> (answered, but wrongly or slowly).
