@@ -30,7 +30,7 @@ public sealed class DriftAndGovernanceTests(ServiceFixture fixture) : IClassFixt
         return result.Value;
     }
 
-    private async Task<DiscoverMcpServer.Response> DiscoverAsync(string tenant, Guid id)
+    private async Task<ToolChanges> DiscoverAsync(string tenant, Guid id)
     {
         var result = await Host.SendAsync(new DiscoverMcpServer.Command(id), tenant);
         Assert.True(result.IsSuccess, result.Error?.Detail);

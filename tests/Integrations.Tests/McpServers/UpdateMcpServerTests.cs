@@ -26,7 +26,7 @@ public sealed class UpdateMcpServerTests(ServiceFixture fixture) : IClassFixture
         return result.Value;
     }
 
-    private Task<Common.Result<DiscoverMcpServer.Response>> UpdateAsync(string tenant, Guid id, UpdateMcpServer.Body body) =>
+    private Task<Common.Result<ToolChanges>> UpdateAsync(string tenant, Guid id, UpdateMcpServer.Body body) =>
         Host.SendAsync(new UpdateMcpServer.Command(id, body), tenant);
 
     [Fact]

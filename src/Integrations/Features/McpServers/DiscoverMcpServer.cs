@@ -15,7 +15,7 @@ namespace Integrations.Features.McpServers;
 public static class DiscoverMcpServer
 {
     /// <summary>The credential behavior resolves the server's own <c>credential_ref</c> (granted at registration).</summary>
-    public sealed record Command(Guid Id) : IOperation<Response>, IAudited, INeedsCredential
+    public sealed record Command(Guid Id) : IOperation<ToolChanges>, IAudited, INeedsCredential
     {
         public static string Operation => "mcp_servers.discover";
         public static string Scope => Scopes.Write;
@@ -24,25 +24,10 @@ public static class DiscoverMcpServer
         public string? CredentialRef => null;
     }
 
-    /// <summary>A tool whose definition no longer matches the approved one: what changed, and the hashes to approve.</summary>
-    public sealed record Drift(McpTool.Response Tool, IReadOnlyList<string> Changed);
-
-    /// <summary>
-    /// The difference to the last discovery: <c>added</c> tools (stored disabled), <c>drifted</c> ones (not invocable until
-    /// approved), <c>removed</c> ones, <c>restored</c> ones (back, with their approved definition), and how many stayed the same.
-    /// </summary>
-    public sealed record Response(
-        McpServer.Response Server,
-        IReadOnlyList<McpTool.Response> Added,
-        IReadOnlyList<Drift> Drifted,
-        IReadOnlyList<McpTool.Response> Removed,
-        IReadOnlyList<McpTool.Response> Restored,
-        int Unchanged);
-
     internal sealed class Handler(TenantSession session, AuditTrail audit, McpSessions sessions, CredentialContext credentials)
-        : IRequestHandler<Command, Result<Response>>
+        : IRequestHandler<Command, Result<ToolChanges>>
     {
-        public async Task<Result<Response>> Handle(Command request, CancellationToken ct)
+        public async Task<Result<ToolChanges>> Handle(Command request, CancellationToken ct)
         {
             var server = await McpServer.FindAsync(session, request.Id, ct);
             if (server is null) return Error.NotFound("MCP server");
@@ -77,7 +62,7 @@ public static class DiscoverMcpServer
                 (await mediator.Send(new Command(id), http.RequestAborted)).ToHttp(http))
             .WithName(Command.Operation)
             .WithSummary("List the server's tools again and store the difference: new tools disabled, changed ones drifted, vanished ones removed.")
-            .Produces<Response>()
+            .Produces<ToolChanges>()
             .ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status422UnprocessableEntity)
             .ProducesProblem(StatusCodes.Status502BadGateway)

@@ -6,6 +6,22 @@ using Npgsql;
 
 namespace Integrations.Features.McpServers;
 
+/// <summary>A tool whose definition no longer matches the approved one: what changed, and the hashes to approve.</summary>
+public sealed record ToolDrift(McpTool.Response Tool, IReadOnlyList<string> Changed);
+
+/// <summary>
+/// A server's tools against the last discovery: <c>added</c> tools (stored disabled), <c>drifted</c> ones (not invocable
+/// until approved), <c>removed</c> ones, <c>restored</c> ones (back, with their approved definition), and how many stayed
+/// the same — what mcp_servers.discover and mcp_servers.update answer.
+/// </summary>
+public sealed record ToolChanges(
+    McpServer.Response Server,
+    IReadOnlyList<McpTool.Response> Added,
+    IReadOnlyList<ToolDrift> Drifted,
+    IReadOnlyList<McpTool.Response> Removed,
+    IReadOnlyList<McpTool.Response> Restored,
+    int Unchanged);
+
 /// <summary>
 /// What discovery and mcp_servers.update share: a server's tool list as it answered now, stored as the difference to
 /// the last one — new tools inserted disabled, changed ones drifted (not invocable until approved), vanished ones
@@ -35,7 +51,7 @@ internal static class ToolDiscovery
         WHERE tenant_id = @TenantId AND id = @Id
         """;
 
-    public static async Task<Result<DiscoverMcpServer.Response>> StoreAsync(
+    public static async Task<Result<ToolChanges>> StoreAsync(
         TenantSession session, McpSessions sessions, Guid serverId, McpServerDescription description, CancellationToken ct)
     {
         var connection = await session.ConnectionAsync(ct);
@@ -112,10 +128,10 @@ internal static class ToolDiscovery
         var current = (await McpServer.FindAsync(session, serverId, ct))!;
         // A disabled server keeps no pooled session: discovery's one goes with it.
         if (current.Status == McpServer.Disabled) sessions.Close(session.TenantId, serverId, forgetCircuit: false);
-        return new DiscoverMcpServer.Response(
+        return new ToolChanges(
             current.ToResponse(),
             added.ConvertAll(id => tools[id]),
-            drifted.ConvertAll(d => new DiscoverMcpServer.Drift(tools[d.Id], d.Changed)),
+            drifted.ConvertAll(d => new ToolDrift(tools[d.Id], d.Changed)),
             removed.ConvertAll(id => tools[id]),
             restored.ConvertAll(id => tools[id]),
             unchanged);

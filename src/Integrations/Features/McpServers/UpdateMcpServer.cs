@@ -32,7 +32,7 @@ public static class UpdateMcpServer
     public sealed record Body(string? Name = null, string? Url = null, string? CredentialRef = null, string? AuthHeader = null,
         bool? ExposeResources = null, bool? ExposePrompts = null);
 
-    public sealed record Command(Guid Id, Body Changes) : IOperation<DiscoverMcpServer.Response>, IAudited
+    public sealed record Command(Guid Id, Body Changes) : IOperation<ToolChanges>, IAudited
     {
         public static string Operation => "mcp_servers.update";
         public static string Scope => Scopes.Write;
@@ -66,7 +66,7 @@ public static class UpdateMcpServer
     /// </summary>
     internal sealed class Handler(
         TenantSession session, AuditTrail audit, SsrfGuard guard, McpSessions sessions, CredentialGrants grants, CredentialResolver resolver)
-        : IRequestHandler<Command, Result<DiscoverMcpServer.Response>>
+        : IRequestHandler<Command, Result<ToolChanges>>
     {
         private const string DuplicateSql = """
             SELECT EXISTS (SELECT 1 FROM mcp_servers WHERE tenant_id = @TenantId AND url = @Url AND id <> @Id AND deleted_at IS NULL)
@@ -78,7 +78,7 @@ public static class UpdateMcpServer
             WHERE tenant_id = @TenantId AND id = @Id AND deleted_at IS NULL
             """;
 
-        public async Task<Result<DiscoverMcpServer.Response>> Handle(Command request, CancellationToken ct)
+        public async Task<Result<ToolChanges>> Handle(Command request, CancellationToken ct)
         {
             var changes = request.Changes;
             var before = await McpServer.FindAsync(session, request.Id, ct);
@@ -200,7 +200,7 @@ public static class UpdateMcpServer
             .WithName(Command.Operation)
             .WithRequestExample(new Body(Url: "https://mcp.example.com/v2/mcp"))
             .WithSummary("Change an MCP server in place (name, URL, credential, auth header, expose_resources, expose_prompts): the URL is checked by the egress guard, the server asked again and its tools stored as a discovery does — unchanged tools keep their approval, changed ones drift.")
-            .Produces<DiscoverMcpServer.Response>()
+            .Produces<ToolChanges>()
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status403Forbidden)
             .ProducesProblem(StatusCodes.Status404NotFound)
