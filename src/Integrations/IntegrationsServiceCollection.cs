@@ -13,6 +13,7 @@ using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Network;
 using Integrations.Infrastructure.Security;
+using Integrations.Infrastructure.Workers;
 using Integrations.Pipeline;
 using Integrations.Pipeline.Governance;
 using MediatR;
@@ -62,6 +63,7 @@ public static class IntegrationsServiceCollection
         services.AddSingleton(sp => new MigrationRunner(sp.GetRequiredService<OwnerDatabase>().DataSource, sp.GetRequiredService<ILogger<MigrationRunner>>()));
         services.AddAuditTrail(configuration);
         services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<ExpiredRowsPruning>();
         services.AddHostedService(sp => sp.GetRequiredService<ExpiredRowsPruning>());
         services.AddSingleton<ApiKeyUsage>();
