@@ -1,0 +1,17 @@
+using Carter;
+using Integrations.Infrastructure.Http;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Routing;
+
+namespace Integrations.Features.Telemetry;
+
+/// <summary>The telemetry area: LLM usage reported from outside the gateway and summaries of all usage, under <c>/telemetry</c>.</summary>
+public sealed class TelemetryModule : ICarterModule
+{
+    public void AddRoutes(IEndpointRouteBuilder app)
+    {
+        var telemetry = app.MapGroup("/telemetry").RequireAuthorization()
+            .WithTag("Telemetry", "LLM usage: records of calls made outside the gateway, and summaries of all usage (gateway and reported) from hourly rollups.");
+        IngestLlmUsage.Map(telemetry);
+    }
+}
