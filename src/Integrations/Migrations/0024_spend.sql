@@ -13,7 +13,7 @@ CREATE UNIQUE INDEX llm_requests_idempotency ON llm_requests (tenant_id, idempot
 ALTER TABLE api_keys
     ADD COLUMN budget_cents_per_month bigint CHECK (budget_cents_per_month >= 0),
     ADD COLUMN tokens_per_month bigint CHECK (tokens_per_month >= 0),
-    ADD COLUMN requests_per_minute integer CHECK (requests_per_minute > 0),
+    ADD COLUMN requests_per_minute integer CHECK (requests_per_minute >= 0),
     ADD COLUMN allowed_models text[] NOT NULL DEFAULT '{}';
 GRANT UPDATE (budget_cents_per_month, tokens_per_month, requests_per_minute, allowed_models) ON api_keys TO integrations_app;
 
