@@ -13,5 +13,6 @@ public sealed class TelemetryModule : ICarterModule
         var telemetry = app.MapGroup("/telemetry").RequireAuthorization()
             .WithTag("Telemetry", "LLM usage: records of calls made outside the gateway, and summaries of all usage (gateway and reported) from hourly rollups.");
         IngestLlmUsage.Map(telemetry);
+        SummarizeLlmUsage.Map(telemetry);
     }
 }
