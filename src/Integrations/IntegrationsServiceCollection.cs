@@ -9,6 +9,7 @@ using Integrations.Features.LlmGateway;
 using Integrations.Features.McpGateway;
 using Integrations.Features.McpServers;
 using Integrations.Features.Policies;
+using Integrations.Features.Telemetry;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Network;
@@ -88,6 +89,7 @@ public static class IntegrationsServiceCollection
         PoliciesModule.AddServices(services);
         IncidentsModule.AddServices(services);
         LlmGatewayModule.AddServices(services, configuration);
+        TelemetryModule.AddServices(services);
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
         services.AddScoped<IMediator, Mediator>();

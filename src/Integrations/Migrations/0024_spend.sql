@@ -131,3 +131,48 @@ CREATE TRIGGER llm_usage_rollup AFTER INSERT ON llm_requests REFERENCING NEW TAB
 ALTER TABLE incidents DROP CONSTRAINT incidents_kind_check;
 ALTER TABLE incidents ADD CONSTRAINT incidents_kind_check
     CHECK (kind IN ('tool_failure', 'health_failure', 'cost_anomaly', 'call_unknown', 'llm_failure', 'budget_threshold'));
+
+-- Budget alerts: each threshold (80 %, 100 %) of each budget (an integration's or a key's cents or tokens per month)
+-- alerts once per month; a row here says it did.
+CREATE TABLE budget_alerts (
+    tenant_id     text NOT NULL,
+    subject_type  text NOT NULL CHECK (subject_type IN ('integration', 'api_key')),
+    subject_id    uuid NOT NULL,
+    measure       text NOT NULL CHECK (measure IN ('cents', 'tokens')),
+    month         date NOT NULL,
+    threshold     integer NOT NULL CHECK (threshold IN (80, 100)),
+    alerted_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, subject_type, subject_id, measure, month, threshold)
+);
+SELECT enable_tenant_isolation('budget_alerts', 'SELECT, INSERT');
+
+-- This month's budgets of every tenant at or past 80 % whose highest threshold reached has not alerted yet (the
+-- service's role sees one tenant at a time, so the sweep across tenants is this function's).
+CREATE FUNCTION budget_crossings(take int)
+RETURNS TABLE (tenant_id text, subject_type text, subject_id uuid, name text, measure text, month date, budget numeric,
+               used numeric, threshold int)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+    WITH month AS (SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date AS m),
+    budgets AS (
+        SELECT i.tenant_id, 'integration' AS subject_type, i.id AS subject_id, i.name, x.measure, x.budget, x.used
+        FROM cus_integrations i JOIN llm_usage_months u ON u.tenant_id = i.tenant_id AND u.integration_id = i.id AND u.month = (SELECT m FROM month)
+        CROSS JOIN LATERAL (VALUES ('cents', i.budget_cents_per_month::numeric, u.cost_cents), ('tokens', i.tokens_per_month::numeric, u.tokens::numeric)) AS x(measure, budget, used)
+        WHERE i.deleted_at IS NULL
+        UNION ALL
+        SELECT k.tenant_id, 'api_key', k.id, k.name, x.measure, x.budget, x.used
+        FROM api_keys k JOIN llm_key_usage_months u ON u.tenant_id = k.tenant_id AND u.api_key_id = k.id AND u.month = (SELECT m FROM month)
+        CROSS JOIN LATERAL (VALUES ('cents', k.budget_cents_per_month::numeric, u.cost_cents), ('tokens', k.tokens_per_month::numeric, u.tokens::numeric)) AS x(measure, budget, used)
+        WHERE k.revoked_at IS NULL
+    ),
+    reached AS (
+        SELECT b.*, CASE WHEN b.used >= b.budget THEN 100 ELSE 80 END AS threshold
+        FROM budgets b WHERE b.budget > 0 AND b.used >= b.budget * 0.8
+    )
+    SELECT r.tenant_id, r.subject_type, r.subject_id, r.name, r.measure, (SELECT m FROM month), r.budget, r.used, r.threshold
+    FROM reached r
+    WHERE NOT EXISTS (SELECT FROM budget_alerts a WHERE a.tenant_id = r.tenant_id AND a.subject_type = r.subject_type
+                        AND a.subject_id = r.subject_id AND a.measure = r.measure AND a.month = (SELECT m FROM month)
+                        AND a.threshold >= r.threshold)
+    ORDER BY r.tenant_id, r.subject_id
+    LIMIT take
+$$;
