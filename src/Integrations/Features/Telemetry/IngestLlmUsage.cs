@@ -70,11 +70,11 @@ public static class IngestLlmUsage
     /// <summary>One record's rules; applied by the handler so a bad record costs only itself.</summary>
     internal sealed class RecordRules : AbstractValidator<UsageRecord>
     {
-        public RecordRules(DateTimeOffset now)
+        public RecordRules(TimeProvider time)
         {
             RuleFor(x => x.IdempotencyId).NotEmpty().MaximumLength(200).OverridePropertyName("idempotency_id");
             RuleFor(x => x.Model).NotEmpty().MaximumLength(400).OverridePropertyName("model");
-            RuleFor(x => x.StartedAt).NotNull().Must(s => s is null || (s <= now + FutureSkew && s >= now - MaxAge))
+            RuleFor(x => x.StartedAt).NotNull().Must(s => s is null || (s <= time.GetUtcNow() + FutureSkew && s >= time.GetUtcNow() - MaxAge))
                 .WithMessage($"started_at must be at most {FutureSkew.TotalMinutes:0} minutes ahead and {MaxAge.TotalDays:0} days back.")
                 .OverridePropertyName("started_at");
             RuleFor(x => x.FinishedAt).Must((r, f) => f is null || r.StartedAt is null || f >= r.StartedAt)
@@ -98,7 +98,7 @@ public static class IngestLlmUsage
         }
     }
 
-    internal sealed class Handler(TenantSession session, CallerContext caller, AuditTrail audit, TimeProvider time)
+    internal sealed class Handler(TenantSession session, CallerContext caller, AuditTrail audit, RecordRules rules)
         : IRequestHandler<Command, Result<Response>>
     {
         private sealed record KnownIntegration(Guid Id, string Name, string Provider);
@@ -138,8 +138,6 @@ public static class IngestLlmUsage
 
         public async Task<Result<Response>> Handle(Command request, CancellationToken ct)
         {
-            var now = time.GetUtcNow();
-            var rules = new RecordRules(now);
             var rejected = new List<Rejection>();
             var valid = new List<(int Index, UsageRecord Record)>();
             for (var i = 0; i < request.Records.Count; i++)
