@@ -5,6 +5,7 @@ using Integrations.Benchmarks.Footprint;
 using Integrations.Benchmarks.Pipeline;
 using Integrations.Benchmarks.Query;
 using Integrations.Benchmarks.Support;
+using Integrations.Benchmarks.Telemetry;
 using Integrations.Benchmarks.ToolsInvoke;
 using Npgsql;
 
@@ -61,6 +62,7 @@ await Stage("query", () => new QueryAtScaleBenchmark(settings, report).RunAsync(
 await Stage("audit", () => audit.RunAsync(connectionString));
 var invoke = new ToolsInvokeBenchmark(settings, report);
 await Stage("tools-invoke", () => invoke.RunAsync(connectionString));
+await Stage("telemetry", () => new TelemetrySummaryBenchmark(settings, report).RunAsync(connectionString));
 if (settings.Runs("startup") || settings.Runs("audit") || settings.Runs("tools-invoke"))
 {
     startup.Describe(settings.Runs("tools-invoke") ? invoke : null, audit.HttpPeakRssBytes > 0 ? audit.HttpPeakRssBytes : null, settings.AuditCallers);

@@ -9,10 +9,12 @@ using Integrations.Features.LlmGateway;
 using Integrations.Features.McpGateway;
 using Integrations.Features.McpServers;
 using Integrations.Features.Policies;
+using Integrations.Features.Telemetry;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Network;
 using Integrations.Infrastructure.Security;
+using Integrations.Infrastructure.Workers;
 using Integrations.Pipeline;
 using Integrations.Pipeline.Governance;
 using MediatR;
@@ -62,6 +64,7 @@ public static class IntegrationsServiceCollection
         services.AddSingleton(sp => new MigrationRunner(sp.GetRequiredService<OwnerDatabase>().DataSource, sp.GetRequiredService<ILogger<MigrationRunner>>()));
         services.AddAuditTrail(configuration);
         services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<WorkerRegistry>();
         services.AddSingleton<ExpiredRowsPruning>();
         services.AddHostedService(sp => sp.GetRequiredService<ExpiredRowsPruning>());
         services.AddSingleton<ApiKeyUsage>();
@@ -86,6 +89,7 @@ public static class IntegrationsServiceCollection
         PoliciesModule.AddServices(services);
         IncidentsModule.AddServices(services);
         LlmGatewayModule.AddServices(services, configuration);
+        TelemetryModule.AddServices(services);
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
         services.AddScoped<IMediator, Mediator>();

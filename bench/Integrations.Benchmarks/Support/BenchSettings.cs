@@ -64,7 +64,13 @@ public sealed class BenchSettings
     // 5. footprint
     public required int StartupRuns { get; init; }
 
-    public static readonly string[] AllStages = ["pipeline", "startup", "query", "audit", "tools-invoke"];
+    // 6. telemetry.summary
+    public required int TelemetryRows { get; init; }
+    public required int TelemetryTenants { get; init; }
+    public required int TelemetryLoadSeconds { get; init; }
+    public required int TelemetryIterations { get; init; }
+
+    public static readonly string[] AllStages = ["pipeline", "startup", "query", "audit", "tools-invoke", "telemetry"];
 
     public static BenchSettings FromEnvironment()
     {
@@ -117,6 +123,11 @@ public sealed class BenchSettings
             InvokeVariants = Variants(Str("BENCH_INVOKE_VARIANTS", "")),
 
             StartupRuns = Int("BENCH_STARTUP_RUNS", 5, 2),
+
+            TelemetryRows = Int("BENCH_TELEMETRY_ROWS", 10_000_000, 200_000),
+            TelemetryTenants = Int("BENCH_TELEMETRY_TENANTS", 1_000, 100),
+            TelemetryLoadSeconds = Int("BENCH_TELEMETRY_LOAD_SECONDS", 1_200, 120),
+            TelemetryIterations = Int("BENCH_TELEMETRY_ITERATIONS", 200, 20),
         };
     }
 

@@ -16,5 +16,6 @@ public sealed class ApiKeysModule : ICarterModule
         CreateApiKey.Map(apiKeys);
         ListApiKeys.Map(apiKeys);
         RevokeApiKey.Map(apiKeys);
+        SetApiKeyLimits.Map(apiKeys);
     }
 }

@@ -18,7 +18,8 @@ public static class CreateApiKey
     /// <summary>The longest a key may live: a year. A key without <c>expires_at</c> lives until revoked.</summary>
     public static readonly TimeSpan MaxLifetime = TimeSpan.FromDays(366);
 
-    public sealed record Command(string Name, [OneOf(typeof(Common.Scopes), nameof(Common.Scopes.All))] IReadOnlyList<string> Scopes, DateTimeOffset? ExpiresAt = null) : IOperation<Response>, IAudited
+    public sealed record Command(string Name, [OneOf(typeof(Common.Scopes), nameof(Common.Scopes.All))] IReadOnlyList<string> Scopes, DateTimeOffset? ExpiresAt = null,
+        ApiKey.Limits? Limits = null, IReadOnlyList<string>? AllowedModels = null) : IOperation<Response>, IAudited
     {
         public static string Operation => "api_keys.create";
         public static string Scope => Common.Scopes.Admin;
@@ -38,14 +39,17 @@ public static class CreateApiKey
             RuleFor(x => x.ExpiresAt)
                 .Must(e => e is null || (e > time.GetUtcNow() && e <= time.GetUtcNow() + MaxLifetime))
                 .WithMessage($"expires_at must be in the future and at most {MaxLifetime.TotalDays:0} days away.");
+            this.ValidLimits(x => x.Limits);
+            RuleFor(x => x.AllowedModels).ValidModels();
         }
     }
 
     internal sealed class Handler(TenantSession session, AuditTrail audit, TimeProvider time) : IRequestHandler<Command, Result<Response>>
     {
         private const string Sql = $"""
-            INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes, expires_at)
-            VALUES (@Id, @TenantId, @Name, @SecretHash, @Scopes, @ExpiresAt)
+            INSERT INTO api_keys (id, tenant_id, name, key_hash, scopes, expires_at, requests_per_minute, tokens_per_month,
+                                  budget_cents_per_month, allowed_models)
+            VALUES (@Id, @TenantId, @Name, @SecretHash, @Scopes, @ExpiresAt, @RequestsPerMinute, @TokensPerMonth, @BudgetCentsPerMonth, @AllowedModels)
             RETURNING {ApiKey.Columns}
             """;
 
@@ -61,8 +65,12 @@ public static class CreateApiKey
                 minted.SecretHash,
                 Scopes = request.Scopes.ToArray(),
                 ExpiresAt = request.ExpiresAt?.UtcDateTime,
+                request.Limits?.RequestsPerMinute,
+                request.Limits?.TokensPerMonth,
+                request.Limits?.BudgetCentsPerMonth,
+                AllowedModels = (request.AllowedModels ?? []).Distinct().ToArray(),
             }, cancellationToken: ct));
-            audit.Record(ApiKey.SubjectType, minted.Id.ToString(), new { request.Name, request.Scopes, request.ExpiresAt });
+            audit.Record(ApiKey.SubjectType, minted.Id.ToString(), new { request.Name, request.Scopes, request.ExpiresAt, request.Limits, request.AllowedModels });
             return new Response(row.ToResponse(time.GetUtcNow()), minted.Key);
         }
     }
@@ -71,7 +79,8 @@ public static class CreateApiKey
         group.MapPost("/", async (Command command, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(command, http.RequestAborted)).ToHttp(http, r => TypedResults.Created($"/api-keys/{r.ApiKey.Id}", r)))
             .WithName(Command.Operation)
-            .WithRequestExample(new Command("ci-runner", [Common.Scopes.Read, Common.Scopes.Invoke], new DateTimeOffset(2027, 1, 31, 0, 0, 0, TimeSpan.Zero)))
+            .WithRequestExample(new Command("ci-runner", [Common.Scopes.Read, Common.Scopes.LlmInvoke], new DateTimeOffset(2027, 1, 31, 0, 0, 0, TimeSpan.Zero),
+                new ApiKey.Limits(RequestsPerMinute: 60, BudgetCentsPerMonth: 2_000), ["gpt-4o-mini"]))
             .WithSummary("Create an API key for your tenant (scope admin); the key is shown once, in this answer.")
             .Produces<Response>(StatusCodes.Status201Created)
             .ProducesValidationProblem()

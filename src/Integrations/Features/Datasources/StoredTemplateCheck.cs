@@ -1,6 +1,7 @@
 using Dapper;
 using Integrations.Common;
 using Integrations.Infrastructure.Datasources;
+using Integrations.Infrastructure.Workers;
 using MediatR;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -15,10 +16,12 @@ namespace Integrations.Features.Datasources;
 /// as a system caller of its tenant: those that fail are disabled with <c>datasource.query.disabled</c>; until a
 /// template passes, it cannot run (<see cref="QueryCall"/>: <c>template_unchecked</c>).
 /// </summary>
-internal sealed class StoredTemplateCheck(IServiceScopeFactory scopes, NpgsqlDataSource dataSource, ILogger<StoredTemplateCheck> logger)
+internal sealed class StoredTemplateCheck(
+    IServiceScopeFactory scopes, NpgsqlDataSource dataSource, WorkerRegistry workers, ILogger<StoredTemplateCheck> logger)
     : BackgroundService
 {
     public const string Actor = "system:stored-template-check";
+    public const string WorkerName = "datasources.stored_template_check";
     public static readonly TimeSpan RetryInterval = TimeSpan.FromMinutes(5);
 
     private readonly SemaphoreSlim _wake = new(0);
@@ -31,18 +34,16 @@ internal sealed class StoredTemplateCheck(IServiceScopeFactory scopes, NpgsqlDat
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        workers.Declare(WorkerName, "Checks stored SQL templates against the gateway's current rules; disables those that fail.", null);
         while (!stoppingToken.IsCancellationRequested)
         {
-            var left = 0;
-            try
+            var left = 1; // a failed pass leaves them all to check again
+            await workers.RunPassAsync(WorkerName, async ct =>
             {
-                left = await RunOnceAsync(stoppingToken);
-            }
-            catch (Exception e) when (e is NpgsqlException or TimeoutException)
-            {
-                left = 1;
-                logger.LogWarning("The check of stored templates stopped early: the database is unavailable ({Error}).", e.GetType().Name);
-            }
+                left = await RunOnceAsync(ct);
+                return $"{left} templates left unchecked";
+            }, RetryInterval, stoppingToken);
+            if (left == 0) workers.SetNextRun(WorkerName, null);
             // Some left: again after RetryInterval, or sooner when woken; none left: only when woken.
             if (left > 0) await _wake.WaitAsync(RetryInterval, stoppingToken);
             else await _wake.WaitAsync(stoppingToken);

@@ -1,5 +1,6 @@
 using Dapper;
 using Integrations.Common;
+using Integrations.Infrastructure.Workers;
 using MediatR;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -14,27 +15,16 @@ namespace Integrations.Features.Integrations;
 /// through the same pipeline (credential grant, access log, audit) as a user's check.
 /// </summary>
 internal sealed class IntegrationHealthSweep(
-    IServiceScopeFactory scopes, NpgsqlDataSource dataSource, HealthCheckSettings settings, ILogger<IntegrationHealthSweep> logger)
+    IServiceScopeFactory scopes, NpgsqlDataSource dataSource, HealthCheckSettings settings, WorkerRegistry workers,
+    ILogger<IntegrationHealthSweep> logger)
     : BackgroundService
 {
     public const string Actor = "system:health-sweep";
+    public const string WorkerName = "integrations.health_sweep";
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        if (settings.SweepInterval <= TimeSpan.Zero) return;
-        using var timer = new PeriodicTimer(settings.SweepInterval);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            try
-            {
-                await RunOnceAsync(stoppingToken);
-            }
-            catch (Exception e) when (e is NpgsqlException or TimeoutException)
-            {
-                logger.LogWarning("Health sweep stopped early: the database is unavailable ({Error}).", e.GetType().Name);
-            }
-        }
-    }
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        workers.RunEveryAsync(WorkerName, "Checks the health of every enabled LLM integration of every tenant.", settings.SweepInterval,
+            async ct => $"{await RunOnceAsync(ct)} integrations checked", stoppingToken);
 
     private sealed record Enabled(string TenantId, Guid Id);
 

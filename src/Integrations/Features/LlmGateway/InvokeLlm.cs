@@ -11,6 +11,7 @@ using MediatR;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 using Polly.CircuitBreaker;
 
 namespace Integrations.Features.LlmGateway;
@@ -50,6 +51,10 @@ public static class InvokeLlm
         public string Model => Fallback?.Model ?? (Body["model"] is JsonValue value && value.TryGetValue<string>(out var model) ? model : "");
 
         public bool Streaming => Endpoint != Embeddings && Body["stream"] is JsonValue value && value.TryGetValue<bool>(out var on) && on;
+
+        /// <summary>The calling API key, whose own limits hold beside the integration's (set from the authenticated caller).</summary>
+        [JsonIgnore]
+        public Guid? ApiKeyId { get; init; }
 
         /// <summary>Where a streamed answer goes as it arrives; required when <see cref="Streaming"/>.</summary>
         [JsonIgnore]
@@ -453,6 +458,7 @@ public static class InvokeLlm
         var headers = http.Request.Headers;
         var command = new Command(endpoint, body, NullIfEmpty(headers[IntegrationHeader]), NullIfEmpty(headers[RunIdHeader]))
         {
+            ApiKeyId = Infrastructure.Security.ApiKeys.KeyIdOf(http.RequestServices.GetRequiredService<CallerContext>().Required.Actor),
             Stream = new EventStream(http.Response),
             AnthropicVersion = endpoint == Messages ? NullIfEmpty(headers["anthropic-version"]) : null,
             AnthropicBeta = endpoint == Messages ? NullIfEmpty(headers["anthropic-beta"]) : null,

@@ -37,7 +37,10 @@ public static class ListLlmRequests
         string RequestedModel, string? ServedModel, string? Provider, bool Streaming, long PromptTokens, long CompletionTokens,
         long CachedTokens, bool TokensEstimated, decimal? CostCents, string Status, string? ErrorCode, string? Error, int? UpstreamStatus,
         double LatencyMs, double? FirstTokenMs, int Attempts, Guid? IncidentId, DateTimeOffset StartedAt, DateTimeOffset FinishedAt,
-        Guid? FallbackOf);
+        Guid? FallbackOf, [OneOf(typeof(ListLlmRequests), nameof(Sources))] string Source, string? IdempotencyId);
+
+    /// <summary>Where a row came from: the gateway, or telemetry.ingest (usage reported from outside).</summary>
+    public static readonly string[] Sources = ["gateway", "telemetry"];
 
     internal sealed class Validator : AbstractValidator<Query>
     {
@@ -60,7 +63,7 @@ public static class ListLlmRequests
             var sql = new StringBuilder("""
                 SELECT id, integration_id, integration_name, api_key_id, caller, run_id, endpoint, requested_model, served_model, provider,
                        streaming, prompt_tokens, completion_tokens, cached_tokens, tokens_estimated, cost_cents, status, error_code, error,
-                       upstream_status, latency_ms, first_token_ms, attempts, incident_id, started_at, finished_at, fallback_of
+                       upstream_status, latency_ms, first_token_ms, attempts, incident_id, started_at, finished_at, fallback_of, source, idempotency_id
                 FROM llm_requests WHERE tenant_id = @TenantId
                 """);
             if (request.Cursor is not null) sql.Append(" AND id < @After");
@@ -120,10 +123,12 @@ public static class ListLlmRequests
         public DateTimeOffset StartedAt { get; init; }
         public DateTimeOffset FinishedAt { get; init; }
         public Guid? FallbackOf { get; init; }
+        public string Source { get; init; } = "";
+        public string? IdempotencyId { get; init; }
 
         public LlmRequest ToRequest() => new(Id, IntegrationId, IntegrationName, ApiKeyId, Caller, RunId, Endpoint, RequestedModel, ServedModel,
             Provider, Streaming, PromptTokens, CompletionTokens, CachedTokens, TokensEstimated, CostCents, Status, ErrorCode, Error, UpstreamStatus,
-            LatencyMs, FirstTokenMs, Attempts, IncidentId, StartedAt, FinishedAt, FallbackOf);
+            LatencyMs, FirstTokenMs, Attempts, IncidentId, StartedAt, FinishedAt, FallbackOf, Source, IdempotencyId);
     }
 
     internal static void Map(RouteGroupBuilder group) =>

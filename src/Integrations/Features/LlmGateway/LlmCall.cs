@@ -57,6 +57,15 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
         public decimal? OutputPrice { get; init; }
         public decimal? CachedPrice { get; init; }
 
+        /// <summary>The calling key's own limits (null: none) and its month so far, across integrations.</summary>
+        public Guid? KeyId { get; init; }
+        public int? KeyRequestsPerMinute { get; init; }
+        public long? KeyTokensPerMonth { get; init; }
+        public long? KeyBudgetCentsPerMonth { get; init; }
+        public string[] KeyAllowedModels { get; init; } = [];
+        public long KeyTokensThisMonth { get; init; }
+        public decimal KeyCentsThisMonth { get; init; }
+
         /// <summary>Set when a plain model routes to more than one integration: their names; the call is refused.</summary>
         public IReadOnlyList<string>? Candidates { get; init; }
 
@@ -75,7 +84,10 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
     // those listing the model. With each, its month's usage so far and the price of the model it would be asked for.
     private const string TargetSql = """
         SELECT c.*, COALESCE(u.tokens, 0) AS tokens_this_month, COALESCE(u.cost_cents, 0) AS cents_this_month,
-               p.input_cents_per_mtok AS input_price, p.output_cents_per_mtok AS output_price, p.cached_cents_per_mtok AS cached_price
+               p.input_cents_per_mtok AS input_price, p.output_cents_per_mtok AS output_price, p.cached_cents_per_mtok AS cached_price,
+               k.id AS key_id, k.requests_per_minute AS key_requests_per_minute, k.tokens_per_month AS key_tokens_per_month,
+               k.budget_cents_per_month AS key_budget_cents_per_month, COALESCE(k.allowed_models, '{}') AS key_allowed_models,
+               COALESCE(ku.tokens, 0) AS key_tokens_this_month, COALESCE(ku.cost_cents, 0) AS key_cents_this_month
         FROM (
             SELECT i.id, i.name, i.provider, i.base_url, i.credential_ref, i.status, i.requests_per_minute, i.tokens_per_month,
                    i.budget_cents_per_month, i.allowed_models, i.fallbacks, COALESCE(i.name = @Prefix, false) AS by_name,
@@ -96,6 +108,9 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
                   FROM llm_list_prices WHERE model = c.upstream_model) prices
             ORDER BY rank LIMIT 1
         ) p ON true
+        LEFT JOIN api_keys k ON k.tenant_id = @TenantId AND k.id = @KeyId
+        LEFT JOIN llm_key_usage_months ku
+               ON ku.tenant_id = @TenantId AND ku.api_key_id = @KeyId AND ku.month = date_trunc('month', now() AT TIME ZONE 'UTC')::date
         ORDER BY c.name
         """;
 
@@ -122,6 +137,7 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
             Prefix = slash > 0 ? request.Model[..slash] : null,
             Rest = slash > 0 ? request.Model[(slash + 1)..] : null,
             Pin = request.Integration,
+            KeyId = request.ApiKeyId,
         }, cancellationToken: ct))).AsList();
         if (rows.Count == 0) return null;
         if (request.Integration is not null) return rows.FirstOrDefault(r => r.Name == request.Integration) ?? rows[0];
@@ -163,6 +179,17 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
             return new CallDenial("budget_exceeded", LimitReached("budget_exceeded", "Budget exceeded.",
                 $"The integration '{target.Name}' has spent {target.CentsThisMonth:0.####} of its {cents} cents this month.", resetAt));
         }
+        // The key's own limits hold beside the integration's: whichever is reached first refuses.
+        if (target.KeyTokensPerMonth is { } keyTokens && target.KeyTokensThisMonth >= keyTokens)
+        {
+            return new CallDenial("key_token_limit_exceeded", LimitReached("key_token_limit_exceeded", "Token limit of the API key exceeded.",
+                $"This API key has used {target.KeyTokensThisMonth} of its {keyTokens} tokens this month.", resetAt));
+        }
+        if (target.KeyBudgetCentsPerMonth is { } keyCents && target.KeyCentsThisMonth >= keyCents)
+        {
+            return new CallDenial("key_budget_exceeded", LimitReached("key_budget_exceeded", "Budget of the API key exceeded.",
+                $"This API key has spent {target.KeyCentsThisMonth:0.####} of its {keyCents} cents this month.", resetAt));
+        }
         return null;
     }
 
@@ -178,12 +205,22 @@ public sealed class LlmCall : GovernedCallKind<InvokeLlm.Command, LlmCall.Target
                     : $"The integration '{target.Name}' is an {target.Provider} one: call it at /v1/chat/completions or /v1/embeddings."))
             : target.AllowedModels.Length > 0 && !target.AllowedModels.Contains(target.UpstreamModel)
             ? CallDenial.Policy("model_not_allowed", $"The integration '{target.Name}' does not allow the model '{target.UpstreamModel}'.")
+            : target.KeyAllowedModels.Length > 0 && !target.KeyAllowedModels.Contains(target.UpstreamModel)
+                && !target.KeyAllowedModels.Contains($"{target.Name}/{target.UpstreamModel}")
+            ? CallDenial.Policy("model_not_allowed_for_key", $"This API key does not allow the model '{target.UpstreamModel}'.")
             : null);
 
-    public override TargetRateLimit? RateLimitOf(Target target, ToolPolicy policy) =>
-        target.RequestsPerMinute is { } perMinute
-            ? new TargetRateLimit($"llm:{target.Id}", perMinute, "llm_rate_limit", $"The integration '{target.Name}' allows {perMinute} requests per minute.")
-            : null;
+    public override IEnumerable<TargetRateLimit> RateLimitsOf(Target target, ToolPolicy policy)
+    {
+        if (target.RequestsPerMinute is { } perMinute)
+        {
+            yield return new TargetRateLimit($"llm:{target.Id}", perMinute, "llm_rate_limit", $"The integration '{target.Name}' allows {perMinute} requests per minute.");
+        }
+        if (target.KeyRequestsPerMinute is { } keyPerMinute && target.KeyId is { } keyId)
+        {
+            yield return new TargetRateLimit($"llm-key:{keyId}", keyPerMinute, "key_rate_limit", $"This API key allows {keyPerMinute} LLM requests per minute.");
+        }
+    }
 
     public override Error? CheckCredential(Target target, ResolvedCredential credential) =>
         credential.Token is { Length: > 0 }

@@ -1,6 +1,7 @@
 using Dapper;
 using Integrations.Common;
 using Integrations.Infrastructure.Mcp;
+using Integrations.Infrastructure.Workers;
 using MediatR;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -15,27 +16,15 @@ namespace Integrations.Features.McpServers;
 /// system caller of its tenant, through the same pipeline (credential grant, access log, audit) as a user's check.
 /// </summary>
 internal sealed class McpHealthSweep(
-    IServiceScopeFactory scopes, NpgsqlDataSource dataSource, McpOptions options, ILogger<McpHealthSweep> logger)
+    IServiceScopeFactory scopes, NpgsqlDataSource dataSource, McpOptions options, WorkerRegistry workers, ILogger<McpHealthSweep> logger)
     : BackgroundService
 {
     public const string Actor = "system:mcp-health-sweep";
+    public const string WorkerName = "mcp_servers.health_sweep";
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        if (options.HealthSweepInterval <= TimeSpan.Zero) return;
-        using var timer = new PeriodicTimer(options.HealthSweepInterval);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            try
-            {
-                await RunOnceAsync(stoppingToken);
-            }
-            catch (Exception e) when (e is NpgsqlException or TimeoutException)
-            {
-                logger.LogWarning("MCP health sweep stopped early: the database is unavailable ({Error}).", e.GetType().Name);
-            }
-        }
-    }
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        workers.RunEveryAsync(WorkerName, "Checks the health of every live MCP server whose last check is older than the interval.",
+            options.HealthSweepInterval, async ct => $"{await RunOnceAsync(ct)} servers checked", stoppingToken);
 
     private sealed record Due(string TenantId, Guid Id);
 

@@ -1,5 +1,6 @@
 using Dapper;
 using Integrations.Common;
+using Integrations.Features.LlmGateway;
 using Integrations.Features.Policies;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Http;
@@ -22,9 +23,18 @@ public static class GetSession
 
     /// <param name="KeyId">The API key's id (null for an in-process caller with no key).</param>
     /// <param name="Limits">The tenant's tool policy as every governed call sees it.</param>
+    /// <param name="Spend">The key's LLM limits and what is left of them this month (null for an in-process caller).</param>
     public sealed record Response(
         string TenantId, string Actor, Guid? KeyId, string? KeyName, IReadOnlyList<string> Scopes, DateTimeOffset? ExpiresAt,
-        DateTimeOffset ServerTime, SessionLimits Limits);
+        DateTimeOffset ServerTime, SessionLimits Limits, KeySpend? Spend = null);
+
+    /// <summary>
+    /// What the key may still spend through the LLM gateway this UTC month (its own limits; the integration's hold too).
+    /// Null remaining: no limit of the key's own.
+    /// </summary>
+    public sealed record KeySpend(
+        int? RequestsPerMinute, long? TokensPerMonth, long TokensThisMonth, long? TokensRemaining, long? BudgetCentsPerMonth,
+        decimal CentsThisMonth, decimal? BudgetCentsRemaining, IReadOnlyList<string> AllowedModels, DateTimeOffset ResetAt);
 
     /// <param name="DefaultRateLimitPerMinute">Per tool or template without its own limit (templates fall back to 60).</param>
     public sealed record SessionLimits(string RiskCeiling, int? DefaultRateLimitPerMinute, int? TenantRateLimitPerMinute);
@@ -38,14 +48,38 @@ public static class GetSession
             var connection = await session.ConnectionAsync(ct);
             var keyId = Infrastructure.Security.ApiKeys.KeyIdOf(current.Actor);
             var key = keyId is { } id
-                ? await connection.QuerySingleOrDefaultAsync<(string Name, DateTimeOffset? ExpiresAt)>(new CommandDefinition(
-                    "SELECT name, expires_at FROM api_keys WHERE tenant_id = @TenantId AND id = @Id", new { session.TenantId, Id = id }, cancellationToken: ct))
-                : default;
+                ? await connection.QuerySingleOrDefaultAsync<KeyRow>(new CommandDefinition(KeySql, new { session.TenantId, Id = id }, cancellationToken: ct))
+                : null;
             var policy = await policies.GetAsync(connection, session.TenantId, ct);
-            return new Response(current.TenantId, current.Actor, keyId, key.Name, current.Scopes.Order(StringComparer.Ordinal).ToList(),
-                key.ExpiresAt,
-                time.GetUtcNow(), new SessionLimits(policy.RiskCeiling, policy.DefaultRateLimitPerMinute, policy.TenantRateLimitPerMinute));
+            var now = time.GetUtcNow();
+            var spend = key is null ? null : new KeySpend(key.RequestsPerMinute, key.TokensPerMonth, key.TokensThisMonth,
+                key.TokensPerMonth is { } tokens ? Math.Max(0, tokens - key.TokensThisMonth) : null, key.BudgetCentsPerMonth, key.CentsThisMonth,
+                key.BudgetCentsPerMonth is { } cents ? Math.Max(0, cents - key.CentsThisMonth) : null, key.AllowedModels, LlmCall.NextMonth(now));
+            return new Response(current.TenantId, current.Actor, keyId, key?.Name, current.Scopes.Order(StringComparer.Ordinal).ToList(),
+                key?.ExpiresAt,
+                now, new SessionLimits(policy.RiskCeiling, policy.DefaultRateLimitPerMinute, policy.TenantRateLimitPerMinute), spend);
         }
+    }
+
+    private const string KeySql = """
+        SELECT k.name, k.expires_at, k.requests_per_minute, k.tokens_per_month, k.budget_cents_per_month, k.allowed_models,
+               COALESCE(u.tokens, 0) AS tokens_this_month, COALESCE(u.cost_cents, 0) AS cents_this_month
+        FROM api_keys k
+        LEFT JOIN llm_key_usage_months u
+               ON u.tenant_id = k.tenant_id AND u.api_key_id = k.id AND u.month = date_trunc('month', now() AT TIME ZONE 'UTC')::date
+        WHERE k.tenant_id = @TenantId AND k.id = @Id
+        """;
+
+    private sealed class KeyRow
+    {
+        public string Name { get; init; } = "";
+        public DateTimeOffset? ExpiresAt { get; init; }
+        public int? RequestsPerMinute { get; init; }
+        public long? TokensPerMonth { get; init; }
+        public long? BudgetCentsPerMonth { get; init; }
+        public string[] AllowedModels { get; init; } = [];
+        public long TokensThisMonth { get; init; }
+        public decimal CentsThisMonth { get; init; }
     }
 
     internal static void Map(IEndpointRouteBuilder app) =>

@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using Dapper;
+using Integrations.Infrastructure.Workers;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -142,10 +143,12 @@ public sealed class AuditAnchorFile(string path, AuditKeys keys)
 /// (default 5 minutes; <c>00:00:00</c> turns it off). Events after a tenant's last anchor are protected by their MACs
 /// and the chain only.
 /// </summary>
-public sealed class AuditAnchoring(NpgsqlDataSource dataSource, AuditAnchorFile file, IConfiguration configuration, ILogger<AuditAnchoring> logger)
+public sealed class AuditAnchoring(
+    NpgsqlDataSource dataSource, AuditAnchorFile file, IConfiguration configuration, WorkerRegistry workers, ILogger<AuditAnchoring> logger)
     : BackgroundService
 {
     public const string IntervalKey = "Integrations:Audit:AnchorInterval";
+    public const string WorkerName = "audit.anchoring";
 
     private Dictionary<string, long>? _lastAnchored;
 
@@ -167,22 +170,12 @@ public sealed class AuditAnchoring(NpgsqlDataSource dataSource, AuditAnchorFile 
 
     private sealed record Head(string TenantId, long LastSeq, byte[] LastHash);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        var interval = configuration.GetValue(IntervalKey, TimeSpan.FromMinutes(5));
-        if (interval <= TimeSpan.Zero) return;
-        using var timer = new PeriodicTimer(interval);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            try
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        workers.RunEveryAsync(WorkerName, "Anchors every tenant's audit chain head that moved since its last anchor.",
+            configuration.GetValue(IntervalKey, TimeSpan.FromMinutes(5)), async ct =>
             {
-                var written = await RunOnceAsync(stoppingToken);
+                var written = await RunOnceAsync(ct);
                 if (written.Count > 0) logger.LogInformation("Anchored {Count} audit chain heads in {Path}", written.Count, file.Path);
-            }
-            catch (Exception e) when (e is NpgsqlException or IOException or UnauthorizedAccessException)
-            {
-                logger.LogError(e, "Anchoring the audit chain heads failed; retrying at the next interval");
-            }
-        }
-    }
+                return $"{written.Count} chain heads anchored";
+            }, stoppingToken);
 }

@@ -1,5 +1,6 @@
 using Dapper;
 using Integrations.Infrastructure.Http;
+using Integrations.Infrastructure.Workers;
 using Integrations.Pipeline.Governance;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
@@ -15,29 +16,23 @@ namespace Integrations.Infrastructure.Database;
 /// <see cref="IdempotencyKeys.Lifetime"/>. Any replica may run it: dropping rows nobody uses any more is safe to repeat.
 /// The service's role sees one tenant at a time, so each drop is a function that runs with the owner's rights.
 /// </summary>
-internal sealed class ExpiredRowsPruning(NpgsqlDataSource dataSource, IConfiguration configuration, ILogger<ExpiredRowsPruning> logger)
+internal sealed class ExpiredRowsPruning(
+    NpgsqlDataSource dataSource, IConfiguration configuration, WorkerRegistry workers, ILogger<ExpiredRowsPruning> logger)
     : BackgroundService
 {
+    public const string WorkerName = "database.expired_rows_pruning";
+
     public static readonly TimeSpan RateLimitRetention = TimeSpan.FromHours(1);
 
     private readonly TimeSpan _interval = configuration.GetValue("Integrations:Database:PruneInterval", TimeSpan.FromMinutes(5));
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        if (_interval <= TimeSpan.Zero) return;
-        using var timer = new PeriodicTimer(_interval);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            try
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        workers.RunEveryAsync(WorkerName, "Drops ended rate-limit windows and expired idempotency keys of every tenant.", _interval,
+            async ct =>
             {
-                await PruneOnceAsync(stoppingToken);
-            }
-            catch (Exception e) when (e is NpgsqlException or TimeoutException)
-            {
-                logger.LogWarning(e, "Pruning expired rows failed; the next pass tries again.");
-            }
-        }
-    }
+                var (windows, keys) = await PruneOnceAsync(ct);
+                return $"{windows} rate-limit windows and {keys} idempotency keys dropped";
+            }, stoppingToken);
 
     /// <summary>One pass: the rate-limit windows and the idempotency keys dropped.</summary>
     public async Task<(int Windows, int IdempotencyKeys)> PruneOnceAsync(CancellationToken ct)

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Dapper;
+using Integrations.Infrastructure.Workers;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -12,8 +13,11 @@ namespace Integrations.Infrastructure.Security;
 /// statement every <c>Integrations:ApiKeys:LastUsedFlushInterval</c> (default 30 s), never a write per request. A
 /// list of keys shows the later of the stored time and this replica's pending one.
 /// </summary>
-public sealed class ApiKeyUsage(NpgsqlDataSource dataSource, IConfiguration configuration, ILogger<ApiKeyUsage> logger) : BackgroundService
+public sealed class ApiKeyUsage(NpgsqlDataSource dataSource, IConfiguration configuration, WorkerRegistry workers, ILogger<ApiKeyUsage> logger)
+    : BackgroundService
 {
+    public const string WorkerName = "api_keys.last_used_flush";
+
     private readonly TimeSpan _interval = configuration.GetValue("Integrations:ApiKeys:LastUsedFlushInterval", TimeSpan.FromSeconds(30));
     private ConcurrentDictionary<Guid, DateTime> _pending = new();
 
@@ -22,15 +26,9 @@ public sealed class ApiKeyUsage(NpgsqlDataSource dataSource, IConfiguration conf
     /// <summary>This replica's last use of the key that is not yet written, if any.</summary>
     public DateTime? PendingFor(Guid keyId) => _pending.TryGetValue(keyId, out var used) ? used : null;
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        if (_interval <= TimeSpan.Zero) return;
-        using var timer = new PeriodicTimer(_interval);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            await FlushOnceAsync(stoppingToken);
-        }
-    }
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        workers.RunEveryAsync(WorkerName, "Writes when each API key was last used, for all keys used since the last flush, in one statement.",
+            _interval, async ct => $"{await FlushAsync(ct)} keys' last use written", stoppingToken);
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
@@ -38,8 +36,20 @@ public sealed class ApiKeyUsage(NpgsqlDataSource dataSource, IConfiguration conf
         await FlushOnceAsync(cancellationToken);
     }
 
-    /// <summary>Writes what was collected since the last flush; the number of keys whose time moved.</summary>
+    /// <summary>Writes what was collected since the last flush; the number of keys whose time moved (0 when the write failed: the next flush tries again).</summary>
     public async Task<int> FlushOnceAsync(CancellationToken ct)
+    {
+        try
+        {
+            return await FlushAsync(ct);
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or OperationCanceledException)
+        {
+            return 0;
+        }
+    }
+
+    private async Task<int> FlushAsync(CancellationToken ct)
     {
         var taken = Interlocked.Exchange(ref _pending, new ConcurrentDictionary<Guid, DateTime>());
         if (taken.IsEmpty) return 0;
@@ -54,7 +64,7 @@ public sealed class ApiKeyUsage(NpgsqlDataSource dataSource, IConfiguration conf
             // Put them back (a later use wins) so the next flush tries again.
             foreach (var (id, used) in taken) _pending.AddOrUpdate(id, used, (_, newer) => newer > used ? newer : used);
             logger.LogWarning(e, "Recording when {Count} API keys were last used failed; the next flush tries again.", taken.Count);
-            return 0;
+            throw;
         }
     }
 }

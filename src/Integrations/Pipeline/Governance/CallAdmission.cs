@@ -114,7 +114,7 @@ public sealed class CallAdmission(
     private static bool HasRateLimits<TRequest, TTarget, TResult>(GovernedCallKind<TRequest, TTarget, TResult> kind, TTarget target, ToolPolicy policy)
         where TRequest : IGovernedCall, IOperation<TResult>
         where TTarget : class, IGovernedTarget =>
-        policy.TenantRateLimitPerMinute is not null || kind.RateLimitOf(target, policy) is not null;
+        policy.TenantRateLimitPerMinute is not null || kind.RateLimitsOf(target, policy).Any();
 
     /// <summary>Counts the call against the target's and the tenant's per-minute limits, in the admitting transaction.</summary>
     private async Task<CallDenial?> CheckRateLimitsAsync<TRequest, TTarget, TResult>(NpgsqlConnection connection,
@@ -122,7 +122,7 @@ public sealed class CallAdmission(
         where TRequest : IGovernedCall, IOperation<TResult>
         where TTarget : class, IGovernedTarget
     {
-        if (kind.RateLimitOf(target, policy) is { } limit)
+        foreach (var limit in kind.RateLimitsOf(target, policy))
         {
             var counted = await rateLimiter.AcquireAsync(connection, tenantId, limit.Key, limit.PerMinute, ct);
             rateLimits.Counted(counted);

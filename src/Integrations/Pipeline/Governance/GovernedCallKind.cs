@@ -67,6 +67,10 @@ public abstract class GovernedCallKind<TRequest, TTarget, TResult> : IGovernedCa
     /// <summary>The target's own per-minute limit under <paramref name="policy"/>, or null for none. The tenant-wide limit is the stage's.</summary>
     public virtual TargetRateLimit? RateLimitOf(TTarget target, ToolPolicy policy) => null;
 
+    /// <summary>Every per-minute limit the call is counted against (a kind with more than one overrides this); each must allow it.</summary>
+    public virtual IEnumerable<TargetRateLimit> RateLimitsOf(TTarget target, ToolPolicy policy) =>
+        RateLimitOf(target, policy) is { } limit ? [limit] : [];
+
     /// <summary>Whether the resolved credential can be used for the side effect (its type carries what is needed), before the call starts.</summary>
     public virtual Error? CheckCredential(TTarget target, ResolvedCredential credential) => null;
 

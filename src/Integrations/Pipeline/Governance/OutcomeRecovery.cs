@@ -3,6 +3,7 @@ using Integrations.Common;
 using Integrations.Features.Incidents;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Workers;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -23,9 +24,10 @@ namespace Integrations.Pipeline.Governance;
 /// </summary>
 public sealed class OutcomeRecovery(
     IServiceScopeFactory scopes, NpgsqlDataSource dataSource, OutcomeJournal journal, IncidentRecorder incidents,
-    AuditKeys auditKeys, IConfiguration configuration, ILogger<OutcomeRecovery> logger) : BackgroundService
+    AuditKeys auditKeys, IConfiguration configuration, WorkerRegistry workers, ILogger<OutcomeRecovery> logger) : BackgroundService
 {
     public const string Actor = "system:outcome-recovery";
+    public const string WorkerName = "governance.outcome_recovery";
     public const string Unknown = "unknown";
 
     private static readonly TimeSpan Window = TimeSpan.FromDays(7);
@@ -35,28 +37,19 @@ public sealed class OutcomeRecovery(
     private readonly TimeSpan _unclosedAge = configuration.GetValue<TimeSpan?>("Integrations:Governance:UnclosedCallAge")
         ?? configuration.GetValue("Integrations:Mcp:CallTimeout", TimeSpan.FromSeconds(60)) + TimeSpan.FromMinutes(1);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (_interval <= TimeSpan.Zero) return;
         var swept = false;
-        using var timer = new PeriodicTimer(_interval);
-        do
-        {
-            try
+        return workers.RunEveryAsync(WorkerName,
+            "Writes the outcomes journaled while the database was unreachable, then closes governed calls left without an outcome.",
+            _interval, async ct =>
             {
-                await ReplayJournalAsync(stoppingToken);
-                if (!swept && !journal.HasPending)
-                {
-                    await CloseUnclosedCallsAsync(stoppingToken);
-                    swept = true;
-                }
-            }
-            catch (Exception e) when (OutcomeJournal.IsUnreachable(e))
-            {
-                logger.LogWarning(e, "The database is still unreachable; journaled outcomes wait for the next pass.");
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken));
+                var written = await ReplayJournalAsync(ct);
+                if (swept || journal.HasPending) return $"{written} journaled outcomes written";
+                var closed = await CloseUnclosedCallsAsync(ct);
+                swept = true;
+                return $"{written} journaled outcomes written, {closed} unclosed calls closed";
+            }, stoppingToken, startAtOnce: true);
     }
 
     /// <summary>Writes every journaled outcome, oldest first; the number written. Stops while the database is unreachable.</summary>
