@@ -1,6 +1,7 @@
 using Dapper;
 using FluentValidation;
 using Integrations.Common;
+using Integrations.Features.Connectors;
 using Integrations.Features.Credentials;
 using Integrations.Features.Datasources;
 using Integrations.Features.Incidents;
@@ -86,6 +87,7 @@ public static class IntegrationsServiceCollection
         PoliciesModule.AddServices(services);
         IncidentsModule.AddServices(services);
         LlmGatewayModule.AddServices(services, configuration);
+        ConnectorsModule.AddServices(services);
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
         services.AddScoped<IMediator, Mediator>();

@@ -1,0 +1,90 @@
+-- Connectors: the manifests tenants register for the generic http connector (built-in manifests ship with the service
+-- and live in no table), the connections that bind a connector to a configuration and a credential, and the immutable
+-- record of every connector action call.
+
+-- A tenant's registered manifest: the current one and the hash it is pinned by. Registering a changed manifest under
+-- the same name keeps the old pin, so the manifest is 'drifted' and its actions refused until it is approved again.
+CREATE TABLE connector_manifests (
+    id             uuid PRIMARY KEY,
+    tenant_id      text NOT NULL,
+    name           text NOT NULL CHECK (name ~ '^[a-z][a-z0-9_-]{0,62}$'),
+    version        text NOT NULL,
+    manifest       jsonb NOT NULL,
+    manifest_hash  text NOT NULL,
+    approved_hash  text NOT NULL,
+    status         text NOT NULL CHECK (status IN ('active', 'drifted')),
+    revision       integer NOT NULL DEFAULT 1,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (tenant_id, name)
+);
+SELECT enable_tenant_isolation('connector_manifests');
+
+-- Every manifest ever registered under a name, in order: what was approved when can always be read back.
+CREATE TABLE connector_manifest_revisions (
+    tenant_id      text NOT NULL,
+    manifest_id    uuid NOT NULL,
+    revision       integer NOT NULL,
+    version        text NOT NULL,
+    manifest       jsonb NOT NULL,
+    manifest_hash  text NOT NULL,
+    registered_by  text NOT NULL,
+    registered_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, manifest_id, revision)
+);
+SELECT enable_tenant_isolation('connector_manifest_revisions', 'SELECT, INSERT');
+SELECT make_append_only('connector_manifest_revisions');
+
+CREATE TABLE connections (
+    id                uuid PRIMARY KEY,
+    tenant_id         text NOT NULL,
+    name              text NOT NULL CHECK (name ~ '^[a-z][a-z0-9_-]{0,62}$'),
+    connector         text NOT NULL,
+    configuration     jsonb NOT NULL DEFAULT '{}',
+    credential_ref    text,
+    status            text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'disabled')),
+    disabled_actions  text[] NOT NULL DEFAULT '{}',
+    rate_limit_per_minute integer CHECK (rate_limit_per_minute > 0),
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    deleted_at        timestamptz
+);
+CREATE UNIQUE INDEX connections_name ON connections (tenant_id, name) WHERE deleted_at IS NULL;
+CREATE INDEX connections_page ON connections (tenant_id, id DESC) WHERE deleted_at IS NULL;
+SELECT enable_tenant_isolation('connections');
+
+CREATE TABLE connection_invocations (
+    id               uuid PRIMARY KEY,
+    tenant_id        text NOT NULL,
+    connection_id    uuid NOT NULL,
+    connection_name  text NOT NULL,
+    action           text NOT NULL,
+    access           text NOT NULL CHECK (access IN ('read', 'write')),
+    run_id           text,
+    caller           text NOT NULL,
+    input_hash       text NOT NULL,
+    output_hash      text,
+    outcome          text NOT NULL CHECK (outcome IN ('completed', 'failed', 'timeout', 'denied')),
+    decision_reason  text,
+    error_code       text,
+    error            text,
+    duration_ms      double precision NOT NULL,
+    started_at       timestamptz NOT NULL,
+    finished_at      timestamptz NOT NULL,
+    incident_id      uuid
+);
+CREATE INDEX connection_invocations_page ON connection_invocations (tenant_id, connection_id, id DESC);
+SELECT enable_tenant_isolation('connection_invocations', 'SELECT, INSERT');
+SELECT make_append_only('connection_invocations');
+
+-- A connection resolves its credential under a grant of its own, like every other accessor.
+ALTER TABLE credential_grants DROP CONSTRAINT credential_grants_accessor_type_check;
+ALTER TABLE credential_grants ADD CONSTRAINT credential_grants_accessor_type_check
+    CHECK (accessor_type IN ('integration', 'mcp_server', 'datasource', 'connection'));
+
+-- Every enabled action of a connection is a tool on the MCP gateway: changes to connections and registered manifests
+-- drop the replicas' copies of the tenant's catalog as tool changes do (0018).
+CREATE TRIGGER connections_catalog_changed AFTER INSERT OR UPDATE OR DELETE ON connections
+    FOR EACH ROW EXECUTE FUNCTION notify_tool_catalog_change();
+CREATE TRIGGER connector_manifests_catalog_changed AFTER INSERT OR UPDATE OR DELETE ON connector_manifests
+    FOR EACH ROW EXECUTE FUNCTION notify_tool_catalog_change();
