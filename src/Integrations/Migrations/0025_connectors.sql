@@ -88,3 +88,36 @@ CREATE TRIGGER connections_catalog_changed AFTER INSERT OR UPDATE OR DELETE ON c
     FOR EACH ROW EXECUTE FUNCTION notify_tool_catalog_change();
 CREATE TRIGGER connector_manifests_catalog_changed AFTER INSERT OR UPDATE OR DELETE ON connector_manifests
     FOR EACH ROW EXECUTE FUNCTION notify_tool_catalog_change();
+
+-- The webhook connector's delivery log: one row per event sent (its body as sent, so it can be sent again), its state
+-- (delivered, failed on an answer that retrying cannot change, dead_letter after the connection's last attempt), and
+-- every attempt with what the receiver answered.
+CREATE TABLE webhook_deliveries (
+    id             uuid PRIMARY KEY,
+    tenant_id      text NOT NULL,
+    connection_id  uuid NOT NULL,
+    event          text NOT NULL,
+    body           text NOT NULL,
+    status         text NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'dead_letter')),
+    attempts       integer NOT NULL DEFAULT 0,
+    last_status    integer,
+    last_error     text,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    delivered_at   timestamptz
+);
+CREATE INDEX webhook_deliveries_page ON webhook_deliveries (tenant_id, connection_id, id DESC);
+SELECT enable_tenant_isolation('webhook_deliveries');
+
+CREATE TABLE webhook_delivery_attempts (
+    tenant_id     text NOT NULL,
+    delivery_id   uuid NOT NULL,
+    attempt       integer NOT NULL,
+    status_code   integer,
+    error         text,
+    duration_ms   double precision NOT NULL,
+    attempted_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, delivery_id, attempt)
+);
+SELECT enable_tenant_isolation('webhook_delivery_attempts', 'SELECT, INSERT');
+SELECT make_append_only('webhook_delivery_attempts');

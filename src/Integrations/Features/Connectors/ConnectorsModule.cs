@@ -32,6 +32,7 @@ public sealed class ConnectorsModule : ICarterModule
         DeleteConnection.Map(connections);
         TestConnection.Map(connections);
         InvokeConnection.Map(connections);
+        ListWebhookDeliveries.Map(connections);
     }
 
     public static void AddServices(IServiceCollection services)
@@ -40,6 +41,8 @@ public sealed class ConnectorsModule : ICarterModule
         services.AddSingleton(new ConnectorCatalog());
         services.AddSingleton<HttpAdapter>();
         services.AddSingleton<IConnectorAdapter>(sp => sp.GetRequiredService<HttpAdapter>());
+        services.AddSingleton<WebhookAdapter>();
+        services.AddSingleton<IConnectorAdapter>(sp => sp.GetRequiredService<WebhookAdapter>());
         services.AddSingleton<ConnectorAdapters>();
         services.AddGovernedCallKind<InvokeConnection.Command, ConnectionCall>();
     }
