@@ -43,6 +43,8 @@ public sealed class ConnectorsModule : ICarterModule
         services.AddSingleton<IConnectorAdapter>(sp => sp.GetRequiredService<HttpAdapter>());
         services.AddSingleton<WebhookAdapter>();
         services.AddSingleton<IConnectorAdapter>(sp => sp.GetRequiredService<WebhookAdapter>());
+        services.AddSingleton<SlackAdapter>();
+        services.AddSingleton<IConnectorAdapter>(sp => sp.GetRequiredService<SlackAdapter>());
         services.AddSingleton<ConnectorAdapters>();
         services.AddGovernedCallKind<InvokeConnection.Command, ConnectionCall>();
     }

@@ -122,7 +122,8 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
             CredentialAccessor.Integration => "SELECT base_url AS target, provider FROM cus_integrations",
             // A connector's destination is the one address its configuration names (a URL, or an SMTP host).
             CredentialAccessor.Connection => """
-                SELECT coalesce(configuration->>'base_url', configuration->>'url', configuration->>'service_url', configuration->>'host') AS target,
+                SELECT coalesce(configuration->>'base_url', configuration->>'url', configuration->>'service_url', configuration->>'host',
+                       CASE connector WHEN 'slack' THEN 'https://slack.com/api' END) AS target,
                        NULL AS provider FROM connections
                 """,
             _ => null,
