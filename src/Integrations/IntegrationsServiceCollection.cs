@@ -9,6 +9,7 @@ using Integrations.Features.Integrations;
 using Integrations.Features.LlmGateway;
 using Integrations.Features.McpGateway;
 using Integrations.Features.McpServers;
+using Integrations.Features.Notifications;
 using Integrations.Features.Policies;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
@@ -88,6 +89,7 @@ public static class IntegrationsServiceCollection
         IncidentsModule.AddServices(services);
         LlmGatewayModule.AddServices(services, configuration);
         ConnectorsModule.AddServices(services);
+        NotificationsModule.AddServices(services);
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
         services.AddScoped<IMediator, Mediator>();

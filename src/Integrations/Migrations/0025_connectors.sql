@@ -121,3 +121,65 @@ CREATE TABLE webhook_delivery_attempts (
 );
 SELECT enable_tenant_isolation('webhook_delivery_attempts', 'SELECT, INSERT');
 SELECT make_append_only('webhook_delivery_attempts');
+
+-- Incident notifications: the tenant's routing rules (PUT /notifications replaces them) and one row per incident state
+-- change and connection — claimed before sending, so each change is delivered once whatever the number of replicas.
+CREATE TABLE notification_rules (
+    tenant_id      text NOT NULL,
+    position       integer NOT NULL,
+    connection_id  uuid NOT NULL,
+    kinds          text[] NOT NULL DEFAULT '{}',
+    min_severity   text NOT NULL DEFAULT 'low' CHECK (min_severity IN ('low', 'medium', 'high', 'critical')),
+    channel        text,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, position)
+);
+SELECT enable_tenant_isolation('notification_rules', 'SELECT, INSERT, UPDATE, DELETE');
+
+CREATE TABLE notification_deliveries (
+    id              uuid PRIMARY KEY,
+    tenant_id       text NOT NULL,
+    incident_id     uuid NOT NULL,
+    state_change    text NOT NULL,
+    connection_id   uuid NOT NULL,
+    outcome         text NOT NULL CHECK (outcome IN ('sending', 'delivered', 'failed')),
+    error_code      text,
+    error           text,
+    invocation_id   uuid,
+    attempted_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at     timestamptz,
+    UNIQUE (tenant_id, incident_id, state_change, connection_id)
+);
+CREATE INDEX notification_deliveries_page ON notification_deliveries (tenant_id, id DESC);
+SELECT enable_tenant_isolation('notification_deliveries');
+
+-- What is due, across tenants (the notifier runs as no tenant): every open incident's state changes — 'opened', and
+-- 'escalated:<n>' once it has recurred n times — matched to the rules that route it, minus those already claimed.
+-- An incident about a connection's own action is never routed to that connection (a receiver that is down would
+-- otherwise feed itself incidents).
+CREATE FUNCTION incident_notifications_due(take int)
+RETURNS TABLE (tenant_id text, incident_id uuid, state_change text, connection_id uuid, connector text, channel text,
+               kind text, severity text, subject_type text, subject_id text, message text, occurrences int, first_seen timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+    WITH changes AS (
+        SELECT i.*, 'opened' AS state_change FROM incidents i WHERE i.status = 'open'
+        UNION ALL
+        SELECT i.*, 'escalated:' || t FROM incidents i CROSS JOIN unnest(ARRAY[10, 100, 1000]) AS t
+        WHERE i.status = 'open' AND i.occurrences >= t
+    )
+    SELECT c.tenant_id, c.id, c.state_change, r.connection_id, n.connector, r.channel,
+           c.kind, c.severity, c.subject_type, c.subject_id, c.message, c.occurrences, c.first_seen
+    FROM changes c
+    JOIN notification_rules r ON r.tenant_id = c.tenant_id
+        AND (cardinality(r.kinds) = 0 OR c.kind = ANY (r.kinds))
+        AND array_position(ARRAY['low', 'medium', 'high', 'critical'], c.severity) >= array_position(ARRAY['low', 'medium', 'high', 'critical'], r.min_severity)
+        AND c.last_seen >= r.created_at
+    JOIN connections n ON n.tenant_id = r.tenant_id AND n.id = r.connection_id AND n.deleted_at IS NULL
+    WHERE NOT (c.subject_type = 'connection_action' AND c.subject_id LIKE r.connection_id::text || '/%')
+      AND NOT EXISTS (SELECT FROM notification_deliveries d
+                      WHERE d.tenant_id = c.tenant_id AND d.incident_id = c.id AND d.state_change = c.state_change AND d.connection_id = r.connection_id)
+    ORDER BY c.last_seen, c.id
+    LIMIT take
+$$;
+REVOKE ALL ON FUNCTION incident_notifications_due(int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION incident_notifications_due(int) TO integrations_app;
