@@ -33,6 +33,7 @@ public sealed class ConnectorsModule : ICarterModule
         TestConnection.Map(connections);
         InvokeConnection.Map(connections);
         ListWebhookDeliveries.Map(connections);
+        InvokeConnection.MapRedeliver(connections);
     }
 
     public static void AddServices(IServiceCollection services)

@@ -65,6 +65,18 @@ public static class InvokeConnection
         }
     }
 
+    /// <summary>A webhook connection's <c>redeliver</c> action under the delivery's own route.</summary>
+    internal static void MapRedeliver(RouteGroupBuilder group) =>
+        group.MapPost("/{id:guid}/deliveries/{deliveryId:guid}/redeliver", async (Guid id, Guid deliveryId, IMediator mediator, HttpContext http) =>
+                (await mediator.Send(new Command(id, "redeliver", JsonSerializer.SerializeToElement(new { delivery_id = deliveryId })),
+                    http.RequestAborted)).ToHttp(http))
+            .WithName("connections.redeliver")
+            .WithSummary("Send a logged delivery again (freshly signed): the connection's redeliver action, a governed call.")
+            .Produces<Response>()
+            .ProducesProblem(StatusCodes.Status403Forbidden)
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status502BadGateway);
+
     internal static void Map(RouteGroupBuilder group) =>
         group.MapPost("/{id:guid}/actions/{action}/invoke", async (Guid id, string action, Body? body, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Command(id, action, body?.Arguments ?? default, body?.RunId), http.RequestAborted)).ToHttp(http))

@@ -16,7 +16,7 @@ namespace Integrations.Features.Connectors;
 /// connections.deliveries: a webhook connection's delivery log, newest first, each delivery with its attempts (the
 /// receiver's status or the error, the duration); <c>status</c> filters (<c>dead_letter</c> finds what to redeliver).
 /// Redelivery is the connection's <c>redeliver</c> action, a governed call like any other
-/// (<c>POST /connections/{id}/deliveries/{deliveryId}/redeliver</c> sends it).
+/// (<c>POST /connections/{id}/deliveries/{deliveryId}/redeliver</c>, mapped by InvokeConnection, sends it).
 /// </summary>
 public static class ListWebhookDeliveries
 {
@@ -117,8 +117,7 @@ public static class ListWebhookDeliveries
         }
     }
 
-    internal static void Map(RouteGroupBuilder group)
-    {
+    internal static void Map(RouteGroupBuilder group) =>
         group.MapGet("/{id:guid}/deliveries", async (Guid id, [FromQuery] string? status, [FromQuery] int? limit, [FromQuery] string? cursor, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Query(id, status, limit ?? 50, cursor), http.RequestAborted)).ToHttp(http))
             .WithName(Query.Operation)
@@ -126,15 +125,4 @@ public static class ListWebhookDeliveries
             .Produces<Page<Response>>()
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound);
-
-        group.MapPost("/{id:guid}/deliveries/{deliveryId:guid}/redeliver", async (Guid id, Guid deliveryId, IMediator mediator, HttpContext http) =>
-                (await mediator.Send(new InvokeConnection.Command(id, "redeliver", JsonSerializer.SerializeToElement(new { delivery_id = deliveryId })),
-                    http.RequestAborted)).ToHttp(http))
-            .WithName("connections.redeliver")
-            .WithSummary("Send a logged delivery again (freshly signed): the connection's redeliver action, a governed call.")
-            .Produces<InvokeConnection.Response>()
-            .ProducesProblem(StatusCodes.Status403Forbidden)
-            .ProducesProblem(StatusCodes.Status404NotFound)
-            .ProducesProblem(StatusCodes.Status502BadGateway);
-    }
 }
