@@ -1,6 +1,7 @@
 using Dapper;
 using FluentValidation;
 using Integrations.Common;
+using Integrations.Features.Connectors;
 using Integrations.Features.Credentials;
 using Integrations.Features.Datasources;
 using Integrations.Features.Incidents;
@@ -8,6 +9,7 @@ using Integrations.Features.Integrations;
 using Integrations.Features.LlmGateway;
 using Integrations.Features.McpGateway;
 using Integrations.Features.McpServers;
+using Integrations.Features.Notifications;
 using Integrations.Features.Policies;
 using Integrations.Features.Telemetry;
 using Integrations.Infrastructure.Audit;
@@ -90,6 +92,8 @@ public static class IntegrationsServiceCollection
         IncidentsModule.AddServices(services);
         LlmGatewayModule.AddServices(services, configuration);
         TelemetryModule.AddServices(services);
+        ConnectorsModule.AddServices(services);
+        NotificationsModule.AddServices(services);
 
         services.AddScoped<ServiceFactory>(sp => sp.GetService!);
         services.AddScoped<IMediator, Mediator>();

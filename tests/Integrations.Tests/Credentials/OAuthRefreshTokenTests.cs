@@ -89,6 +89,10 @@ public sealed class OAuthRefreshTokenTests : IAsyncLifetime
         var credential = await StoreAsync(_host, tenant, oauth);
         var registered = await _host.SendAsync(new RegisterMcpServer.Command("oauth-mcp", mcp.Endpoint.ToString(), credential.Reference), tenant);
         Assert.True(registered.IsSuccess, registered.Error?.Detail);
+        // Hosts of other test classes that sweep every tenant's servers (McpHealthTests) would ping this one, taking the
+        // arranged 401 and exchanging tokens of their own: it is not due for a health check while this test runs.
+        await OwnerSql.ExecuteAsync(_host.ConnectionString, "UPDATE mcp_servers SET last_health_check_at = now() + interval '1 hour' WHERE id = @Id",
+            new { registered.Value.Server.Id });
         var echo = registered.Value.Tools.Single(t => t.Name == "echo");
         var arguments = JsonDocument.Parse("""{"message":"hi"}""").RootElement.Clone();
         await oauth.RequestsAsync(1);

@@ -1,5 +1,9 @@
 using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
 using Dapper;
+using Integrations.Features.Connectors;
 using Integrations.Features.McpServers;
 using Integrations.Features.Policies;
 using Integrations.Features.VirtualServers;
@@ -29,15 +33,21 @@ public sealed class GatewayCatalog
         WHERE t.tenant_id = @TenantId AND s.deleted_at IS NULL;
         SELECT id, name, description, tool_ids, server_ids, name_patterns, risk_ceiling, created_at, updated_at
         FROM virtual_servers WHERE tenant_id = @TenantId;
+        SELECT c.id, c.name, c.connector, c.status, c.disabled_actions, c.created_at, m.manifest::text AS manifest, m.status AS manifest_status
+        FROM connections c LEFT JOIN connector_manifests m ON m.tenant_id = c.tenant_id AND m.name = c.connector
+        WHERE c.tenant_id = @TenantId AND c.deleted_at IS NULL;
         """;
 
     private readonly ConcurrentDictionary<string, Snapshot> _cache = new(StringComparer.Ordinal);
     private readonly ChangeNotifications _changes;
     private long _generation;
 
-    public GatewayCatalog(ChangeNotifications changes)
+    private readonly ConnectorCatalog _connectors;
+
+    public GatewayCatalog(ChangeNotifications changes, ConnectorCatalog connectors)
     {
         _changes = changes;
+        _connectors = connectors;
         changes.Changed += key =>
         {
             if (!key.StartsWith(ChangeKeyPrefix, StringComparison.Ordinal)) return;
@@ -72,6 +82,7 @@ public sealed class GatewayCatalog
         {
             rows = (await results.ReadAsync<Row>()).AsList();
             virtualServers = (await results.ReadAsync<VirtualServer.Row>()).ToDictionary(v => v.Name, v => v.ToSelection(), StringComparer.Ordinal);
+            rows.AddRange((await results.ReadAsync<ConnectionRow>()).SelectMany(ActionRows));
         }
         rows.Sort((a, b) =>
         {
@@ -126,6 +137,56 @@ public sealed class GatewayCatalog
         }
     }
 
+    /// <summary>A connection's enabled actions are tools too, named <c>&lt;connection&gt;__&lt;action&gt;</c>; a drifted manifest's are not offered.</summary>
+    private IEnumerable<Row> ActionRows(ConnectionRow connection)
+    {
+        var manifest = _connectors.FindBuiltIn(connection.Connector);
+        if (manifest is null && connection.Manifest is not null)
+        {
+            using var document = JsonDocument.Parse(connection.Manifest);
+            manifest = ConnectorManifest.Parse(document.RootElement).Value;
+        }
+        if (manifest is null) return [];
+        return manifest.Actions.Select(action => new Row
+        {
+            ToolId = ActionToolId(connection.Id, action.Name),
+            ToolName = action.Name,
+            Description = action.Description,
+            InputSchema = action.InputSchema.GetRawText(),
+            Annotations = action.Access == "read" ? """{"readOnlyHint":true}""" : """{"readOnlyHint":false}""",
+            RiskLevel = action.RiskLevel,
+            Enabled = !connection.DisabledActions.Contains(action.Name),
+            Status = McpTool.Active,
+            Pinned = connection.ManifestStatus != Connector.Drifted,
+            ServerId = connection.Id,
+            ServerName = connection.Name,
+            ServerStatus = connection.Status,
+            ServerCreatedAt = connection.CreatedAt,
+            Source = GatewayTool.ConnectionSource,
+        });
+    }
+
+    /// <summary>A stable id for a connection's action (the tool id virtual servers and pages speak of): a name-based UUID of the two.</summary>
+    public static Guid ActionToolId(Guid connectionId, string action)
+    {
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes($"{connectionId:N}/{action}"));
+        hash[6] = (byte)((hash[6] & 0x0F) | 0x80);
+        hash[8] = (byte)((hash[8] & 0x3F) | 0x80);
+        return new Guid(hash.AsSpan(0, 16), bigEndian: true);
+    }
+
+    internal sealed class ConnectionRow
+    {
+        public Guid Id { get; init; }
+        public required string Name { get; init; }
+        public required string Connector { get; init; }
+        public required string Status { get; init; }
+        public string[] DisabledActions { get; init; } = [];
+        public DateTimeOffset CreatedAt { get; init; }
+        public string? Manifest { get; init; }
+        public string? ManifestStatus { get; init; }
+    }
+
     internal sealed class Row
     {
         public Guid ToolId { get; init; }
@@ -143,15 +204,18 @@ public sealed class GatewayCatalog
         public required string ServerName { get; init; }
         public required string ServerStatus { get; init; }
         public DateTimeOffset ServerCreatedAt { get; init; }
+        public string Source { get; init; } = GatewayTool.McpServerSource;
 
         public GatewayTool ToTool(string name) => new(name, ServerId, ServerName, ToolId, ToolName, Title, Description,
-            InputSchema, OutputSchema, Annotations, RiskLevel, Enabled && Status == McpTool.Active && Pinned && ServerStatus != McpServer.Disabled);
+            InputSchema, OutputSchema, Annotations, RiskLevel, Enabled && Status == McpTool.Active && Pinned && ServerStatus != McpServer.Disabled, Source);
     }
 }
 
 /// <summary>
 /// A tool under its gateway name. <see cref="Offered"/>: enabled, active, its definition the approved one, its server
 /// not disabled — the state rules of the governed call; the tenant's policy is the rest (<see cref="IsCallableUnder"/>).
+/// <see cref="Source"/> says which governed call it leads to: an MCP server's tool (tools.invoke), or a connection's
+/// action (connections.invoke; then the "server" is the connection and <see cref="ToolName"/> the action).
 /// </summary>
 public sealed record GatewayTool(
     string Name,
@@ -165,8 +229,14 @@ public sealed record GatewayTool(
     string? OutputSchema,
     string? Annotations,
     string RiskLevel,
-    bool Offered)
+    bool Offered,
+    string Source = GatewayTool.McpServerSource)
 {
+    public const string McpServerSource = "mcp_server";
+    public const string ConnectionSource = "connection";
+
+    public bool IsConnectionAction => Source == ConnectionSource;
+
     public bool IsCallableUnder(ToolPolicy policy) => Offered && policy.Evaluate(ServerName, ServerId, ToolName, RiskLevel).Allowed;
 
     public bool IsIn(VirtualServer.Selection selection) => selection.Includes(ServerId, ServerName, ToolId, ToolName, RiskLevel);

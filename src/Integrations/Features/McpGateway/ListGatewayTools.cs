@@ -37,7 +37,8 @@ public static class ListGatewayTools
         Guid ServerId,
         string ServerName,
         Guid ToolId,
-        string ToolName);
+        string ToolName,
+        string Source);
 
     internal sealed class Validator : AbstractValidator<Query>
     {
@@ -74,7 +75,7 @@ public static class ListGatewayTools
 
         private static Response ToResponse(GatewayTool tool) => new(
             tool.Name, tool.Title, tool.Description, Parse(tool.InputSchema), tool.OutputSchema is null ? null : Parse(tool.OutputSchema),
-            tool.Annotations is null ? null : Parse(tool.Annotations), tool.RiskLevel, tool.ServerId, tool.ServerName, tool.ToolId, tool.ToolName);
+            tool.Annotations is null ? null : Parse(tool.Annotations), tool.RiskLevel, tool.ServerId, tool.ServerName, tool.ToolId, tool.ToolName, tool.Source);
 
         private static JsonElement Parse(string json)
         {

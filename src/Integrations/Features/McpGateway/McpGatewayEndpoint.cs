@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Integrations.Common;
+using Integrations.Features.Connectors;
 using Integrations.Features.McpServers;
 using Integrations.Infrastructure.Http;
 using MediatR;
@@ -62,13 +63,24 @@ public static class McpGatewayEndpoint
             if (tool.Error!.Code == "not_found") throw new McpProtocolException($"Unknown tool: '{parameters.Name}'.", McpErrorCode.InvalidParams);
             throw ProtocolError(tool.Error);
         }
-        var progress = parameters.ProgressToken is { } token ? new ProgressRelay(context.Server, token) : null;
-        var command = new InvokeMcpTool.Command(tool.Value.ServerId, tool.Value.ToolId, arguments, RunIdOf(parameters, services), Progress: progress);
-        var result = await services.GetRequiredService<IMediator>().Send(command, ct);
-        if (progress is not null) await progress.FlushAsync();
-        if (result.IsSuccess) return ToMcpResult(result.Value);
+        Error error;
+        if (tool.Value.IsConnectionAction)
+        {
+            var action = new InvokeConnection.Command(tool.Value.ServerId, tool.Value.ToolName, arguments, RunIdOf(parameters, services));
+            var answered = await services.GetRequiredService<IMediator>().Send(action, ct);
+            if (answered.IsSuccess) return ToMcpResult(answered.Value);
+            error = answered.Error!;
+        }
+        else
+        {
+            var progress = parameters.ProgressToken is { } token ? new ProgressRelay(context.Server, token) : null;
+            var command = new InvokeMcpTool.Command(tool.Value.ServerId, tool.Value.ToolId, arguments, RunIdOf(parameters, services), Progress: progress);
+            var result = await services.GetRequiredService<IMediator>().Send(command, ct);
+            if (progress is not null) await progress.FlushAsync();
+            if (result.IsSuccess) return ToMcpResult(result.Value);
+            error = result.Error!;
+        }
 
-        var error = result.Error!;
         // Only what the client got wrong in the protocol is a JSON-RPC error; whatever the model can act on is a tool result.
         if (error.Code == "not_found") throw new McpProtocolException($"Unknown tool: '{parameters.Name}'.", McpErrorCode.InvalidParams);
         if (error.Code is "unauthenticated" or "forbidden") throw ProtocolError(error);
@@ -119,11 +131,16 @@ public static class McpGatewayEndpoint
             {
                 var tool = await tools.ResolveAsync(name, null, http.RequestAborted);
                 if (!tool.IsSuccess) return tool.Error!.ToHttp(http);
+                if (tool.Value.IsConnectionAction)
+                {
+                    var action = new InvokeConnection.Command(tool.Value.ServerId, tool.Value.ToolName, body.Arguments ?? default, body.RunId);
+                    return (await mediator.Send(action, http.RequestAborted)).ToHttp(http);
+                }
                 var command = new InvokeMcpTool.Command(tool.Value.ServerId, tool.Value.ToolId, body.Arguments ?? default, body.RunId, body.TimeoutMs);
                 return (await mediator.Send(command, http.RequestAborted)).ToHttp(http);
             })
             .WithName("tools.invoke_by_name")
-            .WithSummary("Call a tool by its gateway name (<server>__<tool>, as GET /tools and /mcp name it): the same governed tools.invoke as the route by ids.")
+            .WithSummary("Call a tool by its gateway name (<server>__<tool>, as GET /tools and /mcp name it): the same governed tools.invoke as the route by ids; a connection's action (<connection>__<action>) is connections.invoke.")
             .Produces<InvokeMcpTool.Response>()
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status403Forbidden)
@@ -162,6 +179,13 @@ public static class McpGatewayEndpoint
         InputSchema = tool.InputSchema,
         OutputSchema = tool.OutputSchema,
         Annotations = tool.Annotations?.Deserialize<ToolAnnotations>(McpJsonUtilities.DefaultOptions),
+    };
+
+    /// <summary>A connection action's output, as text for any client and as structured content for those that read it.</summary>
+    private static CallToolResult ToMcpResult(InvokeConnection.Response response) => new()
+    {
+        Content = [new TextContentBlock { Text = response.Output.GetRawText() }],
+        StructuredContent = response.Output.ValueKind == JsonValueKind.Object ? response.Output : null,
     };
 
     private static CallToolResult ToMcpResult(InvokeMcpTool.Response response) => new()

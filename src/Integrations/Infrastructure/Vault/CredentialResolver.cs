@@ -54,6 +54,7 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
         [CredentialAccessor.Integration] = "cus_integrations",
         [CredentialAccessor.McpServer] = "mcp_servers",
         [CredentialAccessor.Datasource] = "datasources",
+        [CredentialAccessor.Connection] = "connections",
     };
 
     private sealed record Decision(bool Allowed, string Reason, Guid? CredentialId, ResolvedCredential? Credential, Error? Error);
@@ -119,6 +120,12 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
             CredentialAccessor.McpServer => "SELECT url AS target, NULL AS provider FROM mcp_servers",
             CredentialAccessor.Datasource => "SELECT host AS target, NULL AS provider FROM datasources",
             CredentialAccessor.Integration => "SELECT base_url AS target, provider FROM cus_integrations",
+            // A connector's destination is the one address its configuration names (a URL, or an SMTP host).
+            CredentialAccessor.Connection => """
+                SELECT coalesce(configuration->>'base_url', configuration->>'url', configuration->>'service_url', configuration->>'host',
+                       CASE connector WHEN 'slack' THEN 'https://slack.com/api' END) AS target,
+                       NULL AS provider FROM connections
+                """,
             _ => null,
         };
         if (sql is null) return null;
@@ -131,6 +138,7 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
     public static string? DestinationHost(string accessorType, string? target, string? provider = null) => accessorType switch
     {
         CredentialAccessor.Datasource => target,
+        CredentialAccessor.Connection when !Uri.TryCreate(target, UriKind.Absolute, out _) => target,
         CredentialAccessor.Integration when provider is not null => ProviderHealthProbe.Target(provider, target).Url.IdnHost,
         _ => Uri.TryCreate(target, UriKind.Absolute, out var url) ? url.IdnHost : null,
     };

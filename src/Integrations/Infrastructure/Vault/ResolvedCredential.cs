@@ -32,9 +32,10 @@ public readonly record struct CredentialAccessor(string Type, Guid Id)
     public const string Integration = "integration";
     public const string McpServer = "mcp_server";
     public const string Datasource = "datasource";
+    public const string Connection = "connection";
     public const string SystemType = "system";
 
-    public static readonly string[] Grantable = [Integration, McpServer, Datasource];
+    public static readonly string[] Grantable = [Integration, McpServer, Datasource, Connection];
 
     /// <summary>The service's own configuration: the only accessor that may resolve <c>env://</c>, and only for system callers.</summary>
     public static CredentialAccessor System { get; } = new(SystemType, Guid.Empty);
