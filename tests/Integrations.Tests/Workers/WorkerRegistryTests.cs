@@ -15,7 +15,7 @@ public sealed class WorkerRegistryTests(ApiFixture fixture) : IClassFixture<ApiF
     private static readonly string[] Jobs =
     [
         "api_keys.last_used_flush", "audit.anchoring", "database.expired_rows_pruning", "datasources.stored_template_check",
-        "governance.outcome_recovery", "integrations.health_sweep", "mcp_servers.health_sweep", "spend.budget_alerts",
+        "governance.outcome_recovery", "integrations.health_sweep", "mcp_servers.health_sweep", "notifications.incidents", "spend.budget_alerts",
     ];
 
     private static async Task<JsonElement> JsonAsync(HttpResponseMessage response) =>

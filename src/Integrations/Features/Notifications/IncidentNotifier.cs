@@ -4,6 +4,7 @@ using Dapper;
 using Integrations.Common;
 using Integrations.Features.Connectors;
 using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Workers;
 using MediatR;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -22,10 +23,12 @@ namespace Integrations.Features.Notifications;
 /// claim (<c>GET /notifications/deliveries</c>); a failed delivery is not retried here (the webhook connector retries
 /// itself) and never touches the incident.
 /// </summary>
-public sealed class IncidentNotifier(IServiceScopeFactory scopes, NpgsqlDataSource dataSource, IConfiguration configuration, ILogger<IncidentNotifier> logger)
+public sealed class IncidentNotifier(
+    IServiceScopeFactory scopes, NpgsqlDataSource dataSource, IConfiguration configuration, WorkerRegistry workers, ILogger<IncidentNotifier> logger)
     : BackgroundService
 {
     public const string Actor = "system:incident-notifier";
+    public const string WorkerName = "notifications.incidents";
 
     private const string ClaimSql = """
         INSERT INTO notification_deliveries (id, tenant_id, incident_id, state_change, connection_id, outcome) VALUES ($2, $1, $3, $4, $5, 'sending')
@@ -42,22 +45,9 @@ public sealed class IncidentNotifier(IServiceScopeFactory scopes, NpgsqlDataSour
     /// <summary>The link each notification carries, <c>{id}</c> replaced by the incident's id.</summary>
     private string LinkTemplate => configuration.GetValue("Integrations:Notifications:IncidentLink", "/incidents?status=open#{id}")!;
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        if (Interval <= TimeSpan.Zero) return;
-        using var timer = new PeriodicTimer(Interval);
-        while (await timer.WaitForNextTickAsync(stoppingToken))
-        {
-            try
-            {
-                await RunOnceAsync(stoppingToken);
-            }
-            catch (Exception e) when (e is NpgsqlException or TimeoutException)
-            {
-                logger.LogWarning("Incident notifications stopped early: the database is unavailable ({Error}).", e.GetType().Name);
-            }
-        }
-    }
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        workers.RunEveryAsync(WorkerName, "Delivers new and escalated incidents to the connections each tenant's notification rules name.", Interval,
+            async ct => $"{await RunOnceAsync(ct)} notifications sent", stoppingToken);
 
     private sealed class Due
     {
