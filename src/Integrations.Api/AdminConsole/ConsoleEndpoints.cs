@@ -44,10 +44,10 @@ public static class ConsoleEndpoints
         open.MapGet("/sign-in", (HttpContext http, IAntiforgery antiforgery) =>
             Page<SignInPage>(new { Csrf = antiforgery.GetAndStoreTokens(http) }));
         open.MapPost("/sign-in", SignInAsync);
-        open.MapPost("/sign-out", async (HttpContext http, IAntiforgery antiforgery) =>
+        open.MapPost("/sign-out", async (HttpContext http, IAntiforgery antiforgery, ConsoleSession session) =>
         {
             if (!await antiforgery.IsRequestValidAsync(http)) return CsrfRefused();
-            ConsoleSession.SignOut(http);
+            await session.SignOutAsync(http);
             return Results.Redirect(Root + "/sign-in");
         });
 

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using Integrations.Api.AdminConsole;
 using Integrations.Common;
 using Integrations.Features.Incidents;
 using Integrations.Features.McpServers;
@@ -209,6 +210,45 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         await page.GotoAsync("/console");
         Assert.Equal("/console/sign-in", new Uri(page.Url).AbsolutePath);
         await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Signing_out_ends_the_session_on_the_server_so_a_copied_cookie_stops_working()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var incident = await console.OpenIncidentAsync(tenant, "must not be resolved with a stolen cookie");
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read, Scopes.Write);
+        var victim = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(victim, key.Key);
+
+        // The attacker copies the session cookie while it is live: it works, in a browser of the attacker's own.
+        var stolen = (await victim.Context.CookiesAsync()).Single(c => c.Name == ConsoleSession.CookieName);
+        var attacker = await console.NewPageAsync();
+        await attacker.Context.AddCookiesAsync([new Cookie { Name = stolen.Name, Value = stolen.Value, Url = console.Address + "console" }]);
+        await attacker.GotoAsync("/console/incidents");
+        Assert.Equal("/console/incidents", new Uri(attacker.Url).AbsolutePath);
+        var attackersToken = await attacker.Locator($"tr[data-incident='{incident.Id}'] input[name='csrf']").First.GetAttributeAsync("value");
+
+        await victim.GetByRole(AriaRole.Button, new() { Name = "Sign out" }).ClickAsync();
+        await victim.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/console/sign-in");
+
+        // After sign-out the copy is worthless: pages send it to sign-in, and a form post with it changes nothing.
+        await attacker.GotoAsync("/console/incidents");
+        Assert.Equal("/console/sign-in", new Uri(attacker.Url).AbsolutePath);
+        await attacker.Context.AddCookiesAsync([new Cookie { Name = stolen.Name, Value = stolen.Value, Url = console.Address + "console" }]);
+        var form = attacker.APIRequest.CreateFormData();
+        form.Set("csrf", attackersToken!);
+        var replayed = await attacker.APIRequest.PostAsync($"/console/incidents/{incident.Id}/resolve", new() { Form = form, MaxRedirects = 0 });
+        Assert.Equal(302, replayed.Status);
+        Assert.Equal("/console/sign-in", replayed.Headers["location"]);
+        Assert.Single((await console.SendAsync(new ListIncidents.Query("open"), tenant)).Value.Items);
+
+        // The key itself is not revoked: signing in again starts a new session, which the old cookie is not.
+        await ConsoleBrowser.SignInAsync(victim, key.Key);
+        var fresh = (await victim.Context.CookiesAsync()).Single(c => c.Name == ConsoleSession.CookieName);
+        Assert.NotEqual(stolen.Value, fresh.Value);
+        await victim.Context.CloseAsync();
+        await attacker.Context.CloseAsync();
     }
 
     [Fact]
