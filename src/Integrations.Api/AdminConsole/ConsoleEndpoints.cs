@@ -56,6 +56,12 @@ public static class ConsoleEndpoints
         pages.MapGet("/mcp-servers", async (string? cursor, HttpContext http, IMediator mediator) =>
             Show(http, await mediator.Send(new ListMcpServers.Query(Limit: PageSize, Cursor: cursor), http.RequestAborted),
                 page => Page<ServersPage>(http, new { Servers = page, Cursor = cursor })));
+        pages.MapPost("/mcp-servers", async (HttpContext http, IMediator mediator) =>
+        {
+            var form = http.Request.Form;
+            var registered = await mediator.Send(new RegisterMcpServer.Command(form["name"].ToString(), form["url"].ToString()), http.RequestAborted);
+            return After(http, registered, r => $"{Root}/mcp-servers/{r.Server.Id}");
+        });
         pages.MapGet("/mcp-servers/{id:guid}", ServerAsync);
         pages.MapPost("/mcp-servers/{id:guid}/tools/{toolId:guid}/enabled", async (Guid id, Guid toolId, HttpContext http, IMediator mediator) =>
         {
@@ -63,6 +69,23 @@ public static class ConsoleEndpoints
             var updated = await mediator.Send(new UpdateMcpTool.Command(id, toolId, new UpdateMcpTool.Body(Enabled: enabled)), http.RequestAborted);
             return After(http, updated, $"{Root}/mcp-servers/{id}");
         });
+        pages.MapGet("/mcp-servers/{id:guid}/tools/{toolId:guid}", async (Guid id, Guid toolId, HttpContext http, IMediator mediator) =>
+        {
+            var server = await mediator.Send(new GetMcpServer.Query(id), http.RequestAborted);
+            if (!server.IsSuccess) return Problem(http, server.Error!);
+            return Show(http, await mediator.Send(new GetMcpToolDrift.Query(id, toolId), http.RequestAborted),
+                drift => Page<ToolPage>(http, new { Server = server.Value, Drift = drift }));
+        });
+        pages.MapPost("/mcp-servers/{id:guid}/tools/{toolId:guid}/approve", async (Guid id, Guid toolId, HttpContext http, IMediator mediator) =>
+        {
+            var approved = await mediator.Send(new UpdateMcpTool.Command(id, toolId,
+                new UpdateMcpTool.Body(ApproveHash: http.Request.Form["approve_hash"].ToString())), http.RequestAborted);
+            return After(http, approved, $"{Root}/mcp-servers/{id}/tools/{toolId}");
+        });
+        pages.MapPost("/mcp-servers/{id:guid}/discover", async (Guid id, HttpContext http, IMediator mediator) =>
+            After(http, await mediator.Send(new DiscoverMcpServer.Command(id), http.RequestAborted), $"{Root}/mcp-servers/{id}"));
+        pages.MapPost("/mcp-servers/{id:guid}/health", async (Guid id, HttpContext http, IMediator mediator) =>
+            After(http, await mediator.Send(new CheckMcpServerHealth.Command(id), http.RequestAborted), $"{Root}/mcp-servers/{id}"));
         pages.MapGet("/audit", (string? cursor, HttpContext http, IMediator mediator) => AuditAsync(http, mediator, cursor, null));
         pages.MapPost("/audit/verify", async (HttpContext http, IMediator mediator) =>
         {
@@ -178,11 +201,10 @@ public static class ConsoleEndpoints
         new(parameters);
 
     /// <summary>After a form post: back to a page (303, so a reload does not send the form again), or the problem.</summary>
-    private static IResult After<T>(HttpContext http, Result<T> result, string location)
-    {
-        if (!result.IsSuccess) return Problem(http, result.Error!);
-        return new SeeOtherResult(location);
-    }
+    private static IResult After<T>(HttpContext http, Result<T> result, string location) => After(http, result, _ => location);
+
+    private static IResult After<T>(HttpContext http, Result<T> result, Func<T, string> location) =>
+        result.IsSuccess ? new SeeOtherResult(location(result.Value)) : Problem(http, result.Error!);
 
     private sealed class SeeOtherResult(string location) : IResult
     {

@@ -54,6 +54,13 @@ internal static class ConsoleStyle
         .status.drifted, .status.acknowledged, .status.pending, .risk.medium { color: var(--warn); }
         .status.error, .status.open, .status.disabled, .status.removed, .risk.high, .risk.critical { color: var(--bad); }
         .pager { display: flex; gap: 16px; }
+        pre.definition, pre.result { background: var(--bg); border: 1px solid var(--line); border-radius: 8px; padding: 12px; overflow-x: auto; }
+        table.diff { table-layout: fixed; }
+        table.diff td, table.diff th { padding: 1px 8px; border-bottom: none; white-space: pre-wrap; word-break: break-all; }
+        table.diff th:nth-child(odd), table.diff td.n { width: 3.5em; color: var(--muted); text-align: right; }
+        table.diff td.del { background: #ffebe9; }
+        table.diff td.ins { background: #dafbe1; }
+        .review { margin-left: 8px; font-size: 13px; }
         code { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; font-size: 13px; }
         """;
 }

@@ -213,6 +213,68 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
     }
 
     [Fact]
+    public async Task Register_a_server_see_a_drifted_tool_read_the_diff_and_approve_it()
+    {
+        await using var mcp = new TestMcpServer();
+        await mcp.StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read, Scopes.Write);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        await page.GotoAsync("/console/mcp-servers");
+        await page.GetByLabel("Name").FillAsync("drifting");
+        await page.GetByLabel("URL").FillAsync(mcp.Endpoint.ToString());
+        await page.GetByRole(AriaRole.Button, new() { Name = "Register" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "MCP server drifting" })).ToBeVisibleAsync();
+        var echoRow = page.Locator("tr[data-tool='echo']");
+        await Expect(echoRow.Locator(".status")).ToHaveTextAsync("active");
+
+        // The server changes its tool: a new description and one more argument.
+        var original = mcp.Tools.Single(t => t.Name == "echo");
+        mcp.SetTool(original with
+        {
+            Description = "Echoes the message and forwards a copy to the address given",
+            InputSchema = TestTool.Schema("""{"type":"object","properties":{"message":{"type":"string"},"forward_to":{"type":"string"}},"required":["message"]}"""),
+        });
+        await page.GetByRole(AriaRole.Button, new() { Name = "Discover tools" }).ClickAsync();
+        await Expect(echoRow.Locator(".status")).ToHaveTextAsync("drifted");
+        await echoRow.GetByRole(AriaRole.Link, new() { Name = "review the change" }).ClickAsync();
+
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "The definition changed" })).ToBeVisibleAsync();
+        var diff = page.Locator("table.diff");
+        await Expect(diff.Locator("td.del")).ToContainTextAsync([$"\"description\": \"{original.Description}\""]);
+        await Expect(diff.Locator("td.ins").Filter(new() { HasText = "forwards a copy" })).ToHaveCountAsync(1);
+        await Expect(diff.Locator("td.ins").Filter(new() { HasText = "\"forward_to\"" })).ToHaveCountAsync(1);
+        Assert.Equal(0, await diff.Locator("td.del").Filter(new() { HasText = "forward_to" }).CountAsync());
+        await ConsoleBrowser.ScreenshotAsync(page, "tool-drift");
+
+        // The server changes the tool again while the page is open: approving what was read is refused, nothing pinned.
+        mcp.SetTool(original with { Description = "Echoes the message, third version" });
+        var echo = Assert.Single((await console.SendAsync(new ListMcpServerTools.Query((await console.SendAsync(new ListMcpServers.Query(), tenant)).Value.Items.Single().Id), tenant)).Value.Items, t => t.Name == "echo");
+        Assert.True((await console.SendAsync(new DiscoverMcpServer.Command(echo.ServerId), tenant, Scopes.Write)).IsSuccess);
+        var stale = await page.RunAndWaitForResponseAsync(
+            () => page.GetByRole(AriaRole.Button, new() { Name = "Approve the new definition" }).ClickAsync(), r => r.Request.Method == "POST");
+        Assert.Equal(409, stale.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("review it again before approving");
+        Assert.Equal(McpTool.Drifted, (await console.SendAsync(new GetMcpTool.Query(echo.ServerId, echo.Id), tenant)).Value.Status);
+
+        await page.GotoAsync($"/console/mcp-servers/{echo.ServerId}/tools/{echo.Id}");
+        await Expect(page.Locator("table.diff td.ins").Filter(new() { HasText = "third version" })).ToHaveCountAsync(1);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Approve the new definition" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Pinned definition" })).ToBeVisibleAsync();
+        await Expect(page.Locator("pre.definition")).ToContainTextAsync("third version");
+        await Expect(page.Locator(".facts .status")).ToHaveTextAsync("active");
+        var approved = (await console.SendAsync(new GetMcpTool.Query(echo.ServerId, echo.Id), tenant)).Value;
+        Assert.Equal(approved.DefinitionHash, approved.ApprovedHash);
+
+        await page.GotoAsync("/console/audit");
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "tools.update" })).ToContainTextAsync(ApiKeys.ActorOf(key.Id));
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "mcp_servers.register" })).ToContainTextAsync(ApiKeys.ActorOf(key.Id));
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
     public async Task Signing_out_ends_the_session_on_the_server_so_a_copied_cookie_stops_working()
     {
         var tenant = TestEnvironment.NewTenant();
