@@ -14,7 +14,7 @@ namespace Integrations.Api.AdminConsole;
 /// mediator operations as the API. A page's handler sends the operation with the session's caller and renders what it
 /// answers; the pipeline's scope checks, validators and audit apply as they do to an API call.
 /// </summary>
-public static class ConsoleEndpoints
+public static partial class ConsoleEndpoints
 {
     public const string Root = "/console";
 
@@ -69,13 +69,8 @@ public static class ConsoleEndpoints
             var updated = await mediator.Send(new UpdateMcpTool.Command(id, toolId, new UpdateMcpTool.Body(Enabled: enabled)), http.RequestAborted);
             return After(http, updated, $"{Root}/mcp-servers/{id}");
         });
-        pages.MapGet("/mcp-servers/{id:guid}/tools/{toolId:guid}", async (Guid id, Guid toolId, HttpContext http, IMediator mediator) =>
-        {
-            var server = await mediator.Send(new GetMcpServer.Query(id), http.RequestAborted);
-            if (!server.IsSuccess) return Problem(http, server.Error!);
-            return Show(http, await mediator.Send(new GetMcpToolDrift.Query(id, toolId), http.RequestAborted),
-                drift => Page<ToolPage>(http, new { Server = server.Value, Drift = drift }));
-        });
+        pages.MapGet("/mcp-servers/{id:guid}/tools/{toolId:guid}", (Guid id, Guid toolId, HttpContext http, IMediator mediator) =>
+            ToolAsync(http, mediator, id, toolId, null, null));
         pages.MapPost("/mcp-servers/{id:guid}/tools/{toolId:guid}/approve", async (Guid id, Guid toolId, HttpContext http, IMediator mediator) =>
         {
             var approved = await mediator.Send(new UpdateMcpTool.Command(id, toolId,
@@ -102,6 +97,8 @@ public static class ConsoleEndpoints
             IncidentActionAsync(http, mediator.Send(new AcknowledgeIncident.Command(id), http.RequestAborted)));
         pages.MapPost("/incidents/{id:guid}/resolve", (Guid id, HttpContext http, IMediator mediator) =>
             IncidentActionAsync(http, mediator.Send(new ResolveIncident.Command(id), http.RequestAborted)));
+        MapIntegrationPages(pages);
+        MapInvocationPages(pages);
     }
 
     private static async Task<IResult> SignInAsync(HttpContext http, IAntiforgery antiforgery, ConsoleSession session)
@@ -156,6 +153,26 @@ public static class ConsoleEndpoints
         if (!server.IsSuccess) return Problem(http, server.Error!);
         return Show(http, await mediator.Send(new ListMcpServerTools.Query(id, Limit: PageSize, Cursor: cursor), http.RequestAborted),
             tools => Page<ServerPage>(http, new { Server = server.Value, Tools = tools, Cursor = cursor }));
+    }
+
+    /// <summary>A tool's page; after a call from its form, with the call's answer (or problem) and the arguments sent.</summary>
+    private static async Task<IResult> ToolAsync(HttpContext http, IMediator mediator, Guid id, Guid toolId, Result<InvokeMcpTool.Response>? called,
+        IFormCollection? form)
+    {
+        var server = await mediator.Send(new GetMcpServer.Query(id), http.RequestAborted);
+        if (!server.IsSuccess) return Problem(http, server.Error!);
+        var drift = await mediator.Send(new GetMcpToolDrift.Query(id, toolId), http.RequestAborted);
+        if (!drift.IsSuccess) return Problem(http, drift.Error!);
+        var page = Page<ToolPage>(http, new
+        {
+            Server = server.Value,
+            Drift = drift.Value,
+            Called = called is { IsSuccess: true } ? called.Value : null,
+            CallProblem = called is { IsSuccess: false } ? called.Error : null,
+            Form = form,
+        });
+        if (called is { IsSuccess: false }) page.StatusCode = called.Error!.Status;
+        return page;
     }
 
     private static async Task<IResult> AuditAsync(HttpContext http, IMediator mediator, string? cursor, VerifyAuditChain.Response? verified) =>
@@ -223,6 +240,8 @@ public sealed record ConsoleView(Caller Caller, AntiforgeryTokenSet Csrf, string
     public const string CsrfField = "csrf";
 
     public bool CanWrite => Caller.Has(Scopes.Write);
+
+    public bool CanInvoke => Caller.Has(Scopes.Invoke);
 }
 
 /// <summary>A count read off the first page of a list: exact below the page size, "N+" when there is more.</summary>

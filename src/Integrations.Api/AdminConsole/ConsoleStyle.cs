@@ -15,7 +15,9 @@ internal static class ConsoleStyle
         header { display: flex; flex-wrap: wrap; gap: 16px; align-items: center; padding: 10px 24px; background: #24292f; color: #fff; }
         header a { color: #fff; text-decoration: none; padding: 4px 8px; border-radius: 4px; }
         header a[aria-current="page"] { background: #57606a; }
-        header nav { display: flex; gap: 4px; flex: 1; }
+        header nav { display: flex; flex-wrap: wrap; gap: 4px; order: 3; flex-basis: 100%; }
+        header .who { margin-left: auto; }
+        header nav a { white-space: nowrap; }
         .brand { font-weight: 600; }
         .who { display: flex; gap: 12px; align-items: center; font-size: 13px; }
         .who .scopes { color: #d0d7de; }
@@ -30,6 +32,9 @@ internal static class ConsoleStyle
         .actions { white-space: nowrap; }
         button { font: inherit; padding: 5px 12px; border-radius: 6px; border: 1px solid var(--accent); background: var(--accent); color: #fff; cursor: pointer; }
         button.secondary { background: #fff; color: var(--accent); }
+        textarea { font: 13px ui-monospace, "SFMono-Regular", Menlo, monospace; padding: 5px 8px; border: 1px solid #8c959f; border-radius: 6px; }
+        pre.details { margin: 0; font-size: 12px; white-space: pre-wrap; }
+        .filters { flex-wrap: wrap; }
         input, select { font: inherit; padding: 5px 8px; border: 1px solid #8c959f; border-radius: 6px; }
         label { font-weight: 600; }
         .card { border: 1px solid var(--line); border-radius: 8px; padding: 16px; background: #fff; }
@@ -50,9 +55,9 @@ internal static class ConsoleStyle
         .facts dt { font-weight: 600; }
         .facts dd { margin: 0; }
         .status, .risk { display: inline-block; padding: 0 8px; border-radius: 10px; font-size: 13px; border: 1px solid currentColor; }
-        .status.active, .status.resolved, .risk.low { color: var(--good); }
-        .status.drifted, .status.acknowledged, .status.pending, .risk.medium { color: var(--warn); }
-        .status.error, .status.open, .status.disabled, .status.removed, .risk.high, .risk.critical { color: var(--bad); }
+        .status.active, .status.resolved, .status.completed, .status.enabled, .status.healthy, .risk.low { color: var(--good); }
+        .status.drifted, .status.acknowledged, .status.pending, .status.tool_error, .status.degraded, .status.created, .risk.medium { color: var(--warn); }
+        .status.error, .status.open, .status.disabled, .status.removed, .status.failed, .status.timeout, .status.denied, .status.failing, .risk.high, .risk.critical { color: var(--bad); }
         .pager { display: flex; gap: 16px; }
         pre.definition, pre.result { background: var(--bg); border: 1px solid var(--line); border-radius: 8px; padding: 12px; overflow-x: auto; }
         table.diff { table-layout: fixed; }

@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Integrations.Api.AdminConsole;
 using Integrations.Common;
+using Integrations.Features.Credentials;
 using Integrations.Features.Incidents;
 using Integrations.Features.McpServers;
 using Integrations.Infrastructure.Security;
@@ -271,6 +272,125 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         await page.GotoAsync("/console/audit");
         await Expect(page.Locator("tbody tr").Filter(new() { HasText = "tools.update" })).ToContainTextAsync(ApiKeys.ActorOf(key.Id));
         await Expect(page.Locator("tbody tr").Filter(new() { HasText = "mcp_servers.register" })).ToContainTextAsync(ApiKeys.ActorOf(key.Id));
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Create_an_integration_and_check_it_register_a_server_call_a_tool_and_find_the_call_in_invocations_and_audit()
+    {
+        await using var provider = await FakeProvider.StartAsync();
+        await using var mcp = new TestMcpServer();
+        await mcp.StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var credential = await console.SendAsync(new StoreCredential.Command("llm-key", "api_key", Secret: $"sk-console-{Guid.NewGuid():N}"), tenant);
+        Assert.True(credential.IsSuccess, credential.Error?.Detail);
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read, Scopes.Write, Scopes.Invoke, Scopes.CredentialsUse);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        // An integration: the operation's own validation error is shown next to the form, with what was typed kept.
+        await page.GetByRole(AriaRole.Link, new() { Name = "LLM integrations" }).ClickAsync();
+        await Expect(page.Locator(".empty")).ToContainTextAsync("Create one below");
+        await page.GetByLabel("Name").FillAsync("local-llm");
+        await page.GetByLabel("Provider").SelectOptionAsync("openai_compatible");
+        await page.GetByLabel("Credential reference").FillAsync(credential.Value.Reference);
+        await page.GetByLabel("Requests per minute").FillAsync("many");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("requests_per_minute");
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Must be a whole number.");
+        await Expect(page.GetByLabel("Name")).ToHaveValueAsync("local-llm");
+        await page.GetByLabel("Requests per minute").FillAsync("60");
+        var refused = await page.RunAndWaitForResponseAsync(
+            () => page.GetByRole(AriaRole.Button, new() { Name = "Create" }).ClickAsync(), r => r.Request.Method == "POST");
+        Assert.Equal(400, refused.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Base URL is required for azure_openai and openai_compatible providers.");
+        await page.GetByLabel("Base URL").FillAsync(provider.BaseUrl + "/v1");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create" }).ClickAsync();
+        var integrationRow = page.Locator("tr[data-integration='local-llm']");
+        await Expect(integrationRow.Locator(".health")).ToContainTextAsync("not checked yet");
+        await Expect(integrationRow).ToContainTextAsync("60/min");
+        await integrationRow.GetByRole(AriaRole.Button, new() { Name = "Check health of local-llm" }).ClickAsync();
+        await Expect(integrationRow.Locator(".health .status")).ToHaveTextAsync("healthy");
+        await ConsoleBrowser.ScreenshotAsync(page, "integrations");
+
+        // A server, and a call to its echo tool from the tool's page: the governed call an agent makes.
+        await page.GetByRole(AriaRole.Link, new() { Name = "MCP servers" }).ClickAsync();
+        await page.GetByLabel("Name").FillAsync("local");
+        await page.GetByLabel("URL").FillAsync(mcp.Endpoint.ToString());
+        await page.GetByRole(AriaRole.Button, new() { Name = "Register" }).ClickAsync();
+        await page.Locator("tr[data-tool='echo']").GetByRole(AriaRole.Link, new() { Name = "echo" }).ClickAsync();
+        await page.GetByLabel("Arguments (JSON object)").FillAsync("{\"message\": \"not json");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Call echo" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Not valid JSON");
+        Assert.Equal(0, mcp.ToolCalls);
+        await page.GetByLabel("Arguments (JSON object)").FillAsync("{\"message\": \"hello from the console\"}");
+        await page.GetByLabel("Run id (optional)").FillAsync("run-console-1");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Call echo" }).ClickAsync();
+        await Expect(page.Locator("#call-result")).ToContainTextAsync("The tool answered (completed");
+        await Expect(page.Locator("#call-result")).ToContainTextAsync("Echo: hello from the console");
+        await ConsoleBrowser.ScreenshotAsync(page, "tool-call");
+        Assert.Equal(1, mcp.ToolCalls);
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "See the invocation and its audit events" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Invocation of echo" })).ToBeVisibleAsync();
+        await Expect(page.Locator(".facts")).ToContainTextAsync("completed");
+        await Expect(page.Locator(".facts")).ToContainTextAsync(ApiKeys.ActorOf(key.Id));
+        // The governed call's own trail: requested, allowed, started, completed, each under the call's id.
+        await Expect(page.Locator("tbody tr td:nth-child(4)")).ToHaveTextAsync(
+            ["tool.invocation.requested", "tool.invocation.allowed", "tool.invocation.started", "tool.invocation.completed"]);
+        await ConsoleBrowser.ScreenshotAsync(page, "invocation");
+
+        // The invocations list finds it by run and by tool, and not under another outcome.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Invocations" }).ClickAsync();
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(1);
+        await page.GetByLabel("Outcome").SelectOptionAsync("denied");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+        await Expect(page.Locator(".empty")).ToContainTextAsync("matches these filters");
+        await page.GotoAsync("/console/invocations?tool=echo&run_id=run-console-1");
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(1);
+        await Expect(page.Locator("tbody tr")).ToContainTextAsync("run-console-1");
+        await ConsoleBrowser.ScreenshotAsync(page, "invocations");
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "Audit" }).ClickAsync();
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "tool.invocation.completed" })).ToContainTextAsync(ApiKeys.ActorOf(key.Id));
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "integrations.create" })).ToHaveCountAsync(1);
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Invocations_page_with_the_api_cursors_keeping_the_filters_and_a_key_without_invoke_gets_no_call_form()
+    {
+        await using var mcp = new TestMcpServer();
+        await mcp.StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var registered = (await console.SendAsync(new RegisterMcpServer.Command("paged", mcp.Endpoint.ToString()), tenant)).Value;
+        var echo = registered.Tools.Single(t => t.Name == "echo");
+        for (var i = 0; i < 27; i++)
+        {
+            var args = System.Text.Json.JsonDocument.Parse($$"""{"message":"m{{i}}"}""").RootElement;
+            Assert.True((await console.SendAsync(new InvokeMcpTool.Command(registered.Server.Id, echo.Id, args, RunId: i % 2 == 0 ? "even" : "odd"), tenant)).IsSuccess);
+        }
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read, Scopes.Write);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        await page.GotoAsync("/console/invocations?run_id=even");
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(14);
+        await page.GotoAsync("/console/invocations?tool=echo");
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(25);
+        await page.GetByRole(AriaRole.Link, new() { Name = "Next page" }).ClickAsync();
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(2);
+        Assert.Contains("tool=echo", page.Url);
+
+        // Without integrations:invoke the tool's page offers no call, and a forged call is refused by tools.invoke's scope.
+        await page.GotoAsync($"/console/mcp-servers/{registered.Server.Id}/tools/{echo.Id}");
+        Assert.Equal(0, await page.GetByRole(AriaRole.Button, new() { Name = "Call echo" }).CountAsync());
+        var form = page.APIRequest.CreateFormData();
+        form.Set("csrf", (await page.Locator("input[name='csrf']").First.GetAttributeAsync("value"))!);
+        form.Set("arguments", "{\"message\":\"forged\"}");
+        var forged = await page.APIRequest.PostAsync($"/console/mcp-servers/{registered.Server.Id}/tools/{echo.Id}/invoke", new() { Form = form, MaxRedirects = 0 });
+        Assert.Equal(403, forged.Status);
+        Assert.Equal(27, mcp.ToolCalls);
         await page.Context.CloseAsync();
     }
 
