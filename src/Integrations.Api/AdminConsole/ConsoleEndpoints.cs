@@ -99,6 +99,7 @@ public static partial class ConsoleEndpoints
             IncidentActionAsync(http, mediator.Send(new ResolveIncident.Command(id), http.RequestAborted)));
         MapIntegrationPages(pages);
         MapInvocationPages(pages);
+        MapGovernancePages(pages);
     }
 
     private static async Task<IResult> SignInAsync(HttpContext http, IAntiforgery antiforgery, ConsoleSession session)
@@ -242,6 +243,8 @@ public sealed record ConsoleView(Caller Caller, AntiforgeryTokenSet Csrf, string
     public bool CanWrite => Caller.Has(Scopes.Write);
 
     public bool CanInvoke => Caller.Has(Scopes.Invoke);
+
+    public bool CanAdmin => Caller.Has(Scopes.Admin);
 }
 
 /// <summary>A count read off the first page of a list: exact below the page size, "N+" when there is more.</summary>

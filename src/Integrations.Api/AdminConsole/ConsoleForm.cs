@@ -26,6 +26,18 @@ public sealed class ConsoleForm(IFormCollection form)
 
     public long? LargeWholeNumber(string name) => Number(name, long.MinValue, long.MaxValue);
 
+    /// <summary>An instant typed as ISO 8601 with its offset (e.g. <c>2027-01-31T00:00:00Z</c>).</summary>
+    public DateTimeOffset? Instant(string name)
+    {
+        if (Text(name) is not { } text) return null;
+        if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var at)) return at;
+        _errors[name] = ["Must be a date and time, e.g. 2027-01-31T00:00:00Z."];
+        return null;
+    }
+
+    /// <summary>Every value of a field given more than once (checkboxes).</summary>
+    public IReadOnlyList<string> All(string name) => form[name].Where(v => !string.IsNullOrWhiteSpace(v)).Select(v => v!).ToList();
+
     /// <summary>Comma- or line-separated values, trimmed, blanks dropped; null when none is given.</summary>
     public IReadOnlyList<string>? List(string name) =>
         Text(name)?.Split([',', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) is { Length: > 0 } items ? items : null;

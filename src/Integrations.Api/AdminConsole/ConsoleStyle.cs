@@ -39,6 +39,10 @@ internal static class ConsoleStyle
         label { font-weight: 600; }
         .card { border: 1px solid var(--line); border-radius: 8px; padding: 16px; background: #fff; }
         .narrow { max-width: 520px; display: grid; gap: 8px; }
+        .narrow fieldset { display: grid; gap: 8px; border: none; padding: 0; margin: 0; min-width: 0; }
+        .narrow fieldset legend { padding: 0; margin-bottom: 4px; }
+        .narrow fieldset label { font-weight: normal; }
+        .narrow > label, .narrow fieldset > label { font-weight: 600; }
         .help { color: var(--muted); font-size: 13px; }
         .tiles { list-style: none; padding: 0; display: grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); gap: 12px; }
         .tiles a { text-decoration: none; color: inherit; display: block; }

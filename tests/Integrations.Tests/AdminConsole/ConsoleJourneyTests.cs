@@ -2,8 +2,11 @@ using System.Text.RegularExpressions;
 using Integrations.Api.AdminConsole;
 using Integrations.Common;
 using Integrations.Features.Credentials;
+using Integrations.Features.Datasources;
 using Integrations.Features.Incidents;
+using Integrations.Features.Integrations;
 using Integrations.Features.McpServers;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Security;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
@@ -391,6 +394,108 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         var forged = await page.APIRequest.PostAsync($"/console/mcp-servers/{registered.Server.Id}/tools/{echo.Id}/invoke", new() { Form = form, MaxRedirects = 0 });
         Assert.Equal(403, forged.Status);
         Assert.Equal(27, mcp.ToolCalls);
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Credentials_show_metadata_and_grants_never_values_policies_show_validation_errors_and_a_new_api_key_is_shown_once()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var secret = $"sk-never-shown-{Guid.NewGuid():N}";
+        var credential = (await console.SendAsync(new StoreCredential.Command("llm-key", "api_key", Secret: secret, Description: "the provider's key"), tenant)).Value;
+        var integration = await console.SendAsync(new CreateIntegration.Command("llm", "openai_compatible", "https://llm.example.com/v1", credential.Reference), tenant);
+        Assert.True(integration.IsSuccess, integration.Error?.Detail);
+        var dbPassword = (await console.SendAsync(new StoreCredential.Command("warehouse-password", "api_key", Secret: $"pw-{Guid.NewGuid():N}"), tenant)).Value;
+        Assert.True((await console.SendAsync(new RegisterDatasource.Command("warehouse", "127.0.0.1", "warehouse", "reader", dbPassword.Reference, TlsMode: "disable"), tenant)).IsSuccess);
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Admin);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "Credentials" }).ClickAsync();
+        var row = page.Locator("tr[data-credential='llm-key']");
+        await Expect(row).ToContainTextAsync("api_key");
+        await Expect(row).ToContainTextAsync(credential.Reference);
+        await ConsoleBrowser.ScreenshotAsync(page, "credentials");
+        Assert.DoesNotContain(secret, await page.ContentAsync(), StringComparison.Ordinal);
+        await row.GetByRole(AriaRole.Link, new() { Name = "llm-key" }).ClickAsync();
+        await Expect(page.Locator("table[aria-labelledby='grants'] tbody tr")).ToContainTextAsync(integration.Value.Id.ToString());
+        await Expect(page.Locator(".facts")).ToContainTextAsync("sealed; never shown");
+        Assert.DoesNotContain(secret, await page.ContentAsync(), StringComparison.Ordinal);
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "Datasources" }).ClickAsync();
+        await Expect(page.Locator("tr[data-datasource='warehouse']")).ToContainTextAsync("127.0.0.1:5432/warehouse");
+
+        // The policy: the operation's validation errors beside the form, what was typed kept, nothing saved.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Policies" }).ClickAsync();
+        await page.GetByLabel("Deny list").FillAsync("bad/\necho");
+        await page.GetByLabel("Rate limit for the whole tenant (per minute)").FillAsync("0");
+        var refused = await page.RunAndWaitForResponseAsync(
+            () => page.GetByRole(AriaRole.Button, new() { Name = "Save the policy" }).ClickAsync(), r => r.Request.Method == "POST");
+        Assert.Equal(400, refused.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("The tenant rate limit must be at least 1 per minute.");
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("each 'tool' or 'server/tool'");
+        await Expect(page.GetByLabel("Deny list")).ToHaveValueAsync("bad/\necho");
+        await ConsoleBrowser.ScreenshotAsync(page, "policy-refused");
+        Assert.Empty((await console.SendAsync(new GetToolPolicy.Query(), tenant)).Value.DenyList);
+        await page.GetByLabel("Deny list").FillAsync("echo\nlocal/delete_*");
+        await page.GetByLabel("Rate limit for the whole tenant (per minute)").FillAsync("600");
+        await page.GetByLabel("Risk ceiling").SelectOptionAsync("low");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Save the policy" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("The policy is saved");
+        var policy = (await console.SendAsync(new GetToolPolicy.Query(), tenant)).Value;
+        Assert.Equal(["echo", "local/delete_*"], policy.DenyList);
+        Assert.Equal(("low", 600), (policy.RiskCeiling, policy.TenantRateLimitPerMinute));
+
+        // An API key: its secret is on the answer to the create and nowhere after.
+        await page.GetByRole(AriaRole.Link, new() { Name = "API keys" }).ClickAsync();
+        await page.GetByLabel("Name").FillAsync("ci-runner");
+        await page.GetByLabel(Scopes.Read, new() { Exact = true }).CheckAsync();
+        await page.GetByLabel(Scopes.Invoke, new() { Exact = true }).CheckAsync();
+        var created = await page.RunAndWaitForResponseAsync(
+            () => page.GetByRole(AriaRole.Button, new() { Name = "Create the key" }).ClickAsync(), r => r.Request.Method == "POST");
+        Assert.Equal("no-store", created.Headers["cache-control"]);
+        var newKey = await page.GetByLabel("The key").InputValueAsync();
+        var caller = await console.Api.Services.GetRequiredService<ApiKeys>().AuthenticateAsync(newKey, CancellationToken.None);
+        Assert.NotNull(caller);
+        Assert.Equal([Scopes.Read, Scopes.Invoke], caller.Scopes.Order());
+        await page.GotoAsync("/console/api-keys");
+        Assert.DoesNotContain(newKey[^43..], await page.ContentAsync(), StringComparison.Ordinal);
+        var newRow = page.Locator("tbody tr").Filter(new() { HasText = "ci-runner" });
+        await Expect(newRow).ToContainTextAsync($"{Scopes.Read}, {Scopes.Invoke}");
+        await ConsoleBrowser.ScreenshotAsync(page, "api-keys");
+        await newRow.GetByRole(AriaRole.Button, new() { NameRegex = new Regex("^Revoke ci-runner") }).ClickAsync();
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "ci-runner" })).ToHaveCountAsync(0);
+        Assert.Null(await console.Api.Services.GetRequiredService<ApiKeys>().AuthenticateAsync(newKey, CancellationToken.None));
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Without_admin_the_policy_is_read_only_api_keys_are_refused_and_forged_admin_posts_are_403()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read, Scopes.Write);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        await page.GotoAsync("/console/policies");
+        await Expect(page.GetByLabel("Risk ceiling")).ToBeDisabledAsync();
+        Assert.Equal(0, await page.GetByRole(AriaRole.Button, new() { Name = "Save the policy" }).CountAsync());
+        var token = await page.Locator("header input[name='csrf']").GetAttributeAsync("value");
+        var policy = page.APIRequest.CreateFormData();
+        policy.Set("csrf", token!);
+        policy.Set("risk_ceiling", "critical");
+        Assert.Equal(403, (await page.APIRequest.PostAsync("/console/policies", new() { Form = policy, MaxRedirects = 0 })).Status);
+        Assert.Equal("medium", (await console.SendAsync(new GetToolPolicy.Query(), tenant)).Value.RiskCeiling);
+
+        var keys = await page.GotoAsync("/console/api-keys");
+        Assert.Equal(403, keys!.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Forbidden.");
+        var create = page.APIRequest.CreateFormData();
+        create.Set("csrf", token!);
+        create.Set("name", "escalate");
+        create.Set("scopes", Scopes.Admin);
+        Assert.Equal(403, (await page.APIRequest.PostAsync("/console/api-keys", new() { Form = create, MaxRedirects = 0 })).Status);
+        Assert.Equal(403, (await page.APIRequest.PostAsync($"/console/api-keys/{key.Id}/revoke", new() { Form = create, MaxRedirects = 0 })).Status);
         await page.Context.CloseAsync();
     }
 
