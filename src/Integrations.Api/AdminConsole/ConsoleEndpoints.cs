@@ -100,6 +100,9 @@ public static partial class ConsoleEndpoints
         MapIntegrationPages(pages);
         MapInvocationPages(pages);
         MapGovernancePages(pages);
+        pages.MapGet("/usage", async (int? days, HttpContext http, IMediator mediator) =>
+            Show(http, await mediator.Send(new Features.LlmGateway.ListLlmUsageByDay.Query(days ?? 30), http.RequestAborted),
+                usage => Page<UsagePage>(http, new { Usage = usage.Days })));
     }
 
     private static async Task<IResult> SignInAsync(HttpContext http, IAntiforgery antiforgery, ConsoleSession session)
@@ -140,11 +143,14 @@ public static partial class ConsoleEndpoints
         if (!servers.IsSuccess) return Problem(http, servers.Error!);
         var incidents = await mediator.Send(new ListIncidents.Query("open", Limit: CountLimit), ct);
         if (!incidents.IsSuccess) return Problem(http, incidents.Error!);
+        var today = await mediator.Send(new Features.LlmGateway.ListLlmUsageByDay.Query(Days: 1), ct);
+        if (!today.IsSuccess) return Problem(http, today.Error!);
         return Page<OverviewPage>(http, new
         {
             Integrations = Count.Of(integrations.Value),
             McpServers = Count.Of(servers.Value),
             OpenIncidents = Count.Of(incidents.Value),
+            Today = today.Value.Days.Single(),
         });
     }
 

@@ -70,6 +70,11 @@ internal static class ConsoleStyle
         table.diff td.del { background: #ffebe9; }
         table.diff td.ins { background: #dafbe1; }
         .review { margin-left: 8px; font-size: 13px; }
+        .chart { margin: 16px 0; max-width: 760px; }
+        .chart figcaption { font-weight: 600; margin-bottom: 4px; }
+        .chart .bar { fill: var(--accent); }
+        .chart .grid { stroke: var(--line); stroke-width: 1; }
+        .chart .axis { fill: var(--muted); font-size: 11px; }
         code { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; font-size: 13px; }
         """;
 }

@@ -8,6 +8,7 @@ using Integrations.Features.Integrations;
 using Integrations.Features.McpServers;
 using Integrations.Features.Policies;
 using Integrations.Infrastructure.Security;
+using Integrations.Tests.LlmGateway;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
@@ -61,6 +62,7 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         await Expect(page.Locator(".tiles li").Nth(0)).ToContainTextAsync("0 LLM integrations");
         await Expect(page.Locator(".tiles li").Nth(1)).ToContainTextAsync("1 MCP servers");
         await Expect(page.Locator(".tiles li").Nth(2)).ToContainTextAsync("1 open incidents");
+        await Expect(page.Locator(".tiles li").Nth(3)).ToContainTextAsync("$0.00 LLM spend today (0 requests)");
         await Expect(page.Locator("header")).ToContainTextAsync(tenant);
         await ConsoleBrowser.ScreenshotAsync(page, "overview");
 
@@ -496,6 +498,47 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         create.Set("scopes", Scopes.Admin);
         Assert.Equal(403, (await page.APIRequest.PostAsync("/console/api-keys", new() { Form = create, MaxRedirects = 0 })).Status);
         Assert.Equal(403, (await page.APIRequest.PostAsync($"/console/api-keys/{key.Id}/revoke", new() { Form = create, MaxRedirects = 0 })).Status);
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Usage_page_charts_spend_tokens_and_requests_per_day_as_svg_with_the_numbers_as_a_table()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var today = DateTimeOffset.UtcNow.UtcDateTime.Date;
+        for (var day = 0; day < 30; day += 3)
+        {
+            await LlmRequestRows.InsertAsync(console.Api.ConnectionString, tenant, today.AddDays(-day).AddHours(1),
+                "completed", 1000 + day * 100, 300, 50m + day * 10);
+        }
+        await LlmRequestRows.InsertAsync(console.Api.ConnectionString, tenant, today.AddHours(2), "failed", 0, 0, 0m);
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        await Expect(page.Locator(".tiles li").Nth(3)).ToContainTextAsync("$0.50 LLM spend today (2 requests, 1 not completed)");
+        await page.GetByRole(AriaRole.Link, new() { Name = "Usage" }).ClickAsync();
+        await Expect(page.Locator("#total-cost")).ToHaveTextAsync("$18.50"); // 10 days of 50 + 10·day cents, day = 0, 3, ..., 27
+        var spend = page.GetByRole(AriaRole.Img, new() { NameRegex = new Regex("^Spend per day") });
+        await Expect(spend).ToHaveAttributeAsync("aria-label", "Spend per day (UTC): 30 days, highest $3.20, total $18.50");
+        await Expect(spend.Locator("rect.bar")).ToHaveCountAsync(30);
+        await Expect(spend.Locator("rect.bar").Last.Locator("title")).ToHaveTextAsync($"{today:yyyy-MM-dd}: $0.50");
+        var requests = page.GetByRole(AriaRole.Img, new() { NameRegex = new Regex("^Requests per day") });
+        await Expect(requests).ToHaveAttributeAsync("aria-label", "Requests per day: 30 days, highest 2, total 11");
+        await Expect(requests.Locator("text.axis")).ToContainTextAsync(["0", "1", "2"]); // counts are ticked at whole numbers
+        // The tallest bar is the costliest day, and a quiet day has no height.
+        var heights = await spend.Locator("rect.bar").EvaluateAllAsync<double[]>("bars => bars.map(b => Number(b.getAttribute('height')))");
+        Assert.Equal(29 - 27, Array.IndexOf(heights, heights.Max()));
+        Assert.Equal(0, heights[28]);
+        await page.GetByText("The numbers as a table").ClickAsync();
+        await Expect(page.Locator($"tr[data-day='{today:yyyy-MM-dd}']")).ToContainTextAsync("2");
+        await ConsoleBrowser.ScreenshotAsync(page, "usage");
+
+        await page.GotoAsync("/console/usage?days=7");
+        await Expect(page.GetByRole(AriaRole.Img, new() { NameRegex = new Regex("^Spend per day") }).Locator("rect.bar")).ToHaveCountAsync(7);
+        var refused = await page.GotoAsync("/console/usage?days=400");
+        Assert.Equal(400, refused!.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("days must be between 1 and 92.");
         await page.Context.CloseAsync();
     }
 
