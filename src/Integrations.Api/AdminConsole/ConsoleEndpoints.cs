@@ -14,7 +14,7 @@ namespace Integrations.Api.AdminConsole;
 /// mediator operations as the API. A page's handler sends the operation with the session's caller and renders what it
 /// answers; the pipeline's scope checks, validators and audit apply as they do to an API call.
 /// </summary>
-public static class ConsoleEndpoints
+public static partial class ConsoleEndpoints
 {
     public const string Root = "/console";
 
@@ -44,10 +44,10 @@ public static class ConsoleEndpoints
         open.MapGet("/sign-in", (HttpContext http, IAntiforgery antiforgery) =>
             Page<SignInPage>(new { Csrf = antiforgery.GetAndStoreTokens(http) }));
         open.MapPost("/sign-in", SignInAsync);
-        open.MapPost("/sign-out", async (HttpContext http, IAntiforgery antiforgery) =>
+        open.MapPost("/sign-out", async (HttpContext http, IAntiforgery antiforgery, ConsoleSession session) =>
         {
             if (!await antiforgery.IsRequestValidAsync(http)) return CsrfRefused();
-            ConsoleSession.SignOut(http);
+            await session.SignOutAsync(http);
             return Results.Redirect(Root + "/sign-in");
         });
 
@@ -56,6 +56,12 @@ public static class ConsoleEndpoints
         pages.MapGet("/mcp-servers", async (string? cursor, HttpContext http, IMediator mediator) =>
             Show(http, await mediator.Send(new ListMcpServers.Query(Limit: PageSize, Cursor: cursor), http.RequestAborted),
                 page => Page<ServersPage>(http, new { Servers = page, Cursor = cursor })));
+        pages.MapPost("/mcp-servers", async (HttpContext http, IMediator mediator) =>
+        {
+            var form = http.Request.Form;
+            var registered = await mediator.Send(new RegisterMcpServer.Command(form["name"].ToString(), form["url"].ToString()), http.RequestAborted);
+            return After(http, registered, r => $"{Root}/mcp-servers/{r.Server.Id}");
+        });
         pages.MapGet("/mcp-servers/{id:guid}", ServerAsync);
         pages.MapPost("/mcp-servers/{id:guid}/tools/{toolId:guid}/enabled", async (Guid id, Guid toolId, HttpContext http, IMediator mediator) =>
         {
@@ -63,6 +69,18 @@ public static class ConsoleEndpoints
             var updated = await mediator.Send(new UpdateMcpTool.Command(id, toolId, new UpdateMcpTool.Body(Enabled: enabled)), http.RequestAborted);
             return After(http, updated, $"{Root}/mcp-servers/{id}");
         });
+        pages.MapGet("/mcp-servers/{id:guid}/tools/{toolId:guid}", (Guid id, Guid toolId, HttpContext http, IMediator mediator) =>
+            ToolAsync(http, mediator, id, toolId, null, null));
+        pages.MapPost("/mcp-servers/{id:guid}/tools/{toolId:guid}/approve", async (Guid id, Guid toolId, HttpContext http, IMediator mediator) =>
+        {
+            var approved = await mediator.Send(new UpdateMcpTool.Command(id, toolId,
+                new UpdateMcpTool.Body(ApproveHash: http.Request.Form["approve_hash"].ToString())), http.RequestAborted);
+            return After(http, approved, $"{Root}/mcp-servers/{id}/tools/{toolId}");
+        });
+        pages.MapPost("/mcp-servers/{id:guid}/discover", async (Guid id, HttpContext http, IMediator mediator) =>
+            After(http, await mediator.Send(new DiscoverMcpServer.Command(id), http.RequestAborted), $"{Root}/mcp-servers/{id}"));
+        pages.MapPost("/mcp-servers/{id:guid}/health", async (Guid id, HttpContext http, IMediator mediator) =>
+            After(http, await mediator.Send(new CheckMcpServerHealth.Command(id), http.RequestAborted), $"{Root}/mcp-servers/{id}"));
         pages.MapGet("/audit", (string? cursor, HttpContext http, IMediator mediator) => AuditAsync(http, mediator, cursor, null));
         pages.MapPost("/audit/verify", async (HttpContext http, IMediator mediator) =>
         {
@@ -79,6 +97,12 @@ public static class ConsoleEndpoints
             IncidentActionAsync(http, mediator.Send(new AcknowledgeIncident.Command(id), http.RequestAborted)));
         pages.MapPost("/incidents/{id:guid}/resolve", (Guid id, HttpContext http, IMediator mediator) =>
             IncidentActionAsync(http, mediator.Send(new ResolveIncident.Command(id), http.RequestAborted)));
+        MapIntegrationPages(pages);
+        MapInvocationPages(pages);
+        MapGovernancePages(pages);
+        pages.MapGet("/usage", async (int? days, HttpContext http, IMediator mediator) =>
+            Show(http, await mediator.Send(new Features.LlmGateway.ListLlmUsageByDay.Query(days ?? 30), http.RequestAborted),
+                usage => Page<UsagePage>(http, new { Usage = usage.Days })));
     }
 
     private static async Task<IResult> SignInAsync(HttpContext http, IAntiforgery antiforgery, ConsoleSession session)
@@ -119,11 +143,14 @@ public static class ConsoleEndpoints
         if (!servers.IsSuccess) return Problem(http, servers.Error!);
         var incidents = await mediator.Send(new ListIncidents.Query("open", Limit: CountLimit), ct);
         if (!incidents.IsSuccess) return Problem(http, incidents.Error!);
+        var today = await mediator.Send(new Features.LlmGateway.ListLlmUsageByDay.Query(Days: 1), ct);
+        if (!today.IsSuccess) return Problem(http, today.Error!);
         return Page<OverviewPage>(http, new
         {
             Integrations = Count.Of(integrations.Value),
             McpServers = Count.Of(servers.Value),
             OpenIncidents = Count.Of(incidents.Value),
+            Today = today.Value.Days.Single(),
         });
     }
 
@@ -133,6 +160,26 @@ public static class ConsoleEndpoints
         if (!server.IsSuccess) return Problem(http, server.Error!);
         return Show(http, await mediator.Send(new ListMcpServerTools.Query(id, Limit: PageSize, Cursor: cursor), http.RequestAborted),
             tools => Page<ServerPage>(http, new { Server = server.Value, Tools = tools, Cursor = cursor }));
+    }
+
+    /// <summary>A tool's page; after a call from its form, with the call's answer (or problem) and the arguments sent.</summary>
+    private static async Task<IResult> ToolAsync(HttpContext http, IMediator mediator, Guid id, Guid toolId, Result<InvokeMcpTool.Response>? called,
+        IFormCollection? form)
+    {
+        var server = await mediator.Send(new GetMcpServer.Query(id), http.RequestAborted);
+        if (!server.IsSuccess) return Problem(http, server.Error!);
+        var drift = await mediator.Send(new GetMcpToolDrift.Query(id, toolId), http.RequestAborted);
+        if (!drift.IsSuccess) return Problem(http, drift.Error!);
+        var page = Page<ToolPage>(http, new
+        {
+            Server = server.Value,
+            Drift = drift.Value,
+            Called = called is { IsSuccess: true } ? called.Value : null,
+            CallProblem = called is { IsSuccess: false } ? called.Error : null,
+            Form = form,
+        });
+        if (called is { IsSuccess: false }) page.StatusCode = called.Error!.Status;
+        return page;
     }
 
     private static async Task<IResult> AuditAsync(HttpContext http, IMediator mediator, string? cursor, VerifyAuditChain.Response? verified) =>
@@ -178,11 +225,10 @@ public static class ConsoleEndpoints
         new(parameters);
 
     /// <summary>After a form post: back to a page (303, so a reload does not send the form again), or the problem.</summary>
-    private static IResult After<T>(HttpContext http, Result<T> result, string location)
-    {
-        if (!result.IsSuccess) return Problem(http, result.Error!);
-        return new SeeOtherResult(location);
-    }
+    private static IResult After<T>(HttpContext http, Result<T> result, string location) => After(http, result, _ => location);
+
+    private static IResult After<T>(HttpContext http, Result<T> result, Func<T, string> location) =>
+        result.IsSuccess ? new SeeOtherResult(location(result.Value)) : Problem(http, result.Error!);
 
     private sealed class SeeOtherResult(string location) : IResult
     {
@@ -201,6 +247,10 @@ public sealed record ConsoleView(Caller Caller, AntiforgeryTokenSet Csrf, string
     public const string CsrfField = "csrf";
 
     public bool CanWrite => Caller.Has(Scopes.Write);
+
+    public bool CanInvoke => Caller.Has(Scopes.Invoke);
+
+    public bool CanAdmin => Caller.Has(Scopes.Admin);
 }
 
 /// <summary>A count read off the first page of a list: exact below the page size, "N+" when there is more.</summary>

@@ -15,7 +15,9 @@ internal static class ConsoleStyle
         header { display: flex; flex-wrap: wrap; gap: 16px; align-items: center; padding: 10px 24px; background: #24292f; color: #fff; }
         header a { color: #fff; text-decoration: none; padding: 4px 8px; border-radius: 4px; }
         header a[aria-current="page"] { background: #57606a; }
-        header nav { display: flex; gap: 4px; flex: 1; }
+        header nav { display: flex; flex-wrap: wrap; gap: 4px; order: 3; flex-basis: 100%; }
+        header .who { margin-left: auto; }
+        header nav a { white-space: nowrap; }
         .brand { font-weight: 600; }
         .who { display: flex; gap: 12px; align-items: center; font-size: 13px; }
         .who .scopes { color: #d0d7de; }
@@ -30,10 +32,17 @@ internal static class ConsoleStyle
         .actions { white-space: nowrap; }
         button { font: inherit; padding: 5px 12px; border-radius: 6px; border: 1px solid var(--accent); background: var(--accent); color: #fff; cursor: pointer; }
         button.secondary { background: #fff; color: var(--accent); }
+        textarea { font: 13px ui-monospace, "SFMono-Regular", Menlo, monospace; padding: 5px 8px; border: 1px solid #8c959f; border-radius: 6px; }
+        pre.details { margin: 0; font-size: 12px; white-space: pre-wrap; }
+        .filters { flex-wrap: wrap; }
         input, select { font: inherit; padding: 5px 8px; border: 1px solid #8c959f; border-radius: 6px; }
         label { font-weight: 600; }
         .card { border: 1px solid var(--line); border-radius: 8px; padding: 16px; background: #fff; }
         .narrow { max-width: 520px; display: grid; gap: 8px; }
+        .narrow fieldset { display: grid; gap: 8px; border: none; padding: 0; margin: 0; min-width: 0; }
+        .narrow fieldset legend { padding: 0; margin-bottom: 4px; }
+        .narrow fieldset label { font-weight: normal; }
+        .narrow > label, .narrow fieldset > label { font-weight: 600; }
         .help { color: var(--muted); font-size: 13px; }
         .tiles { list-style: none; padding: 0; display: grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); gap: 12px; }
         .tiles a { text-decoration: none; color: inherit; display: block; }
@@ -50,10 +59,22 @@ internal static class ConsoleStyle
         .facts dt { font-weight: 600; }
         .facts dd { margin: 0; }
         .status, .risk { display: inline-block; padding: 0 8px; border-radius: 10px; font-size: 13px; border: 1px solid currentColor; }
-        .status.active, .status.resolved, .risk.low { color: var(--good); }
-        .status.drifted, .status.acknowledged, .status.pending, .risk.medium { color: var(--warn); }
-        .status.error, .status.open, .status.disabled, .status.removed, .risk.high, .risk.critical { color: var(--bad); }
+        .status.active, .status.resolved, .status.completed, .status.enabled, .status.healthy, .risk.low { color: var(--good); }
+        .status.drifted, .status.acknowledged, .status.pending, .status.tool_error, .status.degraded, .status.created, .risk.medium { color: var(--warn); }
+        .status.error, .status.open, .status.disabled, .status.removed, .status.failed, .status.timeout, .status.denied, .status.failing, .risk.high, .risk.critical { color: var(--bad); }
         .pager { display: flex; gap: 16px; }
+        pre.definition, pre.result { background: var(--bg); border: 1px solid var(--line); border-radius: 8px; padding: 12px; overflow-x: auto; }
+        table.diff { table-layout: fixed; }
+        table.diff td, table.diff th { padding: 1px 8px; border-bottom: none; white-space: pre-wrap; word-break: break-all; }
+        table.diff th:nth-child(odd), table.diff td.n { width: 3.5em; color: var(--muted); text-align: right; }
+        table.diff td.del { background: #ffebe9; }
+        table.diff td.ins { background: #dafbe1; }
+        .review { margin-left: 8px; font-size: 13px; }
+        .chart { margin: 16px 0; max-width: 760px; }
+        .chart figcaption { font-weight: 600; margin-bottom: 4px; }
+        .chart .bar { fill: var(--accent); }
+        .chart .grid { stroke: var(--line); stroke-width: 1; }
+        .chart .axis { fill: var(--muted); font-size: 11px; }
         code { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; font-size: 13px; }
         """;
 }

@@ -1,8 +1,14 @@
 using System.Text.RegularExpressions;
+using Integrations.Api.AdminConsole;
 using Integrations.Common;
+using Integrations.Features.Credentials;
+using Integrations.Features.Datasources;
 using Integrations.Features.Incidents;
+using Integrations.Features.Integrations;
 using Integrations.Features.McpServers;
+using Integrations.Features.Policies;
 using Integrations.Infrastructure.Security;
+using Integrations.Tests.LlmGateway;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
@@ -56,6 +62,7 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         await Expect(page.Locator(".tiles li").Nth(0)).ToContainTextAsync("0 LLM integrations");
         await Expect(page.Locator(".tiles li").Nth(1)).ToContainTextAsync("1 MCP servers");
         await Expect(page.Locator(".tiles li").Nth(2)).ToContainTextAsync("1 open incidents");
+        await Expect(page.Locator(".tiles li").Nth(3)).ToContainTextAsync("$0.00 LLM spend today (0 requests)");
         await Expect(page.Locator("header")).ToContainTextAsync(tenant);
         await ConsoleBrowser.ScreenshotAsync(page, "overview");
 
@@ -209,6 +216,369 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         await page.GotoAsync("/console");
         Assert.Equal("/console/sign-in", new Uri(page.Url).AbsolutePath);
         await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Register_a_server_see_a_drifted_tool_read_the_diff_and_approve_it()
+    {
+        await using var mcp = new TestMcpServer();
+        await mcp.StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read, Scopes.Write);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        await page.GotoAsync("/console/mcp-servers");
+        await page.GetByLabel("Name").FillAsync("drifting");
+        await page.GetByLabel("URL").FillAsync(mcp.Endpoint.ToString());
+        await page.GetByRole(AriaRole.Button, new() { Name = "Register" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "MCP server drifting" })).ToBeVisibleAsync();
+        var echoRow = page.Locator("tr[data-tool='echo']");
+        await Expect(echoRow.Locator(".status")).ToHaveTextAsync("active");
+
+        // The server changes its tool: a new description and one more argument.
+        var original = mcp.Tools.Single(t => t.Name == "echo");
+        mcp.SetTool(original with
+        {
+            Description = "Echoes the message and forwards a copy to the address given",
+            InputSchema = TestTool.Schema("""{"type":"object","properties":{"message":{"type":"string"},"forward_to":{"type":"string"}},"required":["message"]}"""),
+        });
+        await page.GetByRole(AriaRole.Button, new() { Name = "Discover tools" }).ClickAsync();
+        await Expect(echoRow.Locator(".status")).ToHaveTextAsync("drifted");
+        await echoRow.GetByRole(AriaRole.Link, new() { Name = "review the change" }).ClickAsync();
+
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "The definition changed" })).ToBeVisibleAsync();
+        var diff = page.Locator("table.diff");
+        await Expect(diff.Locator("td.del")).ToContainTextAsync([$"\"description\": \"{original.Description}\""]);
+        await Expect(diff.Locator("td.ins").Filter(new() { HasText = "forwards a copy" })).ToHaveCountAsync(1);
+        await Expect(diff.Locator("td.ins").Filter(new() { HasText = "\"forward_to\"" })).ToHaveCountAsync(1);
+        Assert.Equal(0, await diff.Locator("td.del").Filter(new() { HasText = "forward_to" }).CountAsync());
+        await ConsoleBrowser.ScreenshotAsync(page, "tool-drift");
+
+        // The server changes the tool again while the page is open: approving what was read is refused, nothing pinned.
+        mcp.SetTool(original with { Description = "Echoes the message, third version" });
+        var echo = Assert.Single((await console.SendAsync(new ListMcpServerTools.Query((await console.SendAsync(new ListMcpServers.Query(), tenant)).Value.Items.Single().Id), tenant)).Value.Items, t => t.Name == "echo");
+        Assert.True((await console.SendAsync(new DiscoverMcpServer.Command(echo.ServerId), tenant, Scopes.Write)).IsSuccess);
+        var stale = await page.RunAndWaitForResponseAsync(
+            () => page.GetByRole(AriaRole.Button, new() { Name = "Approve the new definition" }).ClickAsync(), r => r.Request.Method == "POST");
+        Assert.Equal(409, stale.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("review it again before approving");
+        Assert.Equal(McpTool.Drifted, (await console.SendAsync(new GetMcpTool.Query(echo.ServerId, echo.Id), tenant)).Value.Status);
+
+        await page.GotoAsync($"/console/mcp-servers/{echo.ServerId}/tools/{echo.Id}");
+        await Expect(page.Locator("table.diff td.ins").Filter(new() { HasText = "third version" })).ToHaveCountAsync(1);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Approve the new definition" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Pinned definition" })).ToBeVisibleAsync();
+        await Expect(page.Locator("pre.definition")).ToContainTextAsync("third version");
+        await Expect(page.Locator(".facts .status")).ToHaveTextAsync("active");
+        var approved = (await console.SendAsync(new GetMcpTool.Query(echo.ServerId, echo.Id), tenant)).Value;
+        Assert.Equal(approved.DefinitionHash, approved.ApprovedHash);
+
+        await page.GotoAsync("/console/audit");
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "tools.update" })).ToContainTextAsync(ApiKeys.ActorOf(key.Id));
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "mcp_servers.register" })).ToContainTextAsync(ApiKeys.ActorOf(key.Id));
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Create_an_integration_and_check_it_register_a_server_call_a_tool_and_find_the_call_in_invocations_and_audit()
+    {
+        await using var provider = await FakeProvider.StartAsync();
+        await using var mcp = new TestMcpServer();
+        await mcp.StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var credential = await console.SendAsync(new StoreCredential.Command("llm-key", "api_key", Secret: $"sk-console-{Guid.NewGuid():N}"), tenant);
+        Assert.True(credential.IsSuccess, credential.Error?.Detail);
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read, Scopes.Write, Scopes.Invoke, Scopes.CredentialsUse);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        // An integration: the operation's own validation error is shown next to the form, with what was typed kept.
+        await page.GetByRole(AriaRole.Link, new() { Name = "LLM integrations" }).ClickAsync();
+        await Expect(page.Locator(".empty")).ToContainTextAsync("Create one below");
+        await page.GetByLabel("Name").FillAsync("local-llm");
+        await page.GetByLabel("Provider").SelectOptionAsync("openai_compatible");
+        await page.GetByLabel("Credential reference").FillAsync(credential.Value.Reference);
+        await page.GetByLabel("Requests per minute").FillAsync("many");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("requests_per_minute");
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Must be a whole number.");
+        await Expect(page.GetByLabel("Name")).ToHaveValueAsync("local-llm");
+        await page.GetByLabel("Requests per minute").FillAsync("60");
+        var refused = await page.RunAndWaitForResponseAsync(
+            () => page.GetByRole(AriaRole.Button, new() { Name = "Create" }).ClickAsync(), r => r.Request.Method == "POST");
+        Assert.Equal(400, refused.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Base URL is required for azure_openai and openai_compatible providers.");
+        await page.GetByLabel("Base URL").FillAsync(provider.BaseUrl + "/v1");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Create" }).ClickAsync();
+        var integrationRow = page.Locator("tr[data-integration='local-llm']");
+        await Expect(integrationRow.Locator(".health")).ToContainTextAsync("not checked yet");
+        await Expect(integrationRow).ToContainTextAsync("60/min");
+        await integrationRow.GetByRole(AriaRole.Button, new() { Name = "Check health of local-llm" }).ClickAsync();
+        await Expect(integrationRow.Locator(".health .status")).ToHaveTextAsync("healthy");
+        await ConsoleBrowser.ScreenshotAsync(page, "integrations");
+
+        // A server, and a call to its echo tool from the tool's page: the governed call an agent makes.
+        await page.GetByRole(AriaRole.Link, new() { Name = "MCP servers" }).ClickAsync();
+        await page.GetByLabel("Name").FillAsync("local");
+        await page.GetByLabel("URL").FillAsync(mcp.Endpoint.ToString());
+        await page.GetByRole(AriaRole.Button, new() { Name = "Register" }).ClickAsync();
+        await page.Locator("tr[data-tool='echo']").GetByRole(AriaRole.Link, new() { Name = "echo" }).ClickAsync();
+        await page.GetByLabel("Arguments (JSON object)").FillAsync("{\"message\": \"not json");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Call echo" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Not valid JSON");
+        Assert.Equal(0, mcp.ToolCalls);
+        await page.GetByLabel("Arguments (JSON object)").FillAsync("{\"message\": \"hello from the console\"}");
+        await page.GetByLabel("Run id (optional)").FillAsync("run-console-1");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Call echo" }).ClickAsync();
+        await Expect(page.Locator("#call-result")).ToContainTextAsync("The tool answered (completed");
+        await Expect(page.Locator("#call-result")).ToContainTextAsync("Echo: hello from the console");
+        await ConsoleBrowser.ScreenshotAsync(page, "tool-call");
+        Assert.Equal(1, mcp.ToolCalls);
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "See the invocation and its audit events" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Invocation of echo" })).ToBeVisibleAsync();
+        await Expect(page.Locator(".facts")).ToContainTextAsync("completed");
+        await Expect(page.Locator(".facts")).ToContainTextAsync(ApiKeys.ActorOf(key.Id));
+        // The governed call's own trail: requested, allowed, started, completed, each under the call's id.
+        await Expect(page.Locator("tbody tr td:nth-child(4)")).ToHaveTextAsync(
+            ["tool.invocation.requested", "tool.invocation.allowed", "tool.invocation.started", "tool.invocation.completed"]);
+        await ConsoleBrowser.ScreenshotAsync(page, "invocation");
+
+        // The invocations list finds it by run and by tool, and not under another outcome.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Invocations" }).ClickAsync();
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(1);
+        await page.GetByLabel("Outcome").SelectOptionAsync("denied");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+        await Expect(page.Locator(".empty")).ToContainTextAsync("matches these filters");
+        await page.GotoAsync("/console/invocations?tool=echo&run_id=run-console-1");
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(1);
+        await Expect(page.Locator("tbody tr")).ToContainTextAsync("run-console-1");
+        await ConsoleBrowser.ScreenshotAsync(page, "invocations");
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "Audit" }).ClickAsync();
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "tool.invocation.completed" })).ToContainTextAsync(ApiKeys.ActorOf(key.Id));
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "integrations.create" })).ToHaveCountAsync(1);
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Invocations_page_with_the_api_cursors_keeping_the_filters_and_a_key_without_invoke_gets_no_call_form()
+    {
+        await using var mcp = new TestMcpServer();
+        await mcp.StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var registered = (await console.SendAsync(new RegisterMcpServer.Command("paged", mcp.Endpoint.ToString()), tenant)).Value;
+        var echo = registered.Tools.Single(t => t.Name == "echo");
+        for (var i = 0; i < 27; i++)
+        {
+            var args = System.Text.Json.JsonDocument.Parse($$"""{"message":"m{{i}}"}""").RootElement;
+            Assert.True((await console.SendAsync(new InvokeMcpTool.Command(registered.Server.Id, echo.Id, args, RunId: i % 2 == 0 ? "even" : "odd"), tenant)).IsSuccess);
+        }
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read, Scopes.Write);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        await page.GotoAsync("/console/invocations?run_id=even");
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(14);
+        await page.GotoAsync("/console/invocations?tool=echo");
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(25);
+        await page.GetByRole(AriaRole.Link, new() { Name = "Next page" }).ClickAsync();
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(2);
+        Assert.Contains("tool=echo", page.Url);
+
+        // Without integrations:invoke the tool's page offers no call, and a forged call is refused by tools.invoke's scope.
+        await page.GotoAsync($"/console/mcp-servers/{registered.Server.Id}/tools/{echo.Id}");
+        Assert.Equal(0, await page.GetByRole(AriaRole.Button, new() { Name = "Call echo" }).CountAsync());
+        var form = page.APIRequest.CreateFormData();
+        form.Set("csrf", (await page.Locator("input[name='csrf']").First.GetAttributeAsync("value"))!);
+        form.Set("arguments", "{\"message\":\"forged\"}");
+        var forged = await page.APIRequest.PostAsync($"/console/mcp-servers/{registered.Server.Id}/tools/{echo.Id}/invoke", new() { Form = form, MaxRedirects = 0 });
+        Assert.Equal(403, forged.Status);
+        Assert.Equal(27, mcp.ToolCalls);
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Credentials_show_metadata_and_grants_never_values_policies_show_validation_errors_and_a_new_api_key_is_shown_once()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var secret = $"sk-never-shown-{Guid.NewGuid():N}";
+        var credential = (await console.SendAsync(new StoreCredential.Command("llm-key", "api_key", Secret: secret, Description: "the provider's key"), tenant)).Value;
+        var integration = await console.SendAsync(new CreateIntegration.Command("llm", "openai_compatible", "https://llm.example.com/v1", credential.Reference), tenant);
+        Assert.True(integration.IsSuccess, integration.Error?.Detail);
+        var dbPassword = (await console.SendAsync(new StoreCredential.Command("warehouse-password", "api_key", Secret: $"pw-{Guid.NewGuid():N}"), tenant)).Value;
+        Assert.True((await console.SendAsync(new RegisterDatasource.Command("warehouse", "127.0.0.1", "warehouse", "reader", dbPassword.Reference, TlsMode: "disable"), tenant)).IsSuccess);
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Admin);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "Credentials" }).ClickAsync();
+        var row = page.Locator("tr[data-credential='llm-key']");
+        await Expect(row).ToContainTextAsync("api_key");
+        await Expect(row).ToContainTextAsync(credential.Reference);
+        await ConsoleBrowser.ScreenshotAsync(page, "credentials");
+        Assert.DoesNotContain(secret, await page.ContentAsync(), StringComparison.Ordinal);
+        await row.GetByRole(AriaRole.Link, new() { Name = "llm-key" }).ClickAsync();
+        await Expect(page.Locator("table[aria-labelledby='grants'] tbody tr")).ToContainTextAsync(integration.Value.Id.ToString());
+        await Expect(page.Locator(".facts")).ToContainTextAsync("sealed; never shown");
+        Assert.DoesNotContain(secret, await page.ContentAsync(), StringComparison.Ordinal);
+
+        await page.GetByRole(AriaRole.Link, new() { Name = "Datasources" }).ClickAsync();
+        await Expect(page.Locator("tr[data-datasource='warehouse']")).ToContainTextAsync("127.0.0.1:5432/warehouse");
+
+        // The policy: the operation's validation errors beside the form, what was typed kept, nothing saved.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Policies" }).ClickAsync();
+        await page.GetByLabel("Deny list").FillAsync("bad/\necho");
+        await page.GetByLabel("Rate limit for the whole tenant (per minute)").FillAsync("0");
+        var refused = await page.RunAndWaitForResponseAsync(
+            () => page.GetByRole(AriaRole.Button, new() { Name = "Save the policy" }).ClickAsync(), r => r.Request.Method == "POST");
+        Assert.Equal(400, refused.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("The tenant rate limit must be at least 1 per minute.");
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("each 'tool' or 'server/tool'");
+        await Expect(page.GetByLabel("Deny list")).ToHaveValueAsync("bad/\necho");
+        await ConsoleBrowser.ScreenshotAsync(page, "policy-refused");
+        Assert.Empty((await console.SendAsync(new GetToolPolicy.Query(), tenant)).Value.DenyList);
+        await page.GetByLabel("Deny list").FillAsync("echo\nlocal/delete_*");
+        await page.GetByLabel("Rate limit for the whole tenant (per minute)").FillAsync("600");
+        await page.GetByLabel("Risk ceiling").SelectOptionAsync("low");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Save the policy" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("The policy is saved");
+        var policy = (await console.SendAsync(new GetToolPolicy.Query(), tenant)).Value;
+        Assert.Equal(["echo", "local/delete_*"], policy.DenyList);
+        Assert.Equal(("low", 600), (policy.RiskCeiling, policy.TenantRateLimitPerMinute));
+
+        // An API key: its secret is on the answer to the create and nowhere after.
+        await page.GetByRole(AriaRole.Link, new() { Name = "API keys" }).ClickAsync();
+        await page.GetByLabel("Name").FillAsync("ci-runner");
+        await page.GetByLabel(Scopes.Read, new() { Exact = true }).CheckAsync();
+        await page.GetByLabel(Scopes.Invoke, new() { Exact = true }).CheckAsync();
+        var created = await page.RunAndWaitForResponseAsync(
+            () => page.GetByRole(AriaRole.Button, new() { Name = "Create the key" }).ClickAsync(), r => r.Request.Method == "POST");
+        Assert.Equal("no-store", created.Headers["cache-control"]);
+        var newKey = await page.GetByLabel("The key").InputValueAsync();
+        var caller = await console.Api.Services.GetRequiredService<ApiKeys>().AuthenticateAsync(newKey, CancellationToken.None);
+        Assert.NotNull(caller);
+        Assert.Equal([Scopes.Read, Scopes.Invoke], caller.Scopes.Order());
+        await page.GotoAsync("/console/api-keys");
+        Assert.DoesNotContain(newKey[^43..], await page.ContentAsync(), StringComparison.Ordinal);
+        var newRow = page.Locator("tbody tr").Filter(new() { HasText = "ci-runner" });
+        await Expect(newRow).ToContainTextAsync($"{Scopes.Read}, {Scopes.Invoke}");
+        await ConsoleBrowser.ScreenshotAsync(page, "api-keys");
+        await newRow.GetByRole(AriaRole.Button, new() { NameRegex = new Regex("^Revoke ci-runner") }).ClickAsync();
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "ci-runner" })).ToHaveCountAsync(0);
+        Assert.Null(await console.Api.Services.GetRequiredService<ApiKeys>().AuthenticateAsync(newKey, CancellationToken.None));
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Without_admin_the_policy_is_read_only_api_keys_are_refused_and_forged_admin_posts_are_403()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read, Scopes.Write);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        await page.GotoAsync("/console/policies");
+        await Expect(page.GetByLabel("Risk ceiling")).ToBeDisabledAsync();
+        Assert.Equal(0, await page.GetByRole(AriaRole.Button, new() { Name = "Save the policy" }).CountAsync());
+        var token = await page.Locator("header input[name='csrf']").GetAttributeAsync("value");
+        var policy = page.APIRequest.CreateFormData();
+        policy.Set("csrf", token!);
+        policy.Set("risk_ceiling", "critical");
+        Assert.Equal(403, (await page.APIRequest.PostAsync("/console/policies", new() { Form = policy, MaxRedirects = 0 })).Status);
+        Assert.Equal("medium", (await console.SendAsync(new GetToolPolicy.Query(), tenant)).Value.RiskCeiling);
+
+        var keys = await page.GotoAsync("/console/api-keys");
+        Assert.Equal(403, keys!.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Forbidden.");
+        var create = page.APIRequest.CreateFormData();
+        create.Set("csrf", token!);
+        create.Set("name", "escalate");
+        create.Set("scopes", Scopes.Admin);
+        Assert.Equal(403, (await page.APIRequest.PostAsync("/console/api-keys", new() { Form = create, MaxRedirects = 0 })).Status);
+        Assert.Equal(403, (await page.APIRequest.PostAsync($"/console/api-keys/{key.Id}/revoke", new() { Form = create, MaxRedirects = 0 })).Status);
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Usage_page_charts_spend_tokens_and_requests_per_day_as_svg_with_the_numbers_as_a_table()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var today = DateTimeOffset.UtcNow.UtcDateTime.Date;
+        for (var day = 0; day < 30; day += 3)
+        {
+            await LlmRequestRows.InsertAsync(console.Api.ConnectionString, tenant, today.AddDays(-day).AddHours(1),
+                "completed", 1000 + day * 100, 300, 50m + day * 10);
+        }
+        await LlmRequestRows.InsertAsync(console.Api.ConnectionString, tenant, today.AddHours(2), "failed", 0, 0, 0m);
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        await Expect(page.Locator(".tiles li").Nth(3)).ToContainTextAsync("$0.50 LLM spend today (2 requests, 1 not completed)");
+        await page.GetByRole(AriaRole.Link, new() { Name = "Usage" }).ClickAsync();
+        await Expect(page.Locator("#total-cost")).ToHaveTextAsync("$18.50"); // 10 days of 50 + 10·day cents, day = 0, 3, ..., 27
+        var spend = page.GetByRole(AriaRole.Img, new() { NameRegex = new Regex("^Spend per day") });
+        await Expect(spend).ToHaveAttributeAsync("aria-label", "Spend per day (UTC): 30 days, highest $3.20, total $18.50");
+        await Expect(spend.Locator("rect.bar")).ToHaveCountAsync(30);
+        await Expect(spend.Locator("rect.bar").Last.Locator("title")).ToHaveTextAsync($"{today:yyyy-MM-dd}: $0.50");
+        var requests = page.GetByRole(AriaRole.Img, new() { NameRegex = new Regex("^Requests per day") });
+        await Expect(requests).ToHaveAttributeAsync("aria-label", "Requests per day: 30 days, highest 2, total 11");
+        await Expect(requests.Locator("text.axis")).ToContainTextAsync(["0", "1", "2"]); // counts are ticked at whole numbers
+        // The tallest bar is the costliest day, and a quiet day has no height.
+        var heights = await spend.Locator("rect.bar").EvaluateAllAsync<double[]>("bars => bars.map(b => Number(b.getAttribute('height')))");
+        Assert.Equal(29 - 27, Array.IndexOf(heights, heights.Max()));
+        Assert.Equal(0, heights[28]);
+        await page.GetByText("The numbers as a table").ClickAsync();
+        await Expect(page.Locator($"tr[data-day='{today:yyyy-MM-dd}']")).ToContainTextAsync("2");
+        await ConsoleBrowser.ScreenshotAsync(page, "usage");
+
+        await page.GotoAsync("/console/usage?days=7");
+        await Expect(page.GetByRole(AriaRole.Img, new() { NameRegex = new Regex("^Spend per day") }).Locator("rect.bar")).ToHaveCountAsync(7);
+        var refused = await page.GotoAsync("/console/usage?days=400");
+        Assert.Equal(400, refused!.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("days must be between 1 and 92.");
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Signing_out_ends_the_session_on_the_server_so_a_copied_cookie_stops_working()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var incident = await console.OpenIncidentAsync(tenant, "must not be resolved with a stolen cookie");
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read, Scopes.Write);
+        var victim = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(victim, key.Key);
+
+        // The attacker copies the session cookie while it is live: it works, in a browser of the attacker's own.
+        var stolen = (await victim.Context.CookiesAsync()).Single(c => c.Name == ConsoleSession.CookieName);
+        var attacker = await console.NewPageAsync();
+        await attacker.Context.AddCookiesAsync([new Cookie { Name = stolen.Name, Value = stolen.Value, Url = console.Address + "console" }]);
+        await attacker.GotoAsync("/console/incidents");
+        Assert.Equal("/console/incidents", new Uri(attacker.Url).AbsolutePath);
+        var attackersToken = await attacker.Locator($"tr[data-incident='{incident.Id}'] input[name='csrf']").First.GetAttributeAsync("value");
+
+        await victim.GetByRole(AriaRole.Button, new() { Name = "Sign out" }).ClickAsync();
+        await victim.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/console/sign-in");
+
+        // After sign-out the copy is worthless: pages send it to sign-in, and a form post with it changes nothing.
+        await attacker.GotoAsync("/console/incidents");
+        Assert.Equal("/console/sign-in", new Uri(attacker.Url).AbsolutePath);
+        await attacker.Context.AddCookiesAsync([new Cookie { Name = stolen.Name, Value = stolen.Value, Url = console.Address + "console" }]);
+        var form = attacker.APIRequest.CreateFormData();
+        form.Set("csrf", attackersToken!);
+        var replayed = await attacker.APIRequest.PostAsync($"/console/incidents/{incident.Id}/resolve", new() { Form = form, MaxRedirects = 0 });
+        Assert.Equal(302, replayed.Status);
+        Assert.Equal("/console/sign-in", replayed.Headers["location"]);
+        Assert.Single((await console.SendAsync(new ListIncidents.Query("open"), tenant)).Value.Items);
+
+        // The key itself is not revoked: signing in again starts a new session, which the old cookie is not.
+        await ConsoleBrowser.SignInAsync(victim, key.Key);
+        var fresh = (await victim.Context.CookiesAsync()).Single(c => c.Name == ConsoleSession.CookieName);
+        Assert.NotEqual(stolen.Value, fresh.Value);
+        await victim.Context.CloseAsync();
+        await attacker.Context.CloseAsync();
     }
 
     [Fact]

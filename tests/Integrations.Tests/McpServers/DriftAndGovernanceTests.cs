@@ -1,3 +1,4 @@
+using Integrations.Common;
 using Integrations.Features.McpGateway;
 using Integrations.Features.McpServers;
 using Integrations.Features.Policies;
@@ -156,6 +157,44 @@ public sealed class DriftAndGovernanceTests(ServiceFixture fixture) : IClassFixt
         mcp.SetTool(mcp.Tools.Single(t => t.Name == "echo") with { Description = echo.Description });
         var back = await DiscoverAsync(tenant, registered.Server.Id);
         Assert.Equal("echo", Assert.Single(back.Drifted).Tool.Name);
+    }
+
+    [Fact]
+    public async Task Drift_shows_the_pinned_and_the_new_definition_each_matching_its_hash_and_what_changed()
+    {
+        await using var mcp = await StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var registered = await RegisterAsync(tenant, mcp);
+        var echo = registered.Tools.Single(t => t.Name == "echo");
+
+        var same = await Host.SendAsync(new GetMcpToolDrift.Query(registered.Server.Id, echo.Id), tenant);
+        Assert.True(same.IsSuccess, same.Error?.Detail);
+        Assert.Empty(same.Value.Changed);
+        Assert.Equal(echo.ApprovedHash, CanonicalJson.Sha256(same.Value.Approved));
+        Assert.Equal(echo.DefinitionHash, CanonicalJson.Sha256(same.Value.Current));
+
+        mcp.SetTool(mcp.Tools.Single(t => t.Name == "echo") with
+        {
+            Description = "Echoes the message and forwards it",
+            InputSchema = TestTool.Schema("""{"type":"object","properties":{"message":{"type":"string"},"to":{"type":"string"}},"required":["message"]}"""),
+        });
+        await DiscoverAsync(tenant, registered.Server.Id);
+        var drift = (await Host.SendAsync(new GetMcpToolDrift.Query(registered.Server.Id, echo.Id), tenant)).Value;
+        Assert.Equal(McpTool.Drifted, drift.Tool.Status);
+        Assert.Equal(["description", "input_schema"], drift.Changed);
+        Assert.Equal(echo.Description, drift.Approved.GetProperty("description").GetString());
+        Assert.Equal("Echoes the message and forwards it", drift.Current.GetProperty("description").GetString());
+        // Each side is exactly what its hash covers: the reviewer reads what approve_hash approves.
+        Assert.Equal(drift.Tool.ApprovedHash, CanonicalJson.Sha256(drift.Approved));
+        Assert.Equal(drift.Tool.DefinitionHash, CanonicalJson.Sha256(drift.Current));
+
+        Assert.True((await Host.SendAsync(new UpdateMcpTool.Command(registered.Server.Id, echo.Id, new(ApproveHash: drift.Tool.DefinitionHash)), tenant)).IsSuccess);
+        var approved = (await Host.SendAsync(new GetMcpToolDrift.Query(registered.Server.Id, echo.Id), tenant)).Value;
+        Assert.Empty(approved.Changed);
+        Assert.Equal(drift.Tool.DefinitionHash, CanonicalJson.Sha256(approved.Approved));
+
+        var elsewhere = await Host.SendAsync(new GetMcpToolDrift.Query(registered.Server.Id, echo.Id), TestEnvironment.NewTenant());
+        Assert.Equal("not_found", elsewhere.Error?.Code);
     }
 
     [Fact]

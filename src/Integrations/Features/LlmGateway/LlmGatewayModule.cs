@@ -24,6 +24,7 @@ public sealed class LlmGatewayModule : ICarterModule
 
         var requests = app.MapGroup("/integrations/llm-requests").WithTags("LLM gateway").RequireAuthorization();
         ListLlmRequests.Map(requests);
+        ListLlmUsageByDay.Map(requests);
 
         var prices = app.MapGroup("/integrations/llm-prices").WithTags("LLM gateway").RequireAuthorization();
         ListLlmPrices.Map(prices);

@@ -29,6 +29,7 @@ public sealed class McpServersModule : ICarterModule
         GetMcpServerHealth.Map(servers);
         ListMcpServerTools.Map(servers);
         GetMcpTool.Map(servers);
+        GetMcpToolDrift.Map(servers);
         UpdateMcpTool.Map(servers);
         InvokeMcpTool.Map(servers);
         ListToolInvocations.Map(servers);

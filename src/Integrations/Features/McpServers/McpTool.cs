@@ -79,6 +79,15 @@ public static class McpTool
             DiscoveredAt, UpdatedAt);
     }
 
+    /// <summary>
+    /// The pinned part of a stored tool's current definition, as SQL over <c>mcp_tools t</c>: the same shape
+    /// <see cref="Definition.PinnedJson"/> has, so approving it pins what discovery hashed.
+    /// </summary>
+    internal const string CurrentDefinitionSql = """
+        (jsonb_build_object('name', t.name, 'description', t.description, 'inputSchema', t.input_schema)
+            || CASE WHEN t.output_schema IS NULL THEN jsonb_build_object() ELSE jsonb_build_object('outputSchema', t.output_schema) END)
+        """;
+
     /// <summary>The live server's tools, locked for update when a slice is about to rewrite them.</summary>
     internal static async Task<List<Row>> ForServerAsync(NpgsqlConnection connection, string tenantId, Guid serverId, CancellationToken ct) =>
         (await connection.QueryAsync<Row>(new CommandDefinition(
@@ -165,10 +174,13 @@ public static class McpTool
             && CanonicalJson.Sha256(JsonDocument.Parse(tool.OutputSchema).RootElement) == CanonicalJson.Sha256(JsonDocument.Parse(OutputSchemaJson!).RootElement);
 
         /// <summary>Which parts of the pinned definition differ from an approved one (stored as canonical JSON).</summary>
-        public IReadOnlyList<string> ChangedFrom(string approvedDefinitionJson)
+        public IReadOnlyList<string> ChangedFrom(string approvedDefinitionJson) => Changed(approvedDefinitionJson, PinnedJson);
+
+        /// <summary>Which parts of one pinned definition differ from another (both as stored: name, description, inputSchema, outputSchema).</summary>
+        public static IReadOnlyList<string> Changed(string approvedDefinitionJson, string currentDefinitionJson)
         {
             var approved = JsonDocument.Parse(approvedDefinitionJson).RootElement;
-            var current = JsonDocument.Parse(PinnedJson).RootElement;
+            var current = JsonDocument.Parse(currentDefinitionJson).RootElement;
             var changed = new List<string>();
             var (was, now) = (approved.GetProperty("description"), current.GetProperty("description"));
             if (was.ValueKind != now.ValueKind || (now.ValueKind == JsonValueKind.String && was.GetString() != now.GetString())) changed.Add("description");

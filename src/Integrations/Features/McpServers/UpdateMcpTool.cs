@@ -64,10 +64,7 @@ public static class UpdateMcpTool
                 risk_overridden = risk_overridden OR @RiskLevel IS NOT NULL,
                 risk_reason = coalesce(@RiskReason, risk_reason),
                 approved_hash = CASE WHEN @Approve THEN definition_hash ELSE approved_hash END,
-                approved_definition = CASE WHEN @Approve
-                    THEN jsonb_build_object('name', name, 'description', description, 'inputSchema', input_schema)
-                        || CASE WHEN output_schema IS NULL THEN jsonb_build_object() ELSE jsonb_build_object('outputSchema', output_schema) END
-                    ELSE approved_definition END,
+                approved_definition = CASE WHEN @Approve THEN {McpTool.CurrentDefinitionSql} ELSE approved_definition END,
                 status = CASE WHEN @Approve THEN 'active' ELSE status END,
                 rate_limit_per_minute = CASE WHEN @RateLimitPerMinute::integer IS NULL THEN rate_limit_per_minute
                     ELSE nullif(@RateLimitPerMinute::integer, 0) END,

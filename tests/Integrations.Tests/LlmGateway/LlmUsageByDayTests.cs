@@ -1,0 +1,51 @@
+using Integrations.Features.LlmGateway;
+using Integrations.Tests.Support;
+
+namespace Integrations.Tests.LlmGateway;
+
+/// <summary>llm_requests.by_day: the request rows summed per UTC day, quiet days as zeros, one tenant's only.</summary>
+public sealed class LlmUsageByDayTests(ServiceFixture fixture) : IClassFixture<ServiceFixture>
+{
+    private ServiceHost Host => fixture.Host;
+
+    [Fact]
+    public async Task Usage_is_summed_per_utc_day_with_quiet_days_as_zeros_and_only_the_tenants_own()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var other = TestEnvironment.NewTenant();
+        var today = DateTimeOffset.UtcNow.UtcDateTime.Date;
+        var connection = Host.ConnectionString;
+        await LlmRequestRows.InsertAsync(connection, tenant, today.AddMinutes(1), "completed", 1000, 200, 125m);
+        await LlmRequestRows.InsertAsync(connection, tenant, today.AddMinutes(2), "completed", 10, 5, 0.5m);
+        await LlmRequestRows.InsertAsync(connection, tenant, today.AddMinutes(3), "failed", 0, 0, 0m);
+        await LlmRequestRows.InsertAsync(connection, tenant, today.AddDays(-3).AddHours(23).AddMinutes(59), "completed", 400, 100, 300m);
+        await LlmRequestRows.InsertAsync(connection, tenant, today.AddDays(-7), "completed", 1, 1, 1m); // outside a 7-day window (the 8th day back)
+        await LlmRequestRows.InsertAsync(connection, other, today.AddMinutes(4), "completed", 5000, 5000, 999m);
+
+        var result = await Host.SendAsync(new ListLlmUsageByDay.Query(Days: 7), tenant);
+
+        Assert.True(result.IsSuccess, result.Error?.Detail);
+        var week = result.Value.Days;
+        Assert.Equal(7, week.Count);
+        Assert.Equal(DateOnly.FromDateTime(today), week[^1].Date);
+        Assert.Equal(new ListLlmUsageByDay.Day(DateOnly.FromDateTime(today), 3, 1, 1010, 205, 125.5m), week[^1]);
+        Assert.Equal(new ListLlmUsageByDay.Day(DateOnly.FromDateTime(today.AddDays(-3)), 1, 0, 400, 100, 300m), week[^4]);
+        Assert.Equal(5, week.Count(d => d.Requests == 0));
+        Assert.Equal(426.5m, (await Host.SendAsync(new ListLlmUsageByDay.Query(Days: 8), tenant)).Value.Days.Sum(d => d.CostCents));
+
+        Assert.Equal("validation_failed", (await Host.SendAsync(new ListLlmUsageByDay.Query(Days: 93), tenant)).Error?.Code);
+        Assert.Equal("validation_failed", (await Host.SendAsync(new ListLlmUsageByDay.Query(Days: 0), tenant)).Error?.Code);
+    }
+}
+
+/// <summary>Gateway request rows for tests that read usage without running the gateway.</summary>
+public static class LlmRequestRows
+{
+    /// <summary>A gateway request row as the LLM gateway writes it (inserted as the owner: the rows are append-only).</summary>
+    public static Task InsertAsync(string connectionString, string tenant, DateTimeOffset at, string status, long prompt, long completion, decimal cents) =>
+        OwnerSql.ExecuteAsync(connectionString, """
+            INSERT INTO llm_requests (id, tenant_id, caller, endpoint, requested_model, status, prompt_tokens, completion_tokens, cost_cents,
+                started_at, finished_at)
+            VALUES (gen_random_uuid(), @tenant, 'test', 'chat.completions', 'llm/gpt-test', @status, @prompt, @completion, @cents, @at, @at)
+            """, new { tenant, at = at.UtcDateTime, status, prompt, completion, cents });
+}
