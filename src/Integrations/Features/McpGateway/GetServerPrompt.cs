@@ -46,19 +46,18 @@ public static class GetServerPrompt
     {
         public async Task<Result<Response>> Handle(Command request, CancellationToken ct)
         {
-            var server = await PassthroughServers.EndpointAsync(session, credentials, request.ServerId, PassthroughServers.Kind.Prompts, ct);
-            if (!server.IsSuccess) return server.Error!;
-            var got = await sessions.ReadAsync(server.Value.Endpoint,
+            var asked = await PassthroughServers.AskAsync(session, credentials, sessions, request.ServerId, PassthroughServers.Kind.Prompts,
                 (client, token) => client.GetPromptAsync(new GetPromptRequestParams { Name = request.Name, Arguments = request.Arguments }, token), ct);
-            if (!got.IsSuccess) return got.Error!;
+            if (!asked.IsSuccess) return asked.Error!;
+            var (got, serverName) = asked.Value;
             audit.Record(McpServer.SubjectType, request.ServerId.ToString(), new
             {
-                Server = server.Value.Name,
+                Server = serverName,
                 Prompt = request.Name,
                 Arguments = request.Arguments?.Keys.Order(StringComparer.Ordinal).ToArray() ?? [],
-                Messages = got.Value.Messages.Count,
+                Messages = got.Messages.Count,
             });
-            return new Response(got.Value.Description, got.Value.Messages.Select(m => JsonSerializer.SerializeToElement(m, McpJsonUtilities.DefaultOptions)).ToList());
+            return new Response(got.Description, got.Messages.Select(m => JsonSerializer.SerializeToElement(m, McpJsonUtilities.DefaultOptions)).ToList());
         }
     }
 

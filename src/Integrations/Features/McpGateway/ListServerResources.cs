@@ -40,12 +40,11 @@ public static class ListServerResources
     {
         public async Task<Result<Response>> Handle(Query request, CancellationToken ct)
         {
-            var server = await PassthroughServers.EndpointAsync(session, credentials, request.ServerId, PassthroughServers.Kind.Resources, ct);
-            if (!server.IsSuccess) return server.Error!;
-            var page = await sessions.ReadAsync(server.Value.Endpoint,
+            var asked = await PassthroughServers.AskAsync(session, credentials, sessions, request.ServerId, PassthroughServers.Kind.Resources,
                 (client, token) => client.ListResourcesAsync(new ListResourcesRequestParams { Cursor = request.Cursor }, token), ct);
-            if (!page.IsSuccess) return page.Error!;
-            return new Response(page.Value.Resources.Select(r => JsonSerializer.SerializeToElement(r, McpJsonUtilities.DefaultOptions)).ToList(), page.Value.NextCursor);
+            if (!asked.IsSuccess) return asked.Error!;
+            var page = asked.Value.Answer;
+            return new Response(page.Resources.Select(r => JsonSerializer.SerializeToElement(r, McpJsonUtilities.DefaultOptions)).ToList(), page.NextCursor);
         }
     }
 

@@ -41,6 +41,20 @@ public static class PassthroughServers
     /// the credential behavior resolved; 404 otherwise (unknown, another tenant's, disabled, or not exposing it).
     /// No transaction stays open while the server is asked.
     /// </summary>
+    /// <summary>
+    /// Asks server <paramref name="id"/> (when it passes <paramref name="kind"/> through; see <see cref="EndpointAsync"/>)
+    /// with <paramref name="read"/>: its answer and the server's name, or the refusal or upstream error.
+    /// </summary>
+    internal static async Task<Result<(T Answer, string Name)>> AskAsync<T>(TenantSession session, CredentialContext credentials,
+        McpSessions sessions, Guid id, Kind kind, Func<ModelContextProtocol.Client.McpClient, CancellationToken, ValueTask<T>> read, CancellationToken ct)
+    {
+        var server = await EndpointAsync(session, credentials, id, kind, ct);
+        if (!server.IsSuccess) return server.Error!;
+        var answer = await sessions.ReadAsync(server.Value.Endpoint, read, ct);
+        if (!answer.IsSuccess) return answer.Error!;
+        return (answer.Value, server.Value.Name);
+    }
+
     internal static async Task<Result<(McpEndpoint Endpoint, string Name)>> EndpointAsync(
         TenantSession session, CredentialContext credentials, Guid id, Kind kind, CancellationToken ct)
     {

@@ -45,18 +45,17 @@ public static class ReadServerResource
     {
         public async Task<Result<Response>> Handle(Command request, CancellationToken ct)
         {
-            var server = await PassthroughServers.EndpointAsync(session, credentials, request.ServerId, PassthroughServers.Kind.Resources, ct);
-            if (!server.IsSuccess) return server.Error!;
-            var read = await sessions.ReadAsync(server.Value.Endpoint,
+            var asked = await PassthroughServers.AskAsync(session, credentials, sessions, request.ServerId, PassthroughServers.Kind.Resources,
                 (client, token) => client.ReadResourceAsync(new ReadResourceRequestParams { Uri = request.Uri }, token), ct);
-            if (!read.IsSuccess) return read.Error!;
+            if (!asked.IsSuccess) return asked.Error!;
+            var (read, serverName) = asked.Value;
             audit.Record(McpServer.SubjectType, request.ServerId.ToString(), new
             {
-                Server = server.Value.Name,
+                Server = serverName,
                 request.Uri,
-                Contents = read.Value.Contents.Count,
+                Contents = read.Contents.Count,
             });
-            return new Response(read.Value.Contents.Select(c => JsonSerializer.SerializeToElement(c, McpJsonUtilities.DefaultOptions)).ToList());
+            return new Response(read.Contents.Select(c => JsonSerializer.SerializeToElement(c, McpJsonUtilities.DefaultOptions)).ToList());
         }
     }
 
