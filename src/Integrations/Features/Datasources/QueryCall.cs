@@ -42,17 +42,22 @@ public sealed class QueryCall : GovernedCallKind<RunQuery.Command, QueryCall.Tar
         public required string Username { get; init; }
         public required string CredentialRef { get; init; }
         public required string TlsMode { get; init; }
+        public string? DatasourceEvidence { get; init; }
 
         public IReadOnlyList<Datasource.Parameter> Declared => _declared ??= Datasource.ParseParameters(Parameters);
         public DatasourceTarget Endpoint => new(DatasourceId, Host, Port, Database, Username, TlsMode);
         public string SubjectId => Id.ToString();
         public CredentialAccessor CredentialAccessor => new(CredentialAccessor.Datasource, DatasourceId);
         string? IGovernedTarget.CredentialRef => CredentialRef;
+
+        private EvidencePolicy? _evidence;
+
+        public EvidencePolicy? Evidence => DatasourceEvidence is null ? null : _evidence ??= EvidencePolicy.Effective(DatasourceEvidence);
     }
 
     private const string TargetSql = """
         SELECT q.id, q.name, q.sql, q.parameters::text AS parameters, q.row_limit, q.timeout_ms, q.rate_limit_per_minute, q.enabled, q.guard_version,
-               d.id AS datasource_id, d.name AS datasource_name, d.host, d.port, d.database, d.username, d.credential_ref, d.tls_mode
+               d.id AS datasource_id, d.name AS datasource_name, d.host, d.port, d.database, d.username, d.credential_ref, d.tls_mode, d.evidence::text AS datasource_evidence
         FROM datasource_queries q
         JOIN datasources d ON d.tenant_id = q.tenant_id AND d.id = q.datasource_id AND d.deleted_at IS NULL
         WHERE q.tenant_id = @TenantId AND q.datasource_id = @DatasourceId AND q.name = @Name AND q.deleted_at IS NULL

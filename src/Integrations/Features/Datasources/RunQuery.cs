@@ -75,6 +75,8 @@ public static class RunQuery
 
     internal sealed class Handler(GovernedCallContext calls, SqlGateway gateway) : IRequestHandler<Command, Result<Response>>
     {
+        private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
         public async Task<Result<Response>> Handle(Command request, CancellationToken ct)
         {
             var call = calls.Current;
@@ -88,12 +90,14 @@ public static class RunQuery
             if (!result.IsSuccess) return result.Error!;
 
             var rows = result.Value;
-            call.Report(new CallOutput(Facts: new Dictionary<string, object?>
+            // What came back, as its hash (and evidence) take it: the columns and the rows, as the response gives them.
+            var output = JsonSerializer.SerializeToElement(new { columns = rows.Columns, rows = rows.Rows }, Json);
+            call.Report(new CallOutput(OutputHash: CanonicalJson.Sha256(output), Facts: new Dictionary<string, object?>
             {
                 ["row_count"] = rows.Rows.Count,
                 ["truncated"] = rows.Truncated,
                 ["truncated_reason"] = rows.TruncatedReason,
-            }));
+            }, Output: call.KeepsEvidence ? output : null));
             return new Response(template.Id, template.Name, rows.Columns, rows.Rows, rows.Rows.Count, rows.Truncated, rows.TruncatedReason,
                 (long)call.Duration, call.Id);
         }

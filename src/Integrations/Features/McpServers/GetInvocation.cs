@@ -3,6 +3,7 @@ using Dapper;
 using Integrations.Common;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Http;
+using Integrations.Pipeline.Governance;
 using MediatR;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -10,7 +11,10 @@ using Microsoft.AspNetCore.Routing;
 
 namespace Integrations.Features.McpServers;
 
-/// <summary>invocations.get: one tool invocation by id, whatever its server, with the audit events of its call (their correlation id is the invocation's).</summary>
+/// <summary>
+/// invocations.get: one tool invocation by id, whatever its server, with the audit events of its call (their correlation
+/// id is the invocation's) and, for a caller with scope <c>admin</c>, the output it kept as evidence.
+/// </summary>
 public static class GetInvocation
 {
     public sealed record Query(Guid Id) : IOperation<Response>
@@ -19,12 +23,13 @@ public static class GetInvocation
         public static string Scope => Scopes.Read;
     }
 
-    public sealed record Response(ToolInvocation.Response Invocation, IReadOnlyList<CallEvent> Events);
+    /// <param name="Evidence">The output the call kept (<see cref="CallEvidence"/>); null when it kept none or the caller lacks scope <c>admin</c>.</param>
+    public sealed record Response(ToolInvocation.Response Invocation, IReadOnlyList<CallEvent> Events, CallEvidence.Response? Evidence);
 
     /// <summary>An audit event of the call, in chain order.</summary>
     public sealed record CallEvent(long Seq, DateTimeOffset OccurredAt, string Actor, string Action, JsonElement Details);
 
-    internal sealed class Handler(TenantSession session) : IRequestHandler<Query, Result<Response>>
+    internal sealed class Handler(TenantSession session, CallerContext caller) : IRequestHandler<Query, Result<Response>>
     {
         private const string InvocationSql = $"SELECT {ToolInvocation.Columns} FROM mcp_tool_invocations WHERE tenant_id = @TenantId AND id = @Id";
 
@@ -42,11 +47,12 @@ public static class GetInvocation
             if (row is null) return Error.NotFound("invocation");
             var events = await connection.QueryAsync<EventRow>(new CommandDefinition(EventsSql,
                 new { session.TenantId, CorrelationId = request.Id.ToString() }, cancellationToken: ct));
+            var evidence = caller.Required.Has(Scopes.Admin) ? await CallEvidence.FindAsync(connection, session.TenantId, request.Id, ct) : null;
             return new Response(row.ToResponse(), events.Select(e =>
             {
                 using var details = JsonDocument.Parse(e.Details);
                 return new CallEvent(e.Seq, e.OccurredAt, e.Actor, e.Action, details.RootElement.Clone());
-            }).ToList());
+            }).ToList(), evidence);
         }
     }
 
@@ -54,7 +60,7 @@ public static class GetInvocation
         group.MapGet("/{id:guid}", async (Guid id, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Query(id), http.RequestAborted)).ToHttp(http))
             .WithName(Query.Operation)
-            .WithSummary("One tool invocation by id, across servers, with the audit events of its call in order.")
+            .WithSummary("One tool invocation by id, across servers, with the audit events of its call in order and (scope admin) its evidence.")
             .Produces<Response>()
             .ProducesProblem(StatusCodes.Status404NotFound);
 }

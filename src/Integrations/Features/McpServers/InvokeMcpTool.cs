@@ -84,7 +84,8 @@ public static class InvokeMcpTool
             var payload = JsonSerializer.SerializeToElement(result.Value, McpJsonUtilities.DefaultOptions);
             var isError = result.Value.IsError == true;
             var outcome = isError ? Outcomes[1] : CallOutput.Completed;
-            call.Report(new CallOutput(outcome, CanonicalJson.Sha256(payload), isError ? FirstText(result.Value) : null));
+            call.Report(new CallOutput(outcome, CanonicalJson.Sha256(payload), isError ? FirstText(result.Value) : null,
+                Output: call.KeepsEvidence ? payload : null));
             return new Response(call.Id, outcome, call.Duration,
                 payload.TryGetProperty("content", out var content) ? content.Clone() : JsonDocument.Parse("[]").RootElement.Clone(),
                 payload.TryGetProperty("structuredContent", out var structured) ? structured.Clone() : null,

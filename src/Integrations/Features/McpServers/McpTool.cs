@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Dapper;
 using Integrations.Common;
+using Integrations.Pipeline.Governance;
 using ModelContextProtocol;
 using ModelContextProtocol.Protocol;
 using Npgsql;
@@ -40,13 +41,14 @@ public static class McpTool
         string ApprovedHash,
         int? RateLimitPerMinute,
         DateTimeOffset DiscoveredAt,
-        DateTimeOffset UpdatedAt);
+        DateTimeOffset UpdatedAt,
+        [OneOf(typeof(EvidencePolicy), nameof(EvidencePolicy.ToolChoices))] string Evidence);
 
     internal const string Columns = """
         t.id, t.server_id, t.name, t.title, t.description, t.input_schema::text AS input_schema, t.output_schema::text AS output_schema,
         t.annotations::text AS annotations,
         t.definition_hash, t.approved_hash, t.approved_definition::text AS approved_definition, t.risk_level, t.risk_overridden,
-        t.risk_reason, t.enabled, t.status, t.rate_limit_per_minute, t.discovered_at, t.updated_at
+        t.risk_reason, t.enabled, t.status, t.rate_limit_per_minute, t.discovered_at, t.updated_at, t.evidence
         """;
 
     public sealed class Row
@@ -70,13 +72,14 @@ public static class McpTool
         public int? RateLimitPerMinute { get; init; }
         public DateTimeOffset DiscoveredAt { get; init; }
         public DateTimeOffset UpdatedAt { get; init; }
+        public string? Evidence { get; init; }
 
         public bool IsInvocable => Enabled && Status == Active && DefinitionHash == ApprovedHash;
 
         public Response ToResponse() => new(
             Id, ServerId, Name, Title, Description, Parse(InputSchema), Annotations is null ? null : Parse(Annotations),
             Status, Enabled, RiskLevel, RiskOverridden, RiskReason, DefinitionHash, ApprovedHash, RateLimitPerMinute,
-            DiscoveredAt, UpdatedAt);
+            DiscoveredAt, UpdatedAt, Evidence ?? EvidencePolicy.ToolChoices[0]);
     }
 
     /// <summary>

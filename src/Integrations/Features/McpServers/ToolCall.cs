@@ -40,6 +40,8 @@ public sealed class ToolCall(ArgumentValidator argumentValidator) : GovernedCall
         public string? CredentialRef { get; init; }
         public required string AuthHeader { get; init; }
         public required string ServerStatus { get; init; }
+        public string? ServerEvidence { get; init; }
+        public string? ToolEvidence { get; init; }
 
         /// <summary>The row versions (<c>xmin</c>) of the tool and server rows this copy was read from.</summary>
         public required string ToolVersion { get; init; }
@@ -47,13 +49,30 @@ public sealed class ToolCall(ArgumentValidator argumentValidator) : GovernedCall
 
         public string SubjectId => ToolId.ToString();
         public CredentialAccessor CredentialAccessor => new(CredentialAccessor.McpServer, ServerId);
+
+        private EvidencePolicy? _evidence;
+        private bool _evidenceRead;
+
+        /// <summary>The server's evidence policy as this tool's own choice (<c>inherit</c>, <c>on</c>, <c>off</c>) leaves it.</summary>
+        public EvidencePolicy? Evidence
+        {
+            get
+            {
+                if (!_evidenceRead)
+                {
+                    _evidence = EvidencePolicy.Effective(ServerEvidence, ToolEvidence);
+                    _evidenceRead = true;
+                }
+                return _evidence;
+            }
+        }
     }
 
     private const string TargetSql = """
         SELECT t.id AS tool_id, t.name AS tool_name, t.input_schema::text AS input_schema, t.definition_hash, t.approved_hash,
                t.risk_level, t.enabled, t.status AS tool_status, t.rate_limit_per_minute,
                s.id AS server_id, s.name AS server_name, s.url, s.transport, s.credential_ref, s.auth_header, s.status AS server_status,
-               t.xmin::text AS tool_version, s.xmin::text AS server_version
+               s.evidence::text AS server_evidence, t.evidence AS tool_evidence, t.xmin::text AS tool_version, s.xmin::text AS server_version
         FROM mcp_tools t JOIN mcp_servers s ON s.tenant_id = t.tenant_id AND s.id = t.server_id
         WHERE t.tenant_id = @TenantId AND t.id = @ToolId AND t.server_id = @ServerId AND s.deleted_at IS NULL
         """;

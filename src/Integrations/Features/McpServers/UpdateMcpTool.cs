@@ -4,6 +4,7 @@ using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
 using Integrations.Infrastructure.Http;
+using Integrations.Pipeline.Governance;
 using MediatR;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -17,9 +18,11 @@ public static class UpdateMcpTool
     /// Fields left null keep their value. <c>risk_level</c> needs a <c>reason</c> and marks the risk as overridden (later
     /// discoveries keep it). <c>approve_hash</c> approves a drifted tool's current definition and must repeat its
     /// <c>definition_hash</c>, so what is approved is what was reviewed. <c>rate_limit_per_minute</c>: 1 or more sets the
-    /// tool's own limit, 0 removes it (the tenant's default applies).
+    /// tool's own limit, 0 removes it (the tenant's default applies). <c>evidence</c>: <c>on</c> or <c>off</c> keeps this tool's
+    /// outputs as evidence or not whatever its server's policy says; <c>inherit</c> follows the server's again.
     /// </summary>
-    public sealed record Body(bool? Enabled = null, [OneOf(typeof(ToolRisk), nameof(ToolRisk.Levels))] string? RiskLevel = null, string? Reason = null, string? ApproveHash = null, int? RateLimitPerMinute = null);
+    public sealed record Body(bool? Enabled = null, [OneOf(typeof(ToolRisk), nameof(ToolRisk.Levels))] string? RiskLevel = null, string? Reason = null, string? ApproveHash = null, int? RateLimitPerMinute = null,
+        [OneOf(typeof(EvidencePolicy), nameof(EvidencePolicy.ToolChoices))] string? Evidence = null);
 
     public sealed record Command(Guid ServerId, Guid ToolId, Body Changes) : IOperation<McpTool.Response>, IAudited
     {
@@ -32,8 +35,11 @@ public static class UpdateMcpTool
         public Validator()
         {
             RuleFor(x => x.Changes).NotNull().WithMessage("A body with the fields to change is required.")
-                .Must(c => c is null || c.Enabled is not null || c.RiskLevel is not null || c.ApproveHash is not null || c.RateLimitPerMinute is not null)
-                .WithMessage("Give at least one of enabled, risk_level (with reason), approve_hash, rate_limit_per_minute.");
+                .Must(c => c is null || c.Enabled is not null || c.RiskLevel is not null || c.ApproveHash is not null || c.RateLimitPerMinute is not null || c.Evidence is not null)
+                .WithMessage("Give at least one of enabled, risk_level (with reason), approve_hash, rate_limit_per_minute, evidence.");
+            RuleFor(x => x.Changes.Evidence).Must(e => EvidencePolicy.ToolChoices.Contains(e)).OverridePropertyName("Evidence")
+                .WithMessage($"Evidence must be one of: {string.Join(", ", EvidencePolicy.ToolChoices)}.")
+                .When(x => x.Changes?.Evidence is not null);
             RuleFor(x => x.Changes.RiskLevel).Must(ToolRisk.IsValid).OverridePropertyName("RiskLevel")
                 .WithMessage($"Risk level must be one of: {string.Join(", ", ToolRisk.Levels)}.")
                 .When(x => x.Changes?.RiskLevel is not null);
@@ -68,6 +74,7 @@ public static class UpdateMcpTool
                 status = CASE WHEN @Approve THEN 'active' ELSE status END,
                 rate_limit_per_minute = CASE WHEN @RateLimitPerMinute::integer IS NULL THEN rate_limit_per_minute
                     ELSE nullif(@RateLimitPerMinute::integer, 0) END,
+                evidence = CASE WHEN @Evidence::text IS NULL THEN evidence ELSE nullif(@Evidence::text, 'inherit') END,
                 updated_at = now()
             WHERE tenant_id = @TenantId AND id = @ToolId
             RETURNING {McpTool.Columns}
@@ -107,6 +114,7 @@ public static class UpdateMcpTool
                 RiskReason = changes.RiskLevel is null ? null : $"set to {changes.RiskLevel} by {caller.Required.Actor}: {changes.Reason}",
                 Approve = changes.ApproveHash is not null,
                 changes.RateLimitPerMinute,
+                changes.Evidence,
             }, cancellationToken: ct));
 
             audit.Record(McpTool.SubjectType, tool.Id.ToString(), new
@@ -117,6 +125,7 @@ public static class UpdateMcpTool
                 RiskLevel = changes.RiskLevel is null ? null : new { From = tool.RiskLevel, To = updated.RiskLevel, changes.Reason },
                 Approved = changes.ApproveHash is null ? null : new { PreviousHash = tool.ApprovedHash, Hash = updated.ApprovedHash },
                 RateLimitPerMinute = changes.RateLimitPerMinute is null ? null : new { From = tool.RateLimitPerMinute, To = updated.RateLimitPerMinute },
+                Evidence = changes.Evidence is null ? null : new { From = tool.Evidence ?? EvidencePolicy.ToolChoices[0], To = updated.Evidence ?? EvidencePolicy.ToolChoices[0] },
             });
             return updated.ToResponse();
         }
@@ -126,7 +135,7 @@ public static class UpdateMcpTool
         group.MapPatch("/{id:guid}/tools/{toolId:guid}", async (Guid id, Guid toolId, Body body, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(new Command(id, toolId, body), http.RequestAborted)).ToHttp(http))
             .WithName(Command.Operation)
-            .WithSummary("Govern one tool: enable or disable it, set its risk level (with a reason), approve a drifted definition, set its rate limit.")
+            .WithSummary("Govern one tool: enable or disable it, set its risk level (with a reason), approve a drifted definition, set its rate limit, keep its outputs as evidence.")
             .Produces<McpTool.Response>()
             .ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status404NotFound)

@@ -87,6 +87,13 @@ public sealed class ResolvedCredential
         _ => null,
     };
 
+    /// <summary>
+    /// Every string the credential holds that must not leave in an output kept as evidence: the key or token, the password
+    /// and every field (a field such as a token URL is taken too: wrongly hiding one is the safe mistake).
+    /// </summary>
+    public IReadOnlyCollection<string> SecretValues =>
+        [.. new[] { Value, Password }.OfType<string>(), .. Fields.Values];
+
     public override string ToString() => $"ResolvedCredential({Type}, {Reference}, secret redacted)";
 
     /// <summary>This OAuth credential with the access token it was exchanged for; the client secret and refresh token stay out of it.</summary>

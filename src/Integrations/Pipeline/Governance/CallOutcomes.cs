@@ -35,11 +35,15 @@ public sealed class CallOutcomes(TenantSession session, TenantBatches batches, I
         var write = call.Write(call.Event("completed", CollectionsMarshal.AsSpan(details)));
         try
         {
-            await batches.WriteAsync(call.Caller.TenantId, write, batch => kind.AddRecord(batch, record));
+            await batches.WriteAsync(call.Caller.TenantId, write, batch =>
+            {
+                kind.AddRecord(batch, record);
+                CallEvidence.AddTo(batch, call, output);
+            });
         }
         catch (Exception e) when (OutcomeJournal.IsUnreachable(e))
         {
-            await JournalAsync(kind, record, write, null, null);
+            await JournalAsync(kind, record, write, null, null, output);
         }
     }
 
@@ -94,12 +98,13 @@ public sealed class CallOutcomes(TenantSession session, TenantBatches batches, I
     }
 
     private Task JournalAsync<TRequest, TTarget, TResult>(GovernedCallKind<TRequest, TTarget, TResult> kind,
-        CallRecord<TRequest, TTarget> record, AuditWrite write, IncidentReport? incident, Guid? placeholder)
+        CallRecord<TRequest, TTarget> record, AuditWrite write, IncidentReport? incident, Guid? placeholder, CallOutput? completed = null)
         where TRequest : IGovernedCall, IOperation<TResult>
         where TTarget : class, IGovernedTarget
     {
         var statements = new NpgsqlBatch();
         kind.AddRecord(statements, record);
+        if (completed is not null) CallEvidence.AddTo(statements, record.Call, completed);
         return journal.AppendAsync(JournaledOutcome.From(write, statements, incident, placeholder, record.Call.Id));
     }
 

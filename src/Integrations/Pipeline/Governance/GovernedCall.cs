@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json;
 using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Vault;
@@ -22,6 +23,9 @@ public interface IGovernedTarget
 
     /// <summary>The credential the side effect needs, or null when it needs none.</summary>
     string? CredentialRef { get; }
+
+    /// <summary>Whether and how the call's output is kept as evidence (<see cref="CallEvidence"/>); null keeps nothing.</summary>
+    EvidencePolicy? Evidence => null;
 }
 
 /// <summary>A rule that refused a call: its name (audited, and answered as the problem's <c>rule</c>) and the error to answer.</summary>
@@ -40,8 +44,11 @@ public sealed record TargetRateLimit(string Key, int PerMinute, string Rule, str
 /// <param name="Outcome"><c>completed</c>, or a kind's own name for a completed call whose answer is an error (<c>tool_error</c>).</param>
 /// <param name="Error">The answer's error text when it is one; recorded, never raised.</param>
 /// <param name="Facts">More details of the outcome event (row counts, truncation).</param>
+/// <param name="Output">What the side effect returned, hashed as <paramref name="OutputHash"/>: given only when the call keeps
+/// evidence (<see cref="GovernedCall.KeepsEvidence"/>), and then kept, redacted, with the outcome.</param>
 public sealed record CallOutput(
-    string Outcome = CallOutput.Completed, string? OutputHash = null, string? Error = null, IReadOnlyDictionary<string, object?>? Facts = null)
+    string Outcome = CallOutput.Completed, string? OutputHash = null, string? Error = null, IReadOnlyDictionary<string, object?>? Facts = null,
+    JsonElement? Output = null)
 {
     public const string Completed = "completed";
 }
@@ -83,6 +90,9 @@ public sealed class GovernedCall
 
     public ResolvedCredential? Credential { get; internal set; }
 
+    /// <summary>The secret strings of <see cref="Credential"/>, kept past the side effect only for a call that keeps evidence (they are redacted from it).</summary>
+    internal IReadOnlyCollection<string>? CredentialSecrets { get; set; }
+
     /// <summary>Set by the stage while the side effect runs: resolves the call's credential again (<see cref="CredentialResolver.RenewAsync"/>).</summary>
     internal Func<ResolvedCredential, CancellationToken, Task<Result<ResolvedCredential>?>>? Renewal { get; set; }
 
@@ -119,6 +129,9 @@ public sealed class GovernedCall
     /// The stage reads it as soon as the side effect ends if the handler has not.
     /// </summary>
     public double Duration => _duration ??= Elapsed;
+
+    /// <summary>Whether the target keeps its calls' output as evidence: the handler then reports it (<see cref="CallOutput.Output"/>).</summary>
+    public bool KeepsEvidence => Target?.Evidence is not null;
 
     public TTarget TargetAs<TTarget>() where TTarget : IGovernedTarget =>
         Target is TTarget target ? target : throw new InvalidOperationException("The governed call has no target of that type.");

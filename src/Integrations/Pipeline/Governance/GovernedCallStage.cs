@@ -154,6 +154,8 @@ public sealed class GovernedCallStage(
         finally
         {
             context.Clear();
+            // The credential is dropped as soon as the side effect ends; evidence keeps only what it must take out of the output.
+            if (call.KeepsEvidence) call.CredentialSecrets = call.Credential?.SecretValues;
             call.Credential = null;
             call.Renewal = null;
         }
