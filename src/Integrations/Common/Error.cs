@@ -9,6 +9,15 @@ public sealed record Error(
     IReadOnlyDictionary<string, string[]>? FieldErrors = null,
     IReadOnlyDictionary<string, object?>? Extensions = null)
 {
+    /// <summary>The extension an upstream's refusal carries: the HTTP status it answered with.</summary>
+    public const string UpstreamStatus = "upstream_status";
+
+    /// <summary>
+    /// The destination answered 401: it did not accept the credential sent (an OAuth access token may be renewed and the
+    /// call tried once more, see <c>GovernedCall.WithRenewalAsync</c>).
+    /// </summary>
+    public bool RefusedCredential() => Extensions?.GetValueOrDefault(UpstreamStatus) is 401;
+
     public static Error Validation(IReadOnlyDictionary<string, string[]> fieldErrors, string? detail = null) =>
         new("validation_failed", 400, "The request is not valid.", detail ?? "See 'errors' for each field.", fieldErrors);
 

@@ -116,6 +116,18 @@ public sealed class ConnectionTests(McpGatewayFixture service) : IClassFixture<M
         Assert.StartsWith("Bearer ", authorization);
         Assert.DoesNotContain("crm-secret", authorization);
         Assert.Single(oauth.Requests);
+
+        // The service refuses the token once (revoked before its expiry): the vault exchanges a new one and the action runs once more.
+        upstream.RefuseNext(1);
+        await JsonAsync(await InvokeAsync(rest, connection, "get_item", new { id = "2" }), 200);
+        Assert.Equal(2, (await oauth.RequestsAsync(2)).Count);
+        Assert.Equal(3, upstream.Requests.Count);
+
+        // Refused again after the renewal: one renewal per call, answered as the refusal it is.
+        upstream.RefuseNext(2);
+        var refused = await JsonAsync(await InvokeAsync(rest, connection, "get_item", new { id = "3" }), 502);
+        Assert.Equal(401, refused.GetProperty("upstream_status").GetInt32());
+        Assert.Equal(5, upstream.Requests.Count);
     }
 
     [Fact]

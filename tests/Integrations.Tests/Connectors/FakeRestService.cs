@@ -23,6 +23,11 @@ public sealed class FakeRestService : IAsyncDisposable
 
     public string? RequiredAuthorization { get; set; }
 
+    private int _refusals;
+
+    /// <summary>The next <paramref name="count"/> requests are answered 401, whatever they carry (a token the service revoked).</summary>
+    public void RefuseNext(int count) => Volatile.Write(ref _refusals, count);
+
     public static async Task<FakeRestService> StartAsync()
     {
         var service = new FakeRestService();
@@ -43,7 +48,8 @@ public sealed class FakeRestService : IAsyncDisposable
             return;
         }
         if (path.StartsWith("/slow", StringComparison.Ordinal)) await Task.Delay(TimeSpan.FromSeconds(5), http.RequestAborted);
-        if (RequiredAuthorization is { } expected && http.Request.Headers.Authorization.ToString() != expected)
+        if (Interlocked.Decrement(ref _refusals) >= 0
+            || (RequiredAuthorization is { } expected && http.Request.Headers.Authorization.ToString() != expected))
         {
             http.Response.StatusCode = 401;
             return;

@@ -1,9 +1,12 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Integrations.Features.Credentials;
 using Integrations.Features.Integrations;
+using Integrations.Features.LlmGateway;
 using Integrations.Features.McpServers;
 using Integrations.Infrastructure.Vault;
 using Integrations.Tests.Support;
+using Microsoft.AspNetCore.Http;
 
 namespace Integrations.Tests.Credentials;
 
@@ -112,6 +115,55 @@ public sealed class OAuthRefreshTokenTests : IAsyncLifetime
         var refused = await _host.SendAsync(new InvokeMcpTool.Command(registered.Value.Server.Id, echo.Id, arguments), tenant);
         Assert.Equal(("upstream_error", 401), (refused.Error?.Code, refused.Error?.Extensions?["upstream_status"]));
         await oauth.RequestsAsync(3);
+    }
+
+    [Fact]
+    public async Task An_llm_provider_that_answers_401_gets_a_renewed_token_once_and_the_request_succeeds()
+    {
+        await using var oauth = await OAuthServer.StartAsync(ClientId, ClientSecret);
+        var tenant = TestEnvironment.NewTenant();
+        var credential = await StoreAsync(_host, tenant, oauth);
+        var integration = await _host.IntegrationAsync(tenant, credential.Reference, name: "oauth-llm", baseUrl: $"{_provider.BaseUrl}/v1");
+        Assert.True((await _host.SendAsync(new EnableIntegration.Command(integration.Id), tenant)).IsSuccess);
+        var refusals = 1;
+        _provider.Respond = async (context, _) =>
+        {
+            if (Interlocked.Decrement(ref refusals) >= 0)
+            {
+                context.Response.StatusCode = 401;
+                await context.Response.WriteAsJsonAsync(new { error = new { message = "token expired", type = "invalid_request_error" } });
+                return;
+            }
+            await context.Response.WriteAsJsonAsync(new
+            {
+                id = "chatcmpl-1",
+                @object = "chat.completion",
+                model = "gpt-test",
+                choices = new[] { new { index = 0, message = new { role = "assistant", content = "hi" }, finish_reason = "stop" } },
+                usage = new { prompt_tokens = 3, completion_tokens = 1, total_tokens = 4 },
+            });
+        };
+        var body = JsonNode.Parse("""{"model":"oauth-llm/gpt-test","messages":[{"role":"user","content":"hello"}]}""")!.AsObject();
+
+        var answered = await _host.SendAsync(new InvokeLlm.Command(InvokeLlm.ChatCompletions, body), tenant);
+
+        Assert.True(answered.IsSuccess, answered.Error?.Detail);
+        var exchanges = await oauth.RequestsAsync(2);
+        Assert.Equal(exchanges[0].IssuedRefreshToken, exchanges[1].RefreshToken);
+        var sent = _provider.Requests.Where(r => r.PathAndQuery.EndsWith("/chat/completions", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, sent.Count);
+        Assert.All(sent, r => Assert.StartsWith("Bearer ey", r.Headers["authorization"]));
+
+        // An api_key credential cannot be renewed: a 401 is answered as it is, after one request.
+        refusals = 1;
+        var plain = await _host.SendAsync(new StoreCredential.Command("plain-key", CredentialTypes.ApiKey, Secret: "sk-plain-key-0123456789"), tenant);
+        var keyed = await _host.IntegrationAsync(tenant, plain.Value.Reference, name: "keyed-llm", baseUrl: $"{_provider.BaseUrl}/v1");
+        await _host.SendAsync(new EnableIntegration.Command(keyed.Id), tenant);
+        var before = _provider.Requests.Count;
+        var refused = await _host.SendAsync(new InvokeLlm.Command(InvokeLlm.ChatCompletions,
+            JsonNode.Parse("""{"model":"keyed-llm/gpt-test","messages":[{"role":"user","content":"hello"}]}""")!.AsObject()), tenant);
+        Assert.False(refused.IsSuccess);
+        Assert.Equal(before + 1, _provider.Requests.Count);
     }
 
     [Theory]

@@ -57,8 +57,9 @@ public static class InvokeConnection
             var call = calls.Current;
             var target = call.TargetAs<ConnectionCall.Target>();
             var arguments = request.Arguments.ValueKind == JsonValueKind.Object ? request.Arguments : JsonDocument.Parse("{}").RootElement;
-            var result = await adapters.For(target.Manifest.Connector).InvokeAsync(
-                new ActionCall(call.Id, target.Endpoint(call.Caller.TenantId), target.Action, arguments, call.Credential), ct);
+            // An OAuth access token the service refused (401) is renewed once and the action tried once more.
+            var result = await call.WithRenewalAsync(credential => adapters.For(target.Manifest.Connector).InvokeAsync(
+                new ActionCall(call.Id, target.Endpoint(call.Caller.TenantId), target.Action, arguments, credential), ct), ct);
             if (!result.IsSuccess) return result.Error!;
             call.Report(new CallOutput(OutputHash: CanonicalJson.Sha256(result.Value.Output), Facts: result.Value.Facts));
             return new Response(call.Id, target.Connection.Name, target.Action.Name, target.Action.Access, call.Duration, result.Value.Output);

@@ -1,3 +1,4 @@
+using System.Net;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -191,6 +192,12 @@ public static class InvokeLlm
             {
                 var anthropicHeaders = request.Endpoint == Messages ? new LlmUpstream.AnthropicHeaders(request.AnthropicVersion, request.AnthropicBeta) : null;
                 answer = await upstream.SendAsync(target, call.Credential?.Token, request.Endpoint, bytes, request.Streaming, ct, anthropicHeaders);
+                // An OAuth access token the provider refused (401) is renewed once and the request sent once more.
+                if (answer.Response.StatusCode == HttpStatusCode.Unauthorized && await call.RenewCredentialAsync(ct) is { } renewed)
+                {
+                    answer.Response.Dispose();
+                    answer = await upstream.SendAsync(target, renewed.Token, request.Endpoint, bytes, request.Streaming, ct, anthropicHeaders);
+                }
             }
             catch (HttpRequestException e) when (SsrfGuard.IsBlocked(e))
             {

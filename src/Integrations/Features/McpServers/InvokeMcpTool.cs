@@ -3,6 +3,7 @@ using FluentValidation;
 using Integrations.Common;
 using Integrations.Infrastructure.Http;
 using Integrations.Infrastructure.Mcp;
+using Integrations.Infrastructure.Vault;
 using Integrations.Pipeline.Governance;
 using MediatR;
 using Microsoft.AspNetCore.Builder;
@@ -65,20 +66,22 @@ public static class InvokeMcpTool
         {
             var call = calls.Current;
             var target = call.TargetAs<ToolCall.Target>();
-            var auth = McpServer.AuthFrom(call.Credential, target.AuthHeader).Value;
-            var endpoint = new McpEndpoint(call.Caller.TenantId, target.ServerId, new Uri(target.Url), auth, target.Transport);
+            var endpoint = new McpEndpoint(call.Caller.TenantId, target.ServerId, new Uri(target.Url), Auth: null, target.Transport);
             var arguments = request.Arguments.ValueKind == JsonValueKind.Object
                 ? request.Arguments.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.Clone())
                 : new Dictionary<string, JsonElement>();
             var timeout = request.TimeoutMs is { } ms ? TimeSpan.FromMilliseconds(ms) : (TimeSpan?)null;
 
-            var result = await sessions.CallToolAsync(endpoint, target.ToolName, arguments, timeout, ct, request.Progress);
-            // An OAuth access token the server refused (401) is renewed once and the call tried once more.
-            if (!result.IsSuccess && McpFailures.RefusedCredential(result.Error!) && await call.RenewCredentialAsync(ct) is { } renewed
-                && McpServer.AuthFrom(renewed, target.AuthHeader) is { IsSuccess: true } renewedAuth)
+            Task<Result<CallToolResult>> CallAsync(ResolvedCredential? credential)
             {
-                result = await sessions.CallToolAsync(endpoint with { Auth = renewedAuth.Value }, target.ToolName, arguments, timeout, ct, request.Progress);
+                var auth = McpServer.AuthFrom(credential, target.AuthHeader);
+                return auth.IsSuccess
+                    ? sessions.CallToolAsync(endpoint with { Auth = auth.Value }, target.ToolName, arguments, timeout, ct, request.Progress)
+                    : Task.FromResult<Result<CallToolResult>>(auth.Error!);
             }
+
+            // An OAuth access token the server refused (401) is renewed once and the call tried once more.
+            var result = await call.WithRenewalAsync(CallAsync, ct);
             if (!result.IsSuccess) return result.Error!;
 
             var payload = JsonSerializer.SerializeToElement(result.Value, McpJsonUtilities.DefaultOptions);

@@ -19,13 +19,6 @@ public sealed class McpUpstreamException(string message) : Exception(message);
 /// </summary>
 internal static class McpFailures
 {
-    /// <summary>The extension a refusal of the credential carries: the server's HTTP status (401 or 403).</summary>
-    public const string UpstreamStatus = "upstream_status";
-
-    /// <summary>The server answered 401: the credential was not accepted (an OAuth token may be renewed and the call tried once more).</summary>
-    public static bool RefusedCredential(Error error) =>
-        error.Extensions?.GetValueOrDefault(UpstreamStatus) is (int)HttpStatusCode.Unauthorized;
-
     public static Error ToError(Exception exception, Uri url, TimeSpan timeout)
     {
         var server = $"The MCP server at {url.Authority}";
@@ -45,7 +38,7 @@ internal static class McpFailures
             HttpRequestException { StatusCode: HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden } refused => Error.UpstreamError(
                 $"{server} refused the request (HTTP {(int)refused.StatusCode!}): its credential is missing or was not accepted.") with
             {
-                Extensions = new Dictionary<string, object?> { [UpstreamStatus] = (int)refused.StatusCode! },
+                Extensions = new Dictionary<string, object?> { [Error.UpstreamStatus] = (int)refused.StatusCode! },
             },
             HttpRequestException { StatusCode: { } status } => Error.UpstreamError(
                 $"{server} answered HTTP {(int)status} {status}; it does not serve MCP (Streamable HTTP) there or is failing."),

@@ -110,6 +110,18 @@ public sealed class GovernedCall
         return renewed.Value;
     }
 
+    /// <summary>
+    /// Performs the side effect with the call's credential and, when the destination refused it (HTTP 401, see
+    /// <see cref="Error.RefusedCredential"/>) and it can be renewed, once more with the renewed one. A 401 means the
+    /// destination did nothing, so trying again cannot do anything twice.
+    /// </summary>
+    public async Task<Result<T>> WithRenewalAsync<T>(Func<ResolvedCredential?, Task<Result<T>>> attempt, CancellationToken ct)
+    {
+        var result = await attempt(Credential);
+        if (result.IsSuccess || !result.Error!.RefusedCredential() || await RenewCredentialAsync(ct) is not { } renewed) return result;
+        return await attempt(renewed);
+    }
+
     public CallOutput? Output { get; private set; }
 
     /// <summary>Every event of the call carries these: the invocation id and the kind's facts about the request and target.</summary>

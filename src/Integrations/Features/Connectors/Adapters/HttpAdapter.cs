@@ -87,7 +87,7 @@ public sealed class HttpAdapter(SsrfGuard guard) : IConnectorAdapter, IDisposabl
         {
             return Error.UpstreamError($"The service answered {status} {response.ReasonPhrase}.") with
             {
-                Extensions = new Dictionary<string, object?> { ["upstream_status"] = status },
+                Extensions = new Dictionary<string, object?> { [Error.UpstreamStatus] = status },
             };
         }
         var output = new JsonObject
@@ -97,7 +97,7 @@ public sealed class HttpAdapter(SsrfGuard guard) : IConnectorAdapter, IDisposabl
             ["body"] = ParseBody(body, response.Content.Headers.ContentType?.MediaType),
         };
         return new ActionOutput(JsonSerializer.SerializeToElement(output),
-            new Dictionary<string, object?> { ["upstream_status"] = status, ["response_bytes"] = body.Length });
+            new Dictionary<string, object?> { [Error.UpstreamStatus] = status, ["response_bytes"] = body.Length });
     }
 
     /// <summary>The request an action's template makes of its arguments, or the validation error of the argument that cannot go where the template puts it.</summary>
