@@ -86,6 +86,7 @@ app.UseStatusCodePages(async context =>
 app.Use(RequestHeadLimit.Enforce);
 app.Use(RequestBodyLimit.Enforce);
 app.Use(RequestText.Enforce);
+app.UseMiddleware<RebindingGuard>();
 if (corsOrigins.Length > 0) app.UseCors();
 app.UseAuthentication();
 app.UseAuthorization();
