@@ -205,7 +205,7 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         if (variants.Count > 0) DescribeVariants(variants);
     }
 
-    private static async Task<(Guid Server, Guid Tool)> RegisterAsync(HttpClient http, Uri endpoint)
+    internal static async Task<(Guid Server, Guid Tool)> RegisterAsync(HttpClient http, Uri endpoint)
     {
         using var response = await http.PostAsync("/integrations/mcp-servers",
             new StringContent(JsonSerializer.Serialize(new { name = "bench-echo", url = endpoint.ToString() }), Encoding.UTF8, "application/json"));
