@@ -52,9 +52,10 @@ public sealed class McpGatewayBenchmark(BenchSettings settings, Report report)
         await ToolsInvokeBenchmark.RegisterAsync(http, echo.Endpoint);
 
         await using var hub = await StartHubAsync(echo.Endpoint);
-        await using var direct = await ClientAsync(echo.Endpoint, bearer: null);
-        await using var ours = await ClientAsync(new Uri(api.BaseAddress, "/mcp"), key);
-        await using var throughHub = await ClientAsync(new Uri(hub.Address, "/mcp"), bearer: null);
+        await using var direct = await ClientAsync(echo.Endpoint, HttpTransportMode.StreamableHttp, bearer: null);
+        await using var ours = await ClientAsync(new Uri(api.BaseAddress, "/mcp"), HttpTransportMode.StreamableHttp, key);
+        // mcp-hub 4.2.1 serves its unified endpoint over the HTTP+SSE transport only (GET /mcp for the stream, POST /messages).
+        await using var throughHub = await ClientAsync(new Uri(hub.Address, "/mcp"), HttpTransportMode.Sse, bearer: null);
         var ourTool = await EchoToolAsync(ours, Ours);
         var hubTool = await EchoToolAsync(throughHub, Hub);
         Console.WriteLine($"[mcp-gateway] the echo tool is `{ourTool}` through /mcp and `{hubTool}` through mcp-hub");
@@ -129,11 +130,11 @@ public sealed class McpGatewayBenchmark(BenchSettings settings, Report report)
         return new HubProcess(process, address);
     }
 
-    private static Task<McpClient> ClientAsync(Uri endpoint, string? bearer) =>
+    private static Task<McpClient> ClientAsync(Uri endpoint, HttpTransportMode mode, string? bearer) =>
         McpClient.CreateAsync(new HttpClientTransport(new HttpClientTransportOptions
         {
             Endpoint = endpoint,
-            TransportMode = HttpTransportMode.StreamableHttp,
+            TransportMode = mode,
             EnableStandaloneGetStream = false,
             AdditionalHeaders = bearer is null ? null : new Dictionary<string, string> { ["Authorization"] = $"Bearer {bearer}" },
         }, new HttpClient(new SocketsHttpHandler { UseCookies = false, PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5) }), NullLoggerFactory.Instance, ownsHttpClient: true));
@@ -156,7 +157,7 @@ public sealed class McpGatewayBenchmark(BenchSettings settings, Report report)
                       $"`{ourTool}`: key and scope, the tool found by name, then tools.invoke itself — policy, input-schema check, audit `requested` + `allowed` + " +
                       "`started`, the call over the gateway's pooled MCP session, audit `completed` + the invocation row (no rate limit or credential configured); and " +
                       $"*{Hub}*, mcp-hub 4.2.1 under node {NodePeer.NodeVersion()} with the echo server as its one remote server, calling `{hubTool}` on its `/mcp` " +
-                      "(no key, no policy, nothing persisted). " +
+                      "(the HTTP+SSE transport, the only one its unified endpoint serves; the hub reaches the echo server over Streamable HTTP; no key, no policy, nothing persisted). " +
                       $"*Fixed rate*: {rate} calls/s for {settings.GatewayRateSeconds} s per path, open loop (latency from each call's due time). " +
                       $"*Saturation*: {settings.GatewayCallers} callers, each calling again when answered, {settings.GatewaySaturationSeconds} s per path after a 0.5 s ramp. " +
                       $"{settings.GatewayWarmupSeconds} s of untimed saturation per path first; {settings.GatewayRepetitions} repetition(s), alternating which path goes first. " +
