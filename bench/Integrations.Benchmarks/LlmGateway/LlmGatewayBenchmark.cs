@@ -101,7 +101,7 @@ public sealed class LlmGatewayBenchmark(BenchSettings settings, Report report)
             [Portkey] = CpuMeter.ProcessTree(portkey.Pid),
         });
         var driver = new LoadDriver("llm-gateway", settings.GatewayRate, settings.GatewayRateSeconds, settings.GatewayCallers);
-        var comparison = new GatewayComparison(driver, settings, cpu, paths, [AtRate, AtRateStreaming, Saturation, SaturationStreaming]);
+        var comparison = new GatewayComparison(driver, settings, cpu, paths, [AtRate, AtRateStreaming, Saturation, SaturationStreaming], connectionString);
         await comparison.RunAsync("llm-gateway");
 
         var memory = (Api: api.Memory().Peak, Portkey: ProcessMemory.Read(portkey.Pid).Peak);
@@ -257,6 +257,8 @@ public sealed class LlmGatewayBenchmark(BenchSettings settings, Report report)
         md.AppendLine(runs.LoadTable("request"));
         md.AppendLine();
         md.AppendLine(runs.CpuTable("request"));
+        md.AppendLine();
+        md.AppendLine(runs.WaitsTable(Ours));
         md.AppendLine();
         var rowsMatch = integrity.CompletedRows == integrity.OurSuccesses && integrity.UsageRows == integrity.OurSuccesses && integrity.CompletedEvents == integrity.OurSuccesses;
         md.AppendLine($"**Integrity after the run** (warm-up included). `POST /audit/verify` for tenant `{Tenant}`: chain **{(integrity.ChainValid ? "valid" : "BROKEN")}**, " +

@@ -80,7 +80,7 @@ public sealed class McpGatewayBenchmark(BenchSettings settings, Report report)
             [Hub] = CpuMeter.ProcessTree(hub.Process.Pid),
         });
         var driver = new LoadDriver("mcp-gateway", settings.GatewayRate, settings.GatewayRateSeconds, settings.GatewayCallers);
-        var comparison = new GatewayComparison(driver, settings, cpu, paths, [AtRate, Saturation]);
+        var comparison = new GatewayComparison(driver, settings, cpu, paths, [AtRate, Saturation], connectionString);
         await comparison.RunAsync("mcp-gateway");
 
         var memory = (Api: api.Memory().Peak, Hub: ProcessMemory.Read(hub.Process.Pid).Peak);
@@ -184,6 +184,8 @@ public sealed class McpGatewayBenchmark(BenchSettings settings, Report report)
         md.AppendLine(runs.LoadTable("call"));
         md.AppendLine();
         md.AppendLine(runs.CpuTable("call"));
+        md.AppendLine();
+        md.AppendLine(runs.WaitsTable(Ours));
         md.AppendLine();
         var rowsMatch = integrity.InvocationRows == integrity.GatewaySuccesses && integrity.CompletedRows == integrity.GatewaySuccesses
                         && integrity.CompletedEvents == integrity.GatewaySuccesses;

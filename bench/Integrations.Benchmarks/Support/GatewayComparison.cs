@@ -14,9 +14,12 @@ public sealed record GatewayLoad(string Name, bool Saturated, bool Streaming = f
 /// after an untimed warm-up at saturation per path, in repetitions that alternate which path goes first, so the paths
 /// meet the same moments of a shared machine. Comparisons are made within a repetition, then the median taken.
 /// </summary>
-public sealed class GatewayComparison(LoadDriver driver, BenchSettings settings, CpuMeter cpu, IReadOnlyList<GatewayPath> paths, IReadOnlyList<GatewayLoad> loads)
+/// <param name="connectionString">The bench database, whose backends are sampled during every run (<see cref="PostgresWaits"/>).</param>
+public sealed class GatewayComparison(
+    LoadDriver driver, BenchSettings settings, CpuMeter cpu, IReadOnlyList<GatewayPath> paths, IReadOnlyList<GatewayLoad> loads, string connectionString)
 {
     private readonly List<LoadRun> _runs = [];
+    private readonly Dictionary<LoadRun, IReadOnlyList<(string Wait, double Backends)>> _waits = [];
 
     public IReadOnlyList<int> Repetitions { get; } = Enumerable.Range(1, settings.GatewayRepetitions).ToArray();
 
@@ -36,9 +39,20 @@ public sealed class GatewayComparison(LoadDriver driver, BenchSettings settings,
                 foreach (var path in order)
                 {
                     var call = load.Streaming ? path.Streaming ?? throw new InvalidOperationException($"{path.Name} has no streaming call") : path.Call;
-                    _runs.Add(load.Saturated
-                        ? await driver.SaturationAsync(path.Name, repetition, call, settings.GatewaySaturationSeconds, cpu, load.Name)
-                        : await driver.FixedRateAsync(path.Name, repetition, call, cpu, load.Name));
+                    var waits = PostgresWaits.Start(connectionString);
+                    LoadRun run;
+                    try
+                    {
+                        run = load.Saturated
+                            ? await driver.SaturationAsync(path.Name, repetition, call, settings.GatewaySaturationSeconds, cpu, load.Name)
+                            : await driver.FixedRateAsync(path.Name, repetition, call, cpu, load.Name);
+                    }
+                    finally
+                    {
+                        await waits.DisposeAsync();
+                    }
+                    _runs.Add(run);
+                    _waits[run] = waits.Averages;
                 }
             }
         }
@@ -110,6 +124,30 @@ public sealed class GatewayComparison(LoadDriver driver, BenchSettings settings,
                 var cells = keys.Select(k => Latency.Median(these.Select(r => r.CpuPerCall(k))).ToString("0.000", CultureInfo.InvariantCulture));
                 md.AppendLine($"| {load.Name} | {path.Name} | {string.Join(" | ", cells)} | {Latency.Median(these.Select(r => r.CpuPerCall())):0.000} |");
             }
+        }
+        return md.ToString();
+    }
+
+    /// <summary>
+    /// For <paramref name="path"/> (the one that uses the database), the bench database's active backends by what they
+    /// waited on, averaged over each run and then over repetitions, per load.
+    /// </summary>
+    public string WaitsTable(string path)
+    {
+        var md = new StringBuilder();
+        md.AppendLine($"**What PostgreSQL's backends were doing during *{path}*** (`pg_stat_activity` every 50 ms: active backends on average, by wait event; " +
+                      "*CPU* is active and waiting on nothing; medians over repetitions; the six largest per load):");
+        md.AppendLine();
+        md.AppendLine("| load | waiting on | active backends |");
+        md.AppendLine("|---|---|---|");
+        foreach (var load in loads)
+        {
+            var these = Repetitions.Select(r => _waits[Get(path, load, r)]).ToList();
+            var waits = these.SelectMany(w => w.Select(x => x.Wait)).Distinct()
+                .Select(wait => (wait, Latency.Median(these.Select(w => w.FirstOrDefault(x => x.Wait == wait).Backends))))
+                .OrderByDescending(w => w.Item2).Take(6).ToList();
+            if (waits.Count == 0) md.AppendLine($"| {load.Name} | (none active) | 0 |");
+            foreach (var (wait, backends) in waits) md.AppendLine($"| {load.Name} | {wait} | {backends:0.00} |");
         }
         return md.ToString();
     }
