@@ -56,7 +56,7 @@ usage: ./build.sh <command>
                      create an API key with the local configuration
   demo-db            create the demo database `shop` (orders) with a read-only role
   test               run all tests against a throwaway PostgreSQL
-  bench [--smoke] [--stages pipeline,startup,query,audit,tools-invoke]
+  bench [--smoke] [--stages pipeline,startup,query,audit,tools-invoke,telemetry,mcp-gateway,llm-gateway]
                      run the benchmark suite against a throwaway PostgreSQL and write
                      the report (bench/README.md; --smoke: bench/results/smoke.md)
 EOF

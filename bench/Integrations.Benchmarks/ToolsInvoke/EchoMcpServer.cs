@@ -1,8 +1,8 @@
 using System.Text.Json;
+using Integrations.Benchmarks.Support;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging.Abstractions;
-using Integrations.Benchmarks.Support;
 using ModelContextProtocol;
 using ModelContextProtocol.Protocol;
 using ModelContextProtocol.Server;
