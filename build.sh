@@ -56,7 +56,7 @@ usage: ./build.sh <command>
                      create an API key with the local configuration
   demo-db            create the demo database `shop` (orders) with a read-only role
   test               run all tests against a throwaway PostgreSQL
-  bench [--smoke] [--stages pipeline,startup,query,audit,tools-invoke]
+  bench [--smoke] [--stages pipeline,startup,query,audit,tools-invoke,telemetry,mcp-gateway,llm-gateway]
                      run the benchmark suite against a throwaway PostgreSQL and write
                      the report (bench/README.md; --smoke: bench/results/smoke.md)
 EOF
@@ -415,6 +415,17 @@ cleanup_bench() {
 
 # Sizes and durations come from BENCH_* variables (see bench/README.md); INTEGRATIONS_PG_FAST=1 turns
 # durability off for the bench cluster, and the report says so.
+# The peer gateways of the mcp-gateway and llm-gateway stages (bench/peers: mcp-hub, Portkey), pinned by their lock file.
+# --ignore-scripts: Portkey's postinstall runs patch-package, which is not installed with it; the built server needs no patch.
+install_bench_peers() {
+  local marker=bench/peers/node_modules/.installed-from-lock
+  if [ ! -f "$marker" ] || [ bench/peers/package-lock.json -nt "$marker" ]; then
+    echo "Installing the benchmark's peer gateways (bench/peers)..." >&2
+    npm ci --prefix bench/peers --ignore-scripts --no-audit --no-fund >&2 || die "npm ci in bench/peers failed"
+    touch "$marker"
+  fi
+}
+
 cmd_bench() {
   local smoke=0 stages=${BENCH_STAGES:-all} invocation="./build.sh bench"
   while [ $# -gt 0 ]; do
@@ -432,6 +443,10 @@ cmd_bench() {
   trap 'exit 143' TERM
   BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/integrations-bench.XXXXXX")
   chmod 755 "$BENCH_TMP"   # the postgres OS user must traverse it when we are root
+
+  case ",$stages," in
+    *,all,*|*,mcp-gateway,*|*,llm-gateway,*) install_bench_peers ;;
+  esac
 
   echo "Building $API_PROJECT and bench/Integrations.Benchmarks (Release)..." >&2
   dotnet build "$API_PROJECT" -c Release -nologo -v quiet -clp:NoSummary
@@ -451,7 +466,7 @@ cmd_bench() {
 
   BENCH_PROFILE=$([ "$smoke" = 1 ] && echo smoke || echo full) \
   BENCH_STAGES=$stages BENCH_DB=$db BENCH_API_DLL=$(api_dll) BENCH_OUT=$out BENCH_REPORT=$report \
-  BENCH_COMMAND=$invocation \
+  BENCH_COMMAND=$invocation BENCH_PEERS="$ROOT/bench/peers/node_modules" \
   BENCH_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')" \
     dotnet "$runner"
   echo "Raw output (API host logs, BenchmarkDotNet artifacts, report.md): $out" >&2

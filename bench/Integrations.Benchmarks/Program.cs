@@ -2,6 +2,8 @@ using System.Diagnostics;
 using Dapper;
 using Integrations.Benchmarks.Audit;
 using Integrations.Benchmarks.Footprint;
+using Integrations.Benchmarks.LlmGateway;
+using Integrations.Benchmarks.McpGateway;
 using Integrations.Benchmarks.Pipeline;
 using Integrations.Benchmarks.Query;
 using Integrations.Benchmarks.Support;
@@ -63,6 +65,8 @@ await Stage("audit", () => audit.RunAsync(connectionString));
 var invoke = new ToolsInvokeBenchmark(settings, report);
 await Stage("tools-invoke", () => invoke.RunAsync(connectionString));
 await Stage("telemetry", () => new TelemetrySummaryBenchmark(settings, report).RunAsync(connectionString));
+await Stage("mcp-gateway", () => new McpGatewayBenchmark(settings, report).RunAsync(connectionString));
+await Stage("llm-gateway", () => new LlmGatewayBenchmark(settings, report).RunAsync(connectionString));
 if (settings.Runs("startup") || settings.Runs("audit") || settings.Runs("tools-invoke"))
 {
     startup.Describe(settings.Runs("tools-invoke") ? invoke : null, audit.HttpPeakRssBytes > 0 ? audit.HttpPeakRssBytes : null, settings.AuditCallers);

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 
 namespace Integrations.Benchmarks.Support;
@@ -11,20 +10,18 @@ namespace Integrations.Benchmarks.Support;
 /// </summary>
 public sealed class ApiProcess : IAsyncDisposable
 {
-    private readonly Process _process;
-    private readonly StreamWriter _log;
+    private readonly ChildProcess _process;
 
-    private ApiProcess(Process process, Uri baseAddress, StreamWriter log, long startedTimestamp)
+    private ApiProcess(ChildProcess process, Uri baseAddress, long startedTimestamp)
     {
         _process = process;
         BaseAddress = baseAddress;
-        _log = log;
         StartedTimestamp = startedTimestamp;
     }
 
     public Uri BaseAddress { get; }
 
-    public int Pid => _process.Id;
+    public int Pid => _process.Pid;
 
     /// <summary>Stopwatch timestamp taken just before the process was started.</summary>
     public long StartedTimestamp { get; }
@@ -39,13 +36,10 @@ public sealed class ApiProcess : IAsyncDisposable
     public static ApiProcess Start(BenchSettings settings, string connectionString, string logName,
         IReadOnlyDictionary<string, string>? environment = null)
     {
-        var port = FreePort();
+        var port = ChildProcess.FreePort();
         var url = new Uri($"http://127.0.0.1:{port}");
         var info = new ProcessStartInfo("dotnet")
         {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
             WorkingDirectory = Path.GetDirectoryName(settings.ApiDll)!,
         };
         info.ArgumentList.Add(settings.ApiDll);
@@ -64,15 +58,9 @@ public sealed class ApiProcess : IAsyncDisposable
             info.Environment[name[ApiEnvironmentPrefix.Length..]] = Environment.GetEnvironmentVariable(name);
         }
 
-        Directory.CreateDirectory(settings.OutputDirectory);
-        var log = new StreamWriter(Path.Combine(settings.OutputDirectory, logName + ".log")) { AutoFlush = true };
         var started = Stopwatch.GetTimestamp();
-        var process = Process.Start(info) ?? throw new InvalidOperationException("could not start the API host");
-        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.WriteLine(e.Data); };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return new ApiProcess(process, url, log, started);
+        var process = ChildProcess.Start(info, Path.Combine(settings.OutputDirectory, logName + ".log"));
+        return new ApiProcess(process, url, started);
     }
 
     public static async Task<ApiProcess> StartReadyAsync(BenchSettings settings, string connectionString, string logName,
@@ -107,23 +95,7 @@ public sealed class ApiProcess : IAsyncDisposable
         }
     }
 
-    public (long Rss, long Peak) Memory() => ProcessMemory.Read(_process.Id);
+    public (long Rss, long Peak) Memory() => ProcessMemory.Read(_process.Pid);
 
-    public async ValueTask DisposeAsync()
-    {
-        if (!_process.HasExited)
-        {
-            _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync();
-        }
-        _process.Dispose();
-        lock (_log) _log.Dispose();
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    public ValueTask DisposeAsync() => _process.DisposeAsync();
 }

@@ -61,6 +61,16 @@ public sealed class BenchSettings
     /// </summary>
     public required IReadOnlyList<(string Label, IReadOnlyDictionary<string, string> Environment)> InvokeVariants { get; init; }
 
+    // 7 and 8. the MCP and LLM gateways against direct calls and a peer gateway (issues 13 and 14)
+    public required int GatewayRate { get; init; }
+    public required int GatewayRateSeconds { get; init; }
+    public required int GatewayCallers { get; init; }
+    public required int GatewaySaturationSeconds { get; init; }
+    public required int GatewayWarmupSeconds { get; init; }
+    public required int GatewayRepetitions { get; init; }
+    /// <summary>bench/peers/node_modules: mcp-hub and the Portkey gateway, installed by ./build.sh bench.</summary>
+    public required string PeersDirectory { get; init; }
+
     // 5. footprint
     public required int StartupRuns { get; init; }
 
@@ -70,7 +80,7 @@ public sealed class BenchSettings
     public required int TelemetryLoadSeconds { get; init; }
     public required int TelemetryIterations { get; init; }
 
-    public static readonly string[] AllStages = ["pipeline", "startup", "query", "audit", "tools-invoke", "telemetry"];
+    public static readonly string[] AllStages = ["pipeline", "startup", "query", "audit", "tools-invoke", "telemetry", "mcp-gateway", "llm-gateway"];
 
     public static BenchSettings FromEnvironment()
     {
@@ -121,6 +131,14 @@ public sealed class BenchSettings
             InvokeWarmupSeconds = Int("BENCH_INVOKE_WARMUP_SECONDS", 5, 1),
             InvokeRepetitions = Int("BENCH_INVOKE_REPETITIONS", 3, 1),
             InvokeVariants = Variants(Str("BENCH_INVOKE_VARIANTS", "")),
+
+            GatewayRate = Int("BENCH_GATEWAY_RATE", 200, 200),
+            GatewayRateSeconds = Int("BENCH_GATEWAY_RATE_SECONDS", 15, 3),
+            GatewayCallers = Int("BENCH_GATEWAY_CALLERS", 64, 64),
+            GatewaySaturationSeconds = Int("BENCH_GATEWAY_SATURATION_SECONDS", 15, 3),
+            GatewayWarmupSeconds = Int("BENCH_GATEWAY_WARMUP_SECONDS", 5, 1),
+            GatewayRepetitions = Int("BENCH_GATEWAY_REPETITIONS", 2, 1),
+            PeersDirectory = Str("BENCH_PEERS", Path.GetFullPath("bench/peers/node_modules")),
 
             StartupRuns = Int("BENCH_STARTUP_RUNS", 5, 2),
 

@@ -1,12 +1,7 @@
-using System.Net;
 using System.Text.Json;
+using Integrations.Benchmarks.Support;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using ModelContextProtocol;
 using ModelContextProtocol.Protocol;
@@ -32,10 +27,6 @@ public sealed class EchoMcpServer : IAsyncDisposable
 
     public async Task StartAsync()
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
-        _app = builder.Build();
         var options = new McpServerOptions
         {
             ServerInfo = new Implementation { Name = "bench-echo", Version = "1.0.0" },
@@ -54,12 +45,13 @@ public sealed class EchoMcpServer : IAsyncDisposable
                 }),
             ],
         };
-        _app.MapPost("/mcp", (HttpContext context) => HandlePostAsync(context, options));
-        // Stateless: no standalone GET stream and no session to DELETE.
-        _app.MapMethods("/mcp", ["GET", "DELETE"], () => Results.StatusCode(StatusCodes.Status405MethodNotAllowed));
-        await _app.StartAsync();
-        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        Endpoint = new Uri(new Uri(address), "/mcp");
+        (_app, var address) = await LoopbackServer.StartAsync(app =>
+        {
+            app.MapPost("/mcp", (HttpContext context) => HandlePostAsync(context, options));
+            // Stateless: no standalone GET stream and no session to DELETE.
+            app.MapMethods("/mcp", ["GET", "DELETE"], () => Results.StatusCode(StatusCodes.Status405MethodNotAllowed));
+        });
+        Endpoint = new Uri(address, "/mcp");
     }
 
     private static async Task HandlePostAsync(HttpContext context, McpServerOptions options)
@@ -107,12 +99,5 @@ public sealed class EchoMcpServer : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        if (_app is not null)
-        {
-            await _app.StopAsync();
-            await _app.DisposeAsync();
-        }
-    }
+    public ValueTask DisposeAsync() => LoopbackServer.StopAsync(_app);
 }

@@ -1,12 +1,7 @@
-using System.Net;
 using System.Text.Json;
+using Integrations.Benchmarks.Support;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using ModelContextProtocol;
 using ModelContextProtocol.Client;
@@ -38,14 +33,8 @@ public sealed class RelayServer : IAsyncDisposable
             EnableStandaloneGetStream = false,
         }, new HttpClient(new SocketsHttpHandler { UseCookies = false }), NullLoggerFactory.Instance, ownsHttpClient: true));
 
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
-        _app = builder.Build();
-        _app.MapPost("/relay", RelayAsync);
-        await _app.StartAsync();
-        var address = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        Endpoint = new Uri(new Uri(address), "/relay");
+        (_app, var address) = await LoopbackServer.StartAsync(app => app.MapPost("/relay", RelayAsync));
+        Endpoint = new Uri(address, "/relay");
     }
 
     private async Task RelayAsync(HttpContext context)
@@ -62,11 +51,7 @@ public sealed class RelayServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        if (_app is not null)
-        {
-            await _app.StopAsync();
-            await _app.DisposeAsync();
-        }
+        await LoopbackServer.StopAsync(_app);
         if (_client is not null) await _client.DisposeAsync();
     }
 }

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using Dapper;
@@ -48,15 +47,6 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
     public long PeakRssBytes { get; private set; }
 
     public long RssAfterStartBytes { get; private set; }
-
-    private delegate Task<bool> Call(CancellationToken ct);
-
-    private sealed record Run(
-        string Path, string Load, int Repetition, TimeSpan Measured, long Ok, long Failed, Latency Latency, Latency DispatchLag,
-        CpuMeter.Usage Cpu, string? FirstFailure)
-    {
-        public double PerSecond => Ok / Measured.TotalSeconds;
-    }
 
     public async Task RunAsync(string connectionString)
     {
@@ -139,7 +129,8 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         };
         var paths = new (string Name, Call Call)[] { ("direct", viaDirect), ("relay", viaRelay), ("gateway", viaGateway) };
 
-        var postmaster = await PostmasterPidAsync(connectionString);
+        var driver = new LoadDriver("tools-invoke", settings.InvokeRate, settings.InvokeRateSeconds, settings.InvokeCallers);
+        var postmaster = await LoadDriver.PostmasterPidAsync(connectionString);
         var cpu = new CpuMeter(() => new Dictionary<string, IReadOnlyList<int>>
         {
             ["load generator + echo server"] = [Environment.ProcessId],
@@ -151,15 +142,15 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         foreach (var (name, call) in paths)
         {
             Console.WriteLine($"[tools-invoke] warm-up {name}: {settings.InvokeWarmupSeconds} s at saturation...");
-            await SaturationAsync(name, 0, call, settings.InvokeWarmupSeconds, cpu);
+            await driver.SaturationAsync(name, 0, call, settings.InvokeWarmupSeconds, cpu);
         }
 
-        var runs = new List<Run>();
+        var runs = new List<LoadRun>();
         for (var repetition = 1; repetition <= settings.InvokeRepetitions; repetition++)
         {
             var order = repetition % 2 == 1 ? paths : paths.Reverse().ToArray();
-            foreach (var (name, call) in order) runs.Add(await FixedRateAsync(name, repetition, call, cpu));
-            foreach (var (name, call) in order) runs.Add(await SaturationAsync(name, repetition, call, settings.InvokeSaturationSeconds, cpu));
+            foreach (var (name, call) in order) runs.Add(await driver.FixedRateAsync(name, repetition, call, cpu));
+            foreach (var (name, call) in order) runs.Add(await driver.SaturationAsync(name, repetition, call, settings.InvokeSaturationSeconds, cpu));
         }
 
         var variants = new List<VariantRun>();
@@ -183,14 +174,14 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
             Console.WriteLine($"[tools-invoke] variant {label} ({string.Join(", ", environment.Select(e => $"{e.Key}={e.Value}"))}): warm-up...");
             // Three times the usual warm-up: the shipped host has been warm since the runs above, and a fresh host still
             // compiles its hot methods again at tier 1 for a while (seen as JIT time in its first timed run).
-            await SaturationAsync($"gateway ({label})", 0, viaVariant, 3 * settings.InvokeWarmupSeconds, variantCpu);
+            await driver.SaturationAsync($"gateway ({label})", 0, viaVariant, 3 * settings.InvokeWarmupSeconds, variantCpu);
             // The shipped host again beside it, in the same repetitions, so the two are compared at the same moment of the machine.
             for (var repetition = 1; repetition <= settings.InvokeRepetitions; repetition++)
             {
-                variants.Add(new VariantRun(label, "shipped", await FixedRateAsync("gateway (shipped)", repetition, viaGateway, cpu)));
-                variants.Add(new VariantRun(label, label, await FixedRateAsync($"gateway ({label})", repetition, viaVariant, variantCpu)));
-                variants.Add(new VariantRun(label, "shipped", await SaturationAsync("gateway (shipped)", repetition, viaGateway, settings.InvokeSaturationSeconds, cpu)));
-                variants.Add(new VariantRun(label, label, await SaturationAsync($"gateway ({label})", repetition, viaVariant, settings.InvokeSaturationSeconds, variantCpu)));
+                variants.Add(new VariantRun(label, "shipped", await driver.FixedRateAsync("gateway (shipped)", repetition, viaGateway, cpu)));
+                variants.Add(new VariantRun(label, label, await driver.FixedRateAsync($"gateway ({label})", repetition, viaVariant, variantCpu)));
+                variants.Add(new VariantRun(label, "shipped", await driver.SaturationAsync("gateway (shipped)", repetition, viaGateway, settings.InvokeSaturationSeconds, cpu)));
+                variants.Add(new VariantRun(label, label, await driver.SaturationAsync($"gateway ({label})", repetition, viaVariant, settings.InvokeSaturationSeconds, variantCpu)));
             }
         }
 
@@ -198,7 +189,7 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         await sampler;
         PeakRssBytes = Math.Max(api.Memory().Peak, peakSampled);
 
-        var integrity = await CheckIntegrityAsync(http, connectionString, Interlocked.Read(ref gatewayOk),
+        var integrity = await CheckIntegrityAsync(http, connectionString, Tenant, Interlocked.Read(ref gatewayOk),
             Interlocked.Read(ref directOk) + Interlocked.Read(ref relayOk), echo.ToolCalls);
 
         // The limit last, on the same cluster, once the service's runs are over (issue 20): the call's two transactions under pgbench.
@@ -214,7 +205,7 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         if (variants.Count > 0) DescribeVariants(variants);
     }
 
-    private static async Task<(Guid Server, Guid Tool)> RegisterAsync(HttpClient http, Uri endpoint)
+    internal static async Task<(Guid Server, Guid Tool)> RegisterAsync(HttpClient http, Uri endpoint)
     {
         using var response = await http.PostAsync("/integrations/mcp-servers",
             new StringContent(JsonSerializer.Serialize(new { name = "bench-echo", url = endpoint.ToString() }), Encoding.UTF8, "application/json"));
@@ -227,169 +218,29 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         return (server, tool.GetProperty("id").GetGuid());
     }
 
-    /// <summary>
-    /// Open loop: call i is due at start + i / rate, sent from a dedicated thread at that time (or at once when the
-    /// sender is late), and its latency is measured from when it was due, not from when it was sent.
-    /// </summary>
-    private async Task<Run> FixedRateAsync(string path, int repetition, Call call, CpuMeter cpu)
-    {
-        var rate = settings.InvokeRate;
-        var seconds = settings.InvokeRateSeconds;
-        var total = rate * seconds;
-        Console.WriteLine($"[tools-invoke] {path}, {rate} calls/s for {seconds} s (repetition {repetition})...");
-        var latencies = new double[total];
-        var lags = new double[total];
-        var outcomes = new bool[total];
-        string? firstFailure = null;
-        var tasks = new Task[total];
-        var frequency = (double)Stopwatch.Frequency;
-        var interval = frequency / rate;
-        var before = cpu.Take();
-        var start = Stopwatch.GetTimestamp() + Stopwatch.Frequency / 100;
-
-        async Task One(int i, long due)
-        {
-            lags[i] = (Stopwatch.GetTimestamp() - due) * 1000.0 / frequency;
-            try
-            {
-                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-                outcomes[i] = await call(timeout.Token);
-                if (!outcomes[i]) Interlocked.CompareExchange(ref firstFailure, "a call was answered with a failure", null);
-            }
-            catch (Exception e) when (e is HttpRequestException or TaskCanceledException or OperationCanceledException or IOException or InvalidOperationException
-                                          or ModelContextProtocol.McpException)
-            {
-                Interlocked.CompareExchange(ref firstFailure, $"{e.GetType().Name}: {e.Message}", null);
-            }
-            latencies[i] = (Stopwatch.GetTimestamp() - due) * 1000.0 / frequency;
-        }
-
-        var sender = new Thread(() =>
-        {
-            for (var i = 0; i < total; i++)
-            {
-                var due = start + (long)(i * interval);
-                SleepUntil(due);
-                var index = i;
-                tasks[i] = Task.Run(() => One(index, due));
-            }
-        })
-        { IsBackground = true, Name = "fixed-rate sender", Priority = ThreadPriority.AboveNormal };
-        sender.Start();
-        await Task.Run(sender.Join);
-        await Task.WhenAll(tasks);
-        var elapsed = TimeSpan.FromSeconds(seconds);
-        var usage = CpuMeter.Between(before, cpu.Take(), elapsed);
-
-        var latency = new Latency(total);
-        var lag = new Latency(total);
-        long ok = 0;
-        for (var i = 0; i < total; i++)
-        {
-            lag.Add(lags[i]);
-            if (!outcomes[i]) continue;
-            ok++;
-            latency.Add(latencies[i]);
-        }
-        var run = new Run(path, "fixed rate", repetition, elapsed, ok, total - ok, latency, lag, usage, firstFailure);
-        Print(run);
-        return run;
-    }
-
-    /// <summary>N callers in a closed loop; the calls that complete inside the window are counted and timed.</summary>
-    private async Task<Run> SaturationAsync(string path, int repetition, Call call, int seconds, CpuMeter cpu)
-    {
-        var callers = settings.InvokeCallers;
-        if (repetition > 0) Console.WriteLine($"[tools-invoke] {path}, {callers} callers for {seconds} s (repetition {repetition})...");
-        var frequency = Stopwatch.Frequency;
-        var rampUp = repetition > 0 ? frequency / 2 : 0; // half a second for every caller to be in flight before the window opens
-        var begin = Stopwatch.GetTimestamp();
-        var measureFrom = begin + rampUp;
-        var end = measureFrom + seconds * frequency;
-        var latencies = Enumerable.Range(0, callers).Select(_ => new Latency(4096)).ToArray();
-        long ok = 0, failed = 0;
-        string? firstFailure = null;
-        CpuMeter.Snapshot? before = null;
-        var gate = new Lock();
-
-        var workers = Enumerable.Range(0, callers).Select(caller => Task.Run(async () =>
-        {
-            while (true)
-            {
-                var t0 = Stopwatch.GetTimestamp();
-                if (t0 >= end) break;
-                if (t0 >= measureFrom && before is null)
-                {
-                    lock (gate) before ??= cpu.Take();
-                }
-                bool success;
-                try
-                {
-                    using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-                    success = await call(timeout.Token);
-                }
-                catch (Exception e) when (e is HttpRequestException or TaskCanceledException or OperationCanceledException or IOException or InvalidOperationException
-                                              or ModelContextProtocol.McpException)
-                {
-                    success = false;
-                    Interlocked.CompareExchange(ref firstFailure, $"{e.GetType().Name}: {e.Message}", null);
-                }
-                var t1 = Stopwatch.GetTimestamp();
-                if (t0 < measureFrom || t1 > end) continue;
-                if (success)
-                {
-                    latencies[caller].Add((t1 - t0) * 1000.0 / frequency);
-                    Interlocked.Increment(ref ok);
-                }
-                else
-                {
-                    Interlocked.Increment(ref failed);
-                    Interlocked.CompareExchange(ref firstFailure, "a call was answered with a failure", null);
-                }
-            }
-        })).ToArray();
-        await Task.WhenAll(workers);
-        var measured = TimeSpan.FromSeconds(seconds);
-        var after = cpu.Take();
-        var usage = CpuMeter.Between(before ?? after, after, measured);
-        var latency = new Latency(latencies.Sum(l => l.Count));
-        foreach (var l in latencies) latency.AddRange(l);
-        var run = new Run(path, "saturation", repetition, measured, ok, failed, latency, new Latency(1), usage, firstFailure);
-        if (repetition > 0) Print(run);
-        return run;
-    }
-
-    private static void Print(Run run) =>
-        Console.WriteLine($"[tools-invoke] {run.Path}, {run.Load} #{run.Repetition}: {run.PerSecond:N0}/s, p50 {Fmt.Ms(run.Latency.Percentile(50))} " +
-                          $"p99 {Fmt.Ms(run.Latency.Percentile(99))} max {Fmt.Ms(run.Latency.Max)} ms, failed {run.Failed}, CPU " +
-                          string.Join(", ", run.Cpu.ProcessCores.Select(p => $"{p.Key} {p.Value:0.00}")) + $" (machine {run.Cpu.MachineBusyCores:0.00})" +
-                          (run.FirstFailure is null ? "" : $" ({run.FirstFailure})"));
-
-    private sealed record Integrity(
+    internal sealed record Integrity(
         bool ChainValid, long EventsChecked, long GatewaySuccesses, long InvocationRows, long CompletedRows, long CompletedEvents,
         long DirectSuccesses, long ServerToolCalls, TimeSpan VerifyTime);
 
-    private static async Task<Integrity> CheckIntegrityAsync(HttpClient http, string connectionString, long gatewayOk, long directOk, long serverCalls)
+    /// <summary>
+    /// The chain of <paramref name="tenant"/> verified, and its invocation rows and <c>tool.invocation.completed</c> events
+    /// counted against the gateway's successes (also the MCP gateway stage's check: one governed call, one home).
+    /// </summary>
+    internal static async Task<Integrity> CheckIntegrityAsync(HttpClient http, string connectionString, string tenant, long gatewayOk, long directOk, long serverCalls)
     {
-        var watch = Stopwatch.StartNew();
-        using var response = await http.PostAsync("/audit/verify", null);
-        var body = await response.Content.ReadAsStringAsync();
-        watch.Stop();
-        if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"POST /audit/verify answered {(int)response.StatusCode}: {body}");
-        using var verified = JsonDocument.Parse(body);
+        var verified = await AuditVerify.RunAsync(http);
         await using var connection = new NpgsqlConnection(connectionString);
         var rows = await connection.QuerySingleAsync<(long Total, long Completed)>(
-            "SELECT count(*), count(*) FILTER (WHERE outcome = 'completed') FROM mcp_tool_invocations WHERE tenant_id = @Tenant", new { Tenant });
+            "SELECT count(*), count(*) FILTER (WHERE outcome = 'completed') FROM mcp_tool_invocations WHERE tenant_id = @tenant", new { tenant });
         var completedEvents = await connection.ExecuteScalarAsync<long>(
-            "SELECT count(*) FROM audit_events WHERE tenant_id = @Tenant AND action = 'tool.invocation.completed'", new { Tenant });
-        var integrity = new Integrity(verified.RootElement.GetProperty("valid").GetBoolean(), verified.RootElement.GetProperty("events_checked").GetInt64(),
-            gatewayOk, rows.Total, rows.Completed, completedEvents, directOk, serverCalls, watch.Elapsed);
-        Console.WriteLine($"[tools-invoke] audit chain valid: {integrity.ChainValid} ({integrity.EventsChecked} events); gateway 2xx {gatewayOk}, invocation rows {rows.Total} " +
-                          $"({rows.Completed} completed), completed events {completedEvents}; echo server tools/call {serverCalls} = direct and relay {directOk} + gateway {gatewayOk}?");
+            "SELECT count(*) FROM audit_events WHERE tenant_id = @tenant AND action = 'tool.invocation.completed'", new { tenant });
+        var integrity = new Integrity(verified.Valid, verified.EventsChecked, gatewayOk, rows.Total, rows.Completed, completedEvents, directOk, serverCalls, verified.Took);
+        Console.WriteLine($"[integrity] audit chain of {tenant} valid: {integrity.ChainValid} ({integrity.EventsChecked} events); gateway 2xx {gatewayOk}, invocation rows {rows.Total} " +
+                          $"({rows.Completed} completed), completed events {completedEvents}; echo server tools/call {serverCalls} = other paths {directOk} + gateway {gatewayOk}?");
         return integrity;
     }
 
-    private sealed record VariantRun(string Variant, string Host, Run Run);
+    private sealed record VariantRun(string Variant, string Host, LoadRun Run);
 
     private void DescribeVariants(IReadOnlyList<VariantRun> variants)
     {
@@ -407,7 +258,7 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
             {
                 var atRate = group.Where(v => v.Host == host && v.Run.Load == "fixed rate").Select(v => v.Run).ToList();
                 var saturated = group.Where(v => v.Host == host && v.Run.Load == "saturation").Select(v => v.Run).ToList();
-                string Cpu(List<Run> these) =>
+                string Cpu(List<LoadRun> these) =>
                     $"{Latency.Median(these.Select(r => CpuPerCall(r, ApiHost))):0.000} / {Latency.Median(these.Select(r => CpuPerCall(r, Postgres))):0.000} / " +
                     $"{Latency.Median(these.Select(ServiceCpuPerCall)):0.000}";
                 md.AppendLine($"| {group.Key} | {host} | {Fmt.Ms(Latency.Median(atRate.Select(r => r.Latency.Percentile(50))))} ms | {Cpu(atRate)} | " +
@@ -423,10 +274,10 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         report.Add(new Section(4, "4. tools.invoke: API host settings compared", md.ToString()));
     }
 
-    private void Describe(IReadOnlyList<Run> runs, Integrity integrity, IReadOnlyList<GovernedCallLimit.Result> limits)
+    private void Describe(IReadOnlyList<LoadRun> runs, Integrity integrity, IReadOnlyList<GovernedCallLimit.Result> limits)
     {
         var reps = Enumerable.Range(1, settings.InvokeRepetitions).ToArray();
-        Run Get(string path, string load, int rep) => runs.Single(r => r.Path == path && r.Load == load && r.Repetition == rep);
+        LoadRun Get(string path, string load, int rep) => runs.Single(r => r.Path == path && r.Load == load && r.Repetition == rep);
         double Med(Func<int, double> f) => Latency.Median(reps.Select(f));
 
         double Over(string path, string baseline, int rep, double p) =>
@@ -589,34 +440,10 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
             $"{(integrity.ChainValid ? "valid" : "broken")}, {integrity.InvocationRows:N0} rows for {integrity.GatewaySuccesses:N0} 2xx", integrity.ChainValid && rowsMatch));
     }
 
-    private static double CpuPerCall(Run run) =>
-        run.Ok == 0 ? double.NaN : run.Cpu.ProcessCores.Values.Sum() * run.Measured.TotalSeconds * 1000 / run.Ok;
+    private static double CpuPerCall(LoadRun run) => run.CpuPerCall();
 
-    private static double CpuPerCall(Run run, string process) =>
-        run.Ok == 0 ? double.NaN : run.Cpu.ProcessCores.GetValueOrDefault(process) * run.Measured.TotalSeconds * 1000 / run.Ok;
+    private static double CpuPerCall(LoadRun run, string process) => run.CpuPerCall(process);
 
     /// <summary>The API host's and PostgreSQL's CPU per call: the service's own, without the load generator and the echo server.</summary>
-    private static double ServiceCpuPerCall(Run run) => CpuPerCall(run, ApiHost) + CpuPerCall(run, Postgres);
-
-    private static void SleepUntil(long due)
-    {
-        while (true)
-        {
-            var ahead = due - Stopwatch.GetTimestamp();
-            if (ahead <= 0) return;
-            var microseconds = ahead * 1_000_000 / Stopwatch.Frequency;
-            if (microseconds > 0) _ = usleep((uint)Math.Min(microseconds, 1_000_000)); // an interrupted sleep is retried by the loop
-        }
-    }
-
-    [DllImport("libc", SetLastError = true)]
-    private static extern int usleep(uint microseconds);
-
-    private static async Task<int> PostmasterPidAsync(string connectionString)
-    {
-        await using var connection = new NpgsqlConnection(connectionString);
-        await connection.OpenAsync();
-        var backend = await connection.ExecuteScalarAsync<int>("SELECT pg_backend_pid()");
-        return CpuMeter.ParentOf(backend);
-    }
+    private static double ServiceCpuPerCall(LoadRun run) => CpuPerCall(run, ApiHost) + CpuPerCall(run, Postgres);
 }
