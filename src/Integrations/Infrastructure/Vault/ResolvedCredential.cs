@@ -155,6 +155,9 @@ public static class CredentialErrors
 
     public static Error Denied(string detail) => new("credential_denied", 403, "Credential access denied.", detail);
 
+    /// <summary>The key service that wraps the vault's data keys (AWS KMS) could not be asked; nothing was sealed or opened.</summary>
+    public static Error KeyServiceUnavailable(string detail) => new("key_service_unavailable", 503, "Key service unavailable.", detail);
+
     public static Error Unreadable(string detail) => new("credential_unreadable", 500, "Credential cannot be decrypted.", detail);
 
     /// <summary>The credential is bound to other hosts than the destination it would be sent to.</summary>
