@@ -17,13 +17,16 @@ public static class CredentialTypes
     /// <summary>An OAuth 2.0 refresh token: <c>fields</c> token_url, client_id, refresh_token (client_secret, scope); resolves to an access token.</summary>
     public const string OAuth2RefreshToken = "oauth2_refresh_token";
 
+    /// <summary>A TLS client certificate and its key (<see cref="ClientCertificate"/>): mutual TLS, no header.</summary>
+    public const string ClientCertificate = "client_certificate";
+
     /// <summary>The types that resolve to an access token obtained from a token endpoint (<see cref="OAuthClientTokens"/>).</summary>
     public static bool IsOAuth(string type) => type is OAuth2ClientCredentials or OAuth2RefreshToken;
 
     /// <summary>An <c>encrypted://</c> or <c>env://</c> secret: one opaque string, used like an API key.</summary>
     public const string Opaque = "opaque";
 
-    public static readonly string[] Storable = [ApiKey, BearerToken, BasicAuth, Custom, OAuth2ClientCredentials, OAuth2RefreshToken];
+    public static readonly string[] Storable = [ApiKey, BearerToken, BasicAuth, Custom, OAuth2ClientCredentials, OAuth2RefreshToken, ClientCertificate];
 }
 
 /// <summary>Who asks to resolve a credential: a tenant object (grantable) or, for <c>env://</c>, the system itself.</summary>
