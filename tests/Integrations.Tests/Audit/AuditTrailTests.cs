@@ -18,7 +18,7 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
     {
         var tenant = TestEnvironment.NewTenant();
         // An encrypted:// reference made for this tenant directly (credentials.encrypt would add an event of its own).
-        var reference = Host.Services.GetRequiredService<VaultCrypto>().EncryptReference("secret"u8, tenant);
+        var reference = await Host.Services.GetRequiredService<VaultCrypto>().EncryptReferenceAsync("secret"u8.ToArray(), tenant, CancellationToken.None);
         var created = (await Host.SendAsync(new CreateIntegration.Command("a", "openai", CredentialRef: reference), tenant)).Value;
         await Host.SendAsync(new UpdateIntegration.Command(created.Id, new UpdateIntegration.Body(Name: "b")), tenant);
         await Host.SendAsync(new EnableIntegration.Command(created.Id), tenant);

@@ -51,7 +51,7 @@ public sealed record TestTool(
 }
 
 /// <summary>A request as the server received it (for asserting which headers a caller sent).</summary>
-public sealed record ReceivedRequest(string Method, string? JsonRpcMethod, IReadOnlyDictionary<string, string> Headers)
+public sealed record ReceivedRequest(string Method, string? JsonRpcMethod, IReadOnlyDictionary<string, string> Headers, string? ClientCertificate = null)
 {
     public string? Authorization => Headers.TryGetValue("Authorization", out var v) ? v : null;
 }
@@ -76,6 +76,9 @@ public sealed class TestMcpServer : IAsyncDisposable
 
     /// <summary>Header checked for the token (default Authorization, value "Bearer x"); any other name: raw value.</summary>
     public string AuthHeaderName { get; set; } = "Authorization";
+
+    /// <summary>When set, the server listens on HTTPS configured by it (mutual TLS: <see cref="TestPki.RequireClientCertificates"/>).</summary>
+    public Action<Microsoft.AspNetCore.Server.Kestrel.Https.HttpsConnectionAdapterOptions>? Https { get; set; }
 
     /// <summary>Emulate a stateful (2025-xx) server: issue Mcp-Session-Id on initialize, 404 on unknown ids.</summary>
     public bool IssueSessions { get; set; }
@@ -158,7 +161,11 @@ public sealed class TestMcpServer : IAsyncDisposable
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
+        if (Https is { } https) builder.WebHost.UseKestrelHttpsConfiguration();
+        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0, listen =>
+        {
+            if (Https is { } https) listen.UseHttps(https);
+        }));
         _app = builder.Build();
         _app.MapPost("/mcp", HandlePostAsync);
         // Stateless server: no standalone GET stream, no DELETE. 405 tells the client so.
@@ -298,7 +305,8 @@ public sealed class TestMcpServer : IAsyncDisposable
         _received.Enqueue(new ReceivedRequest(
             ctx.Request.Method,
             jsonRpcMethod,
-            ctx.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase)));
+            ctx.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase),
+            ctx.Connection.ClientCertificate?.Subject));
 
     private McpServerOptions CreateOptions() => new()
     {

@@ -64,7 +64,8 @@ public static class Credential
     internal static SecretMaterial ToMaterial(this ISecretFields fields, string type) => type switch
     {
         CredentialTypes.BasicAuth => new SecretMaterial(Username: fields.Username, Password: fields.Password),
-        CredentialTypes.Custom or CredentialTypes.OAuth2ClientCredentials or CredentialTypes.OAuth2RefreshToken => new SecretMaterial(Fields: fields.Fields),
+        CredentialTypes.Custom or CredentialTypes.OAuth2ClientCredentials or CredentialTypes.OAuth2RefreshToken or CredentialTypes.ClientCertificate =>
+            new SecretMaterial(Fields: fields.Fields),
         _ => new SecretMaterial(Secret: fields.Secret),
     };
 
@@ -95,6 +96,16 @@ public static class Credential
         if (CredentialTypes.IsOAuth(type))
         {
             if (OAuthClientTokens.FieldsRefusal(type, fields.Fields) is { } refusal) Add("fields", refusal);
+        }
+        else if (type == CredentialTypes.ClientCertificate)
+        {
+            if (fields.Fields?.Values.Any(v => v is null || v.Length > MaxSecretLength) == true) Add("fields", $"Each field may be at most {MaxSecretLength} characters.");
+            else
+            {
+                var parsed = ClientCertificate.From(fields.Fields, DateTimeOffset.UtcNow);
+                if (parsed.IsSuccess) parsed.Value.Dispose();
+                else Add("fields", parsed.Error!.FieldErrors!["fields"][0]);
+            }
         }
         else if (type == CredentialTypes.Custom)
         {

@@ -30,13 +30,19 @@ public sealed class CredentialsModule : ICarterModule
     }
 
     /// <summary>
-    /// Master keys from <c>Integrations:Vault</c>, checked at start-up. (The credential behavior is registered with
+    /// Master keys from <c>Integrations:Vault</c> (local, and AWS KMS when <c>Integrations:Vault:Kms</c> is set), checked at start-up. (The credential behavior is registered with
     /// the other behaviors, innermost.)
     /// </summary>
     public static void AddServices(IServiceCollection services, IConfiguration configuration)
     {
         services.AddSingleton(sp => MasterKeys.FromConfiguration(configuration, sp.GetService<IHostEnvironment>()));
-        services.AddSingleton<VaultCrypto>();
+        services.AddSingleton<LocalMasterKeyProvider>();
+        services.AddSingleton<IMasterKeyProvider>(sp => sp.GetRequiredService<LocalMasterKeyProvider>());
+        var kms = AwsKmsSettings.FromConfiguration(configuration);
+        services.AddSingleton(kms);
+        if (kms.Configured) services.AddSingleton<IMasterKeyProvider, AwsKmsMasterKeyProvider>();
+        services.AddSingleton(sp => new VaultCrypto(sp.GetRequiredService<MasterKeys>(), sp.GetServices<IMasterKeyProvider>(),
+            configuration[MasterKeys.ProviderKey] is { Length: > 0 } provider ? provider : LocalMasterKeyProvider.ProviderName));
         services.AddSingleton(HashiCorpVaultSettings.FromConfiguration(configuration));
         services.AddSingleton<HashiCorpVault>();
         services.AddSingleton<OAuthClientTokens>();

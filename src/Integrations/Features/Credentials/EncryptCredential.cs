@@ -35,15 +35,19 @@ public static class EncryptCredential
 
     internal sealed class Handler(TenantSession session, AuditTrail audit, VaultCrypto crypto) : IRequestHandler<Command, Result<Response>>
     {
-        public Task<Result<Response>> Handle(Command request, CancellationToken ct)
+        public async Task<Result<Response>> Handle(Command request, CancellationToken ct)
         {
             var plaintext = Encoding.UTF8.GetBytes(request.Secret);
             try
             {
-                var reference = crypto.EncryptReference(plaintext, session.TenantId);
-                var keyId = crypto.Keys.Current.Id;
+                var reference = await crypto.EncryptReferenceAsync(plaintext, session.TenantId, ct);
+                var keyId = VaultCrypto.ReferenceKeyId(reference);
                 audit.Record("encrypted_reference", keyId, new { MasterKeyId = keyId });
-                return Task.FromResult<Result<Response>>(new Response(reference, keyId));
+                return new Response(reference, keyId);
+            }
+            catch (KeyServiceUnavailableException e)
+            {
+                return CredentialErrors.KeyServiceUnavailable(e.Message);
             }
             finally
             {

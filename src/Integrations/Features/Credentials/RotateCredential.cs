@@ -80,7 +80,11 @@ public static class RotateCredential
             SealedSecret sealedSecret;
             try
             {
-                sealedSecret = crypto.Seal(payload, session.TenantId, request.Id, version);
+                sealedSecret = await crypto.SealAsync(payload, session.TenantId, request.Id, version, ct);
+            }
+            catch (KeyServiceUnavailableException e)
+            {
+                return CredentialErrors.KeyServiceUnavailable(e.Message);
             }
             finally
             {

@@ -64,7 +64,11 @@ public static class StoreCredential
             SealedSecret sealedSecret;
             try
             {
-                sealedSecret = crypto.Seal(payload, session.TenantId, id, version: 1);
+                sealedSecret = await crypto.SealAsync(payload, session.TenantId, id, version: 1, ct);
+            }
+            catch (KeyServiceUnavailableException e)
+            {
+                return CredentialErrors.KeyServiceUnavailable(e.Message);
             }
             finally
             {

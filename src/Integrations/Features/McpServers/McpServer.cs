@@ -144,11 +144,17 @@ public static class McpServer
 
     /// <summary>
     /// The header a resolved credential becomes: a key or token goes in the server's auth header (Bearer for
-    /// Authorization), a basic_auth credential becomes <c>Authorization: Basic</c>. No credential, no header.
+    /// Authorization), a basic_auth credential becomes <c>Authorization: Basic</c>; a client_certificate is presented
+    /// in the TLS handshake instead. No credential, no header.
     /// </summary>
     internal static Result<McpServerAuth?> AuthFrom(ResolvedCredential? credential, string authHeader)
     {
         if (credential is null) return Result<McpServerAuth?>.Ok(null);
+        if (credential.Type == CredentialTypes.ClientCertificate)
+        {
+            var identity = ClientCertificate.Of(credential, DateTimeOffset.UtcNow);
+            return identity.IsSuccess ? McpServerAuth.MutualTls(identity.Value) : identity.Error!;
+        }
         if (credential.Token is { Length: > 0 } token) return McpServerAuth.Token(authHeader, token);
         if (credential is { Type: CredentialTypes.BasicAuth, Username: { } user, Password: { } password }
             && string.Equals(authHeader, McpServerAuth.DefaultHeader, StringComparison.OrdinalIgnoreCase))

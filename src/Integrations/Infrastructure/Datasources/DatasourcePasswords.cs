@@ -20,6 +20,11 @@ public sealed class DatasourcePasswords(CredentialResolver resolver)
     /// <summary>The password a resolved credential holds for a datasource, or why it holds none.</summary>
     public static Result<string> PasswordOf(ResolvedCredential credential)
     {
+        if (credential.Type == CredentialTypes.ClientCertificate)
+        {
+            const string NotYet = "Datasources sign in with a password; client_certificate credentials are used for MCP servers and http connectors, not yet for PostgreSQL.";
+            return Error.Validation(new Dictionary<string, string[]> { ["credential_ref"] = [NotYet] }, NotYet);
+        }
         var password = credential.Type switch
         {
             CredentialTypes.BasicAuth => credential.Password,

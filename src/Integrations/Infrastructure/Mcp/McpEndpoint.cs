@@ -1,26 +1,34 @@
 using System.Security.Cryptography;
 using System.Text;
+using Integrations.Infrastructure.Vault;
 using ModelContextProtocol.Protocol;
 
 namespace Integrations.Infrastructure.Mcp;
 
 /// <summary>
-/// The header a server is called with, built by the handler from the secret it resolved through the vault
-/// (never from the caller's own credentials). A class, not a record, so no generated ToString prints it.
+/// How a server is called: a header, or a client certificate for mutual TLS, built by the handler from the secret it
+/// resolved through the vault (never from the caller's own credentials). A class, not a record, so no generated
+/// ToString prints it.
 /// </summary>
 public sealed class McpServerAuth
 {
     public const string DefaultHeader = "Authorization";
 
-    private McpServerAuth(string headerName, string headerValue)
+    private McpServerAuth(string? headerName, string? headerValue, ClientCertificate? certificate = null)
     {
         HeaderName = headerName;
         HeaderValue = headerValue;
+        Certificate = certificate;
     }
 
-    public string HeaderName { get; }
+    public string? HeaderName { get; }
 
-    public string HeaderValue { get; }
+    public string? HeaderValue { get; }
+
+    /// <summary>The identity presented in the TLS handshake (client_certificate credentials); no header then.</summary>
+    public ClientCertificate? Certificate { get; }
+
+    public static McpServerAuth MutualTls(ClientCertificate certificate) => new(null, null, certificate);
 
     /// <summary><c>Authorization</c> carries <c>Bearer &lt;token&gt;</c>; any other header the raw token.</summary>
     public static McpServerAuth Token(string headerName, string token)
@@ -33,7 +41,7 @@ public sealed class McpServerAuth
     public static McpServerAuth Basic(string username, string password) =>
         new(DefaultHeader, "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes($"{username}:{password}")));
 
-    public override string ToString() => $"{HeaderName}: (redacted)";
+    public override string ToString() => Certificate is null ? $"{HeaderName}: (redacted)" : "client certificate (redacted)";
 }
 
 /// <summary>How a server is spoken to: Streamable HTTP, or the legacy HTTP+SSE transport (GET stream, POSTed messages).</summary>
@@ -49,7 +57,7 @@ public sealed record McpEndpoint(string TenantId, Guid ServerId, Uri Url, McpSer
     /// <summary>Changes when the URL, transport, header or secret changes, so a rotated credential gets a new session.</summary>
     internal string Fingerprint()
     {
-        var material = $"{Url.AbsoluteUri}\n{Transport}\n{Auth?.HeaderName}\n{Auth?.HeaderValue}";
+        var material = $"{Url.AbsoluteUri}\n{Transport}\n{Auth?.HeaderName}\n{Auth?.HeaderValue}\n{Auth?.Certificate?.Fingerprint}";
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(material)));
     }
 }

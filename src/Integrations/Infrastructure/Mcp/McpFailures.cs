@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text.Json;
 using Integrations.Common;
 using Integrations.Infrastructure.Network;
+using Integrations.Infrastructure.Vault;
 using ModelContextProtocol;
 using Polly.CircuitBreaker;
 using Polly.Timeout;
@@ -19,7 +20,8 @@ public sealed class McpUpstreamException(string message) : Exception(message);
 /// </summary>
 internal static class McpFailures
 {
-    public static Error ToError(Exception exception, Uri url, TimeSpan timeout)
+    /// <remarks><paramref name="mutualTls"/>: the connection presented a client certificate, whose refusal is told apart.</remarks>
+    public static Error ToError(Exception exception, Uri url, TimeSpan timeout, bool mutualTls = false)
     {
         var server = $"The MCP server at {url.Authority}";
         if (SsrfGuard.IsBlocked(exception))
@@ -42,6 +44,7 @@ internal static class McpFailures
             },
             HttpRequestException { StatusCode: { } status } => Error.UpstreamError(
                 $"{server} answered HTTP {(int)status} {status}; it does not serve MCP (Streamable HTTP) there or is failing."),
+            _ when mutualTls && ClientCertificate.RefusalDetail(exception) is { } refusal => Error.UpstreamUnreachable($"{server} could not be reached: {refusal}."),
             HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError } connect =>
                 Error.UpstreamUnreachable($"{server} could not be reached: {SocketReason(connect)}."),
             HttpRequestException or IOException => Error.UpstreamError(

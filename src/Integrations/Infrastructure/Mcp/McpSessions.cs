@@ -39,6 +39,7 @@ public sealed class McpSessions : IAsyncDisposable
     private readonly ILogger<McpSessions> _logger;
     private readonly TimeProvider _time;
     private readonly HttpMessageHandler _handler;
+    private readonly SsrfGuard _guard;
     private readonly ConcurrentDictionary<SessionKey, Slot> _slots = new();
     private readonly ConcurrentDictionary<SessionKey, ResiliencePipeline> _serverPipelines = new();
     private readonly ResiliencePipeline _unregisteredPipeline;
@@ -49,6 +50,7 @@ public sealed class McpSessions : IAsyncDisposable
         _options = options;
         _logger = logger;
         _time = time ?? TimeProvider.System;
+        _guard = guard;
         // One handler for every session: connections are pooled per origin and each new one is guard-checked.
         _handler = new McpResponseSizeLimit(options.MaxResponseBytes) { InnerHandler = guard.CreateHandler(options.ConnectTimeout) };
         _unregisteredPipeline = BuildPipeline(withBreaker: false);
@@ -90,7 +92,7 @@ public sealed class McpSessions : IAsyncDisposable
         }
         catch (Exception e) when (!ct.IsCancellationRequested)
         {
-            return (Fail(e, url, timeout), McpFailures.SuggestsLegacySse(e));
+            return (Fail(e, url, timeout, auth?.Certificate is not null), McpFailures.SuggestsLegacySse(e));
         }
         finally
         {
@@ -211,7 +213,7 @@ public sealed class McpSessions : IAsyncDisposable
         }
         catch (Exception e) when (!ct.IsCancellationRequested)
         {
-            return Fail(e, endpoint.Url, timeout);
+            return Fail(e, endpoint.Url, timeout, endpoint.Auth?.Certificate is not null);
         }
         finally
         {
@@ -303,8 +305,12 @@ public sealed class McpSessions : IAsyncDisposable
     private async Task<McpClient> ConnectAsync(Uri url, McpServerAuth? auth, string transportName, CancellationToken ct)
     {
         var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
-        if (auth is not null) headers[auth.HeaderName] = auth.HeaderValue;
-        var http = new HttpClient(_handler, disposeHandler: false) { Timeout = Timeout.InfiniteTimeSpan };
+        if (auth is { HeaderName: { } name, HeaderValue: { } value }) headers[name] = value;
+        // A client certificate gets a handler of its own for the session's life: a pooled connection is one identity.
+        var http = auth?.Certificate is { } certificate
+            ? new HttpClient(new McpResponseSizeLimit(_options.MaxResponseBytes) { InnerHandler = _guard.CreateHandler(_options.ConnectTimeout, certificate) }, disposeHandler: true)
+            : new HttpClient(_handler, disposeHandler: false);
+        http.Timeout = Timeout.InfiniteTimeSpan;
         var transport = new HttpClientTransport(new HttpClientTransportOptions
         {
             Endpoint = url,
@@ -369,9 +375,9 @@ public sealed class McpSessions : IAsyncDisposable
             tools);
     }
 
-    private Error Fail(Exception exception, Uri url, TimeSpan timeout)
+    private Error Fail(Exception exception, Uri url, TimeSpan timeout, bool mutualTls)
     {
-        var error = McpFailures.ToError(exception, url, timeout);
+        var error = McpFailures.ToError(exception, url, timeout, mutualTls);
         _logger.LogWarning("MCP request to {Authority} failed: {Code} ({ExceptionType})", url.Authority, error.Code, exception.GetType().Name);
         return error;
     }

@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Sockets;
 using Integrations.Common;
 
+using Integrations.Infrastructure.Vault;
+
 namespace Integrations.Infrastructure.Network;
 
 /// <summary>Raised inside a connect attempt the guard refused; <see cref="SsrfGuard.IsBlocked"/> finds it in an exception chain.</summary>
@@ -74,8 +76,13 @@ public sealed class SsrfGuard(EgressAllowList allowList)
     /// An HTTP handler for outbound calls: each new connection re-resolves and re-checks its host and connects to the
     /// checked address; redirects are not followed. The caller owns (and should reuse) the handler.
     /// </summary>
-    public SocketsHttpHandler CreateHandler(TimeSpan? connectTimeout = null) => new()
+    /// <remarks>
+    /// With <paramref name="certificate"/> every connection presents it (mutual TLS): connections are pooled per host,
+    /// not per certificate, so a handler holds one identity and is never shared with another.
+    /// </remarks>
+    public SocketsHttpHandler CreateHandler(TimeSpan? connectTimeout = null, ClientCertificate? certificate = null) => new()
     {
+        SslOptions = certificate?.TlsOptions() ?? new(),
         AllowAutoRedirect = false,
         UseProxy = false,
         UseCookies = false,

@@ -117,7 +117,11 @@ public sealed class CredentialGrants(TenantSession session, AuditTrail audit, Ca
             }
             try
             {
-                CryptographicOperations.ZeroMemory(crypto.DecryptReference(reference, session.TenantId));
+                CryptographicOperations.ZeroMemory(await crypto.DecryptReferenceAsync(reference, session.TenantId, ct));
+            }
+            catch (KeyServiceUnavailableException e)
+            {
+                return CredentialErrors.KeyServiceUnavailable(e.Message);
             }
             catch (Exception e) when (e is VaultIntegrityException or MasterKeyUnavailableException)
             {

@@ -164,12 +164,16 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
         {
             try
             {
-                var plaintext = crypto.DecryptReference(reference, caller.TenantId);
+                var plaintext = await crypto.DecryptReferenceAsync(reference, caller.TenantId, ct);
                 return new Decision(true, "encrypted_reference", null, ResolvedCredential.Opaque(reference, Encoding.UTF8.GetString(plaintext)), null);
             }
             catch (MasterKeyUnavailableException e)
             {
                 return Deny("master_key_unavailable", CredentialErrors.Unreadable(e.Message));
+            }
+            catch (KeyServiceUnavailableException e)
+            {
+                return Deny("key_service_unavailable", CredentialErrors.KeyServiceUnavailable(e.Message));
             }
             catch (VaultIntegrityException)
             {
@@ -276,7 +280,7 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
         }
         try
         {
-            var payload = crypto.Open(new SealedSecret(row.Ciphertext, row.Nonce, row.Tag, row.WrappedKey, row.KeyId), tenantId, row.Id, row.Version);
+            var payload = await crypto.OpenAsync(new SealedSecret(row.Ciphertext, row.Nonce, row.Tag, row.WrappedKey, row.KeyId), tenantId, row.Id, row.Version, ct);
             var credential = ResolvedCredential.FromPayload(row.Type, reference.Value, row.Id, row.Version, payload);
             if (CredentialTypes.IsOAuth(row.Type))
             {
@@ -297,6 +301,10 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
         catch (MasterKeyUnavailableException e)
         {
             return Deny("master_key_unavailable", CredentialErrors.Unreadable(e.Message), row.Id);
+        }
+        catch (KeyServiceUnavailableException e)
+        {
+            return Deny("key_service_unavailable", CredentialErrors.KeyServiceUnavailable(e.Message), row.Id);
         }
         catch (Exception e) when (e is VaultIntegrityException or JsonException)
         {
@@ -322,7 +330,7 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
         var payload = material.ToPayload();
         try
         {
-            var sealedSecret = crypto.Seal(payload, tenantId, row.Id, row.Version);
+            var sealedSecret = await crypto.SealAsync(payload, tenantId, row.Id, row.Version, ct);
             await connection.ExecuteAsync(new CommandDefinition(ResealSql, new
             {
                 TenantId = tenantId,

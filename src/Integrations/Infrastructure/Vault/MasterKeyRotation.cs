@@ -7,7 +7,7 @@ using Npgsql;
 namespace Integrations.Infrastructure.Vault;
 
 /// <summary>
-/// Re-wraps every live credential's data key under the current master key, and re-encrypts the <c>encrypted://</c>
+/// Re-wraps every live credential's data key under the current master key (local or AWS KMS, from whichever provider holds the old one), and re-encrypts the <c>encrypted://</c>
 /// references stored in reference columns, without touching a secret's ciphertext. Each row switches in one
 /// statement (its wrapped key and key id together, and only if the row did not change meanwhile), so resolution keeps
 /// working throughout as long as the previous keys stay configured until the run ends. Runs as the owner (all tenants).
@@ -45,7 +45,7 @@ public sealed class MasterKeyRotation(OwnerDatabase owner, VaultCrypto crypto, I
 
     public async Task<Report> RunAsync(CancellationToken ct)
     {
-        var current = crypto.Keys.Current.Id;
+        var current = crypto.CurrentKeyId;
         var skipped = new Dictionary<string, int>();
         void Skip(string why) => skipped[why] = skipped.GetValueOrDefault(why) + 1;
 
@@ -66,7 +66,7 @@ public sealed class MasterKeyRotation(OwnerDatabase owner, VaultCrypto crypto, I
                 byte[] wrapped;
                 try
                 {
-                    wrapped = crypto.Rewrap(row.KeyId, row.WrappedKey, row.TenantId, row.Id, row.Version);
+                    wrapped = await crypto.RewrapAsync(row.KeyId, row.WrappedKey, row.TenantId, row.Id, row.Version, ct);
                 }
                 catch (MasterKeyUnavailableException)
                 {
@@ -76,6 +76,11 @@ public sealed class MasterKeyRotation(OwnerDatabase owner, VaultCrypto crypto, I
                 catch (VaultIntegrityException)
                 {
                     Skip("data key failed its integrity check");
+                    continue;
+                }
+                catch (KeyServiceUnavailableException)
+                {
+                    Skip("the key service could not be asked");
                     continue;
                 }
                 rewrapped += await connection.ExecuteAsync(new CommandDefinition("""
@@ -101,7 +106,7 @@ public sealed class MasterKeyRotation(OwnerDatabase owner, VaultCrypto crypto, I
                 try
                 {
                     if (VaultCrypto.ReferenceKeyId(row.Reference) == current) continue;
-                    replacement = crypto.EncryptReference(crypto.DecryptReference(row.Reference, row.TenantId), row.TenantId);
+                    replacement = await crypto.EncryptReferenceAsync(await crypto.DecryptReferenceAsync(row.Reference, row.TenantId, ct), row.TenantId, ct);
                 }
                 catch (MasterKeyUnavailableException e)
                 {
@@ -111,6 +116,11 @@ public sealed class MasterKeyRotation(OwnerDatabase owner, VaultCrypto crypto, I
                 catch (VaultIntegrityException)
                 {
                     Skip($"encrypted:// reference in {table} failed its integrity check");
+                    continue;
+                }
+                catch (KeyServiceUnavailableException)
+                {
+                    Skip("the key service could not be asked");
                     continue;
                 }
                 reencrypted += await connection.ExecuteAsync(new CommandDefinition(

@@ -39,6 +39,9 @@ public sealed class MasterKeys
     public const string PreviousKeysSection = Section + ":PreviousKeys";
     public const string DevelopmentKeyFileKey = Section + ":DevelopmentKeyFile";
 
+    /// <summary>Which <see cref="IMasterKeyProvider"/> wraps new data keys: <c>local</c> (default) or <c>aws-kms</c>.</summary>
+    public const string ProviderKey = Section + ":Provider";
+
     private readonly Dictionary<string, MasterKey> _byId;
 
     public MasterKeys(MasterKey current, IEnumerable<MasterKey>? previous = null)

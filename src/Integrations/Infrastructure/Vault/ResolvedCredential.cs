@@ -17,13 +17,16 @@ public static class CredentialTypes
     /// <summary>An OAuth 2.0 refresh token: <c>fields</c> token_url, client_id, refresh_token (client_secret, scope); resolves to an access token.</summary>
     public const string OAuth2RefreshToken = "oauth2_refresh_token";
 
+    /// <summary>A TLS client certificate and its key (<see cref="ClientCertificate"/>): mutual TLS, no header.</summary>
+    public const string ClientCertificate = "client_certificate";
+
     /// <summary>The types that resolve to an access token obtained from a token endpoint (<see cref="OAuthClientTokens"/>).</summary>
     public static bool IsOAuth(string type) => type is OAuth2ClientCredentials or OAuth2RefreshToken;
 
     /// <summary>An <c>encrypted://</c> or <c>env://</c> secret: one opaque string, used like an API key.</summary>
     public const string Opaque = "opaque";
 
-    public static readonly string[] Storable = [ApiKey, BearerToken, BasicAuth, Custom, OAuth2ClientCredentials, OAuth2RefreshToken];
+    public static readonly string[] Storable = [ApiKey, BearerToken, BasicAuth, Custom, OAuth2ClientCredentials, OAuth2RefreshToken, ClientCertificate];
 }
 
 /// <summary>Who asks to resolve a credential: a tenant object (grantable) or, for <c>env://</c>, the system itself.</summary>
@@ -154,6 +157,9 @@ public static class CredentialErrors
         new("credential_not_found", 422, "Credential not found.", detail);
 
     public static Error Denied(string detail) => new("credential_denied", 403, "Credential access denied.", detail);
+
+    /// <summary>The key service that wraps the vault's data keys (AWS KMS) could not be asked; nothing was sealed or opened.</summary>
+    public static Error KeyServiceUnavailable(string detail) => new("key_service_unavailable", 503, "Key service unavailable.", detail);
 
     public static Error Unreadable(string detail) => new("credential_unreadable", 500, "Credential cannot be decrypted.", detail);
 

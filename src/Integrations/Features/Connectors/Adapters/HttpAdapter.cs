@@ -36,7 +36,11 @@ public sealed class HttpAdapter(SsrfGuard guard) : IConnectorAdapter, IDisposabl
 
     public string Name => Connector.Http;
 
-    public void Dispose() => _client.Dispose();
+    public void Dispose()
+    {
+        _client.Dispose();
+        foreach (var client in _byIdentity.Values) client.Dispose();
+    }
 
     public async Task<Error?> CheckConfigurationAsync(ConnectionEndpoint connection, CancellationToken ct)
     {
@@ -61,7 +65,7 @@ public sealed class HttpAdapter(SsrfGuard guard) : IConnectorAdapter, IDisposabl
         if (!SameOrigin(baseUrl, url)) return new ConnectionProbe(false, "test_path leaves the base URL.");
         using var message = new HttpRequestMessage(HttpMethod.Get, url);
         Authorize(message, connection, credential);
-        var sent = await SendAsync(message, connection, ct);
+        var sent = await SendAsync(message, connection, credential, ct);
         if (!sent.IsSuccess) return new ConnectionProbe(false, $"{sent.Error!.Code}: {sent.Error.Detail}");
         using var response = sent.Value;
         var status = (int)response.StatusCode;
@@ -77,7 +81,7 @@ public sealed class HttpAdapter(SsrfGuard guard) : IConnectorAdapter, IDisposabl
         if (!built.IsSuccess) return built.Error!;
         using var message = built.Value;
         Authorize(message, call.Connection, call.Credential);
-        var sent = await SendAsync(message, call.Connection, ct);
+        var sent = await SendAsync(message, call.Connection, call.Credential, ct);
         if (!sent.IsSuccess) return sent.Error!;
         using var response = sent.Value;
         var status = (int)response.StatusCode;
@@ -195,6 +199,8 @@ public sealed class HttpAdapter(SsrfGuard guard) : IConnectorAdapter, IDisposabl
                 var pair = Convert.ToBase64String(Encoding.UTF8.GetBytes($"{credential.Username}:{credential.Password}"));
                 message.Headers.Authorization = new AuthenticationHeaderValue("Basic", pair);
                 break;
+            case CredentialTypes.ClientCertificate:
+                break; // presented in the TLS handshake (SendAsync), not in a header
             case CredentialTypes.ApiKey or CredentialTypes.Custom or CredentialTypes.Opaque:
                 message.Headers.TryAddWithoutValidation(connection.Setting("api_key_header") ?? DefaultApiKeyHeader, credential.Token);
                 break;
@@ -204,14 +210,21 @@ public sealed class HttpAdapter(SsrfGuard guard) : IConnectorAdapter, IDisposabl
         }
     }
 
-    private async Task<Result<HttpResponseMessage>> SendAsync(HttpRequestMessage message, ConnectionEndpoint connection, CancellationToken ct)
+    private async Task<Result<HttpResponseMessage>> SendAsync(HttpRequestMessage message, ConnectionEndpoint connection, ResolvedCredential? credential, CancellationToken ct)
     {
+        var client = _client;
+        if (credential?.Type == CredentialTypes.ClientCertificate)
+        {
+            var identity = ClientCertificate.Of(credential, DateTimeOffset.UtcNow);
+            if (!identity.IsSuccess) return identity.Error!;
+            client = ClientFor(identity.Value);
+        }
         var timeout = connection.Number("timeout_ms") is { } ms ? TimeSpan.FromMilliseconds(ms) : DefaultTimeout;
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(timeout);
         try
         {
-            var response = await _client.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, deadline.Token);
+            var response = await client.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, deadline.Token);
             return response;
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
@@ -222,10 +235,25 @@ public sealed class HttpAdapter(SsrfGuard guard) : IConnectorAdapter, IDisposabl
         {
             return Error.SsrfBlocked(e.InnerException?.Message ?? "The address is not allowed.");
         }
+        catch (HttpRequestException e) when (credential?.Type == CredentialTypes.ClientCertificate && ClientCertificate.RefusalDetail(e) is { } refusal)
+        {
+            return Error.UpstreamUnreachable($"The service could not be reached: {refusal}.");
+        }
         catch (HttpRequestException e)
         {
             return Error.UpstreamUnreachable($"The service could not be reached ({e.HttpRequestError}).");
         }
+    }
+
+    private const int MaxIdentities = 1_000;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, HttpClient> _byIdentity = new(StringComparer.Ordinal);
+
+    /// <summary>One client per certificate: its pooled connections are authenticated as that certificate only.</summary>
+    private HttpClient ClientFor(ClientCertificate identity)
+    {
+        if (_byIdentity.TryGetValue(identity.Fingerprint, out var client)) return client;
+        if (_byIdentity.Count >= MaxIdentities) _byIdentity.Clear(); // left to close their idle connections, not disposed mid-request
+        return _byIdentity.GetOrAdd(identity.Fingerprint, _ => new HttpClient(guard.CreateHandler(certificate: identity)) { Timeout = Timeout.InfiniteTimeSpan });
     }
 
     /// <summary>The body, or null when it is larger than <see cref="MaxResponseBytes"/>.</summary>

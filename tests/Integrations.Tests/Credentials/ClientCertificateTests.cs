@@ -1,0 +1,167 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using Integrations.Common;
+using Integrations.Features.Connectors;
+using Integrations.Features.Credentials;
+using Integrations.Features.Datasources;
+using Integrations.Features.McpServers;
+using Integrations.Tests.Support;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+
+namespace Integrations.Tests.Credentials;
+
+/// <summary>
+/// client_certificate credentials: checked when stored, and presented for mutual TLS to an MCP server and an http
+/// connector that require a client certificate from a test CA (Kestrel with ClientCertificateMode.RequireCertificate);
+/// a certificate the server does not accept is refused there and surfaces as a clear error, and the key never shows.
+/// </summary>
+public sealed class ClientCertificateTests(VaultFixture fixture) : IClassFixture<VaultFixture>
+{
+    private static readonly TestPki Pki = TestPki.Create("integrations-test-ca");
+    private static readonly TestPki Rogue = TestPki.Create("rogue-ca");
+
+    private ServiceHost Host => fixture.Host;
+
+    private async Task<Result<Credential.Response>> StoreAsync(string tenant, Dictionary<string, string> fields, string name = "mtls") =>
+        await Host.SendAsync(new StoreCredential.Command(name, "client_certificate", Fields: fields), tenant);
+
+    private static void AssertNoKey(string text, Dictionary<string, string> fields)
+    {
+        var key = fields["private_key"];
+        var body = key.Split('\n')[1]; // a line of the key's base64, as any leak would carry it
+        Assert.DoesNotContain(body, text);
+    }
+
+    [Fact]
+    public async Task A_certificate_is_stored_only_when_it_parses_its_key_matches_it_is_valid_now_and_it_may_authenticate_a_client()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var good = Pki.CredentialFields(Pki.Issue("agent-1"));
+        var stored = await StoreAsync(tenant, good);
+        Assert.True(stored.IsSuccess, stored.Error?.Detail);
+        Assert.Equal("client_certificate", stored.Value.Type);
+        AssertNoKey(JsonSerializer.Serialize(stored.Value), good);
+        Assert.False(await VaultTestKit.DatabaseContainsAsync(Host.ConnectionString, tenant, good["private_key"].Split('\n')[1]));
+
+        using var rsaKey = RSA.Create(2048);
+        var rsaRequest = new CertificateRequest("CN=rsa-agent", rsaKey, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+        using var rsa = rsaRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(1));
+        Assert.True((await StoreAsync(tenant, new() { ["certificate"] = rsa.ExportCertificatePem(), ["private_key"] = rsaKey.ExportPkcs8PrivateKeyPem() }, "rsa")).IsSuccess);
+
+        var other = Pki.CredentialFields(Pki.Issue("agent-2"));
+        var cases = new (string Why, Dictionary<string, string> Fields, string Expected)[]
+        {
+            ("no key", new() { ["certificate"] = good["certificate"] }, "needs 'fields' 'certificate' and 'private_key'"),
+            ("not PEM", new(good) { ["certificate"] = "MIIB-not-a-certificate" }, "'certificate' is not a PEM certificate"),
+            ("garbled key", new(good) { ["private_key"] = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----" }, "'private_key' is not an unencrypted PEM private key"),
+            ("another certificate's key", new(good) { ["private_key"] = other["private_key"] }, "does not belong to the certificate"),
+            ("expired", Pki.CredentialFields(Pki.Issue("old", DateTimeOffset.UtcNow.AddDays(-30), DateTimeOffset.UtcNow.AddDays(-1))), "expired on"),
+            ("not yet valid", Pki.CredentialFields(Pki.Issue("early", DateTimeOffset.UtcNow.AddDays(1), DateTimeOffset.UtcNow.AddDays(30))), "not valid before"),
+            ("server-only", Pki.CredentialFields(Pki.Issue("server", usage: TestPki.ServerAuthentication)), "does not include client authentication"),
+            ("bad CA", new(good) { ["ca_certificate"] = "nope" }, "'ca_certificate' is not a PEM certificate"),
+            ("unknown field", new(good) { ["passphrase"] = "x" }, "not 'passphrase'"),
+        };
+        foreach (var (why, fields, expected) in cases)
+        {
+            var refused = await StoreAsync(tenant, fields, $"bad-{why.Replace(' ', '-')}");
+            Assert.True(refused.Error?.Code == "validation_failed", $"{why}: {refused.Error?.Code}");
+            var message = Assert.Single(refused.Error!.FieldErrors!["fields"]);
+            Assert.Contains(expected, message);
+            if (fields.ContainsKey("private_key")) AssertNoKey(message, fields);
+        }
+    }
+
+    [Fact]
+    public async Task An_MCP_server_that_requires_a_client_certificate_is_discovered_and_called_with_it_and_refuses_another()
+    {
+        await using var mcp = new TestMcpServer { Https = Pki.RequireClientCertificates() };
+        await mcp.StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var fields = Pki.CredentialFields(Pki.Issue("agent-mcp"));
+        var reference = (await StoreAsync(tenant, fields)).Value.Reference;
+
+        var registered = await Host.SendAsync(new RegisterMcpServer.Command("mtls", mcp.Endpoint.ToString(), reference), tenant);
+        Assert.True(registered.IsSuccess, registered.Error?.Detail);
+        var echo = registered.Value.Tools.Single(t => t.Name == "echo");
+        var called = await Host.SendAsync(new InvokeMcpTool.Command(registered.Value.Server.Id, echo.Id,
+            JsonDocument.Parse("""{"message":"over mutual TLS"}""").RootElement), tenant);
+        Assert.True(called.IsSuccess, called.Error?.Detail);
+        Assert.Contains("over mutual TLS", JsonSerializer.Serialize(called.Value));
+        Assert.All(mcp.ReceivedRequests, r => Assert.Equal("CN=agent-mcp", r.ClientCertificate));
+        Assert.All(mcp.ReceivedRequests, r => Assert.Null(r.Authorization));
+
+        // A certificate from a CA the server does not trust: the handshake is refused, and that is what the caller hears.
+        var rogue = Rogue.CredentialFields(Rogue.Issue("agent-mcp"));
+        rogue["ca_certificate"] = Pki.AuthorityPem;
+        var attacker = TestEnvironment.NewTenant();
+        var rogueRef = (await StoreAsync(attacker, rogue, "rogue")).Value.Reference;
+        var before = mcp.ReceivedRequests.Count;
+        var refused = await Host.SendAsync(new RegisterMcpServer.Command("rogue", mcp.Endpoint.ToString(), rogueRef), attacker);
+        Assert.Equal("upstream_unreachable", refused.Error?.Code);
+        Assert.Contains("refuses a client certificate it does not accept", refused.Error!.Detail);
+        AssertNoKey(refused.Error.Detail!, rogue);
+        Assert.Equal(before, mcp.ReceivedRequests.Count);
+
+        // Without the server's CA, the client does not trust the server either.
+        var untrusting = Pki.CredentialFields(Pki.Issue("agent-mcp-2"));
+        untrusting.Remove("ca_certificate");
+        var other = TestEnvironment.NewTenant();
+        var untrustingRef = (await StoreAsync(other, untrusting, "no-ca")).Value.Reference;
+        var untrusted = await Host.SendAsync(new RegisterMcpServer.Command("no-ca", mcp.Endpoint.ToString(), untrustingRef), other);
+        Assert.Equal("upstream_unreachable", untrusted.Error?.Code);
+        Assert.Contains("the server's certificate is not trusted", untrusted.Error!.Detail);
+    }
+
+    [Fact]
+    public async Task An_http_connector_presents_the_certificate_and_a_refused_one_is_a_clear_failed_test()
+    {
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<string?>();
+        var (app, address) = await LoopbackServer.StartAsync(app => app.MapGet("/{**path}", (HttpContext http) =>
+        {
+            seen.Enqueue(http.Connection.ClientCertificate?.Subject);
+            return Results.Json(new { ok = true });
+        }), Pki.RequireClientCertificates());
+        await using var _ = app;
+        var tenant = TestEnvironment.NewTenant();
+        var fields = Pki.CredentialFields(Pki.Issue("agent-http"));
+        var rogue = Rogue.CredentialFields(Rogue.Issue("agent-http"));
+        rogue["ca_certificate"] = Pki.AuthorityPem;
+
+        async Task<TestConnection.Response> TestAsync(string name, Dictionary<string, string> credential)
+        {
+            var reference = (await StoreAsync(tenant, credential, name)).Value.Reference;
+            var created = await Host.SendAsync(new CreateConnection.Command(name, "http",
+                JsonSerializer.SerializeToElement(new { base_url = address }), reference), tenant);
+            Assert.True(created.IsSuccess, created.Error?.Detail);
+            var tested = await Host.SendAsync(new TestConnection.Command(created.Value.Id), tenant);
+            Assert.True(tested.IsSuccess, tested.Error?.Detail);
+            return tested.Value;
+        }
+
+        var accepted = await TestAsync("crm", fields);
+        Assert.True(accepted.Ok, accepted.Detail);
+        Assert.Equal(["CN=agent-http"], seen);
+
+        var refused = await TestAsync("crm-rogue", rogue);
+        Assert.False(refused.Ok);
+        Assert.True(refused.Detail.Contains("refuses a client certificate it does not accept"), refused.Detail);
+        AssertNoKey(refused.Detail, rogue);
+        Assert.Equal(["CN=agent-http"], seen);
+    }
+
+    [Fact]
+    public async Task A_datasource_given_a_client_certificate_says_it_is_not_supported_there_yet()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var reference = (await StoreAsync(tenant, Pki.CredentialFields(Pki.Issue("agent-db")))).Value.Reference;
+        var datasource = await Host.SendAsync(new RegisterDatasource.Command("warehouse", "127.0.0.1", "warehouse", "reader", reference, TlsMode: "disable"), tenant);
+        Assert.True(datasource.IsSuccess, datasource.Error?.Detail);
+
+        var tested = await Host.SendAsync(new TestDatasource.Command(datasource.Value.Id), tenant);
+
+        Assert.Equal("failing", tested.Value.Status);
+        Assert.Contains("client_certificate credentials are used for MCP servers and http connectors, not yet for PostgreSQL", tested.Value.StatusMessage);
+    }
+}
