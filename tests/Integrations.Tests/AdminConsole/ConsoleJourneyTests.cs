@@ -614,4 +614,160 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("validation_failed");
         await page.Context.CloseAsync();
     }
+
+    [Fact]
+    public async Task Store_a_credential_register_a_datasource_with_it_define_and_run_a_template_and_govern_its_grants_policy_and_rotation()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        await using var target = await TargetDatabase.CreateAsync();
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Admin);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+        async Task NoSecretAsync() => Assert.DoesNotContain(target.Password, await page.ContentAsync(), StringComparison.Ordinal);
+        async Task<IResponse> PostAsync(string button) => await page.RunAndWaitForResponseAsync(
+            () => page.GetByRole(AriaRole.Button, new() { Name = button, Exact = true }).ClickAsync(), r => r.Request.Method == "POST");
+
+        // A refused store shows the operation's errors and keeps what was typed, except the secret.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Credentials" }).ClickAsync();
+        await page.GetByLabel("Name", new() { Exact = true }).FillAsync("warehouse-password");
+        await page.GetByLabel("Type", new() { Exact = true }).SelectOptionAsync("basic_auth");
+        await page.GetByLabel("Secret", new() { Exact = true }).FillAsync(target.Password);
+        Assert.Equal(400, (await PostAsync("Store the credential")).Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("A basic_auth credential needs 'username'");
+        await Expect(page.GetByLabel("Name", new() { Exact = true })).ToHaveValueAsync("warehouse-password");
+        await Expect(page.GetByLabel("Secret", new() { Exact = true })).ToHaveValueAsync("");
+        await NoSecretAsync();
+        await page.GetByLabel("Type", new() { Exact = true }).SelectOptionAsync("api_key");
+        await page.GetByLabel("Secret", new() { Exact = true }).FillAsync(target.Password);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Store the credential" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Credential warehouse-password" })).ToBeVisibleAsync();
+        await Expect(page.Locator("#version")).ToHaveTextAsync("1");
+        await NoSecretAsync();
+        var credentialUrl = page.Url;
+        var credential = (await console.SendAsync(new ListCredentials.Query(), tenant)).Value.Items.Single();
+
+        // A datasource whose password is that credential: the test connects only if the stored secret is the one typed.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Datasources" }).ClickAsync();
+        await Expect(page.Locator(".empty")).ToContainTextAsync("Register a database below");
+        await page.GetByLabel("Name", new() { Exact = true }).FillAsync("warehouse");
+        await page.GetByLabel("Host", new() { Exact = true }).FillAsync(target.Host);
+        await page.GetByLabel("Port", new() { Exact = true }).FillAsync(target.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await page.GetByLabel("Database", new() { Exact = true }).FillAsync(target.Database);
+        await page.GetByLabel("User", new() { Exact = true }).FillAsync(target.Role);
+        await page.GetByLabel("Password credential").FillAsync(credential.Reference);
+        await page.GetByLabel("TLS", new() { Exact = true }).SelectOptionAsync("disable");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Register" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Datasource warehouse" })).ToBeVisibleAsync();
+        var datasourceUrl = page.Url;
+        var datasourceId = Guid.Parse(datasourceUrl[(datasourceUrl.LastIndexOf('/') + 1)..]);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Test the connection" }).ClickAsync();
+        await Expect(page.Locator("#datasource-status")).ToHaveTextAsync("active");
+
+        // A template the gateway refuses is not stored, and the form keeps the text; then a good one.
+        await page.GetByLabel("Name", new() { Exact = true }).FillAsync("wipe");
+        await page.GetByLabel("SQL", new() { Exact = true }).FillAsync("DELETE FROM t");
+        Assert.Equal(400, (await PostAsync("Define the template")).Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("validation_failed");
+        await Expect(page.GetByLabel("SQL", new() { Exact = true })).ToHaveValueAsync("DELETE FROM t");
+        await page.GetByLabel("Name", new() { Exact = true }).FillAsync("customers_by_tier");
+        await page.GetByLabel("SQL", new() { Exact = true }).FillAsync("SELECT id, name, tier FROM customers WHERE tier = @tier AND id <= @max_id ORDER BY id");
+        await page.GetByLabel("Parameters", new() { Exact = true }).FillAsync("tier text\nmax_id integer");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Define the template" }).ClickAsync();
+        var template = page.Locator("#query-customers_by_tier");
+        await Expect(template).ToContainTextAsync("Returns id (integer), name (text), tier (text)");
+        Assert.DoesNotContain((await console.SendAsync(new ListQueries.Query(datasourceId), tenant)).Value.Items, q => q.Name == "wipe");
+
+        // Run with parameters: the rows as a table; a value of the wrong type is the operation's problem, the values kept.
+        await template.GetByLabel("tier (text)").FillAsync("pro");
+        await template.GetByLabel("max_id (integer)").FillAsync("10");
+        await template.GetByRole(AriaRole.Button, new() { Name = "Run customers_by_tier" }).ClickAsync();
+        var result = page.GetByRole(AriaRole.Table, new() { Name = "Result of customers_by_tier" });
+        await Expect(result.Locator("tbody tr")).ToHaveCountAsync(4); // tier 'pro' is id % 3 = 1: 1, 4, 7, 10
+        await Expect(result.Locator("tbody tr").Nth(1)).ToContainTextAsync("4customer 4pro");
+        await Expect(page.Locator("#run-summary")).ToContainTextAsync("4 rows");
+        await ConsoleBrowser.ScreenshotAsync(page, "datasource-template");
+        await template.GetByLabel("max_id (integer)").FillAsync("ten");
+        Assert.Equal(400, (await PostAsync("Run customers_by_tier")).Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Expected a 32-bit integer");
+        await Expect(page.Locator("#query-customers_by_tier").GetByLabel("tier (text)")).ToHaveValueAsync("pro");
+
+        // Grants: registering granted the credential to the datasource; removing it denies the next connection.
+        await page.GotoAsync(credentialUrl);
+        var grant = page.Locator($"tr[data-grant='{datasourceId}']");
+        await Expect(grant).ToContainTextAsync("datasource");
+        await grant.GetByRole(AriaRole.Button, new() { NameRegex = new Regex("^Remove the grant") }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("The grant is removed");
+        await Expect(grant).ToHaveCountAsync(0);
+        await page.GotoAsync(datasourceUrl);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Test the connection" }).ClickAsync();
+        await Expect(page.Locator("#datasource-status")).ToHaveTextAsync("failing");
+
+        // The credential policy now requires hosts: granting an unbound credential is refused, shown beside the form.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Policies" }).ClickAsync();
+        await page.GetByLabel("Require allowed hosts").CheckAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "Save the credential policy" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("The credential policy is saved");
+        Assert.True((await console.SendAsync(new GetCredentialPolicy.Query(), tenant)).Value.RequireAllowedHosts);
+        await page.GotoAsync(credentialUrl);
+        await page.GetByLabel("Grant to").SelectOptionAsync("datasource");
+        await page.GetByLabel("Id", new() { Exact = true }).FillAsync(datasourceId.ToString());
+        Assert.Equal(422, (await PostAsync("Grant")).Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("requires allowed_hosts");
+        await Expect(page.GetByLabel("Id", new() { Exact = true })).ToHaveValueAsync(datasourceId.ToString());
+
+        // Rotating to version 2, bound to the datasource's host, with the same password typed again: then the grant is allowed.
+        var rotate = page.GetByRole(AriaRole.Form, new() { Name = "Rotate" });
+        await rotate.GetByLabel("Secret", new() { Exact = true }).FillAsync(target.Password);
+        await rotate.GetByLabel("Allowed hosts").FillAsync(target.Host);
+        await rotate.GetByRole(AriaRole.Button, new() { Name = "Rotate the secret" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("The secret is rotated");
+        await Expect(page.Locator("#version")).ToHaveTextAsync("2");
+        await NoSecretAsync();
+        await page.GetByLabel("Grant to").SelectOptionAsync("datasource");
+        await page.GetByLabel("Id", new() { Exact = true }).FillAsync(datasourceId.ToString());
+        await page.GetByRole(AriaRole.Button, new() { Name = "Grant", Exact = true }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("Granted");
+        await page.GotoAsync(datasourceUrl);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Test the connection" }).ClickAsync();
+        await Expect(page.Locator("#datasource-status")).ToHaveTextAsync("active");
+        await page.GotoAsync(credentialUrl);
+        await Expect(page.Locator("table[aria-labelledby='access'] tbody")).ToContainTextAsync("denied");
+        await ConsoleBrowser.ScreenshotAsync(page, "credential");
+        await NoSecretAsync();
+        await page.Context.CloseAsync();
+
+        // A read-only key sees none of these forms, and its forged posts are refused by the operations' scope checks.
+        var reader = await console.Api.KeyForAsync(tenant, Scopes.Read);
+        var readOnly = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(readOnly, reader.Key);
+        await readOnly.GotoAsync(credentialUrl);
+        await Expect(readOnly.Locator($"tr[data-grant='{datasourceId}']")).ToBeVisibleAsync();
+        Assert.Equal(0, await readOnly.Locator("main form").CountAsync());
+        await readOnly.GotoAsync("/console/credentials");
+        Assert.Equal(0, await readOnly.Locator("main form").CountAsync());
+        await readOnly.GotoAsync(datasourceUrl);
+        await Expect(readOnly.Locator("#query-customers_by_tier")).ToBeVisibleAsync();
+        Assert.Equal(0, await readOnly.Locator("main form").CountAsync());
+        var token = await readOnly.Locator("header input[name='csrf']").GetAttributeAsync("value");
+        var forged = readOnly.APIRequest.CreateFormData();
+        forged.Set("csrf", token!);
+        forged.Set("name", "planted");
+        forged.Set("type", "api_key");
+        forged.Set("secret", "planted-secret");
+        forged.Set("p.tier", "pro");
+        foreach (var path in new[]
+        {
+            "/console/credentials", $"/console/credentials/{credential.Id}/rotate", $"/console/credentials/{credential.Id}/grants/datasource/{datasourceId}/remove",
+            $"/console/datasources/{datasourceId}/test", $"/console/datasources/{datasourceId}/queries/customers_by_tier/run", "/console/policies/credentials",
+        })
+        {
+            Assert.Equal(403, (await readOnly.APIRequest.PostAsync(path, new() { Form = forged, MaxRedirects = 0 })).Status);
+        }
+        var after = (await console.SendAsync(new GetCredential.Query(credential.Id), tenant)).Value;
+        Assert.Equal(2, after.Credential.Version);
+        Assert.Single(after.Grants);
+        Assert.Single((await console.SendAsync(new ListCredentials.Query(), tenant)).Value.Items);
+        Assert.True((await console.SendAsync(new GetCredentialPolicy.Query(), tenant)).Value.RequireAllowedHosts);
+        await readOnly.Context.CloseAsync();
+    }
 }
