@@ -6,6 +6,7 @@ using Integrations.Features.McpServers;
 using MediatR;
 using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
 
 namespace Integrations.Api.AdminConsole;
 
@@ -77,15 +78,34 @@ public static partial class ConsoleEndpoints
                 new UpdateMcpTool.Body(ApproveHash: http.Request.Form["approve_hash"].ToString())), http.RequestAborted);
             return After(http, approved, $"{Root}/mcp-servers/{id}/tools/{toolId}");
         });
+        pages.MapPost("/mcp-servers/{id:guid}/disable", async (Guid id, HttpContext http, IMediator mediator) =>
+            After(http, await mediator.Send(new DisableMcpServer.Command(id, new ConsoleForm(http.Request.Form).Text("reason")), http.RequestAborted),
+                $"{Root}/mcp-servers/{id}"));
+        pages.MapPost("/mcp-servers/{id:guid}/enable", async (Guid id, HttpContext http, IMediator mediator) =>
+            After(http, await mediator.Send(new EnableMcpServer.Command(id, new ConsoleForm(http.Request.Form).Text("reason")), http.RequestAborted),
+                $"{Root}/mcp-servers/{id}"));
+        pages.MapPost("/mcp-servers/{id:guid}/tools/{toolId:guid}/rate-limit", async (Guid id, Guid toolId, HttpContext http, IMediator mediator) =>
+        {
+            // Blank is "no limit of its own" as 0 is: the tenant's default applies.
+            var form = new ConsoleForm(http.Request.Form);
+            var limit = form.WholeNumber("rate_limit_per_minute") ?? 0;
+            if (form.Problem is { } unread) return Problem(http, unread);
+            var updated = await mediator.Send(new UpdateMcpTool.Command(id, toolId, new UpdateMcpTool.Body(RateLimitPerMinute: limit)), http.RequestAborted);
+            return After(http, updated, $"{Root}/mcp-servers/{id}/tools/{toolId}");
+        });
         pages.MapPost("/mcp-servers/{id:guid}/discover", async (Guid id, HttpContext http, IMediator mediator) =>
             After(http, await mediator.Send(new DiscoverMcpServer.Command(id), http.RequestAborted), $"{Root}/mcp-servers/{id}"));
         pages.MapPost("/mcp-servers/{id:guid}/health", async (Guid id, HttpContext http, IMediator mediator) =>
             After(http, await mediator.Send(new CheckMcpServerHealth.Command(id), http.RequestAborted), $"{Root}/mcp-servers/{id}"));
-        pages.MapGet("/audit", (string? cursor, HttpContext http, IMediator mediator) => AuditAsync(http, mediator, cursor, null));
+        pages.MapGet("/audit", (string? action, [FromQuery(Name = "subject_type")] string? subjectType, [FromQuery(Name = "subject_id")] string? subjectId,
+                string? from, string? to, [FromQuery(Name = "run_id")] string? runId, string? cursor, HttpContext http, IMediator mediator) =>
+            AuditAsync(http, mediator, AuditFilter.Read(action, subjectType, subjectId, from, to, runId), cursor, null));
         pages.MapPost("/audit/verify", async (HttpContext http, IMediator mediator) =>
         {
             var verified = await mediator.Send(new VerifyAuditChain.Query(), http.RequestAborted);
-            return verified.IsSuccess ? await AuditAsync(http, mediator, null, verified.Value) : Problem(http, verified.Error!);
+            return verified.IsSuccess
+                ? await AuditAsync(http, mediator, AuditFilter.Read(null, null, null, null, null, null), null, verified.Value)
+                : Problem(http, verified.Error!);
         });
         pages.MapGet("/incidents", async (string? status, string? cursor, HttpContext http, IMediator mediator) =>
         {
@@ -182,9 +202,14 @@ public static partial class ConsoleEndpoints
         return page;
     }
 
-    private static async Task<IResult> AuditAsync(HttpContext http, IMediator mediator, string? cursor, VerifyAuditChain.Response? verified) =>
-        Show(http, await mediator.Send(new ListAuditEvents.Query(Limit: PageSize, Cursor: cursor), http.RequestAborted),
-            events => Page<AuditPage>(http, new { Events = events, Cursor = cursor, Verified = verified }));
+    private static async Task<IResult> AuditAsync(HttpContext http, IMediator mediator, AuditFilter filter, string? cursor, VerifyAuditChain.Response? verified)
+    {
+        var range = filter.Range();
+        if (!range.IsSuccess) return Problem(http, range.Error!);
+        var query = new ListAuditEvents.Query(filter.Action, filter.SubjectType, filter.SubjectId, range.Value.From, range.Value.To, PageSize, cursor, filter.RunId);
+        return Show(http, await mediator.Send(query, http.RequestAborted),
+            events => Page<AuditPage>(http, new { Events = events, Filter = filter, Cursor = cursor, Verified = verified }));
+    }
 
     private static async Task<IResult> IncidentActionAsync(HttpContext http, Task<Result<Incident.Response>> action)
     {

@@ -75,6 +75,10 @@ internal static class ConsoleStyle
         .chart .bar { fill: var(--accent); }
         .chart .grid { stroke: var(--line); stroke-width: 1; }
         .chart .axis { fill: var(--muted); font-size: 11px; }
+        .timeline .call.completed .bar { fill: var(--good); }
+        .timeline .call.tool_error .bar { fill: var(--warn); }
+        .timeline .call.failed .bar, .timeline .call.timeout .bar, .timeline .call.denied .bar { fill: var(--bad); }
+        table.result td { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; font-size: 13px; }
         code { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; font-size: 13px; }
         """;
 }
