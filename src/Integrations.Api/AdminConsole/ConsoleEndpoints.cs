@@ -154,7 +154,7 @@ public static partial class ConsoleEndpoints
         return await next(context);
     }
 
-    private static async Task<IResult> OverviewAsync(HttpContext http, IMediator mediator)
+    private static async Task<IResult> OverviewAsync(HttpContext http, IMediator mediator, TimeProvider time)
     {
         var ct = http.RequestAborted;
         var integrations = await mediator.Send(new QueryIntegrations.Query(Limit: CountLimit), ct);
@@ -165,13 +165,41 @@ public static partial class ConsoleEndpoints
         if (!incidents.IsSuccess) return Problem(http, incidents.Error!);
         var today = await mediator.Send(new Features.LlmGateway.ListLlmUsageByDay.Query(Days: 1), ct);
         if (!today.IsSuccess) return Problem(http, today.Error!);
+        var midnight = new DateTimeOffset(time.GetUtcNow().UtcDateTime.Date, TimeSpan.Zero);
+        var calls = await mediator.Send(new ListToolInvocations.Query(null, From: midnight, Limit: CountLimit), ct);
+        if (!calls.IsSuccess) return Problem(http, calls.Error!);
+        var failing = await FailingChecksAsync(mediator, ct);
+        if (!failing.IsSuccess) return Problem(http, failing.Error!);
         return Page<OverviewPage>(http, new
         {
             Integrations = Count.Of(integrations.Value),
             McpServers = Count.Of(servers.Value),
             OpenIncidents = Count.Of(incidents.Value),
             Today = today.Value.Days.Single(),
+            ToolCallsToday = Count.Of(calls.Value),
+            FailedToolCallsToday = calls.Value.Items.Count(c => c.Outcome is not ("completed" or "tool_error")),
+            Failing = failing.Value,
         });
+    }
+
+    /// <summary>What its last health check found failing: MCP servers unreachable or degraded, LLM integrations and datasources failing.</summary>
+    private static async Task<Result<List<FailingCheck>>> FailingChecksAsync(IMediator mediator, CancellationToken ct)
+    {
+        const int Shown = 10;
+        var found = new List<FailingCheck>();
+        foreach (var status in new[] { "unreachable", "degraded" })
+        {
+            var servers = await mediator.Send(new ListMcpServers.Query(status, Limit: Shown), ct);
+            if (!servers.IsSuccess) return servers.Error!;
+            found.AddRange(servers.Value.Items.Select(s => new FailingCheck("MCP server", s.Name, $"{Root}/mcp-servers/{s.Id}", s.Status, s.HealthDetail, s.LastHealthCheckAt)));
+        }
+        var integrations = await mediator.Send(new QueryIntegrations.Query(Health: "failing", Limit: Shown), ct);
+        if (!integrations.IsSuccess) return integrations.Error!;
+        found.AddRange(integrations.Value.Items.Select(i => new FailingCheck("LLM integration", i.Name, $"{Root}/integrations", i.Health, i.HealthMessage, i.HealthCheckedAt)));
+        var datasources = await mediator.Send(new Features.Datasources.ListDatasources.Query(Status: "failing", Limit: Shown), ct);
+        if (!datasources.IsSuccess) return datasources.Error!;
+        found.AddRange(datasources.Value.Items.Select(d => new FailingCheck("Datasource", d.Name, $"{Root}/datasources/{d.Id}", d.Status, d.StatusMessage, d.TestedAt)));
+        return found;
     }
 
     private static async Task<IResult> ServerAsync(Guid id, string? cursor, HttpContext http, IMediator mediator)
@@ -277,6 +305,9 @@ public sealed record ConsoleView(Caller Caller, AntiforgeryTokenSet Csrf, string
 
     public bool CanAdmin => Caller.Has(Scopes.Admin);
 }
+
+/// <summary>Something whose last health check failed, for the overview: what it is, where its page is, and what the check said.</summary>
+public sealed record FailingCheck(string Kind, string Name, string Href, string Status, string? Message, DateTimeOffset? CheckedAt);
 
 /// <summary>A count read off the first page of a list: exact below the page size, "N+" when there is more.</summary>
 public sealed record Count(int Value, bool More)

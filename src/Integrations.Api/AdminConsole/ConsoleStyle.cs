@@ -61,7 +61,7 @@ internal static class ConsoleStyle
         .status, .risk { display: inline-block; padding: 0 8px; border-radius: 10px; font-size: 13px; border: 1px solid currentColor; }
         .status.active, .status.resolved, .status.completed, .status.enabled, .status.healthy, .risk.low { color: var(--good); }
         .status.drifted, .status.acknowledged, .status.pending, .status.tool_error, .status.degraded, .status.created, .risk.medium { color: var(--warn); }
-        .status.error, .status.open, .status.disabled, .status.removed, .status.failed, .status.timeout, .status.denied, .status.failing, .risk.high, .risk.critical { color: var(--bad); }
+        .status.error, .status.open, .status.disabled, .status.removed, .status.failed, .status.timeout, .status.denied, .status.failing, .status.unreachable, .risk.high, .risk.critical { color: var(--bad); }
         .pager { display: flex; gap: 16px; }
         pre.definition, pre.result { background: var(--bg); border: 1px solid var(--line); border-radius: 8px; padding: 12px; overflow-x: auto; }
         table.diff { table-layout: fixed; }

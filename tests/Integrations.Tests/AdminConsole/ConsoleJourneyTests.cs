@@ -141,6 +141,13 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         resolve.Set("csrf", token!);
         var forgedResolve = await page.APIRequest.PostAsync($"/console/incidents/{incident.Id}/resolve", new() { Form = resolve, MaxRedirects = 0 });
         Assert.Equal(403, forgedResolve.Status);
+        var disable = page.APIRequest.CreateFormData();
+        disable.Set("csrf", token!);
+        disable.Set("reason", "forged");
+        disable.Set("rate_limit_per_minute", "1");
+        Assert.Equal(403, (await page.APIRequest.PostAsync($"/console/mcp-servers/{server.Id}/disable", new() { Form = disable, MaxRedirects = 0 })).Status);
+        Assert.Equal(403, (await page.APIRequest.PostAsync($"/console/mcp-servers/{server.Id}/tools/{slow.Id}/rate-limit", new() { Form = disable, MaxRedirects = 0 })).Status);
+        Assert.NotEqual("disabled", (await console.SendAsync(new GetMcpServer.Query(server.Id), tenant)).Value.Status);
 
         Assert.False((await console.SendAsync(new GetMcpTool.Query(server.Id, slow.Id), tenant)).Value.Enabled);
         Assert.Single((await console.SendAsync(new ListIncidents.Query("open"), tenant)).Value.Items);
@@ -769,5 +776,118 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         Assert.Single((await console.SendAsync(new ListCredentials.Query(), tenant)).Value.Items);
         Assert.True((await console.SendAsync(new GetCredentialPolicy.Query(), tenant)).Value.RequireAllowedHosts);
         await readOnly.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Disable_and_enable_a_server_with_a_reason_limit_a_tool_read_a_run_as_a_timeline_filter_the_audit_and_see_failing_health_on_the_overview()
+    {
+        await using var mcp = new TestMcpServer();
+        await mcp.StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var registered = (await console.SendAsync(new RegisterMcpServer.Command("local", mcp.Endpoint.ToString()), tenant)).Value;
+        var server = registered.Server;
+        var echo = registered.Tools.Single(t => t.Name == "echo");
+        var slow = registered.Tools.Single(t => t.Name == "slow");
+        Assert.True((await console.SendAsync(new UpdateMcpTool.Command(server.Id, slow.Id, new UpdateMcpTool.Body(Enabled: true)), tenant)).IsSuccess);
+        const string Run = "run-timeline";
+        async Task<Result<InvokeMcpTool.Response>> CallAsync(McpTool.Response tool, string json) =>
+            await console.SendAsync(new InvokeMcpTool.Command(server.Id, tool.Id, System.Text.Json.JsonDocument.Parse(json).RootElement, RunId: Run), tenant);
+        // A call outside the run opens the server's session first, so the run's own calls take what their tools take.
+        Assert.True((await console.SendAsync(new InvokeMcpTool.Command(server.Id, echo.Id, System.Text.Json.JsonDocument.Parse("""{"message":"warm"}""").RootElement), tenant)).IsSuccess);
+        Assert.True((await CallAsync(echo, """{"message":"first"}""")).IsSuccess);
+        Assert.True((await CallAsync(slow, """{"ms":600}""")).IsSuccess);
+
+        // A second server that stops answering: its failed health check is on the overview.
+        var gone = new TestMcpServer();
+        await gone.StartAsync();
+        var flaky = (await console.SendAsync(new RegisterMcpServer.Command("flaky", gone.Endpoint.ToString()), tenant)).Value.Server;
+        await gone.DisposeAsync();
+        Assert.Equal("unreachable", (await console.SendAsync(new CheckMcpServerHealth.Command(flaky.Id), tenant)).Value.Status);
+
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read, Scopes.Write, Scopes.Invoke);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        // Disabled with a reason: the next call is denied (server_disabled); enabled again: calls go through.
+        await page.GotoAsync($"/console/mcp-servers/{server.Id}");
+        await page.GetByLabel("Reason").FillAsync("maintenance window 42");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Disable the server" }).ClickAsync();
+        await Expect(page.Locator(".facts .status")).ToHaveTextAsync("disabled");
+        var denied = await CallAsync(echo, """{"message":"while disabled"}""");
+        Assert.Equal(403, denied.Error?.Status);
+        await page.GetByLabel("Reason").FillAsync("maintenance done");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Enable the server" }).ClickAsync();
+        await Expect(page.Locator(".facts .status")).ToHaveTextAsync("pending");
+        Assert.True((await CallAsync(echo, """{"message":"last"}""")).IsSuccess);
+
+        // A tool's own rate limit: an unreadable number is refused, a number set, blank gives the tenant's default back.
+        await page.Locator("tr[data-tool='echo']").GetByRole(AriaRole.Link, new() { Name = "echo" }).ClickAsync();
+        await page.GetByLabel("Rate limit per minute").FillAsync("lots");
+        Assert.Equal(400, (await page.RunAndWaitForResponseAsync(
+            () => page.GetByRole(AriaRole.Button, new() { Name = "Set the rate limit" }).ClickAsync(), r => r.Request.Method == "POST")).Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Must be a whole number.");
+        await page.GoBackAsync();
+        await page.GetByLabel("Rate limit per minute").FillAsync("2");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Set the rate limit" }).ClickAsync();
+        await Expect(page.Locator(".facts")).ToContainTextAsync("2 per minute");
+        Assert.Equal(2, (await console.SendAsync(new GetMcpTool.Query(server.Id, echo.Id), tenant)).Value.RateLimitPerMinute);
+        await page.GotoAsync($"/console/mcp-servers/{server.Id}");
+        await Expect(page.Locator("tr[data-tool='echo'] .rate-limit")).ToHaveTextAsync("2/min");
+        await page.Locator("tr[data-tool='echo']").GetByRole(AriaRole.Link, new() { Name = "echo" }).ClickAsync();
+        await page.GetByLabel("Rate limit per minute").FillAsync("");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Set the rate limit" }).ClickAsync();
+        await Expect(page.Locator(".facts")).ToContainTextAsync("the tenant's default");
+        Assert.Null((await console.SendAsync(new GetMcpTool.Query(server.Id, echo.Id), tenant)).Value.RateLimitPerMinute);
+
+        // The run as a timeline: oldest first, each bar where its call started, the slow call the longest.
+        await page.GotoAsync($"/console/invocations?run_id={Run}");
+        var timeline = page.GetByRole(AriaRole.Img, new() { NameRegex = new Regex($"^Run {Run}:") });
+        await Expect(timeline).ToHaveAttributeAsync("aria-label", new Regex($"^Run {Run}: 4 calls over [0-9.]+ ms, 3 completed, 1 denied$"));
+        await Expect(timeline.Locator("g.call title")).ToContainTextAsync([new Regex("^echo: completed"), new Regex("^slow: completed"),
+            new Regex("^echo: denied"), new Regex("^echo: completed")]);
+        var bars = await timeline.Locator("g.call rect").EvaluateAllAsync<double[][]>(
+            "rects => rects.map(r => [Number(r.getAttribute('x')), Number(r.getAttribute('width'))])");
+        Assert.True(bars.Select(b => b[0]).SequenceEqual(bars.Select(b => b[0]).Order()), "bars start in call order");
+        Assert.Equal(1, Array.IndexOf(bars, bars.MaxBy(b => b[1])));
+        await ConsoleBrowser.ScreenshotAsync(page, "run-timeline");
+
+        // Audit filters: by target (the status changes with their reasons), by run, by event type and time, a bad time refused.
+        await page.GotoAsync($"/console/mcp-servers/{server.Id}");
+        await page.GetByRole(AriaRole.Link, new() { Name = "This server's audit events" }).ClickAsync();
+        await Expect(page.GetByLabel("Target id")).ToHaveValueAsync(server.Id.ToString());
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "mcp_servers.disable" })).ToContainTextAsync("maintenance window 42");
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "mcp_servers.enable" })).ToContainTextAsync("maintenance done");
+        var targets = await page.Locator("tbody tr td:nth-child(5)").AllTextContentsAsync();
+        Assert.All(targets, t => Assert.Equal($"mcp_server {server.Id}", t.Trim()));
+        await page.GetByRole(AriaRole.Link, new() { Name = "Clear" }).ClickAsync();
+        await page.GetByLabel("Run", new() { Exact = true }).FillAsync(Run);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+        var actions = await page.Locator("tbody tr td:nth-child(4)").AllTextContentsAsync();
+        Assert.Contains("tool.invocation.denied", actions);
+        Assert.All(actions, a => Assert.StartsWith("tool.invocation.", a, StringComparison.Ordinal));
+        Assert.Contains($"run_id={Run}", page.Url);
+        var hourAgo = DateTimeOffset.UtcNow.AddHours(-1).ToString("yyyy-MM-ddTHH:mm", System.Globalization.CultureInfo.InvariantCulture);
+        var halfHourAgo = DateTimeOffset.UtcNow.AddMinutes(-30).ToString("yyyy-MM-ddTHH:mm", System.Globalization.CultureInfo.InvariantCulture);
+        await page.GotoAsync($"/console/audit?action=mcp_servers.disable&from={hourAgo}");
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(1);
+        await ConsoleBrowser.ScreenshotAsync(page, "audit-filtered");
+        await page.GetByLabel("To (UTC)").FillAsync(halfHourAgo);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+        await Expect(page.Locator(".empty")).ToContainTextAsync("No audit event matches these filters");
+        var refused = await page.GotoAsync("/console/audit?from=yesterday");
+        Assert.Equal(400, refused!.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Must be a date and time");
+
+        // The overview: today's calls (one denied) and the server whose health check fails.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Overview" }).ClickAsync();
+        await Expect(page.Locator(".tiles li").Nth(4)).ToContainTextAsync("5 tool calls today (UTC), 1 failed, timed out or denied");
+        var failing = page.Locator("tr[data-failing='flaky']");
+        await Expect(failing).ToContainTextAsync("MCP server");
+        await Expect(failing.Locator(".status")).ToHaveTextAsync("unreachable");
+        Assert.Equal(0, await page.Locator("tr[data-failing='local']").CountAsync());
+        await ConsoleBrowser.ScreenshotAsync(page, "overview-health");
+        await failing.GetByRole(AriaRole.Link, new() { Name = "flaky" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "MCP server flaky" })).ToBeVisibleAsync();
+        await page.Context.CloseAsync();
     }
 }
