@@ -59,7 +59,7 @@ internal static class ConsoleStyle
         .facts dt { font-weight: 600; }
         .facts dd { margin: 0; }
         .status, .risk { display: inline-block; padding: 0 8px; border-radius: 10px; font-size: 13px; border: 1px solid currentColor; }
-        .status.active, .status.resolved, .status.completed, .status.enabled, .status.healthy, .risk.low { color: var(--good); }
+        .status.active, .status.allowed, .status.resolved, .status.completed, .status.enabled, .status.healthy, .risk.low { color: var(--good); }
         .status.drifted, .status.acknowledged, .status.pending, .status.tool_error, .status.degraded, .status.created, .risk.medium { color: var(--warn); }
         .status.error, .status.open, .status.disabled, .status.removed, .status.failed, .status.timeout, .status.denied, .status.failing, .status.unreachable, .risk.high, .risk.critical { color: var(--bad); }
         .pager { display: flex; gap: 16px; }

@@ -866,6 +866,10 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         Assert.Contains("tool.invocation.denied", actions);
         Assert.All(actions, a => Assert.StartsWith("tool.invocation.", a, StringComparison.Ordinal));
         Assert.Contains($"run_id={Run}", page.Url);
+        // The API answers the same filter (audit.list's run_id).
+        var api = await console.Api.ClientForAsync(tenant, Scopes.Read);
+        using var listed = System.Text.Json.JsonDocument.Parse(await api.GetStringAsync($"/audit?run_id={Run}&limit=100"));
+        Assert.Equal(actions, listed.RootElement.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("action").GetString()!));
         var hourAgo = DateTimeOffset.UtcNow.AddHours(-1).ToString("yyyy-MM-ddTHH:mm", System.Globalization.CultureInfo.InvariantCulture);
         var halfHourAgo = DateTimeOffset.UtcNow.AddMinutes(-30).ToString("yyyy-MM-ddTHH:mm", System.Globalization.CultureInfo.InvariantCulture);
         await page.GotoAsync($"/console/audit?action=mcp_servers.disable&from={hourAgo}");
