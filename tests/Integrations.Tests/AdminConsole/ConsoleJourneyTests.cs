@@ -853,7 +853,7 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
 
         // Audit filters: by target (the status changes with their reasons), by run, by event type and time, a bad time refused.
         await page.GotoAsync($"/console/mcp-servers/{server.Id}");
-        await page.GetByRole(AriaRole.Link, new() { Name = "This server's audit events" }).ClickAsync();
+        await page.GetByRole(AriaRole.Link, new() { Name = "This server's history" }).ClickAsync();
         await Expect(page.GetByLabel("Target id")).ToHaveValueAsync(server.Id.ToString());
         await Expect(page.Locator("tbody tr").Filter(new() { HasText = "mcp_servers.disable" })).ToContainTextAsync("maintenance window 42");
         await Expect(page.Locator("tbody tr").Filter(new() { HasText = "mcp_servers.enable" })).ToContainTextAsync("maintenance done");
