@@ -120,9 +120,17 @@ public static partial class ConsoleEndpoints
         MapIntegrationPages(pages);
         MapInvocationPages(pages);
         MapGovernancePages(pages);
-        pages.MapGet("/usage", async (int? days, HttpContext http, IMediator mediator) =>
-            Show(http, await mediator.Send(new Features.LlmGateway.ListLlmUsageByDay.Query(days ?? 30), http.RequestAborted),
-                usage => Page<UsagePage>(http, new { Usage = usage.Days })));
+        pages.MapGet("/usage", async (int? days, [FromQuery(Name = "integration_id")] string? integrationId, HttpContext http, IMediator mediator) =>
+        {
+            // Read like a form field, so an id that is not one is a field error on the page rather than a bare 400.
+            var form = new ConsoleForm(new FormCollection(new() { ["integration_id"] = integrationId ?? "" }));
+            var integration = form.Id("integration_id");
+            if (form.Problem is { } unread) return Problem(http, unread);
+            var integrations = await mediator.Send(new QueryIntegrations.Query(Limit: CountLimit), http.RequestAborted);
+            if (!integrations.IsSuccess) return Problem(http, integrations.Error!);
+            return Show(http, await mediator.Send(new Features.LlmGateway.ListLlmUsageByDay.Query(days ?? 30, integration), http.RequestAborted),
+                usage => Page<UsagePage>(http, new { Usage = usage.Days, Integrations = integrations.Value, IntegrationId = integration }));
+        });
     }
 
     private static async Task<IResult> SignInAsync(HttpContext http, IAntiforgery antiforgery, ConsoleSession session)

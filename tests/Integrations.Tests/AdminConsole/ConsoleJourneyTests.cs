@@ -541,6 +541,17 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         await Expect(page.Locator($"tr[data-day='{today:yyyy-MM-dd}']")).ToContainTextAsync("2");
         await ConsoleBrowser.ScreenshotAsync(page, "usage");
 
+        // One integration's usage: the choice of integrations, and only its requests.
+        var integration = (await console.SendAsync(new CreateIntegration.Command("metered", "openai"), tenant)).Value;
+        await LlmRequestRows.InsertAsync(console.Api.ConnectionString, tenant, today.AddHours(3), "completed", 10, 10, 125m, integration.Id);
+        await page.GotoAsync("/console/usage");
+        await page.GetByLabel("Integration").SelectOptionAsync(new SelectOptionValue { Label = "metered" });
+        await page.GetByRole(AriaRole.Button, new() { Name = "Show" }).ClickAsync();
+        await Expect(page.Locator("#total-cost")).ToHaveTextAsync("$1.25");
+        Assert.Contains($"integration_id={integration.Id}", page.Url);
+        Assert.Equal(400, (await page.GotoAsync("/console/usage?integration_id=not-an-id"))!.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Must be an id");
+
         await page.GotoAsync("/console/usage?days=7");
         await Expect(page.GetByRole(AriaRole.Img, new() { NameRegex = new Regex("^Spend per day") }).Locator("rect.bar")).ToHaveCountAsync(7);
         var refused = await page.GotoAsync("/console/usage?days=400");

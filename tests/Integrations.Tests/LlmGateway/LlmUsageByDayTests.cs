@@ -69,10 +69,11 @@ public sealed class LlmUsageByDayTests(ServiceFixture fixture) : IClassFixture<S
 public static class LlmRequestRows
 {
     /// <summary>A gateway request row as the LLM gateway writes it (inserted as the owner: the rows are append-only).</summary>
-    public static Task InsertAsync(string connectionString, string tenant, DateTimeOffset at, string status, long prompt, long completion, decimal cents) =>
+    public static Task InsertAsync(string connectionString, string tenant, DateTimeOffset at, string status, long prompt, long completion, decimal cents,
+        Guid? integrationId = null) =>
         OwnerSql.ExecuteAsync(connectionString, """
-            INSERT INTO llm_requests (id, tenant_id, caller, endpoint, requested_model, status, prompt_tokens, completion_tokens, cost_cents,
-                started_at, finished_at)
-            VALUES (gen_random_uuid(), @tenant, 'test', 'chat.completions', 'llm/gpt-test', @status, @prompt, @completion, @cents, @at, @at)
-            """, new { tenant, at = at.UtcDateTime, status, prompt, completion, cents });
+            INSERT INTO llm_requests (id, tenant_id, integration_id, caller, endpoint, requested_model, status, prompt_tokens, completion_tokens,
+                cost_cents, started_at, finished_at)
+            VALUES (gen_random_uuid(), @tenant, @integrationId, 'test', 'chat.completions', 'llm/gpt-test', @status, @prompt, @completion, @cents, @at, @at)
+            """, new { tenant, integrationId, at = at.UtcDateTime, status, prompt, completion, cents });
 }
