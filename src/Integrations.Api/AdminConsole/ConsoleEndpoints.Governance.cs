@@ -12,21 +12,10 @@ public static partial class ConsoleEndpoints
     /// <summary>Credentials (metadata only), datasources, the tool policy and API keys.</summary>
     private static void MapGovernancePages(RouteGroupBuilder pages)
     {
-        pages.MapGet("/credentials", async (string? cursor, HttpContext http, IMediator mediator) =>
-            Show(http, await mediator.Send(new ListCredentials.Query(Limit: PageSize, Cursor: cursor), http.RequestAborted),
-                list => Page<CredentialsPage>(http, new { Credentials = list, Cursor = cursor })));
-        pages.MapGet("/credentials/{id:guid}", async (Guid id, string? cursor, HttpContext http, IMediator mediator) =>
-        {
-            var credential = await mediator.Send(new GetCredential.Query(id), http.RequestAborted);
-            if (!credential.IsSuccess) return Problem(http, credential.Error!);
-            return Show(http, await mediator.Send(new ListCredentialAccessLog.Query(id, Limit: PageSize, Cursor: cursor), http.RequestAborted),
-                access => Page<CredentialPage>(http, new { Credential = credential.Value, Access = access, Cursor = cursor }));
-        });
-        pages.MapGet("/datasources", async (string? cursor, HttpContext http, IMediator mediator) =>
-            Show(http, await mediator.Send(new ListDatasources.Query(Limit: PageSize, Cursor: cursor), http.RequestAborted),
-                list => Page<DatasourcesPage>(http, new { Datasources = list, Cursor = cursor })));
+        MapCredentialPages(pages);
+        MapDatasourcePages(pages);
 
-        pages.MapGet("/policies", (bool? saved, HttpContext http, IMediator mediator) => PolicyAsync(http, mediator, null, null, saved == true));
+        pages.MapGet("/policies", (string? saved, HttpContext http, IMediator mediator) => PolicyAsync(http, mediator, null, null, saved));
         pages.MapPost("/policies", async (HttpContext http, IMediator mediator) =>
         {
             var form = new ConsoleForm(http.Request.Form);
@@ -36,11 +25,16 @@ public static partial class ConsoleEndpoints
                 form.List("deny_list") ?? [],
                 form.WholeNumber("default_rate_limit_per_minute"),
                 form.WholeNumber("tenant_rate_limit_per_minute"));
-            if (form.Problem is { } unread) return await PolicyAsync(http, mediator, unread, form.Values, false);
+            if (form.Problem is { } unread) return await PolicyAsync(http, mediator, unread, form.Values, null);
             var updated = await mediator.Send(command, http.RequestAborted);
             return updated.IsSuccess
-                ? new SeeOtherResult($"{Root}/policies?saved=true")
-                : await PolicyAsync(http, mediator, updated.Error, form.Values, false);
+                ? new SeeOtherResult($"{Root}/policies?saved=tools")
+                : await PolicyAsync(http, mediator, updated.Error, form.Values, null);
+        });
+        pages.MapPost("/policies/credentials", async (HttpContext http, IMediator mediator) =>
+        {
+            var command = new UpdateCredentialPolicy.Command(new ConsoleForm(http.Request.Form).Checked("require_allowed_hosts"));
+            return After(http, await mediator.Send(command, http.RequestAborted), $"{Root}/policies?saved=credentials#credential-policy");
         });
 
         pages.MapGet("/api-keys", (string? cursor, HttpContext http, IMediator mediator) => ApiKeysAsync(http, mediator, cursor, null, null, null));
@@ -60,11 +54,14 @@ public static partial class ConsoleEndpoints
             After(http, await mediator.Send(new RevokeApiKey.Command(id), http.RequestAborted), $"{Root}/api-keys"));
     }
 
-    private static async Task<IResult> PolicyAsync(HttpContext http, IMediator mediator, Error? problem, IFormCollection? form, bool saved)
+    /// <summary>The tool and credential policies; <paramref name="saved"/> names the one just saved (tools, credentials).</summary>
+    private static async Task<IResult> PolicyAsync(HttpContext http, IMediator mediator, Error? problem, IFormCollection? form, string? saved)
     {
         var policy = await mediator.Send(new GetToolPolicy.Query(), http.RequestAborted);
         if (!policy.IsSuccess) return Problem(http, policy.Error!);
-        var page = Page<PolicyPage>(http, new { Policy = policy.Value, Problem = problem, Form = form, Saved = saved });
+        var credentials = await mediator.Send(new GetCredentialPolicy.Query(), http.RequestAborted);
+        if (!credentials.IsSuccess) return Problem(http, credentials.Error!);
+        var page = Page<PolicyPage>(http, new { Policy = policy.Value, CredentialPolicy = credentials.Value, Problem = problem, Form = form, Saved = saved });
         if (problem is not null) page.StatusCode = problem.Status;
         return page;
     }

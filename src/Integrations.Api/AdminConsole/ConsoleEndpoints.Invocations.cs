@@ -11,19 +11,9 @@ public sealed record InvocationFilter(string? Tool, string? Outcome, string? Run
         new(Blank(tool), Blank(outcome), Blank(runId));
 
     /// <summary>The filters as the pager repeats them, or null when there is none.</summary>
-    public string? QueryString
-    {
-        get
-        {
-            var parts = new List<string>();
-            if (Tool is not null) parts.Add("tool=" + Uri.EscapeDataString(Tool));
-            if (Outcome is not null) parts.Add("outcome=" + Uri.EscapeDataString(Outcome));
-            if (RunId is not null) parts.Add("run_id=" + Uri.EscapeDataString(RunId));
-            return parts.Count == 0 ? null : string.Join("&", parts);
-        }
-    }
+    public string? QueryString => ConsoleQuery.Of(("tool", Tool), ("outcome", Outcome), ("run_id", RunId));
 
-    private static string? Blank(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();
+    private static string? Blank(string? value) => ConsoleQuery.Blank(value);
 }
 
 public static partial class ConsoleEndpoints

@@ -6,6 +6,7 @@ using Integrations.Features.McpServers;
 using MediatR;
 using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
 
 namespace Integrations.Api.AdminConsole;
 
@@ -77,15 +78,34 @@ public static partial class ConsoleEndpoints
                 new UpdateMcpTool.Body(ApproveHash: http.Request.Form["approve_hash"].ToString())), http.RequestAborted);
             return After(http, approved, $"{Root}/mcp-servers/{id}/tools/{toolId}");
         });
+        pages.MapPost("/mcp-servers/{id:guid}/disable", async (Guid id, HttpContext http, IMediator mediator) =>
+            After(http, await mediator.Send(new DisableMcpServer.Command(id, new ConsoleForm(http.Request.Form).Text("reason")), http.RequestAborted),
+                $"{Root}/mcp-servers/{id}"));
+        pages.MapPost("/mcp-servers/{id:guid}/enable", async (Guid id, HttpContext http, IMediator mediator) =>
+            After(http, await mediator.Send(new EnableMcpServer.Command(id, new ConsoleForm(http.Request.Form).Text("reason")), http.RequestAborted),
+                $"{Root}/mcp-servers/{id}"));
+        pages.MapPost("/mcp-servers/{id:guid}/tools/{toolId:guid}/rate-limit", async (Guid id, Guid toolId, HttpContext http, IMediator mediator) =>
+        {
+            // Blank is "no limit of its own" as 0 is: the tenant's default applies.
+            var form = new ConsoleForm(http.Request.Form);
+            var limit = form.WholeNumber("rate_limit_per_minute") ?? 0;
+            if (form.Problem is { } unread) return Problem(http, unread);
+            var updated = await mediator.Send(new UpdateMcpTool.Command(id, toolId, new UpdateMcpTool.Body(RateLimitPerMinute: limit)), http.RequestAborted);
+            return After(http, updated, $"{Root}/mcp-servers/{id}/tools/{toolId}");
+        });
         pages.MapPost("/mcp-servers/{id:guid}/discover", async (Guid id, HttpContext http, IMediator mediator) =>
             After(http, await mediator.Send(new DiscoverMcpServer.Command(id), http.RequestAborted), $"{Root}/mcp-servers/{id}"));
         pages.MapPost("/mcp-servers/{id:guid}/health", async (Guid id, HttpContext http, IMediator mediator) =>
             After(http, await mediator.Send(new CheckMcpServerHealth.Command(id), http.RequestAborted), $"{Root}/mcp-servers/{id}"));
-        pages.MapGet("/audit", (string? cursor, HttpContext http, IMediator mediator) => AuditAsync(http, mediator, cursor, null));
+        pages.MapGet("/audit", (string? action, [FromQuery(Name = "subject_type")] string? subjectType, [FromQuery(Name = "subject_id")] string? subjectId,
+                string? from, string? to, [FromQuery(Name = "run_id")] string? runId, string? cursor, HttpContext http, IMediator mediator) =>
+            AuditAsync(http, mediator, AuditFilter.Read(action, subjectType, subjectId, from, to, runId), cursor, null));
         pages.MapPost("/audit/verify", async (HttpContext http, IMediator mediator) =>
         {
             var verified = await mediator.Send(new VerifyAuditChain.Query(), http.RequestAborted);
-            return verified.IsSuccess ? await AuditAsync(http, mediator, null, verified.Value) : Problem(http, verified.Error!);
+            return verified.IsSuccess
+                ? await AuditAsync(http, mediator, AuditFilter.Read(null, null, null, null, null, null), null, verified.Value)
+                : Problem(http, verified.Error!);
         });
         pages.MapGet("/incidents", async (string? status, string? cursor, HttpContext http, IMediator mediator) =>
         {
@@ -100,9 +120,17 @@ public static partial class ConsoleEndpoints
         MapIntegrationPages(pages);
         MapInvocationPages(pages);
         MapGovernancePages(pages);
-        pages.MapGet("/usage", async (int? days, HttpContext http, IMediator mediator) =>
-            Show(http, await mediator.Send(new Features.LlmGateway.ListLlmUsageByDay.Query(days ?? 30), http.RequestAborted),
-                usage => Page<UsagePage>(http, new { Usage = usage.Days })));
+        pages.MapGet("/usage", async (int? days, [FromQuery(Name = "integration_id")] string? integrationId, HttpContext http, IMediator mediator) =>
+        {
+            // Read like a form field, so an id that is not one is a field error on the page rather than a bare 400.
+            var form = new ConsoleForm(new FormCollection(new() { ["integration_id"] = integrationId ?? "" }));
+            var integration = form.Id("integration_id");
+            if (form.Problem is { } unread) return Problem(http, unread);
+            var integrations = await mediator.Send(new QueryIntegrations.Query(Limit: CountLimit), http.RequestAborted);
+            if (!integrations.IsSuccess) return Problem(http, integrations.Error!);
+            return Show(http, await mediator.Send(new Features.LlmGateway.ListLlmUsageByDay.Query(days ?? 30, integration), http.RequestAborted),
+                usage => Page<UsagePage>(http, new { Usage = usage.Days, Integrations = integrations.Value, IntegrationId = integration }));
+        });
     }
 
     private static async Task<IResult> SignInAsync(HttpContext http, IAntiforgery antiforgery, ConsoleSession session)
@@ -134,7 +162,7 @@ public static partial class ConsoleEndpoints
         return await next(context);
     }
 
-    private static async Task<IResult> OverviewAsync(HttpContext http, IMediator mediator)
+    private static async Task<IResult> OverviewAsync(HttpContext http, IMediator mediator, TimeProvider time)
     {
         var ct = http.RequestAborted;
         var integrations = await mediator.Send(new QueryIntegrations.Query(Limit: CountLimit), ct);
@@ -145,13 +173,41 @@ public static partial class ConsoleEndpoints
         if (!incidents.IsSuccess) return Problem(http, incidents.Error!);
         var today = await mediator.Send(new Features.LlmGateway.ListLlmUsageByDay.Query(Days: 1), ct);
         if (!today.IsSuccess) return Problem(http, today.Error!);
+        var midnight = new DateTimeOffset(time.GetUtcNow().UtcDateTime.Date, TimeSpan.Zero);
+        var calls = await mediator.Send(new ListToolInvocations.Query(null, From: midnight, Limit: CountLimit), ct);
+        if (!calls.IsSuccess) return Problem(http, calls.Error!);
+        var failing = await FailingChecksAsync(mediator, ct);
+        if (!failing.IsSuccess) return Problem(http, failing.Error!);
         return Page<OverviewPage>(http, new
         {
             Integrations = Count.Of(integrations.Value),
             McpServers = Count.Of(servers.Value),
             OpenIncidents = Count.Of(incidents.Value),
             Today = today.Value.Days.Single(),
+            ToolCallsToday = Count.Of(calls.Value),
+            FailedToolCallsToday = calls.Value.Items.Count(c => c.Outcome is not ("completed" or "tool_error")),
+            Failing = failing.Value,
         });
+    }
+
+    /// <summary>What its last health check found failing: MCP servers unreachable or degraded, LLM integrations and datasources failing.</summary>
+    private static async Task<Result<List<FailingCheck>>> FailingChecksAsync(IMediator mediator, CancellationToken ct)
+    {
+        const int Shown = 10;
+        var found = new List<FailingCheck>();
+        foreach (var status in new[] { "unreachable", "degraded" })
+        {
+            var servers = await mediator.Send(new ListMcpServers.Query(status, Limit: Shown), ct);
+            if (!servers.IsSuccess) return servers.Error!;
+            found.AddRange(servers.Value.Items.Select(s => new FailingCheck("MCP server", s.Name, $"{Root}/mcp-servers/{s.Id}", s.Status, s.HealthDetail, s.LastHealthCheckAt)));
+        }
+        var integrations = await mediator.Send(new QueryIntegrations.Query(Health: "failing", Limit: Shown), ct);
+        if (!integrations.IsSuccess) return integrations.Error!;
+        found.AddRange(integrations.Value.Items.Select(i => new FailingCheck("LLM integration", i.Name, $"{Root}/integrations", i.Health, i.HealthMessage, i.HealthCheckedAt)));
+        var datasources = await mediator.Send(new Features.Datasources.ListDatasources.Query(Status: "failing", Limit: Shown), ct);
+        if (!datasources.IsSuccess) return datasources.Error!;
+        found.AddRange(datasources.Value.Items.Select(d => new FailingCheck("Datasource", d.Name, $"{Root}/datasources/{d.Id}", d.Status, d.StatusMessage, d.TestedAt)));
+        return found;
     }
 
     private static async Task<IResult> ServerAsync(Guid id, string? cursor, HttpContext http, IMediator mediator)
@@ -182,9 +238,14 @@ public static partial class ConsoleEndpoints
         return page;
     }
 
-    private static async Task<IResult> AuditAsync(HttpContext http, IMediator mediator, string? cursor, VerifyAuditChain.Response? verified) =>
-        Show(http, await mediator.Send(new ListAuditEvents.Query(Limit: PageSize, Cursor: cursor), http.RequestAborted),
-            events => Page<AuditPage>(http, new { Events = events, Cursor = cursor, Verified = verified }));
+    private static async Task<IResult> AuditAsync(HttpContext http, IMediator mediator, AuditFilter filter, string? cursor, VerifyAuditChain.Response? verified)
+    {
+        var range = filter.Range();
+        if (!range.IsSuccess) return Problem(http, range.Error!);
+        var query = new ListAuditEvents.Query(filter.Action, filter.SubjectType, filter.SubjectId, range.Value.From, range.Value.To, PageSize, cursor, filter.RunId);
+        return Show(http, await mediator.Send(query, http.RequestAborted),
+            events => Page<AuditPage>(http, new { Events = events, Filter = filter, Cursor = cursor, Verified = verified }));
+    }
 
     private static async Task<IResult> IncidentActionAsync(HttpContext http, Task<Result<Incident.Response>> action)
     {
@@ -252,6 +313,9 @@ public sealed record ConsoleView(Caller Caller, AntiforgeryTokenSet Csrf, string
 
     public bool CanAdmin => Caller.Has(Scopes.Admin);
 }
+
+/// <summary>Something whose last health check failed, for the overview: what it is, where its page is, and what the check said.</summary>
+public sealed record FailingCheck(string Kind, string Name, string Href, string Status, string? Message, DateTimeOffset? CheckedAt);
 
 /// <summary>A count read off the first page of a list: exact below the page size, "N+" when there is more.</summary>
 public sealed record Count(int Value, bool More)

@@ -20,6 +20,35 @@ public sealed class ConsoleForm(IFormCollection form)
 
     public string? Text(string name) => form[name].ToString().Trim() is { Length: > 0 } value ? value : null;
 
+    /// <summary>A secret as typed (not trimmed: spaces may be part of it); null when blank. Pages never render it back.</summary>
+    public string? Secret(string name) => form[name].ToString() is { Length: > 0 } value ? value : null;
+
+    /// <summary><c>name=value</c> pairs, one a line (a credential's secret fields); null when none is given.</summary>
+    public IReadOnlyDictionary<string, string>? Pairs(string name)
+    {
+        if (Secret(name) is not { } text) return null;
+        var pairs = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var split = line.IndexOf('=', StringComparison.Ordinal);
+            // The line may hold a secret: the error never repeats it.
+            if (split < 1) return Refused<IReadOnlyDictionary<string, string>>(name, "Each line is name=value.");
+            pairs[line[..split].Trim()] = line[(split + 1)..].Trim();
+        }
+        return pairs.Count == 0 ? null : pairs;
+    }
+
+    public Guid? Id(string name)
+    {
+        if (Text(name) is not { } text) return null;
+        if (Guid.TryParse(text, out var id)) return id;
+        _errors[name] = ["Must be an id (a UUID)."];
+        return null;
+    }
+
+    /// <summary>Marks a field that could not be read into its type, with why.</summary>
+    public void Refuse(string name, string message) => _errors[name] = [message];
+
     public bool Checked(string name) => form[name].ToString() is "true" or "on";
 
     public int? WholeNumber(string name) => Number(name, long.MinValue, long.MaxValue) is { } n && n is >= int.MinValue and <= int.MaxValue ? (int)n : NotInt(name);
@@ -61,6 +90,12 @@ public sealed class ConsoleForm(IFormCollection form)
         if (Text(name) is not { } text) return null;
         if (long.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n >= min && n <= max) return n;
         _errors[name] = ["Must be a whole number."];
+        return null;
+    }
+
+    private T? Refused<T>(string name, string message) where T : class
+    {
+        Refuse(name, message);
         return null;
     }
 

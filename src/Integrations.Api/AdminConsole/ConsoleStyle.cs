@@ -59,9 +59,9 @@ internal static class ConsoleStyle
         .facts dt { font-weight: 600; }
         .facts dd { margin: 0; }
         .status, .risk { display: inline-block; padding: 0 8px; border-radius: 10px; font-size: 13px; border: 1px solid currentColor; }
-        .status.active, .status.resolved, .status.completed, .status.enabled, .status.healthy, .risk.low { color: var(--good); }
+        .status.active, .status.allowed, .status.resolved, .status.completed, .status.enabled, .status.healthy, .risk.low { color: var(--good); }
         .status.drifted, .status.acknowledged, .status.pending, .status.tool_error, .status.degraded, .status.created, .risk.medium { color: var(--warn); }
-        .status.error, .status.open, .status.disabled, .status.removed, .status.failed, .status.timeout, .status.denied, .status.failing, .risk.high, .risk.critical { color: var(--bad); }
+        .status.error, .status.open, .status.disabled, .status.removed, .status.failed, .status.timeout, .status.denied, .status.failing, .status.unreachable, .risk.high, .risk.critical { color: var(--bad); }
         .pager { display: flex; gap: 16px; }
         pre.definition, pre.result { background: var(--bg); border: 1px solid var(--line); border-radius: 8px; padding: 12px; overflow-x: auto; }
         table.diff { table-layout: fixed; }
@@ -75,6 +75,10 @@ internal static class ConsoleStyle
         .chart .bar { fill: var(--accent); }
         .chart .grid { stroke: var(--line); stroke-width: 1; }
         .chart .axis { fill: var(--muted); font-size: 11px; }
+        .timeline .call.completed .bar { fill: var(--good); }
+        .timeline .call.tool_error .bar { fill: var(--warn); }
+        .timeline .call.failed .bar, .timeline .call.timeout .bar, .timeline .call.denied .bar { fill: var(--bad); }
+        table.result td { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; font-size: 13px; }
         code { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; font-size: 13px; }
         """;
 }

@@ -141,6 +141,13 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         resolve.Set("csrf", token!);
         var forgedResolve = await page.APIRequest.PostAsync($"/console/incidents/{incident.Id}/resolve", new() { Form = resolve, MaxRedirects = 0 });
         Assert.Equal(403, forgedResolve.Status);
+        var disable = page.APIRequest.CreateFormData();
+        disable.Set("csrf", token!);
+        disable.Set("reason", "forged");
+        disable.Set("rate_limit_per_minute", "1");
+        Assert.Equal(403, (await page.APIRequest.PostAsync($"/console/mcp-servers/{server.Id}/disable", new() { Form = disable, MaxRedirects = 0 })).Status);
+        Assert.Equal(403, (await page.APIRequest.PostAsync($"/console/mcp-servers/{server.Id}/tools/{slow.Id}/rate-limit", new() { Form = disable, MaxRedirects = 0 })).Status);
+        Assert.NotEqual("disabled", (await console.SendAsync(new GetMcpServer.Query(server.Id), tenant)).Value.Status);
 
         Assert.False((await console.SendAsync(new GetMcpTool.Query(server.Id, slow.Id), tenant)).Value.Enabled);
         Assert.Single((await console.SendAsync(new ListIncidents.Query("open"), tenant)).Value.Items);
@@ -534,6 +541,17 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         await Expect(page.Locator($"tr[data-day='{today:yyyy-MM-dd}']")).ToContainTextAsync("2");
         await ConsoleBrowser.ScreenshotAsync(page, "usage");
 
+        // One integration's usage: the choice of integrations, and only its requests.
+        var integration = (await console.SendAsync(new CreateIntegration.Command("metered", "openai"), tenant)).Value;
+        await LlmRequestRows.InsertAsync(console.Api.ConnectionString, tenant, today.AddHours(3), "completed", 10, 10, 125m, integration.Id);
+        await page.GotoAsync("/console/usage");
+        await page.GetByLabel("Integration").SelectOptionAsync(new SelectOptionValue { Label = "metered" });
+        await page.GetByRole(AriaRole.Button, new() { Name = "Show" }).ClickAsync();
+        await Expect(page.Locator("#total-cost")).ToHaveTextAsync("$1.25");
+        Assert.Contains($"integration_id={integration.Id}", page.Url);
+        Assert.Equal(400, (await page.GotoAsync("/console/usage?integration_id=not-an-id"))!.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Must be an id");
+
         await page.GotoAsync("/console/usage?days=7");
         await Expect(page.GetByRole(AriaRole.Img, new() { NameRegex = new Regex("^Spend per day") }).Locator("rect.bar")).ToHaveCountAsync(7);
         var refused = await page.GotoAsync("/console/usage?days=400");
@@ -612,6 +630,279 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         await page.GotoAsync("/console/incidents?cursor=not-a-cursor");
         await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("The request is not valid.");
         await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("validation_failed");
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Store_a_credential_register_a_datasource_with_it_define_and_run_a_template_and_govern_its_grants_policy_and_rotation()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        await using var target = await TargetDatabase.CreateAsync();
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Admin);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+        async Task NoSecretAsync() => Assert.DoesNotContain(target.Password, await page.ContentAsync(), StringComparison.Ordinal);
+        async Task<IResponse> PostAsync(string button) => await page.RunAndWaitForResponseAsync(
+            () => page.GetByRole(AriaRole.Button, new() { Name = button, Exact = true }).ClickAsync(), r => r.Request.Method == "POST");
+
+        // A refused store shows the operation's errors and keeps what was typed, except the secret.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Credentials" }).ClickAsync();
+        await page.GetByLabel("Name", new() { Exact = true }).FillAsync("warehouse-password");
+        await page.GetByLabel("Type", new() { Exact = true }).SelectOptionAsync("basic_auth");
+        await page.GetByLabel("Secret", new() { Exact = true }).FillAsync(target.Password);
+        Assert.Equal(400, (await PostAsync("Store the credential")).Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("A basic_auth credential needs 'username'");
+        await Expect(page.GetByLabel("Name", new() { Exact = true })).ToHaveValueAsync("warehouse-password");
+        await Expect(page.GetByLabel("Secret", new() { Exact = true })).ToHaveValueAsync("");
+        await NoSecretAsync();
+        await page.GetByLabel("Type", new() { Exact = true }).SelectOptionAsync("api_key");
+        await page.GetByLabel("Secret", new() { Exact = true }).FillAsync(target.Password);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Store the credential" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Credential warehouse-password" })).ToBeVisibleAsync();
+        await Expect(page.Locator("#version")).ToHaveTextAsync("1");
+        await NoSecretAsync();
+        var credentialUrl = page.Url;
+        var credential = (await console.SendAsync(new ListCredentials.Query(), tenant)).Value.Items.Single();
+
+        // A datasource whose password is that credential: the test connects only if the stored secret is the one typed.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Datasources" }).ClickAsync();
+        await Expect(page.Locator(".empty")).ToContainTextAsync("Register a database below");
+        await page.GetByLabel("Name", new() { Exact = true }).FillAsync("warehouse");
+        await page.GetByLabel("Host", new() { Exact = true }).FillAsync(target.Host);
+        await page.GetByLabel("Port", new() { Exact = true }).FillAsync(target.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await page.GetByLabel("Database", new() { Exact = true }).FillAsync(target.Database);
+        await page.GetByLabel("User", new() { Exact = true }).FillAsync(target.Role);
+        await page.GetByLabel("Password credential").FillAsync(credential.Reference);
+        await page.GetByLabel("TLS", new() { Exact = true }).SelectOptionAsync("disable");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Register" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Datasource warehouse" })).ToBeVisibleAsync();
+        var datasourceUrl = page.Url;
+        var datasourceId = Guid.Parse(datasourceUrl[(datasourceUrl.LastIndexOf('/') + 1)..]);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Test the connection" }).ClickAsync();
+        await Expect(page.Locator("#datasource-status")).ToHaveTextAsync("active");
+
+        // A template the gateway refuses is not stored, and the form keeps the text; then a good one.
+        await page.GetByLabel("Name", new() { Exact = true }).FillAsync("wipe");
+        await page.GetByLabel("SQL", new() { Exact = true }).FillAsync("DELETE FROM t");
+        Assert.Equal(400, (await PostAsync("Define the template")).Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("validation_failed");
+        await Expect(page.GetByLabel("SQL", new() { Exact = true })).ToHaveValueAsync("DELETE FROM t");
+        await page.GetByLabel("Name", new() { Exact = true }).FillAsync("customers_by_tier");
+        await page.GetByLabel("SQL", new() { Exact = true }).FillAsync("SELECT id, name, tier FROM customers WHERE tier = @tier AND id <= @max_id ORDER BY id");
+        await page.GetByLabel("Parameters", new() { Exact = true }).FillAsync("tier text\nmax_id integer");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Define the template" }).ClickAsync();
+        var template = page.Locator("#query-customers_by_tier");
+        await Expect(template).ToContainTextAsync("Returns id (integer), name (text), tier (text)");
+        Assert.DoesNotContain((await console.SendAsync(new ListQueries.Query(datasourceId), tenant)).Value.Items, q => q.Name == "wipe");
+
+        // Run with parameters: the rows as a table; a value of the wrong type is the operation's problem, the values kept.
+        await template.GetByLabel("tier (text)").FillAsync("pro");
+        await template.GetByLabel("max_id (integer)").FillAsync("10");
+        await template.GetByRole(AriaRole.Button, new() { Name = "Run customers_by_tier" }).ClickAsync();
+        var result = page.GetByRole(AriaRole.Table, new() { Name = "Result of customers_by_tier" });
+        await Expect(result.Locator("tbody tr")).ToHaveCountAsync(4); // tier 'pro' is id % 3 = 1: 1, 4, 7, 10
+        await Expect(result.Locator("tbody tr").Nth(1)).ToContainTextAsync("4customer 4pro");
+        await Expect(page.Locator("#run-summary")).ToContainTextAsync("4 rows");
+        await ConsoleBrowser.ScreenshotAsync(page, "datasource-template");
+        await template.GetByLabel("max_id (integer)").FillAsync("ten");
+        Assert.Equal(400, (await PostAsync("Run customers_by_tier")).Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Expected a 32-bit integer");
+        await Expect(page.Locator("#query-customers_by_tier").GetByLabel("tier (text)")).ToHaveValueAsync("pro");
+
+        // Grants: registering granted the credential to the datasource; removing it denies the next connection.
+        await page.GotoAsync(credentialUrl);
+        var grant = page.Locator($"tr[data-grant='{datasourceId}']");
+        await Expect(grant).ToContainTextAsync("datasource");
+        await grant.GetByRole(AriaRole.Button, new() { NameRegex = new Regex("^Remove the grant") }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("The grant is removed");
+        await Expect(grant).ToHaveCountAsync(0);
+        await page.GotoAsync(datasourceUrl);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Test the connection" }).ClickAsync();
+        await Expect(page.Locator("#datasource-status")).ToHaveTextAsync("failing");
+
+        // The credential policy now requires hosts: granting an unbound credential is refused, shown beside the form.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Policies" }).ClickAsync();
+        await page.GetByLabel("Require allowed hosts").CheckAsync();
+        await page.GetByRole(AriaRole.Button, new() { Name = "Save the credential policy" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("The credential policy is saved");
+        Assert.True((await console.SendAsync(new GetCredentialPolicy.Query(), tenant)).Value.RequireAllowedHosts);
+        await page.GotoAsync(credentialUrl);
+        await page.GetByLabel("Grant to").SelectOptionAsync("datasource");
+        await page.GetByLabel("Id", new() { Exact = true }).FillAsync(datasourceId.ToString());
+        Assert.Equal(422, (await PostAsync("Grant")).Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("requires allowed_hosts");
+        await Expect(page.GetByLabel("Id", new() { Exact = true })).ToHaveValueAsync(datasourceId.ToString());
+
+        // Rotating to version 2, bound to the datasource's host, with the same password typed again: then the grant is allowed.
+        var rotate = page.GetByRole(AriaRole.Form, new() { Name = "Rotate" });
+        await rotate.GetByLabel("Secret", new() { Exact = true }).FillAsync(target.Password);
+        await rotate.GetByLabel("Allowed hosts").FillAsync(target.Host);
+        await rotate.GetByRole(AriaRole.Button, new() { Name = "Rotate the secret" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("The secret is rotated");
+        await Expect(page.Locator("#version")).ToHaveTextAsync("2");
+        await NoSecretAsync();
+        await page.GetByLabel("Grant to").SelectOptionAsync("datasource");
+        await page.GetByLabel("Id", new() { Exact = true }).FillAsync(datasourceId.ToString());
+        await page.GetByRole(AriaRole.Button, new() { Name = "Grant", Exact = true }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Status)).ToContainTextAsync("Granted");
+        await page.GotoAsync(datasourceUrl);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Test the connection" }).ClickAsync();
+        await Expect(page.Locator("#datasource-status")).ToHaveTextAsync("active");
+        await page.GotoAsync(credentialUrl);
+        await Expect(page.Locator("table[aria-labelledby='access'] tbody")).ToContainTextAsync("denied");
+        await ConsoleBrowser.ScreenshotAsync(page, "credential");
+        await NoSecretAsync();
+        await page.Context.CloseAsync();
+
+        // A read-only key sees none of these forms, and its forged posts are refused by the operations' scope checks.
+        var reader = await console.Api.KeyForAsync(tenant, Scopes.Read);
+        var readOnly = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(readOnly, reader.Key);
+        await readOnly.GotoAsync(credentialUrl);
+        await Expect(readOnly.Locator($"tr[data-grant='{datasourceId}']")).ToBeVisibleAsync();
+        Assert.Equal(0, await readOnly.Locator("main form").CountAsync());
+        await readOnly.GotoAsync("/console/credentials");
+        Assert.Equal(0, await readOnly.Locator("main form").CountAsync());
+        await readOnly.GotoAsync(datasourceUrl);
+        await Expect(readOnly.Locator("#query-customers_by_tier")).ToBeVisibleAsync();
+        Assert.Equal(0, await readOnly.Locator("main form").CountAsync());
+        var token = await readOnly.Locator("header input[name='csrf']").GetAttributeAsync("value");
+        var forged = readOnly.APIRequest.CreateFormData();
+        forged.Set("csrf", token!);
+        forged.Set("name", "planted");
+        forged.Set("type", "api_key");
+        forged.Set("secret", "planted-secret");
+        forged.Set("p.tier", "pro");
+        foreach (var path in new[]
+        {
+            "/console/credentials", $"/console/credentials/{credential.Id}/rotate", $"/console/credentials/{credential.Id}/grants/datasource/{datasourceId}/remove",
+            $"/console/datasources/{datasourceId}/test", $"/console/datasources/{datasourceId}/queries/customers_by_tier/run", "/console/policies/credentials",
+        })
+        {
+            Assert.Equal(403, (await readOnly.APIRequest.PostAsync(path, new() { Form = forged, MaxRedirects = 0 })).Status);
+        }
+        var after = (await console.SendAsync(new GetCredential.Query(credential.Id), tenant)).Value;
+        Assert.Equal(2, after.Credential.Version);
+        Assert.Single(after.Grants);
+        Assert.Single((await console.SendAsync(new ListCredentials.Query(), tenant)).Value.Items);
+        Assert.True((await console.SendAsync(new GetCredentialPolicy.Query(), tenant)).Value.RequireAllowedHosts);
+        await readOnly.Context.CloseAsync();
+    }
+
+    [Fact]
+    public async Task Disable_and_enable_a_server_with_a_reason_limit_a_tool_read_a_run_as_a_timeline_filter_the_audit_and_see_failing_health_on_the_overview()
+    {
+        await using var mcp = new TestMcpServer();
+        await mcp.StartAsync();
+        var tenant = TestEnvironment.NewTenant();
+        var registered = (await console.SendAsync(new RegisterMcpServer.Command("local", mcp.Endpoint.ToString()), tenant)).Value;
+        var server = registered.Server;
+        var echo = registered.Tools.Single(t => t.Name == "echo");
+        var slow = registered.Tools.Single(t => t.Name == "slow");
+        Assert.True((await console.SendAsync(new UpdateMcpTool.Command(server.Id, slow.Id, new UpdateMcpTool.Body(Enabled: true)), tenant)).IsSuccess);
+        const string Run = "run-timeline";
+        async Task<Result<InvokeMcpTool.Response>> CallAsync(McpTool.Response tool, string json) =>
+            await console.SendAsync(new InvokeMcpTool.Command(server.Id, tool.Id, System.Text.Json.JsonDocument.Parse(json).RootElement, RunId: Run), tenant);
+        // A call outside the run opens the server's session first, so the run's own calls take what their tools take.
+        Assert.True((await console.SendAsync(new InvokeMcpTool.Command(server.Id, echo.Id, System.Text.Json.JsonDocument.Parse("""{"message":"warm"}""").RootElement), tenant)).IsSuccess);
+        Assert.True((await CallAsync(echo, """{"message":"first"}""")).IsSuccess);
+        Assert.True((await CallAsync(slow, """{"ms":600}""")).IsSuccess);
+
+        // A second server that stops answering: its failed health check is on the overview.
+        var gone = new TestMcpServer();
+        await gone.StartAsync();
+        var flaky = (await console.SendAsync(new RegisterMcpServer.Command("flaky", gone.Endpoint.ToString()), tenant)).Value.Server;
+        await gone.DisposeAsync();
+        Assert.Equal("unreachable", (await console.SendAsync(new CheckMcpServerHealth.Command(flaky.Id), tenant)).Value.Status);
+
+        var key = await console.Api.KeyForAsync(tenant, Scopes.Read, Scopes.Write, Scopes.Invoke);
+        var page = await console.NewPageAsync();
+        await ConsoleBrowser.SignInAsync(page, key.Key);
+
+        // Disabled with a reason: the next call is denied (server_disabled); enabled again: calls go through.
+        await page.GotoAsync($"/console/mcp-servers/{server.Id}");
+        await page.GetByLabel("Reason").FillAsync("maintenance window 42");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Disable the server" }).ClickAsync();
+        await Expect(page.Locator(".facts .status")).ToHaveTextAsync("disabled");
+        var denied = await CallAsync(echo, """{"message":"while disabled"}""");
+        Assert.Equal(403, denied.Error?.Status);
+        await page.GetByLabel("Reason").FillAsync("maintenance done");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Enable the server" }).ClickAsync();
+        await Expect(page.Locator(".facts .status")).ToHaveTextAsync("pending");
+        Assert.True((await CallAsync(echo, """{"message":"last"}""")).IsSuccess);
+
+        // A tool's own rate limit: an unreadable number is refused, a number set, blank gives the tenant's default back.
+        await page.Locator("tr[data-tool='echo']").GetByRole(AriaRole.Link, new() { Name = "echo" }).ClickAsync();
+        await page.GetByLabel("Rate limit per minute").FillAsync("lots");
+        Assert.Equal(400, (await page.RunAndWaitForResponseAsync(
+            () => page.GetByRole(AriaRole.Button, new() { Name = "Set the rate limit" }).ClickAsync(), r => r.Request.Method == "POST")).Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Must be a whole number.");
+        await page.GoBackAsync();
+        await page.GetByLabel("Rate limit per minute").FillAsync("2");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Set the rate limit" }).ClickAsync();
+        await Expect(page.Locator(".facts")).ToContainTextAsync("2 per minute");
+        Assert.Equal(2, (await console.SendAsync(new GetMcpTool.Query(server.Id, echo.Id), tenant)).Value.RateLimitPerMinute);
+        await page.GotoAsync($"/console/mcp-servers/{server.Id}");
+        await Expect(page.Locator("tr[data-tool='echo'] .rate-limit")).ToHaveTextAsync("2/min");
+        await page.Locator("tr[data-tool='echo']").GetByRole(AriaRole.Link, new() { Name = "echo" }).ClickAsync();
+        await page.GetByLabel("Rate limit per minute").FillAsync("");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Set the rate limit" }).ClickAsync();
+        await Expect(page.Locator(".facts")).ToContainTextAsync("the tenant's default");
+        Assert.Null((await console.SendAsync(new GetMcpTool.Query(server.Id, echo.Id), tenant)).Value.RateLimitPerMinute);
+
+        // The run as a timeline: oldest first, each bar where its call started, the slow call the longest.
+        await page.GotoAsync($"/console/invocations?run_id={Run}");
+        var timeline = page.GetByRole(AriaRole.Img, new() { NameRegex = new Regex($"^Run {Run}:") });
+        await Expect(timeline).ToHaveAttributeAsync("aria-label", new Regex($"^Run {Run}: 4 calls over [0-9.]+ ms, 3 completed, 1 denied$"));
+        await Expect(timeline.Locator("g.call title")).ToContainTextAsync([new Regex("^echo: completed"), new Regex("^slow: completed"),
+            new Regex("^echo: denied"), new Regex("^echo: completed")]);
+        var bars = await timeline.Locator("g.call rect").EvaluateAllAsync<double[][]>(
+            "rects => rects.map(r => [Number(r.getAttribute('x')), Number(r.getAttribute('width'))])");
+        Assert.True(bars.Select(b => b[0]).SequenceEqual(bars.Select(b => b[0]).Order()), "bars start in call order");
+        Assert.Equal(1, Array.IndexOf(bars, bars.MaxBy(b => b[1])));
+        await ConsoleBrowser.ScreenshotAsync(page, "run-timeline");
+
+        // Audit filters: by target (the status changes with their reasons), by run, by event type and time, a bad time refused.
+        await page.GotoAsync($"/console/mcp-servers/{server.Id}");
+        await page.GetByRole(AriaRole.Link, new() { Name = "This server's history" }).ClickAsync();
+        await Expect(page.GetByLabel("Target id")).ToHaveValueAsync(server.Id.ToString());
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "mcp_servers.disable" })).ToContainTextAsync("maintenance window 42");
+        await Expect(page.Locator("tbody tr").Filter(new() { HasText = "mcp_servers.enable" })).ToContainTextAsync("maintenance done");
+        var targets = await page.Locator("tbody tr td:nth-child(5)").AllTextContentsAsync();
+        Assert.All(targets, t => Assert.Equal($"mcp_server {server.Id}", t.Trim()));
+        await page.GetByRole(AriaRole.Link, new() { Name = "Clear" }).ClickAsync();
+        await page.GetByLabel("Run", new() { Exact = true }).FillAsync(Run);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+        var actions = await page.Locator("tbody tr td:nth-child(4)").AllTextContentsAsync();
+        Assert.Contains("tool.invocation.denied", actions);
+        Assert.All(actions, a => Assert.StartsWith("tool.invocation.", a, StringComparison.Ordinal));
+        Assert.Contains($"run_id={Run}", page.Url);
+        // The API answers the same filter (audit.list's run_id).
+        var api = await console.Api.ClientForAsync(tenant, Scopes.Read);
+        using var listed = System.Text.Json.JsonDocument.Parse(await api.GetStringAsync($"/audit?run_id={Run}&limit=100"));
+        Assert.Equal(actions, listed.RootElement.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("action").GetString()!));
+        var hourAgo = DateTimeOffset.UtcNow.AddHours(-1).ToString("yyyy-MM-ddTHH:mm", System.Globalization.CultureInfo.InvariantCulture);
+        var halfHourAgo = DateTimeOffset.UtcNow.AddMinutes(-30).ToString("yyyy-MM-ddTHH:mm", System.Globalization.CultureInfo.InvariantCulture);
+        await page.GotoAsync($"/console/audit?action=mcp_servers.disable&from={hourAgo}");
+        await Expect(page.Locator("tbody tr")).ToHaveCountAsync(1);
+        await ConsoleBrowser.ScreenshotAsync(page, "audit-filtered");
+        await page.GetByLabel("To (UTC)").FillAsync(halfHourAgo);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Filter" }).ClickAsync();
+        await Expect(page.Locator(".empty")).ToContainTextAsync("No audit event matches these filters");
+        var refused = await page.GotoAsync("/console/audit?from=yesterday");
+        Assert.Equal(400, refused!.Status);
+        await Expect(page.GetByRole(AriaRole.Alert)).ToContainTextAsync("Must be a date and time");
+
+        // The overview: today's calls (one denied) and the server whose health check fails.
+        await page.GetByRole(AriaRole.Link, new() { Name = "Overview" }).ClickAsync();
+        await Expect(page.Locator(".tiles li").Nth(4)).ToContainTextAsync("5 tool calls today (UTC), 1 failed, timed out or denied");
+        var failing = page.Locator("tr[data-failing='flaky']");
+        await Expect(failing).ToContainTextAsync("MCP server");
+        await Expect(failing.Locator(".status")).ToHaveTextAsync("unreachable");
+        Assert.Equal(0, await page.Locator("tr[data-failing='local']").CountAsync());
+        await ConsoleBrowser.ScreenshotAsync(page, "overview-health");
+        await failing.GetByRole(AriaRole.Link, new() { Name = "flaky" }).ClickAsync();
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "MCP server flaky" })).ToBeVisibleAsync();
         await page.Context.CloseAsync();
     }
 }

@@ -3,7 +3,7 @@ using Integrations.Tests.Support;
 
 namespace Integrations.Tests.LlmGateway;
 
-/// <summary>llm_requests.by_day: the request rows summed per UTC day, quiet days as zeros, one tenant's only.</summary>
+/// <summary>llm_requests.by_day: the requests summed per UTC day (from the hour rollups), quiet days as zeros, one tenant's only.</summary>
 public sealed class LlmUsageByDayTests(ServiceFixture fixture) : IClassFixture<ServiceFixture>
 {
     private ServiceHost Host => fixture.Host;
@@ -36,16 +36,44 @@ public sealed class LlmUsageByDayTests(ServiceFixture fixture) : IClassFixture<S
         Assert.Equal("validation_failed", (await Host.SendAsync(new ListLlmUsageByDay.Query(Days: 93), tenant)).Error?.Code);
         Assert.Equal("validation_failed", (await Host.SendAsync(new ListLlmUsageByDay.Query(Days: 0), tenant)).Error?.Code);
     }
+
+    [Fact]
+    public async Task A_day_is_read_from_the_hour_rollups_not_the_request_rows_and_an_integration_filters_its_cells()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var today = DateTimeOffset.UtcNow.UtcDateTime.Date;
+        var connection = Host.ConnectionString;
+        await LlmRequestRows.InsertAsync(connection, tenant, today.AddHours(1), "completed", 100, 20, 7m);
+        await LlmRequestRows.InsertAsync(connection, tenant, today.AddHours(2), "denied", 0, 0, 0m);
+        await LlmRequestRows.InsertAsync(connection, tenant, today.AddHours(3), "timeout", 0, 0, 0m);
+        Assert.Equal(new ListLlmUsageByDay.Day(DateOnly.FromDateTime(today), 3, 2, 100, 20, 7m),
+            (await Host.SendAsync(new ListLlmUsageByDay.Query(Days: 1), tenant)).Value.Days.Single());
+
+        // Without its cells the day is quiet although its rows are all there; a cell without rows counts.
+        await OwnerSql.ExecuteAsync(connection, "DELETE FROM llm_usage_hours WHERE tenant_id = @tenant", new { tenant });
+        Assert.Equal(3, await OwnerSql.ScalarAsync<long>(connection, "SELECT count(*) FROM llm_requests WHERE tenant_id = @tenant", new { tenant }));
+        Assert.Equal(0, (await Host.SendAsync(new ListLlmUsageByDay.Query(Days: 1), tenant)).Value.Days.Single().Requests);
+        var integration = Guid.NewGuid();
+        await OwnerSql.ExecuteAsync(connection, """
+            INSERT INTO llm_usage_hours (tenant_id, hour, integration_id, model, api_key_id, requests, errors, denied, prompt_tokens,
+                completion_tokens, cost_cents, latency)
+            VALUES (@tenant, @hour, @integration, 'gpt-test', NULL, 5, 1, 0, 50, 10, 2.5, array_fill(0::bigint, ARRAY[15]))
+            """, new { tenant, hour = today.AddHours(4), integration });
+        Assert.Equal(5, (await Host.SendAsync(new ListLlmUsageByDay.Query(Days: 1), tenant)).Value.Days.Single().Requests);
+        Assert.Equal(2.5m, (await Host.SendAsync(new ListLlmUsageByDay.Query(Days: 1, integration), tenant)).Value.Days.Single().CostCents);
+        Assert.Equal(0, (await Host.SendAsync(new ListLlmUsageByDay.Query(Days: 1, Guid.NewGuid()), tenant)).Value.Days.Single().Requests);
+    }
 }
 
 /// <summary>Gateway request rows for tests that read usage without running the gateway.</summary>
 public static class LlmRequestRows
 {
     /// <summary>A gateway request row as the LLM gateway writes it (inserted as the owner: the rows are append-only).</summary>
-    public static Task InsertAsync(string connectionString, string tenant, DateTimeOffset at, string status, long prompt, long completion, decimal cents) =>
+    public static Task InsertAsync(string connectionString, string tenant, DateTimeOffset at, string status, long prompt, long completion, decimal cents,
+        Guid? integrationId = null) =>
         OwnerSql.ExecuteAsync(connectionString, """
-            INSERT INTO llm_requests (id, tenant_id, caller, endpoint, requested_model, status, prompt_tokens, completion_tokens, cost_cents,
-                started_at, finished_at)
-            VALUES (gen_random_uuid(), @tenant, 'test', 'chat.completions', 'llm/gpt-test', @status, @prompt, @completion, @cents, @at, @at)
-            """, new { tenant, at = at.UtcDateTime, status, prompt, completion, cents });
+            INSERT INTO llm_requests (id, tenant_id, integration_id, caller, endpoint, requested_model, status, prompt_tokens, completion_tokens,
+                cost_cents, started_at, finished_at)
+            VALUES (gen_random_uuid(), @tenant, @integrationId, 'test', 'chat.completions', 'llm/gpt-test', @status, @prompt, @completion, @cents, @at, @at)
+            """, new { tenant, integrationId, at = at.UtcDateTime, status, prompt, completion, cents });
 }

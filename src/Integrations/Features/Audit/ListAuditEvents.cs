@@ -22,7 +22,8 @@ public static class ListAuditEvents
         DateTimeOffset? From = null,
         DateTimeOffset? To = null,
         int Limit = 50,
-        string? Cursor = null) : IOperation<Page<Event>>
+        string? Cursor = null,
+        string? RunId = null) : IOperation<Page<Event>>
     {
         public static string Operation => "audit.list";
         public static string Scope => Scopes.Read;
@@ -38,6 +39,7 @@ public static class ListAuditEvents
         {
             RuleFor(x => x.Limit).PageLimit();
             RuleFor(x => x.Cursor).SeqCursor();
+            RuleFor(x => x.RunId).MaximumLength(200);
             RuleFor(x => x.To).GreaterThan(x => x.From).When(x => x.From is not null && x.To is not null)
                 .WithMessage("'to' must be after 'from'.");
         }
@@ -57,6 +59,8 @@ public static class ListAuditEvents
             if (request.SubjectId is not null) sql.Append(" AND subject_id = @SubjectId");
             if (request.From is not null) sql.Append(" AND occurred_at >= @From");
             if (request.To is not null) sql.Append(" AND occurred_at < @To");
+            // A governed call's events carry its run among their facts.
+            if (request.RunId is not null) sql.Append(" AND details->>'run_id' = @RunId");
             sql.Append(" ORDER BY seq DESC LIMIT @Take");
 
             var connection = await session.ConnectionAsync(ct);
@@ -67,6 +71,7 @@ public static class ListAuditEvents
                 request.Action,
                 request.SubjectType,
                 request.SubjectId,
+                request.RunId,
                 From = request.From?.UtcDateTime,
                 To = request.To?.UtcDateTime,
                 Take = request.Limit + 1,
@@ -92,10 +97,10 @@ public static class ListAuditEvents
         group.MapGet("/", async (
                 [FromQuery] string? action, [FromQuery(Name = "subject_type")] string? subjectType,
                 [FromQuery(Name = "subject_id")] string? subjectId, [FromQuery] DateTimeOffset? from, [FromQuery] DateTimeOffset? to,
-                [FromQuery] int? limit, [FromQuery] string? cursor, IMediator mediator, HttpContext http) =>
-                (await mediator.Send(new Query(action, subjectType, subjectId, from, to, limit ?? 50, cursor), http.RequestAborted)).ToHttp(http))
+                [FromQuery] int? limit, [FromQuery] string? cursor, [FromQuery(Name = "run_id")] string? runId, IMediator mediator, HttpContext http) =>
+                (await mediator.Send(new Query(action, subjectType, subjectId, from, to, limit ?? 50, cursor, runId), http.RequestAborted)).ToHttp(http))
             .WithName(Query.Operation)
-            .WithSummary("The tenant's audit trail, newest first, with filters and keyset pagination.")
+            .WithSummary("The tenant's audit trail, newest first, with filters (action, subject, time range, a governed call's run_id) and keyset pagination.")
             .Produces<Page<Event>>()
             .ProducesValidationProblem();
 }

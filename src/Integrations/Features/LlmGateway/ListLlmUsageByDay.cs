@@ -13,8 +13,10 @@ namespace Integrations.Features.LlmGateway;
 
 /// <summary>
 /// llm_requests.by_day: the gateway's usage per UTC day over the last <c>days</c> days (today included), one entry per
-/// day, days without a request as zeros, so a chart of them has no gaps. Summed from the request rows (the console's
-/// usage charts read it).
+/// day, days without a request as zeros, so a chart of them has no gaps. Summed from the hour rollups that migration
+/// 0024's trigger keeps as requests are recorded (<c>llm_usage_hours</c>, as telemetry.summary reads them), never from
+/// the request rows: a day is at most 24 cells per integration, model and key however busy it was. The console's usage
+/// charts and the overview read it.
 /// </summary>
 public static class ListLlmUsageByDay
 {
@@ -39,13 +41,14 @@ public static class ListLlmUsageByDay
 
     internal sealed class Handler(TenantSession session, TimeProvider time) : IRequestHandler<Query, Result<Response>>
     {
+        // A request that did not complete is an error (failed, timeout) or denied in the rollup.
         private const string Sql = """
-            SELECT d AS day, count(r.id) AS requests, count(r.id) FILTER (WHERE r.status <> 'completed') AS errors,
-                   coalesce(sum(r.prompt_tokens), 0)::bigint AS prompt_tokens, coalesce(sum(r.completion_tokens), 0)::bigint AS completion_tokens,
-                   coalesce(sum(r.cost_cents), 0) AS cost_cents
+            SELECT d AS day, coalesce(sum(h.requests), 0)::bigint AS requests, coalesce(sum(h.errors + h.denied), 0)::bigint AS errors,
+                   coalesce(sum(h.prompt_tokens), 0)::bigint AS prompt_tokens, coalesce(sum(h.completion_tokens), 0)::bigint AS completion_tokens,
+                   coalesce(sum(h.cost_cents), 0) AS cost_cents
             FROM generate_series(@First, @Last, interval '1 day') AS d
-            LEFT JOIN llm_requests r ON r.tenant_id = @TenantId AND r.started_at >= d AND r.started_at < d + interval '1 day'
-                AND (@IntegrationId::uuid IS NULL OR r.integration_id = @IntegrationId)
+            LEFT JOIN llm_usage_hours h ON h.tenant_id = @TenantId AND h.hour >= d AND h.hour < d + interval '1 day'
+                AND (@IntegrationId::uuid IS NULL OR h.integration_id = @IntegrationId)
             GROUP BY d ORDER BY d
             """;
 

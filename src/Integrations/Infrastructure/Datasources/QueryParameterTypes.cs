@@ -37,6 +37,9 @@ public static class QueryParameterTypes
 
     public static NpgsqlDbType DbType(string type) => Types[type].DbType;
 
+    /// <summary>Whether a value of the type is written as a JSON string (a form sends typed text as is; other types as JSON).</summary>
+    public static bool IsString(string type) => type is "text" or "uuid" or "date" or "timestamptz";
+
     /// <summary>Converts a JSON value to the declared type; the error says what was expected, never echoes the value.</summary>
     public static bool TryConvert(string type, JsonElement value, out object result, out string error)
     {
