@@ -107,7 +107,7 @@ public sealed class CostAnomalies(
                 """, args, cancellationToken: ct))).AsList();
 
             decimal? ratio = candidate.ExpectedCents > 0 ? Math.Round(candidate.ObservedCents / candidate.ExpectedCents, 2) : null;
-            var method = $"median of the same UTC hour on each of the {_options.BaselineDays} days before (a day without spend counts as 0)";
+            var method = $"median of the same UTC hour on each of the {_options.BaselineDays} days before, a day without spend counting as 0";
             var evidence = new Evidence(candidate.SubjectType, candidate.SubjectId, candidate.Name, hour, hour.AddHours(1), candidate.ObservedCents,
                 candidate.ExpectedCents, ratio, method,
                 candidate.BaselineCents.Select((cents, i) => new BaselineHour(hour.AddHours(-24 * (i + 1)), cents)).ToList(),
