@@ -32,36 +32,39 @@ CREATE FUNCTION cost_anomaly_candidates(at_hour timestamptz, baseline_days int, 
 RETURNS TABLE (tenant_id text, subject_type text, subject_id uuid, name text, observed_cents numeric, expected_cents numeric,
                baseline_cents numeric[])
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
-    -- 24 hours, not '1 day': the session's time zone must not shift the hour across a daylight-saving change.
-    WITH days AS (
-        SELECT d, at_hour - d * interval '24 hours' AS hour FROM generate_series(0, baseline_days) AS d
-    ),
-    spend AS (
-        SELECT h.tenant_id, s.subject_type, s.subject_id, days.d, sum(h.cost_cents) AS cents
-        FROM days JOIN llm_usage_hours h ON h.hour = days.hour
+    -- The hours as an array, so the scan is an index condition on llm_usage_hours (hour); 24 hours, not '1 day', so the
+    -- session's time zone cannot shift the hour across a daylight-saving change.
+    WITH spend AS (
+        SELECT h.tenant_id, s.subject_type, s.subject_id, (extract(epoch FROM at_hour - h.hour) / 86400)::int AS d, sum(h.cost_cents) AS cents
+        FROM llm_usage_hours h
         CROSS JOIN LATERAL (VALUES ('integration', h.integration_id), ('api_key', h.api_key_id)) AS s(subject_type, subject_id)
-        WHERE s.subject_id IS NOT NULL
+        WHERE h.hour = ANY (ARRAY(SELECT at_hour - d * interval '24 hours' FROM generate_series(0, baseline_days) AS d))
+          AND s.subject_id IS NOT NULL
         GROUP BY 1, 2, 3, 4
     ),
+    -- Only a subject whose hour exceeds the minimum excess can be an anomaly (the expected is never negative).
     spending AS (
-        SELECT s.tenant_id, s.subject_type, s.subject_id, s.cents FROM spend s WHERE s.d = 0 AND s.cents > 0
+        SELECT tenant_id, subject_type, subject_id, sum(cents) FILTER (WHERE d = 0) AS observed,
+               array_agg(d ORDER BY d) FILTER (WHERE d > 0) AS days, array_agg(cents ORDER BY d) FILTER (WHERE d > 0) AS cents
+        FROM spend GROUP BY 1, 2, 3
+        HAVING sum(cents) FILTER (WHERE d = 0) > 0 AND sum(cents) FILTER (WHERE d = 0) >= min_excess_cents
     ),
     judged AS (
-        SELECT o.tenant_id, o.subject_type, o.subject_id, o.cents AS observed,
-               array_agg(COALESCE(s.cents, 0) ORDER BY days.d) AS baseline,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY COALESCE(s.cents, 0)) AS expected
+        SELECT o.tenant_id, o.subject_type, o.subject_id, o.observed, b.baseline, b.expected::numeric AS expected
         FROM spending o
-        CROSS JOIN days
-        LEFT JOIN spend s ON s.tenant_id = o.tenant_id AND s.subject_type = o.subject_type AND s.subject_id = o.subject_id AND s.d = days.d
-        WHERE days.d > 0
-        GROUP BY 1, 2, 3, 4
+        CROSS JOIN LATERAL (
+            SELECT array_agg(COALESCE(x.cents, 0) ORDER BY g.d) AS baseline,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY COALESCE(x.cents, 0)) AS expected
+            FROM generate_series(1, baseline_days) AS g(d)
+            LEFT JOIN unnest(o.days, o.cents) AS x(d, cents) ON x.d = g.d
+        ) b
     )
-    SELECT j.tenant_id, j.subject_type, j.subject_id, COALESCE(i.name, k.name), j.observed, j.expected::numeric, j.baseline
+    SELECT j.tenant_id, j.subject_type, j.subject_id, COALESCE(i.name, k.name), j.observed, j.expected, j.baseline
     FROM judged j
     LEFT JOIN cus_integrations i ON j.subject_type = 'integration' AND i.tenant_id = j.tenant_id AND i.id = j.subject_id
     LEFT JOIN api_keys k ON j.subject_type = 'api_key' AND k.tenant_id = j.tenant_id AND k.id = j.subject_id
-    WHERE j.observed >= min_ratio * j.expected::numeric
-      AND j.observed - j.expected::numeric >= min_excess_cents
+    WHERE j.observed >= min_ratio * j.expected
+      AND j.observed - j.expected >= min_excess_cents
       AND (i.id IS NOT NULL AND i.deleted_at IS NULL OR k.id IS NOT NULL)
       AND NOT EXISTS (SELECT FROM cost_anomalies a WHERE a.tenant_id = j.tenant_id AND a.subject_type = j.subject_type
                         AND a.subject_id = j.subject_id AND a.hour = at_hour)
