@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Integrations.Common;
 using Integrations.Infrastructure.Audit;
 using Integrations.Infrastructure.Database;
@@ -9,7 +10,7 @@ public static class Incident
 {
     public const string SubjectType = "incident";
 
-    public static readonly string[] Kinds = ["tool_failure", "health_failure", "cost_anomaly", "call_unknown", "llm_failure"];
+    public static readonly string[] Kinds = ["tool_failure", "health_failure", "cost_anomaly", "call_unknown", "llm_failure", "budget_threshold"];
     public static readonly string[] Statuses = ["open", "acknowledged", "resolved"];
 
     /// <summary>open → acknowledged → resolved, or open → resolved.</summary>
@@ -39,11 +40,11 @@ public static class Incident
     public sealed record Response(
         Guid Id, [OneOf(typeof(Incident), nameof(Incident.Kinds))] string Kind, string Severity, string SubjectType, string SubjectId, string Message, int Occurrences,
         DateTimeOffset FirstSeen, DateTimeOffset LastSeen, [OneOf(typeof(Incident), nameof(Incident.Statuses))] string Status,
-        DateTimeOffset? AcknowledgedAt, string? AcknowledgedBy, DateTimeOffset? ResolvedAt, string? ResolvedBy);
+        DateTimeOffset? AcknowledgedAt, string? AcknowledgedBy, DateTimeOffset? ResolvedAt, string? ResolvedBy, JsonElement? Evidence);
 
     internal const string Columns = """
         id, kind, severity, subject_type, subject_id, message, occurrences, first_seen, last_seen, status,
-        acknowledged_at, acknowledged_by, resolved_at, resolved_by
+        acknowledged_at, acknowledged_by, resolved_at, resolved_by, evidence
         """;
 
     internal sealed class Row
@@ -62,8 +63,9 @@ public static class Incident
         public string? AcknowledgedBy { get; init; }
         public DateTimeOffset? ResolvedAt { get; init; }
         public string? ResolvedBy { get; init; }
+        public string? Evidence { get; init; }
 
         public Response ToResponse() => new(Id, Kind, Severity, SubjectType, SubjectId, Message, Occurrences, FirstSeen, LastSeen,
-            Status, AcknowledgedAt, AcknowledgedBy, ResolvedAt, ResolvedBy);
+            Status, AcknowledgedAt, AcknowledgedBy, ResolvedAt, ResolvedBy, Evidence is null ? null : JsonSerializer.Deserialize<JsonElement>(Evidence));
     }
 }

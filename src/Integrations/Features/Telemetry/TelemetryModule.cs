@@ -6,7 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace Integrations.Features.Telemetry;
 
-/// <summary>The telemetry area: LLM usage reported from outside the gateway and summaries of all usage, under <c>/telemetry</c>; budget alerts.</summary>
+/// <summary>The telemetry area: LLM usage reported from outside the gateway and summaries of all usage, under <c>/telemetry</c>; budget alerts and cost anomalies.</summary>
 public sealed class TelemetryModule : ICarterModule
 {
     public void AddRoutes(IEndpointRouteBuilder app)
@@ -17,10 +17,12 @@ public sealed class TelemetryModule : ICarterModule
         SummarizeLlmUsage.Map(telemetry);
     }
 
-    /// <summary>The budget alerts job.</summary>
+    /// <summary>The budget alerts and cost anomalies jobs.</summary>
     public static void AddServices(IServiceCollection services)
     {
         services.AddSingleton<BudgetAlerts>();
         services.AddHostedService(sp => sp.GetRequiredService<BudgetAlerts>());
+        services.AddSingleton<CostAnomalies>();
+        services.AddHostedService(sp => sp.GetRequiredService<CostAnomalies>());
     }
 }
