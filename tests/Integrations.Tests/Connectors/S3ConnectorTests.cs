@@ -96,8 +96,10 @@ public sealed class S3ConnectorTests(McpGatewayFixture service) : IClassFixture<
         foreach (var outside in new[] { "../other/secret", "a/./b", "a/..", "x\u0001" })
         {
             var refused = await JsonAsync(await InvokeAsync(rest, connection, "get_object", new { key = outside }), 400);
-            Assert.Equal("validation_failed", refused.GetProperty("code").GetString());
+            Assert.Equal(("validation_failed", "input_arguments"), (refused.GetProperty("code").GetString(), refused.GetProperty("rule").GetString()));
         }
+        var notBase64 = await JsonAsync(await InvokeAsync(rest, connection, "put_object", new { key = "k", body = "not base64!", encoding = "base64" }), 400);
+        Assert.Equal("input_arguments", notBase64.GetProperty("rule").GetString());
         var missing = await JsonAsync(await InvokeAsync(rest, connection, "get_object", new { key = "nope" }), 502);
         Assert.Equal("NoSuchKey", missing.GetProperty("s3_error").GetString());
 

@@ -148,7 +148,7 @@ public sealed class SmtpConnectorTests(McpGatewayFixture service) : IClassFixtur
         var badInput = await JsonAsync(await InvokeAsync(rest, good, "send_email", new { to = new[] { "alice@example.com" }, subject = "x" }), 400);
         Assert.Equal("validation_failed", badInput.GetProperty("code").GetString());
         var notAddress = await JsonAsync(await InvokeAsync(rest, good, "send_email", Email("alice@example.com", "no at sign")), 400);
-        Assert.Equal("validation_failed", notAddress.GetProperty("code").GetString());
+        Assert.Equal(("validation_failed", "input_arguments"), (notAddress.GetProperty("code").GetString(), notAddress.GetProperty("rule").GetString()));
         var bounced = await JsonAsync(await InvokeAsync(rest, good, "send_email", Email("alice@example.com", "x@reject.example")), 502);
         Assert.Equal(550, bounced.GetProperty("smtp_status").GetInt32());
         Assert.Empty(smtp.Messages);

@@ -54,10 +54,18 @@ public sealed class S3Adapter(SsrfGuard guard) : IConnectorAdapter, IDisposable
             : new ConnectionProbe(false, $"{listed.Error!.Code}: {listed.Error.Detail}", listed.Error.Extensions?.GetValueOrDefault("upstream_status") as int?);
     }
 
+    public Error? CheckArguments(ConnectionEndpoint connection, ConnectorAction action, JsonElement arguments)
+    {
+        if (action.Name != "list_objects" && KeyProblem(Text(arguments, "key")) is { } problem) return Error.Validation("arguments.key", problem);
+        return Text(arguments, "encoding") == "base64" && !IsBase64(Text(arguments, "body") ?? string.Empty)
+            ? Error.Validation("arguments.body", "With encoding base64, body must be base64.")
+            : null;
+    }
+
     public async Task<Result<ActionOutput>> InvokeAsync(ActionCall call, CancellationToken ct)
     {
         var arguments = call.Arguments;
-        if (call.Action.Name != "list_objects" && KeyProblem(Text(arguments, "key")) is { } problem) return Error.Validation("arguments.key", problem);
+        if (CheckArguments(call.Connection, call.Action, arguments) is { } invalid) return invalid;
         return call.Action.Name switch
         {
             "list_objects" => await ListAsync(call, ct),
@@ -120,20 +128,8 @@ public sealed class S3Adapter(SsrfGuard guard) : IConnectorAdapter, IDisposable
 
     private Task<Result<ActionOutput>> PutAsync(ActionCall call, string key, CancellationToken ct)
     {
-        byte[] bytes;
         var body = Text(call.Arguments, "body") ?? string.Empty;
-        if (Text(call.Arguments, "encoding") == "base64")
-        {
-            try
-            {
-                bytes = Convert.FromBase64String(body);
-            }
-            catch (FormatException)
-            {
-                return Task.FromResult<Result<ActionOutput>>(Error.Validation("arguments.body", "With encoding base64, body must be base64."));
-            }
-        }
-        else bytes = Encoding.UTF8.GetBytes(body);
+        var bytes = Text(call.Arguments, "encoding") == "base64" ? Convert.FromBase64String(body) : Encoding.UTF8.GetBytes(body);
 
         return CallAsync(call.Connection, call.Credential, async Task<Result<ActionOutput>> (AmazonS3Client s3, Settings settings, CancellationToken token) =>
         {
@@ -254,6 +250,8 @@ public sealed class S3Adapter(SsrfGuard guard) : IConnectorAdapter, IDisposable
         var timeout = connection.Number("timeout_ms") is { } ms ? TimeSpan.FromMilliseconds(ms) : DefaultTimeout;
         return new Settings(url, connection.Setting("region") ?? "us-east-1", bucket, max, timeout);
     }
+
+    private static bool IsBase64(string text) => Convert.TryFromBase64String(text, new byte[text.Length * 3 / 4 + 3], out _);
 
     private static string? StrictUtf8(byte[] bytes)
     {

@@ -52,12 +52,17 @@ public sealed class SmtpAdapter(SsrfGuard guard) : IConnectorAdapter
         return result.IsSuccess ? new ConnectionProbe(true, result.Value) : new ConnectionProbe(false, $"{result.Error!.Code}: {result.Error.Detail}");
     }
 
+    public Error? CheckArguments(ConnectionEndpoint connection, ConnectorAction action, JsonElement arguments)
+    {
+        var invalid = Addresses(arguments, "to").Concat(Addresses(arguments, "cc")).Where(a => a.Mailbox is null).Select(a => a.Text).ToList();
+        return invalid.Count > 0 ? Error.Validation("arguments.to", $"Not an e-mail address: {string.Join(", ", invalid)}.") : null;
+    }
+
     public async Task<Result<ActionOutput>> InvokeAsync(ActionCall call, CancellationToken ct)
     {
+        if (CheckArguments(call.Connection, call.Action, call.Arguments) is { } invalid) return invalid;
         var to = Addresses(call.Arguments, "to");
         var cc = Addresses(call.Arguments, "cc");
-        var invalid = to.Concat(cc).Where(a => a.Mailbox is null).Select(a => a.Text).ToList();
-        if (invalid.Count > 0) return Error.Validation("arguments.to", $"Not an e-mail address: {string.Join(", ", invalid)}.");
 
         return await WithClientAsync(call.Connection, call.Credential, async (client, settings, token) =>
         {
