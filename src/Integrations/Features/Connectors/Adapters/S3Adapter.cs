@@ -51,7 +51,7 @@ public sealed class S3Adapter(SsrfGuard guard) : IConnectorAdapter, IDisposable
             (Result<ListObjectsV2Response>)await s3.ListObjectsV2Async(new ListObjectsV2Request { BucketName = settings.Bucket, MaxKeys = 1 }, token), ct);
         return listed.IsSuccess
             ? new ConnectionProbe(true, $"The service listed the bucket '{Read(connection).Value.Bucket}' with the access key.", 200)
-            : new ConnectionProbe(false, $"{listed.Error!.Code}: {listed.Error.Detail}", listed.Error.Extensions?.GetValueOrDefault("upstream_status") as int?);
+            : new ConnectionProbe(false, $"{listed.Error!.Code}: {listed.Error.Detail}", listed.Error.Extensions?.GetValueOrDefault(Error.UpstreamStatus) as int?);
     }
 
     public Error? CheckArguments(ConnectionEndpoint connection, ConnectorAction action, JsonElement arguments)
@@ -187,7 +187,7 @@ public sealed class S3Adapter(SsrfGuard guard) : IConnectorAdapter, IDisposable
         {
             return Error.UpstreamError($"The S3 service answered {(int)e.StatusCode} {e.ErrorCode}: {e.Message}") with
             {
-                Extensions = new Dictionary<string, object?> { ["s3_error"] = e.ErrorCode, ["upstream_status"] = (int)e.StatusCode },
+                Extensions = new Dictionary<string, object?> { ["s3_error"] = e.ErrorCode, [Error.UpstreamStatus] = (int)e.StatusCode },
             };
         }
         catch (Exception e) when (SsrfGuard.IsBlocked(e))
