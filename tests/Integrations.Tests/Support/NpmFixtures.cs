@@ -13,19 +13,24 @@ public static class NpmFixtures
     public static string Directory { get; } = Find();
 
     /// <summary>The path of <c>node_modules/.bin/<paramref name="tool"/></c>, installing the fixtures first when it is missing.</summary>
-    public static async Task<string> ToolAsync(string tool)
+    public static Task<string> ToolAsync(string tool) => InstalledAsync(Path.Combine(Directory, "node_modules", ".bin", tool));
+
+    /// <summary>The directory of an installed package (a script's import), installing the fixtures first when it is missing.</summary>
+    public static async Task<string> PackageAsync(string package) =>
+        Path.GetDirectoryName(await InstalledAsync(Path.Combine(Directory, "node_modules", package, "package.json")))!;
+
+    private static async Task<string> InstalledAsync(string file)
     {
-        var executable = Path.Combine(Directory, "node_modules", ".bin", tool);
         await InstallLock.WaitAsync();
         try
         {
-            if (File.Exists(executable)) return executable;
+            if (File.Exists(file)) return file;
             var npm = await RunAsync("npm", ["ci", "--no-audit", "--no-fund", "--prefix", Directory], Directory, TimeSpan.FromMinutes(5));
-            if (npm.ExitCode != 0 || !File.Exists(executable))
+            if (npm.ExitCode != 0 || !File.Exists(file))
             {
-                throw new InvalidOperationException($"npm ci --prefix {Directory} failed ({npm.ExitCode}) or installed no {tool}:\n{npm.Output}");
+                throw new InvalidOperationException($"npm ci --prefix {Directory} failed ({npm.ExitCode}) or installed no {file}:\n{npm.Output}");
             }
-            return executable;
+            return file;
         }
         finally
         {

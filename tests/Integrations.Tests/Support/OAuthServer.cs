@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Text.Json;
 
 namespace Integrations.Tests.Support;
@@ -16,9 +15,7 @@ public sealed class OAuthServer : IAsyncDisposable
 
     private static readonly JsonSerializerOptions SnakeCase = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
-    private readonly Process _process;
-
-    private OAuthServer(Process process) => _process = process;
+    private FixtureProcess _process = null!;
 
     public Uri Issuer { get; private set; } = null!;
 
@@ -42,38 +39,13 @@ public sealed class OAuthServer : IAsyncDisposable
 
     public static async Task<OAuthServer> StartAsync(string clientId, string clientSecret, int expiresInSeconds = 3600)
     {
-        var fixtures = Path.Combine(TestEnvironment.RepositoryRoot(), "tests", "fixtures");
-        if (!Directory.Exists(Path.Combine(fixtures, "node_modules", "oauth2-mock-server")))
-        {
-            throw new InvalidOperationException("tests/fixtures/node_modules has no oauth2-mock-server: run ./build.sh test (it runs npm ci there).");
-        }
-        var start = new ProcessStartInfo("node") { WorkingDirectory = fixtures, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var arg in new[] { "oauth-server.mjs", "--client-id", clientId, "--client-secret", clientSecret, "--expires-in", expiresInSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture) })
-        {
-            start.ArgumentList.Add(arg);
-        }
-        var server = new OAuthServer(Process.Start(start)!);
-        var ready = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var errors = new ConcurrentQueue<string>();
-        server._process.OutputDataReceived += (_, e) =>
-        {
-            if (e.Data is null) return;
-            if (e.Data.StartsWith("listening ", StringComparison.Ordinal)) ready.TrySetResult(new Uri(e.Data["listening ".Length..]));
-            else if (e.Data.StartsWith('{')) server.Requests.Enqueue(JsonSerializer.Deserialize<TokenRequest>(e.Data, SnakeCase)!);
-        };
-        server._process.ErrorDataReceived += (_, e) => { if (e.Data is not null) errors.Enqueue(e.Data); };
-        server._process.BeginOutputReadLine();
-        server._process.BeginErrorReadLine();
-        var started = await Task.WhenAny(ready.Task, Task.Delay(TimeSpan.FromSeconds(20)));
-        if (started != ready.Task) throw new InvalidOperationException("oauth-server.mjs did not start: " + string.Join('\n', errors));
-        server.Issuer = await ready.Task;
+        var server = new OAuthServer();
+        server._process = await FixtureProcess.StartAsync("oauth-server.mjs", "oauth2-mock-server",
+            ["--client-id", clientId, "--client-secret", clientSecret, "--expires-in", expiresInSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)],
+            line => { if (line.StartsWith('{')) server.Requests.Enqueue(JsonSerializer.Deserialize<TokenRequest>(line, SnakeCase)!); });
+        server.Issuer = new Uri(server._process.Address);
         return server;
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
-        await _process.WaitForExitAsync();
-        _process.Dispose();
-    }
+    public ValueTask DisposeAsync() => _process.DisposeAsync();
 }

@@ -20,7 +20,7 @@ namespace Integrations.Features.Connectors;
 /// of a type the manifest accepts. Each call leaves one immutable row in <c>connection_invocations</c>; a failure opens
 /// or bumps a <c>tool_failure</c> incident for the action.
 /// </summary>
-public sealed class ConnectionCall(ArgumentValidator argumentValidator, ConnectorCatalog catalog)
+public sealed class ConnectionCall(ArgumentValidator argumentValidator, ConnectorCatalog catalog, ConnectorAdapters adapters)
     : GovernedCallKind<InvokeConnection.Command, ConnectionCall.Target, InvokeConnection.Response>
 {
     public const string ActionSubjectType = "connection_action";
@@ -89,14 +89,10 @@ public sealed class ConnectionCall(ArgumentValidator argumentValidator, Connecto
         {
             return new CallDenial("input_schema", Error.Validation(errors, $"The arguments do not match the input schema of '{target.Action.Name}'."));
         }
-        // What the schema allows may still not fit where the template puts it ('..' as a path segment): refused before anything is sent.
-        if (target.Action.Request is { } template && HttpAdapter.BaseUrl(target.Endpoint(string.Empty)) is { } baseUrl)
-        {
-            var built = HttpAdapter.Build(baseUrl, template, request.Arguments.ValueKind == JsonValueKind.Object ? request.Arguments : default);
-            if (!built.IsSuccess) return new CallDenial("input_template", built.Error!);
-            built.Value.Dispose();
-        }
-        return null;
+        var arguments = request.Arguments.ValueKind == JsonValueKind.Object ? request.Arguments : JsonDocument.Parse("{}").RootElement;
+        return adapters.For(target.Manifest.Connector).CheckArguments(target.Endpoint(string.Empty), target.Action, arguments) is { } refused
+            ? new CallDenial(target.Action.Request is null ? "input_arguments" : "input_template", refused)
+            : null;
     }
 
     public override TargetRateLimit? RateLimitOf(Target target, ToolPolicy policy) =>

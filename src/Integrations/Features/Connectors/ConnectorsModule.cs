@@ -46,6 +46,8 @@ public sealed class ConnectorsModule : ICarterModule
         services.AddSingleton<IConnectorAdapter>(sp => sp.GetRequiredService<WebhookAdapter>());
         services.AddSingleton<SlackAdapter>();
         services.AddSingleton<IConnectorAdapter>(sp => sp.GetRequiredService<SlackAdapter>());
+        services.AddSingleton<IConnectorAdapter, SmtpAdapter>();
+        services.AddSingleton<IConnectorAdapter, S3Adapter>();
         services.AddSingleton<ConnectorAdapters>();
         services.AddGovernedCallKind<InvokeConnection.Command, ConnectionCall>();
     }

@@ -18,7 +18,7 @@ namespace Integrations.Features.Notifications;
 /// Delivers new and escalated incidents to the connections the tenant's rules route them to. Each state change of an
 /// incident ('opened'; 'escalated:10', ':100', ':1000' as it recurs) is claimed once per connection (a unique row, so
 /// replicas never send it twice), then sent as the connection's action — <c>deliver</c> for a webhook,
-/// <c>post_message</c> for Slack — through the mediator as a governed call of the tenant's system caller: policy, rate
+/// <c>post_message</c> for Slack, <c>send_email</c> for SMTP — through the mediator as a governed call of the tenant's system caller: policy, rate
 /// limits, the vault, the audit trail and the invocation record apply as to any call. The outcome is written back to the
 /// claim (<c>GET /notifications/deliveries</c>); a failed delivery is not retried here (the webhook connector retries
 /// itself) and never touches the incident.
@@ -90,9 +90,16 @@ public sealed class IncidentNotifier(
     private async Task<(string Outcome, Error? Error, Guid? InvocationId)> SendAsync(Due notification, CancellationToken ct)
     {
         var connector = notification.Connector;
-        var arguments = connector == "slack"
-            ? JsonSerializer.SerializeToElement(new { channel = notification.Channel ?? await DefaultChannelAsync(notification, ct) ?? "", text = Text(notification) })
-            : JsonSerializer.SerializeToElement(new
+        var arguments = connector switch
+        {
+            "slack" => JsonSerializer.SerializeToElement(new { channel = notification.Channel ?? await DefaultAsync(notification, "default_channel", ct) ?? "", text = Text(notification) }),
+            "smtp" => JsonSerializer.SerializeToElement(new
+            {
+                to = notification.Channel is { } to ? [to] : JsonSerializer.Deserialize<string[]>(await DefaultAsync(notification, "default_to", ct) ?? "[]") ?? [],
+                subject = Headline(notification) is { Length: > 200 } headline ? headline[..199] + "…" : Headline(notification),
+                text = Letter(notification),
+            }),
+            _ => JsonSerializer.SerializeToElement(new
             {
                 @event = notification.StateChange == "opened" ? "incident.opened" : "incident.escalated",
                 payload = new
@@ -109,7 +116,8 @@ public sealed class IncidentNotifier(
                     link = Link(notification),
                     text = Text(notification),
                 },
-            });
+            }),
+        };
         var action = Notifications.Channels.GetValueOrDefault(connector, "deliver");
         await using var scope = scopes.CreateAsyncScope();
         scope.ServiceProvider.GetRequiredService<CallerContext>()
@@ -130,13 +138,14 @@ public sealed class IncidentNotifier(
         }
     }
 
-    private async Task<string?> DefaultChannelAsync(Due notification, CancellationToken ct)
+    /// <summary>A setting of the connection where the rule names no destination: Slack's default_channel, SMTP's default_to (as JSON text).</summary>
+    private async Task<string?> DefaultAsync(Due notification, string setting, CancellationToken ct)
     {
         await using var connection = await dataSource.OpenConnectionAsync(ct);
         await using var batch = TenantSession.Batch(connection, notification.TenantId);
-        batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT configuration->>'default_channel' FROM connections WHERE tenant_id = $1 AND id = $2")
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("SELECT configuration->>$3 FROM connections WHERE tenant_id = $1 AND id = $2")
         {
-            Parameters = { new() { Value = notification.TenantId }, new() { Value = notification.ConnectionId } },
+            Parameters = { new() { Value = notification.TenantId }, new() { Value = notification.ConnectionId }, new() { Value = setting } },
         });
         await using var reader = await batch.ExecuteReaderAsync(ct);
         await reader.NextResultAsync(ct);
@@ -145,13 +154,28 @@ public sealed class IncidentNotifier(
 
     private string Link(Due notification) => LinkTemplate.Replace("{id}", notification.IncidentId.ToString(), StringComparison.Ordinal);
 
-    private string Text(Due notification)
+    private string Text(Due notification) => $"{Headline(notification)} — {Link(notification)}";
+
+    private static string Headline(Due notification)
     {
         var change = notification.StateChange == "opened"
             ? "New incident"
             : $"Incident escalated ({notification.Occurrences.ToString(CultureInfo.InvariantCulture)} occurrences)";
-        return $"{change} [{notification.Severity}] {notification.Kind}: {notification.Message} — {Link(notification)}";
+        return $"{change} [{notification.Severity}] {notification.Kind}: {notification.Message}";
     }
+
+    /// <summary>An e-mail's body: the headline, then each fact on its own line, then the link.</summary>
+    private string Letter(Due notification) => string.Join("\n",
+        Headline(notification),
+        "",
+        $"Incident:    {notification.IncidentId}",
+        $"Kind:        {notification.Kind}",
+        $"Severity:    {notification.Severity}",
+        $"Subject:     {notification.SubjectType} {notification.SubjectId}",
+        $"Occurrences: {notification.Occurrences.ToString(CultureInfo.InvariantCulture)}",
+        $"First seen:  {notification.FirstSeen.ToString("u", CultureInfo.InvariantCulture)}",
+        "",
+        Link(notification));
 
     private async Task<int> WriteAsync(string tenantId, string sql, CancellationToken ct, params object[] values)
     {

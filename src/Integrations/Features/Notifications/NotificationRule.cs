@@ -1,7 +1,7 @@
 namespace Integrations.Features.Notifications;
 
 /// <summary>A routing rule: new and escalated incidents of these kinds (all when empty), at least this severe, go to the connection.</summary>
-/// <param name="Channel">For a Slack connection: the channel (else the connection's <c>default_channel</c>).</param>
+/// <param name="Channel">For a Slack connection: the channel (else the connection's <c>default_channel</c>); for an SMTP connection: the recipient address (else the connection's <c>default_to</c>).</param>
 public sealed record NotificationRule(Guid ConnectionId, IReadOnlyList<string>? Kinds = null, string MinSeverity = "low", string? Channel = null);
 
 public static class Notifications
@@ -13,6 +13,7 @@ public static class Notifications
     {
         ["webhook"] = "deliver",
         ["slack"] = "post_message",
+        ["smtp"] = "send_email",
     };
 
     public sealed record Response(IReadOnlyList<NotificationRule> Rules);

@@ -14,7 +14,7 @@ using Microsoft.AspNetCore.Routing;
 namespace Integrations.Features.Notifications;
 
 /// <summary>
-/// notifications.update: replaces the tenant's incident routing rules. Each names a live webhook or Slack connection;
+/// notifications.update: replaces the tenant's incident routing rules. Each names a live webhook, Slack or SMTP connection;
 /// from then on, new incidents and escalations that match a rule are delivered to it by the <see cref="IncidentNotifier"/>.
 /// </summary>
 public static class UpdateNotifications
@@ -43,7 +43,10 @@ public static class UpdateNotifications
 
     internal sealed class Handler(TenantSession session, AuditTrail audit) : IRequestHandler<Command, Result<Notifications.Response>>
     {
-        private const string ConnectorsSql = "SELECT id, connector FROM connections WHERE tenant_id = @TenantId AND id = ANY(@Ids) AND deleted_at IS NULL";
+        private const string ConnectorsSql = """
+            SELECT id, connector, configuration ? 'default_to' AS has_default_to FROM connections
+            WHERE tenant_id = @TenantId AND id = ANY(@Ids) AND deleted_at IS NULL
+            """;
 
         private const string InsertSql = """
             INSERT INTO notification_rules (tenant_id, position, connection_id, kinds, min_severity, channel)
@@ -53,19 +56,28 @@ public static class UpdateNotifications
         public async Task<Result<Notifications.Response>> Handle(Command request, CancellationToken ct)
         {
             var connection = await session.ConnectionAsync(ct);
-            var connectors = (await connection.QueryAsync<(Guid Id, string Connector)>(new CommandDefinition(ConnectorsSql,
+            var connectors = (await connection.QueryAsync<(Guid Id, string Connector, bool HasDefaultTo)>(new CommandDefinition(ConnectorsSql,
                 new { session.TenantId, Ids = request.Rules.Select(r => r.ConnectionId).Distinct().ToArray() }, cancellationToken: ct)))
-                .ToDictionary(c => c.Id, c => c.Connector);
+                .ToDictionary(c => c.Id);
             var errors = new Dictionary<string, string[]>();
             for (var i = 0; i < request.Rules.Count; i++)
             {
-                if (!connectors.TryGetValue(request.Rules[i].ConnectionId, out var connector))
+                var rule = request.Rules[i];
+                if (!connectors.TryGetValue(rule.ConnectionId, out var target))
                 {
                     errors[$"rules[{i}].connection_id"] = ["No live connection of this tenant has this id."];
                 }
-                else if (!Notifications.Channels.ContainsKey(connector))
+                else if (!Notifications.Channels.ContainsKey(target.Connector))
                 {
-                    errors[$"rules[{i}].connection_id"] = [$"Incidents can be routed to {string.Join(" or ", Notifications.Channels.Keys)} connections, not {connector}."];
+                    errors[$"rules[{i}].connection_id"] = [$"Incidents can be routed to {string.Join(", ", Notifications.Channels.Keys)} connections, not {target.Connector}."];
+                }
+                else if (target.Connector == "smtp" && rule.Channel is null && !target.HasDefaultTo)
+                {
+                    errors[$"rules[{i}].channel"] = ["An SMTP connection without default_to needs the recipient address here."];
+                }
+                else if (target.Connector == "smtp" && rule.Channel is { } to && !(MimeKit.MailboxAddress.TryParse(to, out var mailbox) && mailbox.Address.Contains('@', StringComparison.Ordinal)))
+                {
+                    errors[$"rules[{i}].channel"] = ["For an SMTP connection, the recipient's e-mail address."];
                 }
             }
             if (errors.Count > 0) return Error.Validation(errors);
@@ -93,7 +105,7 @@ public static class UpdateNotifications
         group.MapPut("/", async (Command command, IMediator mediator, HttpContext http) =>
                 (await mediator.Send(command, http.RequestAborted)).ToHttp(http))
             .WithName(Command.Operation)
-            .WithSummary("Replace the incident routing rules: new and escalated incidents (by kind and severity) go to webhook or Slack connections.")
+            .WithSummary("Replace the incident routing rules: new and escalated incidents (by kind and severity) go to webhook, Slack or SMTP connections.")
             .Produces<Notifications.Response>()
             .ProducesValidationProblem();
 }

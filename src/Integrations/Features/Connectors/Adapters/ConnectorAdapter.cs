@@ -42,6 +42,12 @@ public interface IConnectorAdapter
 
     Task<ConnectionProbe> TestAsync(ConnectionEndpoint connection, ResolvedCredential? credential, CancellationToken ct);
 
+    /// <summary>
+    /// What the input schema allows but the action still cannot send (a <c>..</c> path segment, a recipient that is
+    /// no address): the governed call refuses it as input, before anything is recorded as started or sent.
+    /// </summary>
+    Error? CheckArguments(ConnectionEndpoint connection, ConnectorAction action, JsonElement arguments) => null;
+
     Task<Result<ActionOutput>> InvokeAsync(ActionCall call, CancellationToken ct);
 
     /// <summary>Drops what the adapter keeps for the connection (pooled clients) when it is deleted.</summary>

@@ -74,6 +74,15 @@ public sealed class HttpAdapter(SsrfGuard guard) : IConnectorAdapter, IDisposabl
             : new ConnectionProbe(false, $"The service answered {status}.", status);
     }
 
+    public Error? CheckArguments(ConnectionEndpoint connection, ConnectorAction action, JsonElement arguments)
+    {
+        if (action.Request is not { } template || BaseUrl(connection) is not { } baseUrl) return null;
+        var built = Build(baseUrl, template, arguments);
+        if (!built.IsSuccess) return built.Error;
+        built.Value.Dispose();
+        return null;
+    }
+
     public async Task<Result<ActionOutput>> InvokeAsync(ActionCall call, CancellationToken ct)
     {
         var template = call.Action.Request!;
