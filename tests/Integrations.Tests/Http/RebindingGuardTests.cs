@@ -55,6 +55,9 @@ public sealed class RebindingGuardTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await SendAsync("/health/live", origin: $"http://{_address.Authority}")).Status);
         Assert.Equal(HttpStatusCode.OK, (await SendAsync("/health/live", host: $"localhost:{_address.Port}", origin: $"http://localhost:{_address.Port}")).Status);
         Assert.Equal(HttpStatusCode.OK, (await SendAsync("/health/live", host: "console.localhost")).Status);
+        // Behind a proxy that ends TLS the page's origin is https while the service is reached over http.
+        Assert.Equal(HttpStatusCode.OK, (await SendAsync("/health/live", origin: $"https://{_address.Authority}")).Status);
+        Assert.Equal((HttpStatusCode.Forbidden, "origin_not_allowed"), await SendAsync("/health/live", origin: $"http://{_address.Host}:1"));
         // Past the guard, /mcp asks for its key as before.
         Assert.Equal(HttpStatusCode.Unauthorized, (await SendAsync("/mcp", origin: $"http://{_address.Authority}")).Status);
     }

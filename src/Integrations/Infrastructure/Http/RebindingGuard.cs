@@ -12,7 +12,7 @@ namespace Integrations.Infrastructure.Http;
 /// DNS rebinding protection (the MCP transport's security warning, for every route): a page on another site that made its
 /// host name resolve to this service must not reach it through the visitor's browser.
 /// <list type="bullet">
-/// <item>A request with an <c>Origin</c> is served only from the service's own origin (<c>scheme://Host</c>) or an origin
+/// <item>A request with an <c>Origin</c> is served only from the service's own origin (its host and port are the <c>Host</c>) or an origin
 /// listed in <see cref="CorsOrigins"/>; any other, <c>null</c> included, is refused 403 <c>origin_not_allowed</c>.</item>
 /// <item>While the service listens on loopback addresses only (<c>./build.sh run</c>'s default), the <c>Host</c> must name a
 /// loopback host (<c>localhost</c>, <c>*.localhost</c>, <c>127.0.0.0/8</c>, <c>[::1]</c>), else 403 <c>host_not_allowed</c>.
@@ -40,8 +40,14 @@ public sealed class RebindingGuard(RequestDelegate next, IServer server, IConfig
         return next(context);
     }
 
+    /// <remarks>
+    /// The own origin is judged by its host and port against <c>Host</c>, not by its scheme: behind a proxy that ends TLS
+    /// the browser's origin is https while the request reaches the service as http.
+    /// </remarks>
     private bool IsAllowedOrigin(HttpRequest request, string origin) =>
-        _origins.Contains(origin) || string.Equals(origin, $"{request.Scheme}://{request.Host.Value}", StringComparison.OrdinalIgnoreCase);
+        _origins.Contains(origin)
+        || (Uri.TryCreate(origin, UriKind.Absolute, out var uri) && uri.Scheme is ("http" or "https")
+            && string.Equals(uri.Authority, request.Host.Value, StringComparison.OrdinalIgnoreCase));
 
     private bool ListensOnLoopbackOnly()
     {
