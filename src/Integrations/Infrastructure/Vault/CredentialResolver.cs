@@ -42,7 +42,9 @@ public sealed class CredentialContext
 /// <c>credential_access_log</c> and the audit trail in a transaction of its own that commits before the secret is
 /// released: if that record cannot be written, resolution throws and nothing is released.
 /// </summary>
-public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContext callerContext, VaultCrypto crypto, AuditKeys auditKeys, HashiCorpVault hashiCorp, OAuthClientTokens oauthTokens)
+public sealed class CredentialResolver(
+    NpgsqlDataSource dataSource, CallerContext callerContext, VaultCrypto crypto, AuditKeys auditKeys, HashiCorpVault hashiCorp, OAuthClientTokens oauthTokens,
+    TenantBatches batches)
 {
     public const string SubjectType = "credential";
     public const string AccessedAction = "credential.accessed";
@@ -69,14 +71,18 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
     {
         var caller = callerContext.Required;
         using var signing = AuditKeys.Use(auditKeys); // its audit write is its own, whether or not a request is around it
-        await using var session = new TenantSession(dataSource, callerContext);
-        var connection = await session.ConnectionAsync(ct);
-        // Fail rather than wait if the request's own transaction holds this tenant's audit chain head.
-        await connection.ExecuteAsync(new CommandDefinition("SET LOCAL lock_timeout = '5s'", cancellationToken: ct));
-
-        var decision = await DecideAsync(connection, caller, accessor, reference, destinationHost, ct);
-        await RecordAsync(connection, caller, accessor, reference, operation, decision, ct);
-        await session.CommitAsync(ct);
+        Decision decision;
+        await using (var session = new TenantSession(dataSource, callerContext))
+        {
+            var connection = await session.ConnectionAsync(ct);
+            // Fail rather than wait on a row the request's own transaction holds.
+            await connection.ExecuteAsync(new CommandDefinition("SET LOCAL lock_timeout = '5s'", cancellationToken: ct));
+            decision = await DecideAsync(connection, caller, accessor, reference, destinationHost, ct);
+            await session.CommitAsync(ct); // a rotated refresh token sealed while deciding
+        }
+        // The access record commits before the secret is released, in the tenant's batch: a busy tenant's resolutions
+        // share commits (and the chain head) with its other writes instead of taking turns on the head one by one.
+        await RecordAsync(caller, accessor, reference, operation, decision);
         return decision.Allowed ? decision.Credential! : decision.Error!;
     }
 
@@ -353,29 +359,15 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
 
     private const string LogSql = """
         INSERT INTO credential_access_log (id, tenant_id, credential_id, reference, accessor_type, accessor_id, actor, operation, outcome, reason)
-        VALUES (@Id, @TenantId, @CredentialId, @Reference, @AccessorType, @AccessorId, @Actor, @Operation, @Outcome, @Reason)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         """;
 
-    private static async Task RecordAsync(
-        NpgsqlConnection connection, Caller caller, CredentialAccessor accessor, string reference, string operation, Decision decision, CancellationToken ct)
+    private Task RecordAsync(Caller caller, CredentialAccessor accessor, string reference, string operation, Decision decision)
     {
         var described = CredentialReference.Describe(reference);
         var outcome = decision.Allowed ? "allowed" : "denied";
         var accessorId = accessor.IsSystem ? CredentialAccessor.SystemType : accessor.Id.ToString();
-        await connection.ExecuteAsync(new CommandDefinition(LogSql, new
-        {
-            Id = Ids.New(),
-            caller.TenantId,
-            decision.CredentialId,
-            Reference = described,
-            AccessorType = accessor.Type,
-            AccessorId = accessorId,
-            caller.Actor,
-            Operation = operation,
-            Outcome = outcome,
-            decision.Reason,
-        }, cancellationToken: ct));
-        await AuditTrail.WriteAsync(connection, caller,
+        var audit = new AuditWrite(caller,
         [
             new AuditEvent(decision.Allowed ? AccessedAction : DeniedAction, SubjectType, decision.CredentialId?.ToString() ?? described, new
             {
@@ -385,6 +377,9 @@ public sealed class CredentialResolver(NpgsqlDataSource dataSource, CallerContex
                 Operation = operation,
                 decision.Reason,
             }),
-        ], ct);
+        ]);
+        return batches.WriteAsync(caller.TenantId, audit, batch => batch.BatchCommands.Add(PositionalCommand.Of(LogSql,
+            Ids.New(), caller.TenantId, PositionalCommand.Uuid(decision.CredentialId), described, accessor.Type, accessorId, caller.Actor,
+            operation, outcome, decision.Reason)));
     }
 }
