@@ -39,7 +39,7 @@ public sealed class CredentialContext
 /// caller's tenant and a grant to the accessor; <c>encrypted://</c> must decrypt for the caller's tenant; <c>env://</c>
 /// resolves only for system callers on behalf of the system accessor; <c>hcvault://</c> must lie under the caller's
 /// tenant path and be the reference the accessor holds (or, at registration, one the caller may attach). Every attempt, allowed or denied, is written to
-/// <c>credential_access_log</c> and the audit trail in a transaction of its own that commits before the secret is
+/// <c>credential_access_log</c> and the audit trail, committed in the tenant's batch (<see cref="TenantBatches"/>) before the secret is
 /// released: if that record cannot be written, resolution throws and nothing is released.
 /// </summary>
 public sealed class CredentialResolver(
