@@ -1,4 +1,6 @@
 using Integrations.Common;
+using Integrations.Features.Datasources;
+using Integrations.Features.McpServers;
 using Integrations.Pipeline.Governance;
 
 namespace Integrations.Features.Evidence;
@@ -19,8 +21,8 @@ public static class EvidenceTarget
     /// <summary>The table of <paramref name="kind"/> and the subject type its audit events name, or null for an unknown kind.</summary>
     internal static (string Table, string SubjectType)? Of(string kind) => kind switch
     {
-        McpServers => ("mcp_servers", "mcp_server"),
-        Datasources => ("datasources", "datasource"),
+        McpServers => ("mcp_servers", McpServer.SubjectType),
+        Datasources => ("datasources", Datasource.SubjectType),
         _ => null,
     };
 }

@@ -33,7 +33,7 @@ public static class GetEvidencePolicy
                 """, new { session.TenantId, request.Id }, cancellationToken: ct));
             if (row is null) return Error.NotFound(subjectType.Replace('_', ' '));
             var policy = EvidencePolicy.FromJson(row.Evidence) ?? new EvidencePolicy(false);
-            return new TargetEvidencePolicy(request.Target, request.Id, EvidencePolicy.FromJson(policy.ToJson())!);
+            return new TargetEvidencePolicy(request.Target, request.Id, policy.Normalize());
         }
 
         private sealed record Row(string? Evidence);

@@ -54,7 +54,7 @@ public static class UpdateEvidencePolicy
                 """, new { session.TenantId, request.Id }, cancellationToken: ct));
             if (previous is null) return Error.NotFound(subjectType.Replace('_', ' '));
 
-            var policy = EvidencePolicy.FromJson(request.Policy.ToJson())!;
+            var policy = request.Policy.Normalize();
             await connection.ExecuteAsync(new CommandDefinition($"""
                 UPDATE {table} SET evidence = @Evidence::jsonb, updated_at = now() WHERE tenant_id = @TenantId AND id = @Id
                 """, new { session.TenantId, request.Id, Evidence = policy.ToJson() }, cancellationToken: ct));

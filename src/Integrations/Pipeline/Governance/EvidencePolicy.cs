@@ -34,11 +34,16 @@ public sealed record EvidencePolicy(
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
     };
 
+    [JsonIgnore]
     public IReadOnlyList<string> Paths => RedactPaths ?? [];
 
+    [JsonIgnore]
     public IReadOnlyList<string> Patterns => RedactPatterns ?? DefaultPatterns;
 
-    public string ToJson() => JsonSerializer.Serialize(this with { RedactPaths = Paths, RedactPatterns = Patterns }, Json);
+    /// <summary>This policy with its defaults written out, as it is stored and shown.</summary>
+    public EvidencePolicy Normalize() => this with { RedactPaths = Paths, RedactPatterns = Patterns };
+
+    public string ToJson() => JsonSerializer.Serialize(Normalize(), Json);
 
     /// <summary>The policy stored as <paramref name="json"/> (a column), or null when none is.</summary>
     public static EvidencePolicy? FromJson(string? json) =>
