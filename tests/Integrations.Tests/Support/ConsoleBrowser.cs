@@ -36,6 +36,8 @@ public sealed class ConsoleBrowser : IAsyncLifetime
         Api.UseKestrel(0);
         Api.StartServer();
         Address = new Uri(Api.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        // Assertions poll for 5 s by default; a CI machine running the whole suite on two cores needs longer.
+        Assertions.SetDefaultExpectTimeout(20_000);
         _playwright = await Playwright.CreateAsync();
         Browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
         {
@@ -74,7 +76,11 @@ public sealed class ConsoleBrowser : IAsyncLifetime
         await page.GotoAsync("/console/sign-in");
         await page.GetByLabel("API key").FillAsync(key);
         await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
-        await page.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/console");
+        // Waiting for the overview's heading rather than the page's load event: under a loaded CI machine Playwright
+        // once saw the redirect commit to /console and then missed its load event (30 s timeout with "NetworkIdle
+        // event fired"); a locator assertion polls until the page is really there.
+        await page.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/console", new() { WaitUntil = WaitUntilState.Commit });
+        await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Overview", Level = 1 })).ToBeVisibleAsync(new() { Timeout = 30_000 });
     }
 
     public async Task<Result<T>> SendAsync<T>(IRequest<Result<T>> request, string tenantId, params string[] scopes)
