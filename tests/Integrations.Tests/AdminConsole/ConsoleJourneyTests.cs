@@ -100,7 +100,7 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         Assert.Equal(ApiKeys.ActorOf(key.Id), Assert.Single(resolved.Value.Items).ResolvedBy);
 
         await page.GetByRole(AriaRole.Button, new() { Name = "Sign out" }).ClickAsync();
-        await page.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/console/sign-in");
+        await Expect(page).ToHaveURLAsync(new Regex("/console/sign-in$"));
         Assert.DoesNotContain(await page.Context.CookiesAsync(), c => c.Name == "integrations_console");
         await page.GotoAsync("/console/incidents");
         Assert.Equal("/console/sign-in", new Uri(page.Url).AbsolutePath);
@@ -578,7 +578,7 @@ public sealed class ConsoleJourneyTests(EverythingServer everything, ConsoleBrow
         var attackersToken = await attacker.Locator($"tr[data-incident='{incident.Id}'] input[name='csrf']").First.GetAttributeAsync("value");
 
         await victim.GetByRole(AriaRole.Button, new() { Name = "Sign out" }).ClickAsync();
-        await victim.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/console/sign-in");
+        await Expect(victim).ToHaveURLAsync(new Regex("/console/sign-in$"));
 
         // After sign-out the copy is worthless: pages send it to sign-in, and a form post with it changes nothing.
         await attacker.GotoAsync("/console/incidents");

@@ -189,6 +189,13 @@ public sealed class InvokeCachedRowsTests(ServiceFixture fixture) : IClassFixtur
         Assert.Equal(["tool.invocation.requested", "tool.invocation.allowed", "tool.invocation.started", "tool.invocation.completed"], mine.Select(e => e.Action));
         var accessed = events.Last(e => e.Action == "credential.accessed");
         Assert.InRange(accessed.Seq, mine[1].Seq + 1, mine[2].Seq - 1);
+        // The access record and `started` commit together (one commit before the call), after the admission's commit.
+        Assert.Equal(2L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString,
+            "SELECT count(DISTINCT xmin::text) FROM audit_events WHERE tenant_id = @tenant AND seq = ANY(@seqs)",
+            new { tenant, seqs = new[] { mine[1].Seq, accessed.Seq, mine[2].Seq } }));
+        Assert.Equal(1L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString,
+            "SELECT count(DISTINCT xmin::text) FROM audit_events WHERE tenant_id = @tenant AND seq = ANY(@seqs)",
+            new { tenant, seqs = new[] { accessed.Seq, mine[2].Seq } }));
 
         Assert.True((await Host.SendAsync(new DeleteCredential.Command(credential.Id), tenant)).IsSuccess);
         var failed = await InvokeAsync(Host, tenant, server, echo);

@@ -76,10 +76,10 @@ public sealed class ConsoleBrowser : IAsyncLifetime
         await page.GotoAsync("/console/sign-in");
         await page.GetByLabel("API key").FillAsync(key);
         await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
-        // Waiting for the overview's heading rather than the page's load event: under a loaded CI machine Playwright
-        // once saw the redirect commit to /console and then missed its load event (30 s timeout with "NetworkIdle
-        // event fired"); a locator assertion polls until the page is really there.
-        await page.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/console", new() { WaitUntil = WaitUntilState.Commit });
+        // Polls the address and the overview's heading instead of waiting for the page's load event: on a loaded
+        // machine Playwright saw the redirect reach /console and then never saw its load event (30 s timeouts with
+        // "NetworkIdle event fired"), with WaitForURL's commit option too.
+        await Assertions.Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/console$"), new() { Timeout = 30_000 });
         await Assertions.Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Overview", Level = 1 })).ToBeVisibleAsync(new() { Timeout = 30_000 });
     }
 

@@ -51,7 +51,7 @@ public sealed class TenantBatches : IAsyncDisposable
     /// thread, into a batch of its own whose statements are then queued. Completes when they are committed; throws what
     /// PostgreSQL refused them with, and then nothing of them was written.
     /// </summary>
-    public Task WriteAsync(string tenantId, Action<NpgsqlBatch> addCommands) => WriteAsync(tenantId, null, addCommands);
+    public Task WriteAsync(string tenantId, Action<NpgsqlBatch> addCommands) => WriteAsync(tenantId, (AuditWrite?)null, addCommands);
 
     /// <summary>
     /// Commits <paramref name="audit"/>'s events and the statements <paramref name="addCommands"/> adds in one
@@ -59,14 +59,21 @@ public sealed class TenantBatches : IAsyncDisposable
     /// does. The events of every write in a batch are appended by one statement after the writes' own statements, in the
     /// order the writes arrived (see <see cref="AuditTrail.AddTo(NpgsqlBatch, string, IReadOnlyList{AuditWrite})"/>).
     /// </summary>
-    public Task WriteAsync(string tenantId, AuditWrite? audit, Action<NpgsqlBatch>? addCommands = null)
+    public Task WriteAsync(string tenantId, AuditWrite? audit, Action<NpgsqlBatch>? addCommands = null) =>
+        WriteAsync(tenantId, audit is null ? [] : [audit], addCommands);
+
+    /// <summary>
+    /// As <see cref="WriteAsync(string, AuditWrite?, Action{NpgsqlBatch}?)"/> with the events of several writes (each with its
+    /// own correlation id), appended in the order given, all committed or none.
+    /// </summary>
+    public Task WriteAsync(string tenantId, IReadOnlyList<AuditWrite> audits, Action<NpgsqlBatch>? addCommands = null)
     {
-        if (audit is not null && audit.Caller.TenantId != tenantId)
+        if (audits.Any(a => a.Caller.TenantId != tenantId))
         {
-            throw new ArgumentException("The audit events belong to another tenant's chain.", nameof(audit));
+            throw new ArgumentException("The audit events belong to another tenant's chain.", nameof(audits));
         }
         var lane = _lanes.GetOrAdd(tenantId, id => new Lane(id));
-        var write = new Write(addCommands is null ? [] : Staged(addCommands), audit);
+        var write = new Write(addCommands is null ? [] : Staged(addCommands), audits);
         bool runs;
         lock (lane.Gate)
         {
@@ -142,7 +149,7 @@ public sealed class TenantBatches : IAsyncDisposable
         {
             foreach (var command in write.Commands) batch.BatchCommands.Add(command);
         }
-        AuditTrail.AddTo(batch, tenantId, writes.Select(w => w.Audit).OfType<AuditWrite>().ToList());
+        AuditTrail.AddTo(batch, tenantId, writes.SelectMany(w => w.Audits).ToList());
         try
         {
             await batch.ExecuteNonQueryAsync();
@@ -204,11 +211,11 @@ public sealed class TenantBatches : IAsyncDisposable
         public int Running;
     }
 
-    private sealed class Write(NpgsqlBatchCommand[] commands, AuditWrite? audit)
+    private sealed class Write(NpgsqlBatchCommand[] commands, IReadOnlyList<AuditWrite> audits)
     {
         public NpgsqlBatchCommand[] Commands { get; } = commands;
 
-        public AuditWrite? Audit { get; } = audit;
+        public IReadOnlyList<AuditWrite> Audits { get; } = audits;
 
         public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }

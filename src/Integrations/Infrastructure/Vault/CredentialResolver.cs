@@ -65,9 +65,15 @@ public sealed class CredentialResolver(
     /// <paramref name="destinationHost"/> is for an accessor whose row is not written yet (a registration resolves
     /// before it stores); otherwise the destination is read from the accessor's row, so a bound credential follows
     /// the URL or host as it is now, not as it was when it was attached.
+    /// <para>
+    /// <paramref name="whenAllowed"/> (a governed call's <c>started</c>) commits in the same transaction as the access
+    /// record when access is allowed, one commit instead of two before the side effect; when access is denied it is not
+    /// written.
+    /// </para>
     /// </summary>
     public async Task<Result<ResolvedCredential>> ResolveAsync(
-        CredentialAccessor accessor, string reference, string operation, CancellationToken ct, string? destinationHost = null)
+        CredentialAccessor accessor, string reference, string operation, CancellationToken ct, string? destinationHost = null,
+        AuditWrite? whenAllowed = null)
     {
         var caller = callerContext.Required;
         using var signing = AuditKeys.Use(auditKeys); // its audit write is its own, whether or not a request is around it
@@ -75,14 +81,12 @@ public sealed class CredentialResolver(
         await using (var session = new TenantSession(dataSource, callerContext))
         {
             var connection = await session.ConnectionAsync(ct);
-            // Fail rather than wait on a row the request's own transaction holds.
-            await connection.ExecuteAsync(new CommandDefinition("SET LOCAL lock_timeout = '5s'", cancellationToken: ct));
             decision = await DecideAsync(connection, caller, accessor, reference, destinationHost, ct);
             await session.CommitAsync(ct); // a rotated refresh token sealed while deciding
         }
         // The access record commits before the secret is released, in the tenant's batch: a busy tenant's resolutions
         // share commits (and the chain head) with its other writes instead of taking turns on the head one by one.
-        await RecordAsync(caller, accessor, reference, operation, decision);
+        await RecordAsync(caller, accessor, reference, operation, decision, decision.Allowed ? whenAllowed : null);
         return decision.Allowed ? decision.Credential! : decision.Error!;
     }
 
@@ -319,7 +323,9 @@ public sealed class CredentialResolver(
         }
     }
 
+    /// <summary>Fails rather than waits on a row the request's own transaction holds.</summary>
     private const string ResealSql = """
+        SET LOCAL lock_timeout = '5s';
         UPDATE credentials SET ciphertext = @Ciphertext, nonce = @Nonce, tag = @Tag, wrapped_key = @WrappedKey, key_id = @KeyId
         WHERE tenant_id = @TenantId AND id = @Id AND version = @Version AND deleted_at IS NULL
         """;
@@ -362,7 +368,7 @@ public sealed class CredentialResolver(
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
         """;
 
-    private Task RecordAsync(Caller caller, CredentialAccessor accessor, string reference, string operation, Decision decision)
+    private Task RecordAsync(Caller caller, CredentialAccessor accessor, string reference, string operation, Decision decision, AuditWrite? with)
     {
         var described = CredentialReference.Describe(reference);
         var outcome = decision.Allowed ? "allowed" : "denied";
@@ -378,7 +384,7 @@ public sealed class CredentialResolver(
                 decision.Reason,
             }),
         ]);
-        return batches.WriteAsync(caller.TenantId, audit, batch => batch.BatchCommands.Add(PositionalCommand.Of(LogSql,
+        return batches.WriteAsync(caller.TenantId, with is null ? [audit] : [audit, with], batch => batch.BatchCommands.Add(PositionalCommand.Of(LogSql,
             Ids.New(), caller.TenantId, PositionalCommand.Uuid(decision.CredentialId), described, accessor.Type, accessorId, caller.Actor,
             operation, outcome, decision.Reason)));
     }

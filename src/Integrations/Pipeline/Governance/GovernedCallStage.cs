@@ -109,9 +109,21 @@ public sealed class GovernedCallStage(
         if (admitted.Error is { } refused) return Fail<TResponse>(refused, call);
         var target = admitted.Target!;
 
+        var started = admitted.StartedRecorded;
         if (target.CredentialRef is { } reference)
         {
-            var resolved = await credentials.ResolveAsync(target.CredentialAccessor, reference, TRequest.Operation, ct);
+            // `started` commits with the access record when access is allowed: one commit before the side effect, not two.
+            var startedWrite = started ? null : call.Write(call.Event("started"));
+            Result<ResolvedCredential> resolved;
+            try
+            {
+                resolved = await credentials.ResolveAsync(target.CredentialAccessor, reference, TRequest.Operation, ct, whenAllowed: startedWrite);
+            }
+            catch (Exception e) when (IsAuditUnavailable(e))
+            {
+                return AuditUnavailable<TResponse>(e, call);
+            }
+            started |= resolved.IsSuccess;
             if ((resolved.IsSuccess ? kind.CheckCredential(target, resolved.Value) : resolved.Error) is { } unusable)
             {
                 await outcomes.FailAsync(kind, request, call, target, CallOutcomes.Failed, unusable, CredentialUnavailable);
@@ -121,7 +133,7 @@ public sealed class GovernedCallStage(
             call.Renewal = (stale, renewing) => credentials.RenewAsync(target.CredentialAccessor, reference, TRequest.Operation, stale, renewing);
         }
 
-        if (!admitted.StartedRecorded)
+        if (!started)
         {
             try
             {
