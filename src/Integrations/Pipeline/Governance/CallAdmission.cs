@@ -19,7 +19,10 @@ internal sealed record Admission<TTarget>(TTarget? Target, Error? Error, bool St
 /// The fast way, when this replica holds the target (a kind that gives a cache key) and the tenant's policy and no
 /// rate limit has to be counted: decide in memory, then record the decision in one round trip (<see cref="TenantBatches"/>)
 /// that is its own transaction and first checks the target's rows are still what was decided on. Otherwise, or when
-/// they changed, the target is read in a transaction that then records the decision.
+/// they changed, the target is read; when no rate limit has to be counted the read transaction ends there and the
+/// decision is recorded in the tenant's batch as on the fast way (so an admission never holds the tenant's chain head
+/// across a round trip, and a busy tenant's admissions share commits); a counted limit is decided and recorded in the
+/// reading transaction, so the count and the decision commit together.
 /// </para>
 /// </summary>
 public sealed class CallAdmission(
@@ -60,11 +63,12 @@ public sealed class CallAdmission(
                 }
             }
         }
-        return await AdmitInTransactionAsync(kind, request, call, key, ct);
+        return await AdmitInTransactionAsync(kind, request, call, key, recordInBatch: true, ct);
     }
 
     private async Task<Admission<TTarget>> AdmitInTransactionAsync<TRequest, TTarget, TResult>(
-        GovernedCallKind<TRequest, TTarget, TResult> kind, TRequest request, GovernedCall call, object? key, CancellationToken ct)
+        GovernedCallKind<TRequest, TTarget, TResult> kind, TRequest request, GovernedCall call, object? key, bool recordInBatch,
+        CancellationToken ct)
         where TRequest : IGovernedCall, IOperation<TResult>
         where TTarget : class, IGovernedTarget
     {
@@ -86,8 +90,28 @@ public sealed class CallAdmission(
         if (key is not null) targets.Set(tenantId, key, target);
 
         var policy = await policies.GetAsync(connection, tenantId, ct);
-        var denial = await CheckRulesAsync(kind, request, target, policy)
-            ?? await CheckRateLimitsAsync(connection, kind, tenantId, target, policy, ct);
+        var denial = await CheckRulesAsync(kind, request, target, policy);
+        if (recordInBatch && (denial is not null || !HasRateLimits(kind, target, policy)))
+        {
+            await session.RollbackAsync(); // read only: nothing to keep
+            var (decided, decision) = Decide(kind, request, call, target, denial);
+            try
+            {
+                await batches.WriteAsync(tenantId, decision, batch =>
+                {
+                    if (key is not null) batch.BatchCommands.Add(kind.UnchangedCheck(tenantId, target));
+                    if (denial is not null) kind.AddRecord(batch, DeniedRecord(request, call, target, denial));
+                });
+                return decided;
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.SerializationFailure)
+            {
+                // changed between the read and the write: read again and record in the reading transaction
+                if (key is not null) targets.Remove(tenantId, key);
+                return await AdmitInTransactionAsync(kind, request, call, key, recordInBatch: false, ct);
+            }
+        }
+        denial ??= await CheckRateLimitsAsync(connection, kind, tenantId, target, policy, ct);
 
         var (admission, audit) = Decide(kind, request, call, target, denial);
         await using var batch = new NpgsqlBatch(connection);
