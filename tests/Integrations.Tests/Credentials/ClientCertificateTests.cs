@@ -4,7 +4,6 @@ using System.Text.Json;
 using Integrations.Common;
 using Integrations.Features.Connectors;
 using Integrations.Features.Credentials;
-using Integrations.Features.Datasources;
 using Integrations.Features.McpServers;
 using Integrations.Tests.Support;
 using Microsoft.AspNetCore.Builder;
@@ -149,19 +148,5 @@ public sealed class ClientCertificateTests(VaultFixture fixture) : IClassFixture
         Assert.True(refused.Detail.Contains("refuses a client certificate it does not accept"), refused.Detail);
         AssertNoKey(refused.Detail, rogue);
         Assert.Equal(["CN=agent-http"], seen);
-    }
-
-    [Fact]
-    public async Task A_datasource_given_a_client_certificate_says_it_is_not_supported_there_yet()
-    {
-        var tenant = TestEnvironment.NewTenant();
-        var reference = (await StoreAsync(tenant, Pki.CredentialFields(Pki.Issue("agent-db")))).Value.Reference;
-        var datasource = await Host.SendAsync(new RegisterDatasource.Command("warehouse", "127.0.0.1", "warehouse", "reader", reference, TlsMode: "disable"), tenant);
-        Assert.True(datasource.IsSuccess, datasource.Error?.Detail);
-
-        var tested = await Host.SendAsync(new TestDatasource.Command(datasource.Value.Id), tenant);
-
-        Assert.Equal("failing", tested.Value.Status);
-        Assert.Contains("client_certificate credentials are used for MCP servers and http connectors, not yet for PostgreSQL", tested.Value.StatusMessage);
     }
 }
