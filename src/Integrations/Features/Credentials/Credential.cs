@@ -64,8 +64,8 @@ public static class Credential
     internal static SecretMaterial ToMaterial(this ISecretFields fields, string type) => type switch
     {
         CredentialTypes.BasicAuth => new SecretMaterial(Username: fields.Username, Password: fields.Password),
-        CredentialTypes.Custom or CredentialTypes.OAuth2ClientCredentials or CredentialTypes.OAuth2RefreshToken or CredentialTypes.ClientCertificate =>
-            new SecretMaterial(Fields: fields.Fields),
+        CredentialTypes.ClientCertificate => new SecretMaterial(Fields: ClientCertificate.AsStored(fields.Fields!)),
+        CredentialTypes.Custom or CredentialTypes.OAuth2ClientCredentials or CredentialTypes.OAuth2RefreshToken => new SecretMaterial(Fields: fields.Fields),
         _ => new SecretMaterial(Secret: fields.Secret),
     };
 
