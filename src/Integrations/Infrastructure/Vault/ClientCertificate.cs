@@ -199,15 +199,19 @@ public sealed class ClientCertificate : IDisposable
     public SslClientAuthenticationOptions TlsOptions() => new()
     {
         ClientCertificateContext = SslStreamCertificateContext.Create(Certificate, Intermediates, offline: true),
-        RemoteCertificateValidationCallback = TrustedRoots is null ? null : ServerChainsToTrustedRoots,
+        RemoteCertificateValidationCallback = TrustedRoots is null ? null : ChainsTo(TrustedRoots),
     };
 
-    private bool ServerChainsToTrustedRoots(object sender, X509Certificate? certificate, X509Chain? presented, SslPolicyErrors errors)
+    /// <summary>A server certificate check that trusts <paramref name="roots"/> alone (a private PKI), the host name still checked.</summary>
+    public static RemoteCertificateValidationCallback ChainsTo(X509Certificate2Collection roots) =>
+        (_, certificate, presented, errors) => ServerChainsTo(roots, certificate, presented, errors);
+
+    private static bool ServerChainsTo(X509Certificate2Collection roots, X509Certificate? certificate, X509Chain? presented, SslPolicyErrors errors)
     {
         if (certificate is null || (errors & (SslPolicyErrors.RemoteCertificateNotAvailable | SslPolicyErrors.RemoteCertificateNameMismatch)) != 0) return false;
         using var chain = new X509Chain();
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.AddRange(TrustedRoots!);
+        chain.ChainPolicy.CustomTrustStore.AddRange(roots);
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         if (presented is not null)
         {
