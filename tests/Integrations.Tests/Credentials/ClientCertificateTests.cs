@@ -4,11 +4,12 @@ using System.Text.Json;
 using Integrations.Common;
 using Integrations.Features.Connectors;
 using Integrations.Features.Credentials;
-using Integrations.Features.Datasources;
 using Integrations.Features.McpServers;
+using Integrations.Infrastructure.Vault;
 using Integrations.Tests.Support;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Integrations.Tests.Credentials;
 
@@ -55,7 +56,7 @@ public sealed class ClientCertificateTests(VaultFixture fixture) : IClassFixture
         {
             ("no key", new() { ["certificate"] = good["certificate"] }, "needs 'fields' 'certificate' and 'private_key'"),
             ("not PEM", new(good) { ["certificate"] = "MIIB-not-a-certificate" }, "'certificate' is not a PEM certificate"),
-            ("garbled key", new(good) { ["private_key"] = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----" }, "'private_key' is not an unencrypted PEM private key"),
+            ("garbled key", new(good) { ["private_key"] = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----" }, "'private_key' is not a PEM private key"),
             ("another certificate's key", new(good) { ["private_key"] = other["private_key"] }, "does not belong to the certificate"),
             ("expired", Pki.CredentialFields(Pki.Issue("old", DateTimeOffset.UtcNow.AddDays(-30), DateTimeOffset.UtcNow.AddDays(-1))), "expired on"),
             ("not yet valid", Pki.CredentialFields(Pki.Issue("early", DateTimeOffset.UtcNow.AddDays(1), DateTimeOffset.UtcNow.AddDays(30))), "not valid before"),
@@ -152,16 +153,67 @@ public sealed class ClientCertificateTests(VaultFixture fixture) : IClassFixture
     }
 
     [Fact]
-    public async Task A_datasource_given_a_client_certificate_says_it_is_not_supported_there_yet()
+    public async Task An_encrypted_key_is_stored_decrypted_with_its_password_checked_and_not_kept_and_a_wrong_password_is_a_400_saying_so()
     {
         var tenant = TestEnvironment.NewTenant();
-        var reference = (await StoreAsync(tenant, Pki.CredentialFields(Pki.Issue("agent-db")))).Value.Reference;
-        var datasource = await Host.SendAsync(new RegisterDatasource.Command("warehouse", "127.0.0.1", "warehouse", "reader", reference, TlsMode: "disable"), tenant);
-        Assert.True(datasource.IsSuccess, datasource.Error?.Detail);
+        var certificate = Pki.Issue("agent-encrypted");
+        var password = $"pw-{Guid.NewGuid():N}";
+        var fields = Pki.CredentialFields(certificate);
+        fields["private_key"] = certificate.GetECDsaPrivateKey()!.ExportEncryptedPkcs8PrivateKeyPem(password,
+            new PbeParameters(PbeEncryptionAlgorithm.Aes256Cbc, HashAlgorithmName.SHA256, 10_000));
+        fields["private_key_password"] = password;
+        Assert.Contains("-----BEGIN ENCRYPTED PRIVATE KEY-----", fields["private_key"]);
 
-        var tested = await Host.SendAsync(new TestDatasource.Command(datasource.Value.Id), tenant);
+        var cases = new (string Why, Dictionary<string, string> Fields, string Expected)[]
+        {
+            ("wrong password", new(fields) { ["private_key_password"] = "not-the-password" }, "'private_key_password' does not decrypt 'private_key'"),
+            ("no password", fields.Where(f => f.Key != "private_key_password").ToDictionary(), "'private_key' is encrypted: give its password in 'private_key_password'"),
+            ("password for a plain key", new(Pki.CredentialFields(certificate)) { ["private_key_password"] = password }, "is not an encrypted PKCS#8 key"),
+        };
+        foreach (var (why, refusedFields, expected) in cases)
+        {
+            var refused = await StoreAsync(tenant, refusedFields, $"bad-{why.Replace(' ', '-')}");
+            Assert.True((refused.Error?.Code, refused.Error?.Status) == ("validation_failed", 400), $"{why}: {refused.Error?.Code}");
+            var message = Assert.Single(refused.Error!.FieldErrors!["fields"]);
+            Assert.Contains(expected, message);
+            Assert.DoesNotContain(password, message);
+            Assert.DoesNotContain("not-the-password", message);
+            AssertNoKey(message, refusedFields);
+        }
 
-        Assert.Equal("failing", tested.Value.Status);
-        Assert.Contains("client_certificate credentials are used for MCP servers and http connectors, not yet for PostgreSQL", tested.Value.StatusMessage);
+        var stored = await StoreAsync(tenant, fields, "encrypted");
+        Assert.True(stored.IsSuccess, stored.Error?.Detail);
+        Assert.DoesNotContain(password, JsonSerializer.Serialize(stored.Value));
+        Assert.False(await VaultTestKit.DatabaseContainsAsync(Host.ConnectionString, tenant, password));
+
+        // What the vault sealed: the key decrypted, and no password.
+        var row = (await OwnerSql.QueryAsync<(byte[] Ciphertext, byte[] Nonce, byte[] Tag, byte[] WrappedKey, string KeyId, int Version)>(Host.ConnectionString,
+            "SELECT ciphertext, nonce, tag, wrapped_key, key_id, version FROM credentials WHERE tenant_id = @tenant AND id = @Id", new { tenant, stored.Value.Id })).Single();
+        var sealedFields = JsonDocument.Parse(await Host.Services.GetRequiredService<VaultCrypto>().OpenAsync(
+            new SealedSecret(row.Ciphertext, row.Nonce, row.Tag, row.WrappedKey, row.KeyId), tenant, stored.Value.Id, row.Version, CancellationToken.None))
+            .RootElement.GetProperty("fields");
+        Assert.False(sealedFields.TryGetProperty("private_key_password", out _));
+        var sealedKey = sealedFields.GetProperty("private_key").GetString()!;
+        Assert.StartsWith("-----BEGIN PRIVATE KEY-----", sealedKey);
+        using (var reloaded = ECDsa.Create())
+        {
+            reloaded.ImportFromPem(sealedKey);
+            Assert.Equal(certificate.GetECDsaPublicKey()!.ExportSubjectPublicKeyInfo(), reloaded.ExportSubjectPublicKeyInfo());
+        }
+
+        // And it is presented for mutual TLS like any other.
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<string?>();
+        var (app, address) = await LoopbackServer.StartAsync(app => app.MapGet("/{**path}", (HttpContext http) =>
+        {
+            seen.Enqueue(http.Connection.ClientCertificate?.Subject);
+            return Results.Json(new { ok = true });
+        }), Pki.RequireClientCertificates());
+        await using var server = app;
+        var created = await Host.SendAsync(new CreateConnection.Command("crm-encrypted", "http",
+            JsonSerializer.SerializeToElement(new { base_url = address }), stored.Value.Reference), tenant);
+        Assert.True(created.IsSuccess, created.Error?.Detail);
+        var tested = await Host.SendAsync(new TestConnection.Command(created.Value.Id), tenant);
+        Assert.True(tested.Value.Ok, tested.Value.Detail);
+        Assert.Equal(["CN=agent-encrypted"], seen);
     }
 }

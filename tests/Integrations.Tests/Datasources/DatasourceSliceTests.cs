@@ -166,7 +166,7 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         await OwnerSql.ExecuteAsync(Target.AdminConnectionString, $"GRANT INSERT, UPDATE, DELETE ON t TO \"{Target.Role}\"");
         try
         {
-            var described = await gateway.DescribeAsync(target, Target.Password, new CheckedTemplate(sql, []), [], 2000, CancellationToken.None);
+            var described = await gateway.DescribeAsync(target, DatasourceSignIn.WithPassword(Target.Password), new CheckedTemplate(sql, []), [], 2000, CancellationToken.None);
 
             Assert.Equal("validation_failed", described.Error?.Code);
             Assert.Contains(reason, described.Error!.FieldErrors!["sql"][0], StringComparison.OrdinalIgnoreCase);
@@ -199,7 +199,7 @@ public sealed class DatasourceSliceTests(DatasourceFixture fixture) : IClassFixt
         // The role may use the sequence; only the READ ONLY transaction stops it.
         var gateway = Host.Services.GetRequiredService<SqlGateway>();
 
-        var result = await gateway.RunAsync(Target.TargetFor(Guid.NewGuid()), Target.Password,
+        var result = await gateway.RunAsync(Target.TargetFor(Guid.NewGuid()), DatasourceSignIn.WithPassword(Target.Password),
             new CheckedTemplate("SELECT nextval('s')", []), [], [], 10, 2000, CancellationToken.None);
 
         Assert.Equal("upstream_error", result.Error?.Code);

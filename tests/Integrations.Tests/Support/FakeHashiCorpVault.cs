@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 
 namespace Integrations.Tests.Support;
 
@@ -38,10 +39,11 @@ public sealed class FakeHashiCorpVault : IAsyncDisposable
 
     public int Logins => _logins;
 
-    public static async Task<FakeHashiCorpVault> StartAsync()
+    /// <param name="https">Over TLS, as this configures it (e.g. <see cref="TestPki.ServeHttps"/>).</param>
+    public static async Task<FakeHashiCorpVault> StartAsync(Action<HttpsConnectionAdapterOptions>? https = null)
     {
         var vault = new FakeHashiCorpVault();
-        (vault._app, vault.Address) = await LoopbackServer.StartAsync(app => app.Run(vault.HandleAsync));
+        (vault._app, vault.Address) = await LoopbackServer.StartAsync(app => app.Run(vault.HandleAsync), https);
         return vault;
     }
 

@@ -59,14 +59,21 @@ public sealed class TestPki
         ["ca_certificate"] = AuthorityPem,
     };
 
-    /// <summary>HTTPS with a server certificate from this CA, refusing any connection without a client certificate it issued.</summary>
-    public Action<HttpsConnectionAdapterOptions> RequireClientCertificates()
+    /// <summary>HTTPS with a server certificate for 127.0.0.1 from this CA (a client trusts it only with this CA).</summary>
+    public Action<HttpsConnectionAdapterOptions> ServeHttps()
     {
         // Kestrel needs a key it can use for the server side: re-import the ephemeral one as PKCS#12.
         var server = X509CertificateLoader.LoadPkcs12(Issue("127.0.0.1", forServer: true).Export(X509ContentType.Pkcs12), null);
+        return https => https.ServerCertificate = server;
+    }
+
+    /// <summary>HTTPS with a server certificate from this CA, refusing any connection without a client certificate it issued.</summary>
+    public Action<HttpsConnectionAdapterOptions> RequireClientCertificates()
+    {
+        var serve = ServeHttps();
         return https =>
         {
-            https.ServerCertificate = server;
+            serve(https);
             https.ClientCertificateMode = ClientCertificateMode.RequireCertificate;
             https.ClientCertificateValidation = (certificate, _, _) =>
             {

@@ -64,7 +64,8 @@ public static class Credential
     internal static SecretMaterial ToMaterial(this ISecretFields fields, string type) => type switch
     {
         CredentialTypes.BasicAuth => new SecretMaterial(Username: fields.Username, Password: fields.Password),
-        CredentialTypes.Custom or CredentialTypes.OAuth2ClientCredentials or CredentialTypes.OAuth2RefreshToken or CredentialTypes.ClientCertificate =>
+        CredentialTypes.ClientCertificate => new SecretMaterial(Fields: ClientCertificate.AsStored(fields.Fields!)),
+        CredentialTypes.Custom or CredentialTypes.OAuth2ClientCredentials or CredentialTypes.OAuth2RefreshToken or CredentialTypes.HashiCorpVault =>
             new SecretMaterial(Fields: fields.Fields),
         _ => new SecretMaterial(Secret: fields.Secret),
     };
@@ -106,6 +107,11 @@ public static class Credential
                 if (parsed.IsSuccess) parsed.Value.Dispose();
                 else Add("fields", parsed.Error!.FieldErrors!["fields"][0]);
             }
+        }
+        else if (type == CredentialTypes.HashiCorpVault)
+        {
+            if (fields.Fields?.Values.Any(v => v is null || v.Length > MaxSecretLength) == true) Add("fields", $"Each field may be at most {MaxSecretLength} characters.");
+            else if (HashiCorpVaultSettings.FromFields(fields.Fields, TimeSpan.Zero).Error is { } refused) Add("fields", refused.FieldErrors!["fields"][0]);
         }
         else if (type == CredentialTypes.Custom)
         {

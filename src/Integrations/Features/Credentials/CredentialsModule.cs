@@ -45,6 +45,7 @@ public sealed class CredentialsModule : ICarterModule
             configuration[MasterKeys.ProviderKey] is { Length: > 0 } provider ? provider : LocalMasterKeyProvider.ProviderName));
         services.AddSingleton(HashiCorpVaultSettings.FromConfiguration(configuration));
         services.AddSingleton<HashiCorpVault>();
+        services.AddSingleton<TenantVaults>();
         services.AddSingleton<OAuthClientTokens>();
         services.AddSingleton<MasterKeyRotation>();
         services.AddHostedService<VaultStartupCheck>();

@@ -37,7 +37,7 @@ public sealed class DatasourcesModule : ICarterModule
         services.AddSingleton(DatasourceOptions.FromConfiguration(configuration));
         services.AddSingleton<DatasourceConnections>();
         services.AddSingleton<SqlGateway>();
-        services.AddScoped<DatasourcePasswords>();
+        services.AddScoped<DatasourceSignIns>();
         services.AddGovernedCallKind<RunQuery.Command, QueryCall>();
         services.AddSingleton<StoredTemplateCheck>();
         services.AddHostedService(sp => sp.GetRequiredService<StoredTemplateCheck>());

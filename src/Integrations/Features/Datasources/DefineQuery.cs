@@ -76,7 +76,7 @@ public static class DefineQuery
         }
     }
 
-    internal sealed class Handler(TenantSession session, AuditTrail audit, SqlGateway gateway, DatasourcePasswords passwords)
+    internal sealed class Handler(TenantSession session, AuditTrail audit, SqlGateway gateway, DatasourceSignIns signIns)
         : IRequestHandler<Command, Result<Datasource.QueryResponse>>
     {
         private const string ReadSql = $"""
@@ -119,9 +119,9 @@ public static class DefineQuery
             {
                 return Error.Validation(field, refusal);
             }
-            var password = await passwords.ResolveAsync(datasource.Id, datasource.CredentialRef, Command.Operation, ct);
-            if (!password.IsSuccess) return password.Error!;
-            var columns = await gateway.DescribeAsync(datasource.Target, password.Value, template!, parameters.Select(p => p.Type).ToList(), timeoutMs, ct,
+            var signIn = await signIns.ResolveAsync(datasource.Target, datasource.CredentialRef, Command.Operation, ct);
+            if (!signIn.IsSuccess) return signIn.Error!;
+            var columns = await gateway.DescribeAsync(datasource.Target, signIn.Value, template!, parameters.Select(p => p.Type).ToList(), timeoutMs, ct,
                 datasource.AllowedFunctions);
             if (!columns.IsSuccess) return columns.Error!;
 

@@ -14,7 +14,7 @@ namespace Integrations.Features.Datasources;
 /// are the template's state (enabled), the tenant's deny list (a template is named <c>template</c> or
 /// <c>datasource/template</c>, the datasource by name or id; a read-only query is low risk, so the risk ceiling never
 /// refuses it), the parameters against the declared ones, and the template's per-minute limit (its own, else the
-/// policy's default, else <see cref="FallbackRateLimitPerMinute"/>). The credential is the datasource's password.
+/// policy's default, else <see cref="FallbackRateLimitPerMinute"/>). The credential is the datasource's sign-in (a password or a client certificate).
 /// </summary>
 public sealed class QueryCall : GovernedCallKind<RunQuery.Command, QueryCall.Target, RunQuery.Response>
 {
@@ -92,7 +92,7 @@ public sealed class QueryCall : GovernedCallKind<RunQuery.Command, QueryCall.Tar
             $"The query template '{target.Name}' allows {limit} calls per minute for this tenant.");
     }
 
-    public override Error? CheckCredential(Target target, ResolvedCredential credential) => DatasourcePasswords.PasswordOf(credential).Error;
+    public override Error? CheckCredential(Target target, ResolvedCredential credential) => DatasourceSignIn.Of(credential, target.Endpoint).Error;
 
     public override void AddFacts(RunQuery.Command request, Target? target, IDictionary<string, object?> facts)
     {

@@ -33,7 +33,7 @@ public static class RecheckQuery
     /// <summary><paramref name="DisabledReason"/> is null when the template passed.</summary>
     public sealed record Response(Guid QueryId, bool Passed, string? DisabledReason);
 
-    internal sealed class Handler(TenantSession session, AuditTrail audit, SqlGateway gateway, DatasourcePasswords passwords)
+    internal sealed class Handler(TenantSession session, AuditTrail audit, SqlGateway gateway, DatasourceSignIns signIns)
         : IRequestHandler<Command, Result<Response>>
     {
         private const string ReadSql = """
@@ -69,9 +69,9 @@ public static class RecheckQuery
             }
             else
             {
-                var password = await passwords.ResolveAsync(row.DatasourceId, row.CredentialRef, Command.Operation, ct);
-                if (!password.IsSuccess) return password.Error!;
-                var described = await gateway.DescribeAsync(row.Endpoint, password.Value, template!, declared.Select(p => p.Type).ToList(),
+                var signIn = await signIns.ResolveAsync(row.Endpoint, row.CredentialRef, Command.Operation, ct);
+                if (!signIn.IsSuccess) return signIn.Error!;
+                var described = await gateway.DescribeAsync(row.Endpoint, signIn.Value, template!, declared.Select(p => p.Type).ToList(),
                     row.TimeoutMs, ct, row.AllowedFunctions);
                 if (!described.IsSuccess && described.Error!.Code != "validation_failed") return described.Error;
                 reason = described.IsSuccess ? null : string.Join(" ", described.Error!.FieldErrors?.SelectMany(f => f.Value) ?? [described.Error.Detail]);

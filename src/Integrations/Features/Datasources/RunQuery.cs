@@ -16,7 +16,7 @@ namespace Integrations.Features.Datasources;
 
 /// <summary>
 /// datasources.query: runs one stored template, never caller SQL, as a governed call (<see cref="QueryCall"/> is its
-/// kind: target, rules). The stage records requested, decides, resolves the datasource's password and records started;
+/// kind: target, rules). The stage records requested, decides, resolves the datasource's sign-in and records started;
 /// this handler only runs the statement, with the parameters bound by position and type, in a READ ONLY transaction
 /// with its timeout, row cap and byte cap, and reports the row count and truncation for <c>completed</c>.
 /// </summary>
@@ -81,11 +81,11 @@ public static class RunQuery
         {
             var call = calls.Current;
             var template = call.TargetAs<QueryCall.Target>();
-            var password = DatasourcePasswords.PasswordOf(call.Credential!).Value;
+            var signIn = DatasourceSignIn.Of(call.Credential!, template.Endpoint).Value;
             if (!QueryCall.TryBind(template.Declared, request.Parameters, out var values, out var refused)) return refused!;
 
             var positional = new CheckedTemplate(RewriteOrThrow(template), template.Declared.Select(p => p.Name).ToList());
-            var result = await gateway.RunAsync(template.Endpoint, password, positional, template.Declared.Select(p => p.Type).ToList(),
+            var result = await gateway.RunAsync(template.Endpoint, signIn, positional, template.Declared.Select(p => p.Type).ToList(),
                 values, template.RowLimit, template.TimeoutMs, ct);
             if (!result.IsSuccess) return result.Error!;
 

@@ -19,7 +19,7 @@ public static class TestDatasource
         public static string Scope => Scopes.Write;
     }
 
-    internal sealed class Handler(TenantSession session, AuditTrail audit, SqlGateway gateway, DatasourcePasswords passwords)
+    internal sealed class Handler(TenantSession session, AuditTrail audit, SqlGateway gateway, DatasourceSignIns signIns)
         : IRequestHandler<Command, Result<Datasource.Response>>
     {
         private const string ReadSql = $"""
@@ -46,14 +46,14 @@ public static class TestDatasource
 
             string status, message;
             string? serverVersion = null;
-            var password = await passwords.ResolveAsync(row.Id, row.CredentialRef, Command.Operation, ct);
-            if (!password.IsSuccess)
+            var signIn = await signIns.ResolveAsync(row.Target, row.CredentialRef, Command.Operation, ct);
+            if (!signIn.IsSuccess)
             {
-                (status, message) = ("failing", $"The credential could not be resolved: {password.Error!.Detail}");
+                (status, message) = ("failing", $"The credential could not be resolved: {signIn.Error!.Detail}");
             }
             else
             {
-                var probe = await gateway.ProbeAsync(row.Target, password.Value, row.StatementTimeoutMs, ct);
+                var probe = await gateway.ProbeAsync(row.Target, signIn.Value, row.StatementTimeoutMs, ct);
                 if (probe.IsSuccess)
                 {
                     serverVersion = probe.Value.ServerVersion;
@@ -61,7 +61,7 @@ public static class TestDatasource
                 }
                 else
                 {
-                    (status, message) = ("failing", $"{probe.Error!.Code}: {Redact(probe.Error.Detail, password.Value)}");
+                    (status, message) = ("failing", $"{probe.Error!.Code}: {signIn.Value.Redact(probe.Error.Detail)}");
                 }
             }
 
@@ -79,10 +79,6 @@ public static class TestDatasource
             audit.Record(Datasource.SubjectType, row.Id.ToString(), new { Status = status, Message = message });
             return tested.ToResponse();
         }
-
-        /// <summary>Belt and braces: whatever a driver put in a message, the secret never reaches a row, a response or the audit trail.</summary>
-        private static string Redact(string? text, string secret) =>
-            string.IsNullOrEmpty(text) ? string.Empty : secret.Length == 0 ? text : text.Replace(secret, "[redacted]", StringComparison.Ordinal);
     }
 
     internal static void Map(RouteGroupBuilder group) =>

@@ -5,18 +5,20 @@ using System.Security.Cryptography;
 using System.Text;
 using Integrations.Common;
 using Integrations.Infrastructure.Network;
+using Integrations.Infrastructure.Vault;
 using Npgsql;
 
 namespace Integrations.Infrastructure.Datasources;
 
-/// <summary>Where a datasource lives; the password travels separately, as resolved for this one connection.</summary>
+/// <summary>Where a datasource lives; the sign-in (<see cref="DatasourceSignIn"/>) travels separately, as resolved for this one connection.</summary>
 public sealed record DatasourceTarget(Guid Id, string Host, int Port, string Database, string Username, string TlsMode);
 
 /// <summary>
 /// One small connection pool per datasource. Every open passes the <see cref="SsrfGuard"/>: the host is resolved
 /// and checked each time and Npgsql connects to the checked address (the host name stays the TLS target), so a
-/// DNS answer that changes cannot reach an address the guard refused. A changed address, password or setting
-/// gets a fresh pool; the old one is disposed.
+/// DNS answer that changes cannot reach an address the guard refused. A changed address, password, certificate or
+/// setting gets a fresh pool; the old one is disposed. A client certificate is presented in the TLS handshake, and its
+/// <c>ca_certificate</c>, when given, is the only root the server's certificate may chain to (tls_mode verify-full).
 /// </summary>
 public sealed class DatasourceConnections(SsrfGuard guard) : IAsyncDisposable
 {
@@ -29,16 +31,20 @@ public sealed class DatasourceConnections(SsrfGuard guard) : IAsyncDisposable
     /// <summary>The application_name the gateway's sessions carry on the datasource, so its operators can see them.</summary>
     public static string ApplicationName(Guid datasourceId) => $"integrations-ds-{datasourceId:N}";
 
-    public async Task<Result<NpgsqlConnection>> OpenAsync(DatasourceTarget target, string password, CancellationToken ct)
+    public async Task<Result<NpgsqlConnection>> OpenAsync(DatasourceTarget target, DatasourceSignIn signIn, CancellationToken ct)
     {
         var addresses = await guard.CheckHostAsync(target.Host, ct);
         if (!addresses.IsSuccess) return addresses.Error!;
         var address = addresses.Value.OrderBy(a => a.AddressFamily == AddressFamily.InterNetwork ? 0 : 1).First();
 
-        var pool = PoolFor(target, address, password);
+        var pool = PoolFor(target, address, signIn);
         try
         {
             return await pool.OpenConnectionAsync(ct);
+        }
+        catch (NpgsqlException e) when (signIn.Certificate is not null && DatasourceErrors.CertificateRefusal(e, target) is { } refusal)
+        {
+            return refusal;
         }
         catch (Exception e) when (DatasourceErrors.From(e, target) is { } error)
         {
@@ -52,7 +58,7 @@ public sealed class DatasourceConnections(SsrfGuard guard) : IAsyncDisposable
         if (_pools.TryRemove(datasourceId, out var pool)) _ = pool.DataSource.DisposeAsync().AsTask();
     }
 
-    private NpgsqlDataSource PoolFor(DatasourceTarget target, IPAddress address, string password)
+    private NpgsqlDataSource PoolFor(DatasourceTarget target, IPAddress address, DatasourceSignIn signIn)
     {
         var settings = new NpgsqlConnectionStringBuilder
         {
@@ -60,7 +66,7 @@ public sealed class DatasourceConnections(SsrfGuard guard) : IAsyncDisposable
             Port = target.Port,
             Database = target.Database,
             Username = target.Username,
-            Password = password,
+            Password = signIn.Password,
             SslMode = target.TlsMode switch
             {
                 "disable" => SslMode.Disable,
@@ -83,13 +89,13 @@ public sealed class DatasourceConnections(SsrfGuard guard) : IAsyncDisposable
             // Arrays with NULL elements read as int?[] and the like instead of failing.
             ArrayNullabilityMode = ArrayNullabilityMode.PerInstance,
         };
-        var fingerprint = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(settings.ConnectionString + "|" + target.Host)));
+        var fingerprint = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(settings.ConnectionString + "|" + target.Host + "|" + signIn.Certificate?.Fingerprint)));
 
         while (true)
         {
             var found = _pools.TryGetValue(target.Id, out var existing);
             if (found && existing!.Fingerprint == fingerprint) return existing.DataSource;
-            var created = Create(settings, target.Host, fingerprint);
+            var created = Create(settings, target.Host, signIn.Certificate, fingerprint);
             if (found ? _pools.TryUpdate(target.Id, created, existing!) : _pools.TryAdd(target.Id, created))
             {
                 if (found) _ = existing!.DataSource.DisposeAsync().AsTask();
@@ -99,14 +105,22 @@ public sealed class DatasourceConnections(SsrfGuard guard) : IAsyncDisposable
         }
     }
 
-    private static Pool Create(NpgsqlConnectionStringBuilder settings, string hostName, string fingerprint)
+    private static Pool Create(NpgsqlConnectionStringBuilder settings, string hostName, ClientCertificate? certificate, string fingerprint)
     {
         var builder = new NpgsqlDataSourceBuilder(settings.ConnectionString) { Name = "datasource" };
         // Connected by address, verified by name: the certificate must match the host the tenant registered.
-        if (!IPAddress.TryParse(hostName.Trim('[', ']'), out _))
+        var byName = !IPAddress.TryParse(hostName.Trim('[', ']'), out _);
+        var identity = certificate?.TlsOptions().ClientCertificateContext;
+        if (byName || identity is not null)
         {
-            builder.UseSslClientAuthenticationOptionsCallback(options => options.TargetHost = hostName);
+            builder.UseSslClientAuthenticationOptionsCallback(options =>
+            {
+                if (byName) options.TargetHost = hostName;
+                // The context sends the intermediates with the leaf, as the server needs them to reach its CA.
+                if (identity is not null) options.ClientCertificateContext = identity;
+            });
         }
+        if (certificate?.TrustedRoots is { } roots) builder.UseRootCertificates(roots);
         return new Pool(fingerprint, builder.Build());
     }
 
@@ -136,8 +150,20 @@ internal static class DatasourceErrors
         NpgsqlException { InnerException: SocketException s } => Error.UpstreamError(
             $"Could not connect to the datasource at {target.Host}:{target.Port} ({s.SocketErrorCode})."),
         NpgsqlException { InnerException: System.Security.Authentication.AuthenticationException } => Error.UpstreamError(
-            $"TLS with the datasource at {target.Host}:{target.Port} failed (tls_mode '{target.TlsMode}')."),
+            $"TLS with the datasource at {target.Host}:{target.Port} failed (tls_mode '{target.TlsMode}'): the server's certificate is not trusted " +
+            "or does not name the host (a private CA goes in a client_certificate credential's ca_certificate)."),
         NpgsqlException e => Error.UpstreamError($"The datasource connection failed: {e.Message}"),
         _ => null,
     };
+
+    /// <summary>
+    /// A connection that presented a client certificate and broke in or right after the TLS handshake. Under TLS 1.3
+    /// PostgreSQL checks the client's certificate only after the client's side of the handshake is done: a certificate
+    /// not from its CA is refused with an alert the client reads as a failed read, before any message of the protocol.
+    /// </summary>
+    public static Error? CertificateRefusal(NpgsqlException exception, DatasourceTarget target) =>
+        exception is not PostgresException && exception.InnerException is IOException
+            ? Error.UpstreamError($"TLS with the datasource at {target.Host}:{target.Port} failed: the server refused the client certificate " +
+                "(one not issued by a CA it trusts is refused this way, after the handshake).")
+            : null;
 }

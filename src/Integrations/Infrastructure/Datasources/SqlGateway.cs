@@ -34,8 +34,8 @@ public sealed record QueryRows(IReadOnlyList<ColumnInfo> Columns, IReadOnlyList<
 /// </summary>
 public sealed class SqlGateway(DatasourceConnections connections, DatasourceOptions options)
 {
-    public Task<Result<ProbeResult>> ProbeAsync(DatasourceTarget target, string password, int timeoutMs, CancellationToken ct) =>
-        ReadOnlyAsync(target, password, timeoutMs, ct, async (connection, transaction) =>
+    public Task<Result<ProbeResult>> ProbeAsync(DatasourceTarget target, DatasourceSignIn signIn, int timeoutMs, CancellationToken ct) =>
+        ReadOnlyAsync(target, signIn, timeoutMs, ct, async (connection, transaction) =>
         {
             await using var command = new NpgsqlCommand("SELECT current_setting('server_version'), current_user::text", connection, transaction);
             await using var reader = await command.ExecuteReaderAsync(ct);
@@ -52,9 +52,9 @@ public sealed class SqlGateway(DatasourceConnections connections, DatasourceOpti
     /// plan (constant folding runs allowed functions only by then) and the columns.
     /// </summary>
     public Task<Result<IReadOnlyList<ColumnInfo>>> DescribeAsync(
-        DatasourceTarget target, string password, CheckedTemplate template, IReadOnlyList<string> parameterTypes, int timeoutMs,
+        DatasourceTarget target, DatasourceSignIn signIn, CheckedTemplate template, IReadOnlyList<string> parameterTypes, int timeoutMs,
         CancellationToken ct, IReadOnlyList<string>? extensionFunctions = null) =>
-        ReadOnlyAsync<IReadOnlyList<ColumnInfo>>(target, password, timeoutMs, ct, async (connection, transaction) =>
+        ReadOnlyAsync<IReadOnlyList<ColumnInfo>>(target, signIn, timeoutMs, ct, async (connection, transaction) =>
         {
             extensionFunctions ??= [];
             try
@@ -170,9 +170,9 @@ public sealed class SqlGateway(DatasourceConnections connections, DatasourceOpti
     /// that alone passes the byte cap leaves nothing to return: 502 <c>upstream_error</c>, naming the cap.
     /// </summary>
     public Task<Result<QueryRows>> RunAsync(
-        DatasourceTarget target, string password, CheckedTemplate template, IReadOnlyList<string> parameterTypes,
+        DatasourceTarget target, DatasourceSignIn signIn, CheckedTemplate template, IReadOnlyList<string> parameterTypes,
         IReadOnlyList<object> values, int rowLimit, int timeoutMs, CancellationToken ct) =>
-        ReadOnlyAsync<QueryRows>(target, password, timeoutMs, ct, async (connection, transaction) =>
+        ReadOnlyAsync<QueryRows>(target, signIn, timeoutMs, ct, async (connection, transaction) =>
         {
             await using var batch = Batch(connection, transaction, Wrap(template, rowLimit + 1), parameterTypes, values, timeoutMs);
             // Sequential: each value is read from the wire only when asked for, so one too big for the cap is never loaded.
@@ -295,10 +295,10 @@ public sealed class SqlGateway(DatasourceConnections connections, DatasourceOpti
         $"SELECT * FROM (\n{template.PositionalSql}\n) AS gateway_result" + (limit > 0 ? $" LIMIT {limit}" : string.Empty);
 
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1068", Justification = "The work reads best as the trailing lambda of each call.")]
-    private async Task<Result<T>> ReadOnlyAsync<T>(DatasourceTarget target, string password, int timeoutMs, CancellationToken ct,
+    private async Task<Result<T>> ReadOnlyAsync<T>(DatasourceTarget target, DatasourceSignIn signIn, int timeoutMs, CancellationToken ct,
         Func<NpgsqlConnection, NpgsqlTransaction, Task<Result<T>>> work)
     {
-        var opened = await connections.OpenAsync(target, password, ct);
+        var opened = await connections.OpenAsync(target, signIn, ct);
         if (!opened.IsSuccess) return opened.Error!;
         await using var connection = opened.Value;
         try

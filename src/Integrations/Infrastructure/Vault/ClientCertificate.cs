@@ -8,16 +8,22 @@ namespace Integrations.Infrastructure.Vault;
 
 /// <summary>
 /// A <c>client_certificate</c> credential as a TLS client identity: <c>fields</c> <c>certificate</c> (PEM, the leaf
-/// first, intermediates after it), <c>private_key</c> (unencrypted PEM: PKCS#8, RSA or EC) and, optionally,
+/// first, intermediates after it), <c>private_key</c> (PEM: PKCS#8, RSA or EC; or an encrypted PKCS#8 key,
+/// <c>-----BEGIN ENCRYPTED PRIVATE KEY-----</c>, with <c>private_key_password</c>) and, optionally,
 /// <c>ca_certificate</c> (PEM: the CAs the server's certificate must chain to, for servers under a private PKI;
-/// without it the system's roots decide). Checked when stored (parseable, key matches, valid now, usable for client
-/// authentication) and again when used. A class with a redacted <see cref="ToString"/>: the key never prints.
+/// without it the system's roots decide). Checked when stored (parseable, key decrypts and matches, valid now, usable
+/// for client authentication) and again when used. An encrypted key is decrypted once, at store (<see cref="AsStored"/>):
+/// the vault seals the decrypted key, which is as protected there as the password would be, and the password is not
+/// kept, so it is needed at no later moment. A class with a redacted <see cref="ToString"/>: the key never prints.
 /// </summary>
 public sealed class ClientCertificate : IDisposable
 {
     public const string CertificateField = "certificate";
     public const string PrivateKeyField = "private_key";
     public const string CaCertificateField = "ca_certificate";
+    public const string PrivateKeyPasswordField = "private_key_password";
+
+    private const string EncryptedKeyLabel = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
 
     private const string ClientAuthentication = "1.3.6.1.5.5.7.3.2";
     private const string RsaOid = "1.2.840.113549.1.1.1";
@@ -49,10 +55,17 @@ public sealed class ClientCertificate : IDisposable
         if (fields is null || !fields.TryGetValue(CertificateField, out var certificatePem) || !fields.TryGetValue(PrivateKeyField, out var keyPem)
             || string.IsNullOrWhiteSpace(certificatePem) || string.IsNullOrWhiteSpace(keyPem))
         {
-            return Refuse($"A client_certificate credential needs 'fields' '{CertificateField}' and '{PrivateKeyField}' (PEM), and may have '{CaCertificateField}'.");
+            return Refuse($"A client_certificate credential needs 'fields' '{CertificateField}' and '{PrivateKeyField}' (PEM), and may have '{CaCertificateField}' and '{PrivateKeyPasswordField}'.");
         }
-        var extra = fields.Keys.Except([CertificateField, PrivateKeyField, CaCertificateField]).ToList();
-        if (extra.Count > 0) return Refuse($"A client_certificate credential takes only '{CertificateField}', '{PrivateKeyField}' and '{CaCertificateField}', not '{string.Join("', '", extra)}'.");
+        var extra = fields.Keys.Except([CertificateField, PrivateKeyField, CaCertificateField, PrivateKeyPasswordField]).ToList();
+        if (extra.Count > 0)
+        {
+            return Refuse($"A client_certificate credential takes only '{CertificateField}', '{PrivateKeyField}', '{CaCertificateField}' and '{PrivateKeyPasswordField}', not '{string.Join("', '", extra)}'.");
+        }
+        var encrypted = keyPem.Contains(EncryptedKeyLabel, StringComparison.Ordinal);
+        var keyPassword = fields.GetValueOrDefault(PrivateKeyPasswordField);
+        if (encrypted && string.IsNullOrEmpty(keyPassword)) return Refuse($"'{PrivateKeyField}' is encrypted: give its password in '{PrivateKeyPasswordField}'.");
+        if (!encrypted && keyPassword is not null) return Refuse($"'{PrivateKeyPasswordField}' is given but '{PrivateKeyField}' is not an encrypted PKCS#8 key ({EncryptedKeyLabel}).");
 
         var chain = new X509Certificate2Collection();
         try
@@ -95,8 +108,8 @@ public sealed class ClientCertificate : IDisposable
         {
             withKey = leaf.PublicKey.Oid.Value switch
             {
-                RsaOid => WithKey(leaf, RSA.Create(), keyPem, (c, k) => c.CopyWithPrivateKey(k)),
-                EcOid => WithKey(leaf, ECDsa.Create(), keyPem, (c, k) => c.CopyWithPrivateKey(k)),
+                RsaOid => WithKey(leaf, RSA.Create(), keyPem, keyPassword, (c, k) => c.CopyWithPrivateKey(k)),
+                EcOid => WithKey(leaf, ECDsa.Create(), keyPem, keyPassword, (c, k) => c.CopyWithPrivateKey(k)),
                 _ => throw new NotSupportedException(),
             };
         }
@@ -104,9 +117,13 @@ public sealed class ClientCertificate : IDisposable
         {
             return Refuse("The certificate's key is neither RSA nor EC.");
         }
+        catch (FormatException) when (encrypted)
+        {
+            return Refuse($"'{PrivateKeyPasswordField}' does not decrypt '{PrivateKeyField}' (a wrong password, or not a PKCS#8 key of the certificate's algorithm).");
+        }
         catch (FormatException)
         {
-            return Refuse($"'{PrivateKeyField}' is not an unencrypted PEM private key of the certificate's algorithm (PKCS#8, RSA or EC).");
+            return Refuse($"'{PrivateKeyField}' is not a PEM private key of the certificate's algorithm (PKCS#8, RSA or EC; encrypted only as PKCS#8 with '{PrivateKeyPasswordField}').");
         }
         catch (Exception e) when (e is ArgumentException or CryptographicException)
         {
@@ -139,14 +156,36 @@ public sealed class ClientCertificate : IDisposable
     private static string FingerprintOf(IReadOnlyDictionary<string, string>? fields) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(
         $"{fields?.GetValueOrDefault(CertificateField)}\0{fields?.GetValueOrDefault(PrivateKeyField)}\0{fields?.GetValueOrDefault(CaCertificateField)}")));
 
-    private static X509Certificate2 WithKey<TKey>(X509Certificate2 leaf, TKey key, string pem, Func<X509Certificate2, TKey, X509Certificate2> attach)
+    /// <summary>
+    /// The fields as the vault keeps them: with <c>private_key_password</c>, the key decrypted (unencrypted PKCS#8 PEM)
+    /// and the password dropped; otherwise unchanged. Only for fields <see cref="From"/> accepted.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> AsStored(IReadOnlyDictionary<string, string> fields)
+    {
+        if (!fields.ContainsKey(PrivateKeyPasswordField)) return fields;
+        var parsed = From(fields, DateTimeOffset.UtcNow);
+        if (!parsed.IsSuccess) throw new InvalidOperationException("AsStored takes only fields From accepted.");
+        using var identity = parsed.Value;
+        var certificate = identity.Certificate;
+        var decrypted = (AsymmetricAlgorithm?)certificate.GetRSAPrivateKey() ?? certificate.GetECDsaPrivateKey()
+            ?? throw new InvalidOperationException("A parsed client certificate holds an RSA or EC key.");
+        using (decrypted)
+        {
+            var stored = fields.Where(f => f.Key != PrivateKeyPasswordField).ToDictionary();
+            stored[PrivateKeyField] = decrypted.ExportPkcs8PrivateKeyPem();
+            return stored;
+        }
+    }
+
+    private static X509Certificate2 WithKey<TKey>(X509Certificate2 leaf, TKey key, string pem, string? password, Func<X509Certificate2, TKey, X509Certificate2> attach)
         where TKey : AsymmetricAlgorithm
     {
         using (key)
         {
             try
             {
-                key.ImportFromPem(pem);
+                if (password is null) key.ImportFromPem(pem);
+                else key.ImportFromEncryptedPem(pem, password);
             }
             catch (Exception e) when (e is ArgumentException or CryptographicException)
             {
@@ -160,15 +199,19 @@ public sealed class ClientCertificate : IDisposable
     public SslClientAuthenticationOptions TlsOptions() => new()
     {
         ClientCertificateContext = SslStreamCertificateContext.Create(Certificate, Intermediates, offline: true),
-        RemoteCertificateValidationCallback = TrustedRoots is null ? null : ServerChainsToTrustedRoots,
+        RemoteCertificateValidationCallback = TrustedRoots is null ? null : ChainsTo(TrustedRoots),
     };
 
-    private bool ServerChainsToTrustedRoots(object sender, X509Certificate? certificate, X509Chain? presented, SslPolicyErrors errors)
+    /// <summary>A server certificate check that trusts <paramref name="roots"/> alone (a private PKI), the host name still checked.</summary>
+    public static RemoteCertificateValidationCallback ChainsTo(X509Certificate2Collection roots) =>
+        (_, certificate, presented, errors) => ServerChainsTo(roots, certificate, presented, errors);
+
+    private static bool ServerChainsTo(X509Certificate2Collection roots, X509Certificate? certificate, X509Chain? presented, SslPolicyErrors errors)
     {
         if (certificate is null || (errors & (SslPolicyErrors.RemoteCertificateNotAvailable | SslPolicyErrors.RemoteCertificateNameMismatch)) != 0) return false;
         using var chain = new X509Chain();
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.AddRange(TrustedRoots!);
+        chain.ChainPolicy.CustomTrustStore.AddRange(roots);
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         if (presented is not null)
         {

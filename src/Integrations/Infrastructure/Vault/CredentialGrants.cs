@@ -74,6 +74,8 @@ public sealed class CredentialGrants(TenantSession session, AuditTrail audit, Ca
         return null;
     }
 
+    private const string ConnectionTypeSql = "SELECT type FROM credentials WHERE tenant_id = @TenantId AND name = @Name AND deleted_at IS NULL";
+
     /// <summary>Whether <paramref name="reference"/> may be attached to <paramref name="accessor"/>: null when it may, else why not.</summary>
     public async Task<Error?> MayAttachAsync(CredentialAccessor accessor, string reference, string? destinationHost, CancellationToken ct)
     {
@@ -101,6 +103,13 @@ public sealed class CredentialGrants(TenantSession session, AuditTrail audit, Ca
                     "The tenant's credential policy requires allowed_hosts: set the hosts this credential may be sent to (PATCH /credentials/{id}) before attaching it.");
             }
             return null;
+        }
+        if (CredentialReference.TryParseHashiCorp(reference, out var vaultConnection, out _, out _, out _) && vaultConnection is not null
+            && await connection.ExecuteScalarAsync<string?>(new CommandDefinition(ConnectionTypeSql, new { session.TenantId, Name = vaultConnection }, cancellationToken: ct))
+                != CredentialTypes.HashiCorpVault)
+        {
+            return CredentialErrors.NotFound(
+                $"This tenant has no HashiCorp Vault connection named '{vaultConnection}': store one (type {CredentialTypes.HashiCorpVault}) with that name first.");
         }
         if (reference.StartsWith(CredentialReference.HashiCorpScheme, StringComparison.Ordinal)
             && await connection.ExecuteScalarAsync<bool>(new CommandDefinition(PolicySql, new { session.TenantId }, cancellationToken: ct)))

@@ -6,7 +6,9 @@ public enum CredentialReferenceKind { CusVault, Encrypted, Env, HashiCorp }
 /// A pointer to a secret, never the secret: <c>cus-vault://&lt;tenant&gt;/&lt;credential-id&gt;</c>,
 /// <c>encrypted://&lt;base64&gt;</c>, <c>env://NAME</c> (system scope only), or
 /// <c>hcvault://&lt;mount&gt;/tenants/&lt;tenant&gt;/&lt;path&gt;#&lt;field&gt;</c> (the deployment's HashiCorp Vault, KV version 2;
-/// a tenant reaches only the paths under its own <c>tenants/&lt;tenant&gt;/</c>).
+/// a tenant reaches only the paths under its own <c>tenants/&lt;tenant&gt;/</c>), or
+/// <c>hcvault://&lt;connection&gt;@&lt;mount&gt;/&lt;path&gt;#&lt;field&gt;</c> (the tenant's own Vault: <c>connection</c> names
+/// one of its <c>hashicorp_vault</c> credentials; any path, the Vault being its own).
 /// </summary>
 public sealed record CredentialReference(CredentialReferenceKind Kind, string Value, string? TenantId = null, Guid CredentialId = default)
 {
@@ -68,11 +70,22 @@ public sealed record CredentialReference(CredentialReferenceKind Kind, string Va
         }
         if (value.StartsWith(HashiCorpScheme, StringComparison.Ordinal))
         {
-            if (!TryParseHashiCorp(value, out var mount, out var path, out _))
+            if (!TryParseHashiCorp(value, out var connection, out var mount, out var path, out _))
             {
-                error = "A HashiCorp Vault reference looks like hcvault://<mount>/tenants/<tenant_id>/<path>#<field> " +
-                    "(letters, digits, '.', '_', '-' in each segment).";
+                error = "A HashiCorp Vault reference looks like hcvault://<mount>/tenants/<tenant_id>/<path>#<field> (the deployment's Vault) " +
+                    "or hcvault://<connection>@<mount>/<path>#<field> (your own Vault, <connection> the name of a hashicorp_vault credential); " +
+                    "letters, digits, '.', '_', '-' in each segment.";
                 return false;
+            }
+            if (connection is not null)
+            {
+                if (systemScope)
+                {
+                    error = "A HashiCorp Vault connection is a tenant's: the service's own configuration reads the deployment's Vault (hcvault://<mount>/<path>#<field>).";
+                    return false;
+                }
+                reference = new CredentialReference(CredentialReferenceKind.HashiCorp, value, tenantId);
+                return true;
             }
             var tenantPrefix = $"tenants/{tenantId}/";
             if (!systemScope && !path.StartsWith(tenantPrefix, StringComparison.Ordinal))
@@ -99,7 +112,7 @@ public sealed record CredentialReference(CredentialReferenceKind Kind, string Va
     {
         null => "none",
         _ when value.StartsWith(EncryptedScheme, StringComparison.Ordinal) => "encrypted://(redacted)",
-        _ when IsWellFormedVault(value) || IsWellFormedEnv(value) || TryParseHashiCorp(value, out _, out _, out _) => value,
+        _ when IsWellFormedVault(value) || IsWellFormedEnv(value) || TryParseHashiCorp(value, out _, out _, out _, out _) => value,
         _ => "(invalid)",
     };
 
@@ -112,12 +125,25 @@ public sealed record CredentialReference(CredentialReferenceKind Kind, string Va
         return slash > 0 && Guid.TryParse(rest[(slash + 1)..], out var id) ? id : null;
     }
 
-    /// <summary>Splits <c>hcvault://mount/path#field</c>; every segment and the field are 1-128 of [A-Za-z0-9._-], never "." or "..".</summary>
-    public static bool TryParseHashiCorp(string value, out string mount, out string path, out string field)
+    /// <summary>
+    /// Splits <c>hcvault://[connection@]mount/path#field</c>; the connection (null for the deployment's Vault), every
+    /// segment and the field are 1-128 of [A-Za-z0-9._-], never "." or "..".
+    /// </summary>
+    public static bool TryParseHashiCorp(string value, out string? connection, out string mount, out string path, out string field)
     {
+        connection = null;
         mount = path = field = string.Empty;
         if (!value.StartsWith(HashiCorpScheme, StringComparison.Ordinal)) return false;
         var rest = value[HashiCorpScheme.Length..];
+        var at = rest.IndexOf('@');
+        var slash = rest.IndexOf('/');
+        if (at >= 0)
+        {
+            if (slash >= 0 && at > slash) return false;
+            connection = rest[..at];
+            if (!Segment(connection)) return false;
+            rest = rest[(at + 1)..];
+        }
         var hash = rest.IndexOf('#');
         if (hash <= 0) return false;
         field = rest[(hash + 1)..];

@@ -38,13 +38,14 @@ public sealed class CredentialContext
 /// Resolves references to secrets, deny by default. A <c>cus-vault://</c> reference needs a live credential of the
 /// caller's tenant and a grant to the accessor; <c>encrypted://</c> must decrypt for the caller's tenant; <c>env://</c>
 /// resolves only for system callers on behalf of the system accessor; <c>hcvault://</c> must lie under the caller's
-/// tenant path and be the reference the accessor holds (or, at registration, one the caller may attach). Every attempt, allowed or denied, is written to
+/// tenant path, or name a Vault connection (a <c>hashicorp_vault</c> credential) of the caller's own tenant, and be the
+/// reference the accessor holds (or, at registration, one the caller may attach). Every attempt, allowed or denied, is written to
 /// <c>credential_access_log</c> and the audit trail, committed in the tenant's batch (<see cref="TenantBatches"/>) before the secret is
 /// released: if that record cannot be written, resolution throws and nothing is released.
 /// </summary>
 public sealed class CredentialResolver(
     NpgsqlDataSource dataSource, CallerContext callerContext, VaultCrypto crypto, AuditKeys auditKeys, HashiCorpVault hashiCorp, OAuthClientTokens oauthTokens,
-    TenantBatches batches)
+    TenantBatches batches, TenantVaults tenantVaults)
 {
     public const string SubjectType = "credential";
     public const string AccessedAction = "credential.accessed";
@@ -216,7 +217,7 @@ public sealed class CredentialResolver(
     {
         var systemScope = caller.IsSystem && accessor.IsSystem;
         if (!CredentialReference.TryParse(reference, caller.TenantId, systemScope, out _, out var error)
-            || !CredentialReference.TryParseHashiCorp(reference, out var mount, out var path, out var field))
+            || !CredentialReference.TryParseHashiCorp(reference, out var connectionName, out var mount, out var path, out var field))
         {
             return Deny("invalid_reference", CredentialErrors.Denied(error));
         }
@@ -233,11 +234,70 @@ public sealed class CredentialResolver(
                     $"This {accessor.Type.Replace('_', ' ')} does not hold the hcvault:// reference; attach it first (scope {Scopes.CredentialsUse})."));
             }
         }
-        var value = await hashiCorp.ReadFieldAsync(mount, path, field, ct);
+        var vault = hashiCorp;
+        Guid? connectionId = null;
+        if (connectionName is not null)
+        {
+            var connected = await TenantVaultAsync(connection, caller.TenantId, connectionName, ct);
+            if (connected.Denial is { } denial) return denial;
+            (vault, connectionId) = (connected.Vault!, connected.CredentialId);
+        }
+        var value = await vault.ReadFieldAsync(mount, path, field, ct);
         return value.IsSuccess
-            ? new Decision(true, "hashicorp_vault", null, ResolvedCredential.Opaque(reference, value.Value), null)
-            : Deny(value.Error!.Code == "credential_not_found" ? "not_found" : "backend_unavailable", value.Error);
+            ? new Decision(true, "hashicorp_vault", connectionId, ResolvedCredential.Opaque(reference, value.Value), null)
+            : Deny(value.Error!.Code switch { "credential_not_found" => "not_found", "ssrf_blocked" => "host_not_allowed", _ => "backend_unavailable" },
+                value.Error, connectionId);
     }
+
+    private const string ConnectionSql = """
+        SELECT c.id, c.type, c.version, c.ciphertext, c.nonce, c.tag, c.wrapped_key, c.key_id, c.allowed_hosts, false AS granted
+        FROM credentials c
+        WHERE c.tenant_id = @TenantId AND c.name = @Name AND c.deleted_at IS NULL
+        """;
+
+    /// <summary>
+    /// The tenant's Vault connection named <paramref name="name"/>: a hashicorp_vault credential of this tenant (the row
+    /// is looked up in the caller's tenant alone, so another tenant's connection is never found), opened like any
+    /// credential; its token goes to the Vault's address, which its allowed_hosts, when set, must allow.
+    /// </summary>
+    private async Task<(HashiCorpVault? Vault, Guid CredentialId, Decision? Denial)> TenantVaultAsync(
+        NpgsqlConnection connection, string tenantId, string name, CancellationToken ct)
+    {
+        var row = await connection.QuerySingleOrDefaultAsync<VaultRow>(new CommandDefinition(ConnectionSql, new { TenantId = tenantId, Name = name }, cancellationToken: ct));
+        if (row is null || row.Type != CredentialTypes.HashiCorpVault)
+        {
+            return (null, default, Deny("not_found", CredentialErrors.NotFound(row is null
+                ? $"This tenant has no HashiCorp Vault connection named '{name}': store one (type {CredentialTypes.HashiCorpVault}) with that name."
+                : $"The credential '{name}' is a {row.Type} credential, not a HashiCorp Vault connection ({CredentialTypes.HashiCorpVault})."), row?.Id));
+        }
+        try
+        {
+            var payload = await crypto.OpenAsync(new SealedSecret(row.Ciphertext, row.Nonce, row.Tag, row.WrappedKey, row.KeyId), tenantId, row.Id, row.Version, ct);
+            var fields = ResolvedCredential.FromPayload(row.Type, name, row.Id, row.Version, payload).Fields;
+            var settings = HashiCorpVaultSettings.FromFields(fields, tenantVaults.CacheTtl);
+            if (!settings.IsSuccess) throw new VaultIntegrityException("The stored Vault connection no longer parses.");
+            if (row.AllowedHosts is { } allowed && !CredentialHosts.Allows(allowed, settings.Value.Address!.IdnHost))
+            {
+                return (null, row.Id, Deny("host_not_allowed", CredentialErrors.HostNotAllowed(
+                    $"The Vault connection '{name}' may be sent only to {string.Join(", ", allowed)}, not to '{settings.Value.Address!.IdnHost}'."), row.Id));
+            }
+            return (tenantVaults.For(row.Id, row.Version, name, settings.Value), row.Id, null);
+        }
+        catch (Exception e) when (Unopenable(e, row.Id) is { } denied)
+        {
+            return (null, row.Id, denied);
+        }
+    }
+
+    /// <summary>Why a sealed row could not be opened, as the decision that refuses it; null for any other exception.</summary>
+    private static Decision? Unopenable(Exception exception, Guid credentialId) => exception switch
+    {
+        MasterKeyUnavailableException e => Deny("master_key_unavailable", CredentialErrors.Unreadable(e.Message), credentialId),
+        KeyServiceUnavailableException e => Deny("key_service_unavailable", CredentialErrors.KeyServiceUnavailable(e.Message), credentialId),
+        VaultIntegrityException or JsonException => Deny("integrity_check_failed", CredentialErrors.Unreadable(
+            "The stored credential failed its integrity check and was not used; rotate it to store the secret again."), credentialId),
+        _ => null,
+    };
 
     private sealed class VaultRow
     {
@@ -273,6 +333,11 @@ public sealed class CredentialResolver(
             AccessorId = accessor.Id,
         }, cancellationToken: ct));
         if (row is null) return Deny("not_found", CredentialErrors.NotFound(), reference.CredentialId);
+        if (row.Type == CredentialTypes.HashiCorpVault)
+        {
+            return Deny("invalid_reference", CredentialErrors.Denied(
+                "A HashiCorp Vault connection is not a secret to send anywhere: name it in hcvault://<connection>@<mount>/<path>#<field> references."), row.Id);
+        }
         if (!row.Granted || accessor.IsSystem)
         {
             return Deny("no_grant", CredentialErrors.Denied(
@@ -308,18 +373,9 @@ public sealed class CredentialResolver(
             }
             return new Decision(true, "granted", row.Id, credential, null);
         }
-        catch (MasterKeyUnavailableException e)
+        catch (Exception e) when (Unopenable(e, row.Id) is { } denied)
         {
-            return Deny("master_key_unavailable", CredentialErrors.Unreadable(e.Message), row.Id);
-        }
-        catch (KeyServiceUnavailableException e)
-        {
-            return Deny("key_service_unavailable", CredentialErrors.KeyServiceUnavailable(e.Message), row.Id);
-        }
-        catch (Exception e) when (e is VaultIntegrityException or JsonException)
-        {
-            return Deny("integrity_check_failed", CredentialErrors.Unreadable(
-                "The stored credential failed its integrity check and was not used; rotate it to store the secret again."), row.Id);
+            return denied;
         }
     }
 

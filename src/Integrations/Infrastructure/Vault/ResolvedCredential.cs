@@ -20,13 +20,19 @@ public static class CredentialTypes
     /// <summary>A TLS client certificate and its key (<see cref="ClientCertificate"/>): mutual TLS, no header.</summary>
     public const string ClientCertificate = "client_certificate";
 
+    /// <summary>
+    /// A tenant's own HashiCorp Vault connection (<see cref="HashiCorpVaultSettings.FromFields"/>): named in
+    /// <c>hcvault://&lt;name&gt;@mount/path#field</c> references, never sent anywhere itself.
+    /// </summary>
+    public const string HashiCorpVault = "hashicorp_vault";
+
     /// <summary>The types that resolve to an access token obtained from a token endpoint (<see cref="OAuthClientTokens"/>).</summary>
     public static bool IsOAuth(string type) => type is OAuth2ClientCredentials or OAuth2RefreshToken;
 
     /// <summary>An <c>encrypted://</c> or <c>env://</c> secret: one opaque string, used like an API key.</summary>
     public const string Opaque = "opaque";
 
-    public static readonly string[] Storable = [ApiKey, BearerToken, BasicAuth, Custom, OAuth2ClientCredentials, OAuth2RefreshToken, ClientCertificate];
+    public static readonly string[] Storable = [ApiKey, BearerToken, BasicAuth, Custom, OAuth2ClientCredentials, OAuth2RefreshToken, ClientCertificate, HashiCorpVault];
 }
 
 /// <summary>Who asks to resolve a credential: a tenant object (grantable) or, for <c>env://</c>, the system itself.</summary>
