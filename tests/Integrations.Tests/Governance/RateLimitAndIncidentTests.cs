@@ -56,11 +56,25 @@ public sealed class RateLimitAndIncidentTests(ServiceFixture fixture) : IClassFi
         Assert.Equal([(a, "tool:now"), (b, "tool:recent")], left);
     }
 
-    private async Task<RecordedIncident> RecordAsync(string tenant, string dedupKey, string message = "boom")
+    private async Task<RecordedIncident> RecordAsync(string tenant, string dedupKey, string message = "boom", string severity = "high")
     {
         await using var connection = await Host.OpenTenantConnectionAsync(tenant);
         return await Host.Services.GetRequiredService<IncidentRecorder>().OpenOrBumpAsync(connection, tenant,
-            new IncidentReport("tool_failure", "high", "mcp_tool", "tool-1", dedupKey, message), CancellationToken.None);
+            new IncidentReport("tool_failure", severity, "mcp_tool", "tool-1", dedupKey, message), CancellationToken.None);
+    }
+
+    [Fact]
+    public async Task A_bump_raises_the_severity_to_the_worst_seen_and_never_lowers_it()
+    {
+        var tenant = TestEnvironment.NewTenant();
+        var opened = await RecordAsync(tenant, "server-1/echo", severity: "medium");
+        Assert.Equal("medium", Assert.Single((await Host.SendAsync(new ListIncidents.Query(), tenant)).Value.Items).Severity);
+
+        await RecordAsync(tenant, "server-1/echo", severity: "critical");
+        await RecordAsync(tenant, "server-1/echo", severity: "low");
+
+        var listed = Assert.Single((await Host.SendAsync(new ListIncidents.Query(), tenant)).Value.Items);
+        Assert.Equal((opened.Id, 3, "critical"), (listed.Id, listed.Occurrences, listed.Severity));
     }
 
     [Fact]

@@ -13,7 +13,9 @@ public readonly record struct RecordedIncident(Guid Id, int Occurrences);
 
 /// <summary>
 /// Opens an incident, or bumps the unresolved one with the same dedup key (occurrences, last_seen, latest
-/// message and evidence). Runs on the caller's connection so it commits with whatever it records.
+/// message and evidence; the severity rises to the report's when that is worse, and never falls, so a notification rule
+/// with a higher minimum severity hears of it once it qualifies). Runs on the caller's connection so it commits with
+/// whatever it records.
 /// </summary>
 public sealed class IncidentRecorder
 {
@@ -21,7 +23,10 @@ public sealed class IncidentRecorder
         INSERT INTO incidents AS i (id, tenant_id, kind, severity, subject_type, subject_id, message, dedup_key, evidence)
         VALUES (@Id, @TenantId, @Kind, @Severity, @SubjectType, @SubjectId, @Message, @DedupKey, @Evidence::jsonb)
         ON CONFLICT (tenant_id, dedup_key) WHERE status <> 'resolved'
-        DO UPDATE SET occurrences = i.occurrences + 1, last_seen = now(), message = excluded.message, evidence = excluded.evidence
+        DO UPDATE SET occurrences = i.occurrences + 1, last_seen = now(), message = excluded.message, evidence = excluded.evidence,
+            severity = CASE WHEN array_position(ARRAY['low', 'medium', 'high', 'critical'], excluded.severity)
+                                 > array_position(ARRAY['low', 'medium', 'high', 'critical'], i.severity)
+                            THEN excluded.severity ELSE i.severity END
         RETURNING id, occurrences
         """;
 
