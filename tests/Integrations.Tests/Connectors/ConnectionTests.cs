@@ -159,7 +159,7 @@ public sealed class ConnectionTests(McpGatewayFixture service) : IClassFixture<M
         Assert.Equal("upstream_error", failed.GetProperty("code").GetString());
         var incidents = await OwnerSql.QueryAsync<(string Kind, string SubjectType)>(service.Api.ConnectionString,
             "SELECT kind, subject_type FROM incidents WHERE tenant_id = @tenant", new { tenant });
-        Assert.Equal([("tool_failure", ConnectionCall.ActionSubjectType)], incidents);
+        Assert.Equal([("connector_failure", ConnectionCall.ActionSubjectType)], incidents);
 
         HttpResponseMessage last;
         var calls = 0;

@@ -49,12 +49,12 @@ public sealed class IncidentNotificationTests(McpGatewayFixture service) : IClas
             rules = new object[]
             {
                 new { connection_id = hook.GetProperty("id").GetString() },
-                new { connection_id = chat.GetProperty("id").GetString(), min_severity = "high", kinds = new[] { "tool_failure" }, channel = "C-ops" },
+                new { connection_id = chat.GetProperty("id").GetString(), min_severity = "high", kinds = new[] { "connector_failure" }, channel = "C-ops" },
                 new { connection_id = down.GetProperty("id").GetString() },
             },
         }), 200);
 
-        await JsonAsync(await InvokeAsync(rest, crm, "fail", new { }), 502); // opens a high tool_failure incident
+        await JsonAsync(await InvokeAsync(rest, crm, "fail", new { }), 502); // opens a high connector_failure incident
         var incidentId = await OwnerSql.ScalarAsync<Guid>(service.Api.ConnectionString,
             "SELECT id FROM incidents WHERE tenant_id = @tenant AND subject_type = 'connection_action'", new { tenant });
         var notifier = service.Api.Services.GetRequiredService<IncidentNotifier>();
@@ -68,11 +68,11 @@ public sealed class IncidentNotificationTests(McpGatewayFixture service) : IClas
         Assert.True(About().Single().Verified);
         Assert.Equal("incident.opened", opened.GetProperty("event").GetString());
         Assert.Equal(incidentId.ToString(), opened.GetProperty("payload").GetProperty("incident_id").GetString());
-        Assert.Equal("tool_failure", opened.GetProperty("payload").GetProperty("kind").GetString());
+        Assert.Equal("connector_failure", opened.GetProperty("payload").GetProperty("kind").GetString());
         Assert.Contains(incidentId.ToString(), opened.GetProperty("payload").GetProperty("link").GetString());
         var message = Assert.Single(SlackAbout());
         Assert.Equal("C-ops", message.Channel);
-        Assert.StartsWith("New incident [high] tool_failure: crm/fail", message.Text);
+        Assert.StartsWith("New incident [high] connector_failure: crm/fail", message.Text);
 
         // The same state again — another pass, another occurrence — is not sent twice.
         await JsonAsync(await InvokeAsync(rest, crm, "fail", new { }), 502);
@@ -129,7 +129,7 @@ public sealed class IncidentNotificationTests(McpGatewayFixture service) : IClas
         {
             rules = new object[]
             {
-                new { connection_id = mail.GetProperty("id").GetString(), kinds = new[] { "tool_failure" } },
+                new { connection_id = mail.GetProperty("id").GetString(), kinds = new[] { "connector_failure" } },
                 new { connection_id = refusing.GetProperty("id").GetString(), channel = "security@example.com" },
             },
         }), 200);
@@ -146,9 +146,9 @@ public sealed class IncidentNotificationTests(McpGatewayFixture service) : IClas
         Assert.Equal("alerts@example.com", opened.From);
         Assert.Equal(["oncall@example.com", "lead@example.com"], opened.To);
         Assert.Equal(("notifier", true), (opened.User, opened.Secure));
-        Assert.StartsWith("New incident [high] tool_failure: crm/fail", opened.Message.Subject);
+        Assert.StartsWith("New incident [high] connector_failure: crm/fail", opened.Message.Subject);
         Assert.Contains($"/incidents?status=open#{incidentId}", opened.Message.TextBody);
-        Assert.Contains("Kind:        tool_failure", opened.Message.TextBody);
+        Assert.Contains("Kind:        connector_failure", opened.Message.TextBody);
 
         await JsonAsync(await InvokeAsync(rest, crm, "fail", new { }), 502);
         await notifier.RunOnceAsync(CancellationToken.None);
@@ -158,7 +158,7 @@ public sealed class IncidentNotificationTests(McpGatewayFixture service) : IClas
         await OwnerSql.ExecuteAsync(service.Api.ConnectionString, "UPDATE incidents SET occurrences = 10 WHERE id = @incidentId", new { incidentId });
         await notifier.RunOnceAsync(CancellationToken.None);
         await EventuallyAsync(() => About().Count == 2);
-        Assert.StartsWith("Incident escalated (10 occurrences) [high] tool_failure", About().Last().Message.Subject);
+        Assert.StartsWith("Incident escalated (10 occurrences) [high] connector_failure", About().Last().Message.Subject);
 
         var deliveries = await JsonAsync(await rest.GetAsync($"/notifications/deliveries?incident_id={incidentId}"), 200);
         var rows = deliveries.GetProperty("items").EnumerateArray()

@@ -18,7 +18,7 @@ namespace Integrations.Features.Connectors;
 /// the scope, as a server is for its tools), the arguments against the action's input schema, and the per-minute limit
 /// (the connection's own, else the policy's default). The credential is the connection's, from the vault, and must be
 /// of a type the manifest accepts. Each call leaves one immutable row in <c>connection_invocations</c>; a failure opens
-/// or bumps a <c>tool_failure</c> incident for the action.
+/// or bumps a <c>connector_failure</c> incident for the action.
 /// </summary>
 public sealed class ConnectionCall(ArgumentValidator argumentValidator, ConnectorCatalog catalog, ConnectorAdapters adapters)
     : GovernedCallKind<InvokeConnection.Command, ConnectionCall.Target, InvokeConnection.Response>
@@ -129,7 +129,7 @@ public sealed class ConnectionCall(ArgumentValidator argumentValidator, Connecto
             record.DurationMs, record.Call.StartedAt, DateTime.UtcNow, PositionalCommand.Uuid(record.IncidentId)));
 
     public override IncidentReport? IncidentFor(CallRecord<InvokeConnection.Command, Target> record) => new(
-        "tool_failure", record.Outcome == CallOutcomes.Timeout ? "medium" : "high", ActionSubjectType, record.Target.SubjectId,
+        Incident.ConnectorFailure, record.Outcome == CallOutcomes.Timeout ? "medium" : "high", ActionSubjectType, record.Target.SubjectId,
         $"connection_failure:{record.Target.Connection.Id}/{record.Target.Action.Name}",
         $"{record.Target.Connection.Name}/{record.Target.Action.Name}: {record.Error}");
 }

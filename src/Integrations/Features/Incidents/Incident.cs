@@ -10,7 +10,9 @@ public static class Incident
 {
     public const string SubjectType = "incident";
 
-    public static readonly string[] Kinds = ["tool_failure", "health_failure", "cost_anomaly", "call_unknown", "llm_failure", "budget_threshold"];
+    public const string ConnectorFailure = "connector_failure";
+
+    public static readonly string[] Kinds = ["tool_failure", "health_failure", "cost_anomaly", "call_unknown", "llm_failure", "budget_threshold", ConnectorFailure];
     public static readonly string[] Statuses = ["open", "acknowledged", "resolved"];
 
     /// <summary>open → acknowledged → resolved, or open → resolved.</summary>
