@@ -25,7 +25,7 @@ SELECT enable_tenant_isolation('llm_run_hours');
 LOCK TABLE llm_requests IN SHARE MODE;
 
 -- Tenants whose llm_run_hours is not complete yet. Filling it here would hold usage writes off for as long as reading
--- the whole run rollup takes (minutes at millions of cells), in one transaction; the job rollups.run_hours_backfill
+-- the whole run rollup takes (minutes at millions of cells), in one transaction; the job spend.run_hours_backfill
 -- fills it a few tenants a transaction instead, and until a tenant's turn its by-run summaries read
 -- llm_usage_run_hours.
 CREATE TABLE llm_run_hours_pending (tenant_id text PRIMARY KEY);
@@ -41,9 +41,17 @@ WITH RECURSIVE t AS (
 )
 SELECT tenant_id FROM t WHERE tenant_id IS NOT NULL;
 
--- As migration 0030's, and the run's cells also go to llm_run_hours.
+-- As migration 0030's, and the run's cells also go to llm_run_hours. While a tenant is pending, its writes take a
+-- shared lock on it before any rollup (held to their commit), so its backfill batch, holding the lock exclusively, sees
+-- each write whole in llm_usage_run_hours or not at all, and only that tenant's writes wait for the batch. Once none is
+-- pending (the table is empty for good), the check is one probe of an empty index.
 CREATE OR REPLACE FUNCTION llm_usage_rollup() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF EXISTS (SELECT FROM llm_run_hours_pending) THEN
+        PERFORM pg_advisory_xact_lock_shared(37, hashtext(tenant_id))
+        FROM (SELECT DISTINCT tenant_id FROM added WHERE tenant_id IN (SELECT tenant_id FROM llm_run_hours_pending) ORDER BY 1) pending;
+    END IF;
+
     INSERT INTO llm_usage_months AS u (tenant_id, integration_id, month, requests, tokens, cost_cents)
     SELECT tenant_id, integration_id, date_trunc('month', started_at AT TIME ZONE 'UTC')::date AS m, count(*),
            sum(prompt_tokens + completion_tokens), COALESCE(sum(cost_cents), 0)
@@ -116,24 +124,21 @@ END $$;
 
 -- One batch of the backfill: up to `take` pending tenants' llm_run_hours recomputed from llm_usage_run_hours, in this
 -- transaction; answers how many tenants it completed. Recomputed, not added: a pending tenant's cells written since
--- the migration are in both rollups already. Usage writes keep both in the transaction of their insert into
--- llm_requests, so holding those inserts off for the batch makes the run rollup final for it; every writer takes
--- llm_requests before any rollup, so this never deadlocks with one, and a writer slow to finish costs this batch its
--- turn (lock_timeout), not the writers queued behind it a wait.
+-- the migration are in both rollups already. The tenant's lock (exclusive here, shared by its writes: see
+-- llm_usage_rollup) waits for the writes in flight and holds the next ones off until the batch commits; a tenant's
+-- write slow to finish costs the batch its turn (lock_timeout), not the writes queued behind it a wait. A table lock on
+-- llm_requests would do it for every tenant at once, but it also conflicts with autovacuum there.
 CREATE FUNCTION llm_run_hours_backfill(take int) RETURNS int
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public SET lock_timeout = '2s' AS $$
 DECLARE
     tenants text[];
 BEGIN
-    IF NOT EXISTS (SELECT FROM llm_run_hours_pending) THEN
-        RETURN 0;
-    END IF;
-    LOCK TABLE llm_requests IN SHARE MODE;
-    SELECT array_agg(tenant_id) INTO tenants
+    SELECT array_agg(tenant_id ORDER BY tenant_id) INTO tenants
     FROM (SELECT tenant_id FROM llm_run_hours_pending ORDER BY tenant_id LIMIT take FOR UPDATE SKIP LOCKED) p;
     IF tenants IS NULL THEN
         RETURN 0;
     END IF;
+    PERFORM pg_advisory_xact_lock(37, hashtext(t)) FROM unnest(tenants) AS t ORDER BY t;
     DELETE FROM llm_run_hours WHERE tenant_id = ANY (tenants);
     INSERT INTO llm_run_hours (tenant_id, hour, run_id, requests, errors, denied, prompt_tokens, completion_tokens, cost_cents, latency)
     SELECT tenant_id, hour, run_id, sum(requests), sum(errors), sum(denied), sum(prompt_tokens), sum(completion_tokens), sum(cost_cents),

@@ -233,6 +233,44 @@ public sealed class RunSummaryTests(LlmGatewayFixture fixture) : IClassFixture<L
     }
 
     [Fact]
+    public async Task A_pending_tenants_writes_wait_for_its_backfill_batch_and_count_once_and_other_tenants_writes_do_not_wait()
+    {
+        var s = await SeededAsync();
+        var other = await SeededAsync();
+        var ids = new[] { s.Tenant.Id, other.Tenant.Id };
+        await OwnerSql.ExecuteAsync(fixture.ConnectionString, """
+            DELETE FROM llm_run_hours WHERE tenant_id = ANY (@ids);
+            INSERT INTO llm_run_hours_pending (tenant_id) SELECT unnest(@ids);
+            """, new { ids });
+
+        // A batch for the first tenant, held open: its lock is taken, its cells not yet copied.
+        await using var batch = new Npgsql.NpgsqlConnection(fixture.ConnectionString);
+        await batch.OpenAsync();
+        await using var tx = await batch.BeginTransactionAsync();
+        await using (var take = new Npgsql.NpgsqlCommand("SELECT pg_advisory_xact_lock(37, hashtext(@id))", batch, tx))
+        {
+            take.Parameters.AddWithValue("id", s.Tenant.Id);
+            await take.ExecuteNonQueryAsync();
+        }
+        var waiting = IngestAsync(s.Writer, Records("held", 0, 20, _ => true));
+        await IngestAsync(other.Writer, Records("free", 0, 20, _ => true)); // another pending tenant's write goes through
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        Assert.False(waiting.IsCompleted);
+
+        // The batch copies what is committed and commits; the held write then lands in both rollups.
+        await using (var copy = new Npgsql.NpgsqlCommand("SELECT llm_run_hours_backfill(100)", batch, tx))
+        {
+            Assert.True((int)(await copy.ExecuteScalarAsync())! >= 2);
+        }
+        await tx.CommitAsync();
+        await waiting;
+        await AssertSummariesEqualTheRowsAsync(s);
+        await AssertSummariesEqualTheRowsAsync(other);
+        await OwnerSql.ExecuteAsync(fixture.ConnectionString, "DELETE FROM llm_usage_run_hours WHERE tenant_id = ANY (@ids)", new { ids });
+        Assert.Equal(await DirectAsync(s.Tenant.Id, FirstHour, End, byHour: false), await SummaryAsync(s.Reader, $"{Range(FirstHour, End)}&group_by=run"));
+    }
+
+    [Fact]
     public async Task A_pending_tenants_summary_by_run_from_the_detailed_rollup_sees_only_that_tenant()
     {
         var s = await SeededAsync();
