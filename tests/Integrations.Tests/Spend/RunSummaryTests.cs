@@ -3,9 +3,11 @@ using System.Text.Json;
 using Integrations.Common;
 using Integrations.Features.LlmGateway;
 using Integrations.Features.Telemetry;
+using Integrations.Infrastructure.Database;
 using Integrations.Tests.LlmGateway;
 using Integrations.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Integrations.Tests.Spend;
 
@@ -269,6 +271,50 @@ public sealed class RunSummaryTests(LlmGatewayFixture fixture) : IClassFixture<L
         await OwnerSql.ExecuteAsync(fixture.ConnectionString, "DELETE FROM llm_usage_run_hours WHERE tenant_id = ANY (@ids)", new { ids });
         Assert.Equal(await DirectAsync(s.Tenant.Id, FirstHour, End, byHour: false), await SummaryAsync(s.Reader, $"{Range(FirstHour, End)}&group_by=run"));
     }
+
+    [Fact]
+    public async Task Migration_0037_lists_the_tenants_with_earlier_run_usage_and_the_backfill_fills_their_run_cells_once()
+    {
+        var db = await TestEnvironment.CreateDatabaseAsync("m37");
+        await using (var dataSource = Npgsql.NpgsqlDataSource.Create(db))
+        {
+            var runner = new MigrationRunner(dataSource, NullLogger<MigrationRunner>.Instance);
+            await runner.RunAsync(CancellationToken.None, through: "0036");
+            // Usage of three tenants before the migration, in two statements; the third's has no run.
+            await OwnerSql.ExecuteAsync(db, UsageSql, new { Tenants = new[] { "m-a", "m-b" }, Runs = true, Salt = 0 });
+            await OwnerSql.ExecuteAsync(db, UsageSql, new { Tenants = new[] { "m-a", "m-c" }, Runs = false, Salt = 1 });
+            await runner.RunAsync(CancellationToken.None);
+        }
+        Assert.Equal(["m-a", "m-b"], await OwnerSql.QueryAsync<string>(db, "SELECT tenant_id FROM llm_run_hours_pending ORDER BY 1"));
+        Assert.Equal(0, await OwnerSql.ScalarAsync<long>(db, "SELECT count(*) FROM llm_run_hours"));
+
+        // A write after the migration, before the backfill: in both rollups, counted once after it.
+        await OwnerSql.ExecuteAsync(db, UsageSql, new { Tenants = new[] { "m-a" }, Runs = true, Salt = 2 });
+        var batches = new List<int>();
+        for (var i = 0; i < 3; i++) batches.Add(await OwnerSql.ScalarAsync<int>(db, "SELECT llm_run_hours_backfill(1)"));
+        Assert.Equal([1, 1, 0], batches);
+        var differences = await OwnerSql.ScalarAsync<long>(db, """
+            WITH direct AS (
+                SELECT tenant_id, date_trunc('hour', started_at) AS hour, run_id, count(*) AS requests, sum(prompt_tokens) AS prompt_tokens,
+                       sum(cost_cents) AS cost_cents, count(*) FILTER (WHERE status = 'failed') AS errors
+                FROM llm_requests WHERE run_id IS NOT NULL GROUP BY 1, 2, 3),
+            rollup AS (SELECT tenant_id, hour, run_id, requests, prompt_tokens, cost_cents, errors FROM llm_run_hours)
+            SELECT (SELECT count(*) FROM (TABLE direct EXCEPT TABLE rollup) a) + (SELECT count(*) FROM (TABLE rollup EXCEPT TABLE direct) b)
+            """);
+        Assert.Equal(0, differences);
+        Assert.True(await OwnerSql.ScalarAsync<long>(db, "SELECT count(*) FROM llm_run_hours WHERE tenant_id = 'm-a'") > 0);
+    }
+
+    // 40 rows a tenant over 4 hours, runs of 10 whose requests change model and key (when Runs), some failed.
+    private const string UsageSql = """
+        INSERT INTO llm_requests (id, tenant_id, source, api_key_id, caller, run_id, endpoint, requested_model, served_model, provider,
+            prompt_tokens, completion_tokens, cost_cents, status, latency_ms, attempts, started_at, finished_at)
+        SELECT gen_random_uuid(), t, 'telemetry', md5(t || (k % 3))::uuid, 'test', CASE WHEN @Runs THEN 'run-' || (k / 10) END,
+               'chat.completions', m, m, 'openai', 100 + k + @Salt, 10, (k % 5 + 1) * 0.5, CASE WHEN k % 7 = 0 THEN 'failed' ELSE 'completed' END,
+               50 + k * 13, 1, date_trunc('hour', now()) - interval '4 hours' + k * interval '6 minutes', now()
+        FROM unnest(@Tenants::text[]) AS t, generate_series(0, 39) AS k,
+             LATERAL (SELECT (ARRAY['gpt-4o', 'gpt-4o-mini'])[k % 2 + 1] AS m) AS v
+        """;
 
     [Fact]
     public async Task A_pending_tenants_summary_by_run_from_the_detailed_rollup_sees_only_that_tenant()
