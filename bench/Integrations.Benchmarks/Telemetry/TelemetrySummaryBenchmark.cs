@@ -43,6 +43,18 @@ public sealed class TelemetrySummaryBenchmark(BenchSettings settings, Report rep
                              @Start + (k * @SpanSeconds / @PerTenant) * interval '1 second' AS t) AS v
         """;
 
+    private sealed class Sizes
+    {
+        public long Rows { get; init; }
+        public long Hours { get; init; }
+        public long RunHours { get; init; }
+        public long Runs { get; init; }
+        public long RowBytes { get; init; }
+        public long HourBytes { get; init; }
+        public long RunHourBytes { get; init; }
+        public long RunBytes { get; init; }
+    }
+
     private sealed record Case(string Name, string Query, Func<string, SummarizeLlmUsage.Query> Build)
     {
         public List<Latency> Mediator { get; } = [];
@@ -81,17 +93,19 @@ public sealed class TelemetrySummaryBenchmark(BenchSettings settings, Report rep
             }
             load.Stop();
             var analyze = Stopwatch.StartNew();
-            await connection.ExecuteAsync(new CommandDefinition("VACUUM (ANALYZE) llm_usage_hours, llm_usage_run_hours, llm_requests", commandTimeout: 0));
+            await connection.ExecuteAsync(new CommandDefinition("VACUUM (ANALYZE) llm_usage_hours, llm_usage_run_hours, llm_run_hours, llm_requests", commandTimeout: 0));
             analyze.Stop();
-            var sizes = await connection.QuerySingleAsync<(long Rows, long Hours, long RunHours, long RowBytes, long HourBytes, long RunHourBytes)>("""
-                SELECT (SELECT count(*) FROM llm_requests), (SELECT count(*) FROM llm_usage_hours), (SELECT count(*) FROM llm_usage_run_hours),
-                       pg_total_relation_size('llm_requests'), pg_total_relation_size('llm_usage_hours'), pg_total_relation_size('llm_usage_run_hours')
+            var sizes = await connection.QuerySingleAsync<Sizes>("""
+                SELECT (SELECT count(*) FROM llm_requests) AS rows, (SELECT count(*) FROM llm_usage_hours) AS hours,
+                       (SELECT count(*) FROM llm_usage_run_hours) AS runhours, (SELECT count(*) FROM llm_run_hours) AS runs,
+                       pg_total_relation_size('llm_requests') AS rowbytes, pg_total_relation_size('llm_usage_hours') AS hourbytes,
+                       pg_total_relation_size('llm_usage_run_hours') AS runhourbytes, pg_total_relation_size('llm_run_hours') AS runbytes
                 """);
             md.AppendLine($"**Data.** {sizes.Rows:N0} rows in `llm_requests` over {tenants:N0} tenants ({(loaded < rows ? $"the load stopped at the {settings.TelemetryLoadSeconds} s budget, short of the {rows:N0} asked for" : "all that were asked for")}), " +
                           $"made by `INSERT … SELECT … FROM generate_series` in chunks of {Chunk:N0} through the rollup trigger, in {load.Elapsed.TotalSeconds:0} s " +
                           $"({loaded / Math.Max(0.001, load.Elapsed.TotalSeconds):N0} rows/s, rollups included), then `VACUUM (ANALYZE)` ({analyze.Elapsed.TotalSeconds:0} s). " +
                           $"Each tenant's rows are spread evenly over the 7 days before {end:yyyy-MM-dd HH}:00 UTC: 2 integrations × 3 models × 3 keys, runs of 20 requests, 2% failed. " +
-                          $"Rows {Fmt.Mb(sizes.RowBytes)}; rollups `llm_usage_hours` {sizes.Hours:N0} cells ({Fmt.Mb(sizes.HourBytes)}), `llm_usage_run_hours` {sizes.RunHours:N0} cells ({Fmt.Mb(sizes.RunHourBytes)}).");
+                          $"Rows {Fmt.Mb(sizes.RowBytes)}; rollups `llm_usage_hours` {sizes.Hours:N0} cells ({Fmt.Mb(sizes.HourBytes)}), `llm_usage_run_hours` {sizes.RunHours:N0} cells ({Fmt.Mb(sizes.RunHourBytes)}), `llm_run_hours` {sizes.Runs:N0} cells ({Fmt.Mb(sizes.RunBytes)}).");
             md.AppendLine();
         }
 

@@ -95,6 +95,7 @@ public static class TestEnvironment
             ["Integrations:Health:SweepInterval"] = "00:00:00",
             ["Integrations:Spend:BudgetAlertInterval"] = "00:00:00",
             ["Integrations:Spend:CostAnomaly:Interval"] = "00:00:00",
+            ["Integrations:Spend:RunHoursBackfillInterval"] = "00:00:00",
             // Each host its own outcome journal, and no recovery pass over the shared database unless a test runs one.
             ["Integrations:DataDirectory"] = Path.Combine(Path.GetTempPath(), "integrations-tests", Guid.NewGuid().ToString("N")),
             ["Integrations:Governance:OutcomeRecoveryInterval"] = "00:00:00",

@@ -16,7 +16,7 @@ public sealed class WorkerRegistryTests(ApiFixture fixture) : IClassFixture<ApiF
     [
         "api_keys.last_used_flush", "audit.anchoring", "database.expired_rows_pruning", "datasources.stored_template_check",
         "governance.outcome_recovery", "integrations.health_sweep", "mcp_servers.health_sweep", "notifications.incidents", "spend.budget_alerts",
-        "spend.cost_anomalies",
+        "spend.cost_anomalies", "spend.run_hours_backfill",
     ];
 
     private static async Task<JsonElement> JsonAsync(HttpResponseMessage response) =>

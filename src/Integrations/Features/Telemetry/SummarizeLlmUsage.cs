@@ -15,9 +15,10 @@ namespace Integrations.Features.Telemetry;
 /// <summary>
 /// telemetry.summary: requests, errors, denials, tokens, cost and p50/p95 latency of all LLM usage (the gateway's and
 /// reported), grouped by any of integration, model, API key, run and day or hour, over a range of whole UTC hours. It
-/// reads the hour rollups the usage rows' trigger keeps (migration 0024), never the rows: the cost of a summary grows
-/// with the hours and groups in the range, not with the requests. Latency percentiles come from the rollups' fixed
-/// buckets (<see cref="LatencyBucketBounds"/>), interpolated within a bucket: exact to the bucket, not to the millisecond.
+/// reads the hour rollups the usage rows' trigger keeps (migrations 0024 and 0037; which one: <c>Source</c>), never the
+/// rows: the cost of a summary grows with the hours and groups in the range, not with the requests. Latency percentiles
+/// come from the rollups' fixed buckets (<see cref="LatencyBucketBounds"/>), interpolated within a bucket: exact to the
+/// bucket, not to the millisecond.
 /// </summary>
 public static class SummarizeLlmUsage
 {
@@ -87,15 +88,14 @@ public static class SummarizeLlmUsage
             Cursor.TryDecode(request.Cursor, out long offset);
             if (offset == long.MaxValue) offset = 0;
 
-            // Usage with a run lives in the run rollup too; only asking about runs needs it (it is the larger one).
-            var byRun = groupBy.Contains("run") || request.RunId is not null;
+            var source = Source(groupBy, request);
             var dims = groupBy.Select(g => Dimensions[g]).ToList();
             var sql = new StringBuilder("WITH g AS (SELECT ");
             foreach (var (_, select) in dims) sql.Append(select).Append(", ");
             sql.Append("sum(requests) AS requests, sum(errors) AS errors, sum(denied) AS denied, sum(prompt_tokens) AS prompt_tokens, ");
             sql.Append("sum(completion_tokens) AS completion_tokens, sum(cost_cents) AS cost_cents, ARRAY[");
             sql.AppendJoin(", ", Enumerable.Range(1, LatencyBucketBounds.Length + 1).Select(i => $"COALESCE(sum(latency[{i}]), 0)"));
-            sql.Append("]::bigint[] AS latency FROM ").Append(byRun ? "llm_usage_run_hours" : "llm_usage_hours");
+            sql.Append("]::bigint[] AS latency FROM ").Append(source);
             sql.Append(" WHERE tenant_id = @TenantId AND hour >= @From AND hour < @To");
             if (request.IntegrationId is not null) sql.Append(" AND integration_id = @IntegrationId");
             if (request.Model is not null) sql.Append(" AND model = @Model");
@@ -131,6 +131,31 @@ public static class SummarizeLlmUsage
             if (more) rows.RemoveAt(rows.Count - 1);
             var items = rows.ConvertAll(r => r.ToGroup());
             return new Response(from, to, groupBy, items, more ? Cursor.Encode(offset + request.Limit) : null);
+        }
+
+        /// <summary>
+        /// The smallest rollup that answers: usage with a run is in the run rollups too, and only asking about runs needs
+        /// them. <c>llm_run_hours</c> (one cell per run and hour) answers unless the integration, model or key is asked
+        /// about too; <c>llm_usage_run_hours</c> keeps them apart, at many more cells. Until the backfill of migration
+        /// 0037 reaches a tenant (<c>llm_run_hours_pending</c>), its cells are in the latter only. The outer conditions
+        /// reach into both branches; the one whose gate fails is never run.
+        /// </summary>
+        private static string Source(List<string> groupBy, Query request)
+        {
+            if (!groupBy.Contains("run") && request.RunId is null) return "llm_usage_hours";
+            if (groupBy.Contains("integration") || groupBy.Contains("model") || groupBy.Contains("api_key")
+                || request.IntegrationId is not null || request.Model is not null || request.ApiKeyId is not null)
+            {
+                return "llm_usage_run_hours";
+            }
+            const string pending = "EXISTS (SELECT FROM llm_run_hours_pending WHERE tenant_id = @TenantId)";
+            return $"""
+                (SELECT tenant_id, hour, run_id, requests, errors, denied, prompt_tokens, completion_tokens, cost_cents, latency
+                 FROM llm_run_hours WHERE NOT {pending}
+                 UNION ALL
+                 SELECT tenant_id, hour, run_id, requests, errors, denied, prompt_tokens, completion_tokens, cost_cents, latency
+                 FROM llm_usage_run_hours WHERE {pending}) AS cells
+                """;
         }
 
         private static DateTimeOffset FloorHour(DateTimeOffset t) => new(t.UtcDateTime.Date.AddHours(t.UtcDateTime.Hour), TimeSpan.Zero);

@@ -6,7 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace Integrations.Features.Telemetry;
 
-/// <summary>The telemetry area: LLM usage reported from outside the gateway and summaries of all usage, under <c>/telemetry</c>; budget alerts and cost anomalies.</summary>
+/// <summary>The telemetry area: LLM usage reported from outside the gateway and summaries of all usage, under <c>/telemetry</c>; budget alerts, cost anomalies and the run rollup's backfill.</summary>
 public sealed class TelemetryModule : ICarterModule
 {
     public void AddRoutes(IEndpointRouteBuilder app)
@@ -17,12 +17,14 @@ public sealed class TelemetryModule : ICarterModule
         SummarizeLlmUsage.Map(telemetry);
     }
 
-    /// <summary>The budget alerts and cost anomalies jobs.</summary>
+    /// <summary>The budget alerts, cost anomalies and run rollup backfill jobs.</summary>
     public static void AddServices(IServiceCollection services)
     {
         services.AddSingleton<BudgetAlerts>();
         services.AddHostedService(sp => sp.GetRequiredService<BudgetAlerts>());
         services.AddSingleton<CostAnomalies>();
         services.AddHostedService(sp => sp.GetRequiredService<CostAnomalies>());
+        services.AddSingleton<RunHoursBackfill>();
+        services.AddHostedService(sp => sp.GetRequiredService<RunHoursBackfill>());
     }
 }

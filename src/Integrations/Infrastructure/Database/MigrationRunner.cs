@@ -19,7 +19,8 @@ public sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<Migrati
 
     public static IReadOnlyList<Migration> Embedded { get; } = LoadEmbedded();
 
-    public async Task<int> RunAsync(CancellationToken ct)
+    /// <param name="through">Apply only the versions up to this one (a staged upgrade; a test of a migration over data made before it).</param>
+    public async Task<int> RunAsync(CancellationToken ct, string? through = null)
     {
         await using var connection = await dataSource.OpenConnectionAsync(ct);
         await ExecuteAsync(connection, null, "SELECT pg_advisory_lock(@key)", ct, ("key", AdvisoryLockKey));
@@ -43,6 +44,7 @@ public sealed class MigrationRunner(NpgsqlDataSource dataSource, ILogger<Migrati
             var count = 0;
             foreach (var migration in Embedded)
             {
+                if (through is not null && string.CompareOrdinal(migration.Version, through) > 0) break;
                 if (applied.TryGetValue(migration.Version, out var checksum))
                 {
                     if (checksum != migration.Checksum)
