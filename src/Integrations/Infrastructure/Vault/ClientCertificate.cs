@@ -29,6 +29,21 @@ public sealed class ClientCertificate : IDisposable
     private const string RsaOid = "1.2.840.113549.1.1.1";
     private const string EcOid = "1.2.840.10045.2.1";
 
+    /// <summary>The certificates of a <c>ca_certificate</c> field (PEM), to trust as the only roots; null when it holds none.</summary>
+    public static X509Certificate2Collection? TrustedRootsFrom(string pem)
+    {
+        var roots = new X509Certificate2Collection();
+        try
+        {
+            roots.ImportFromPem(pem);
+        }
+        catch (CryptographicException)
+        {
+            return null;
+        }
+        return roots.Count == 0 ? null : roots;
+    }
+
     private ClientCertificate(X509Certificate2 certificate, X509Certificate2Collection intermediates, X509Certificate2Collection? trustedRoots, string fingerprint)
     {
         Certificate = certificate;
@@ -81,18 +96,9 @@ public sealed class ClientCertificate : IDisposable
         chain.RemoveAt(0);
 
         X509Certificate2Collection? roots = null;
-        if (fields.TryGetValue(CaCertificateField, out var caPem))
+        if (fields.TryGetValue(CaCertificateField, out var caPem) && (roots = ClientCertificate.TrustedRootsFrom(caPem)) is null)
         {
-            roots = [];
-            try
-            {
-                roots.ImportFromPem(caPem);
-            }
-            catch (CryptographicException)
-            {
-                roots.Clear();
-            }
-            if (roots.Count == 0) return Refuse($"'{CaCertificateField}' is not a PEM certificate (-----BEGIN CERTIFICATE-----).");
+            return Refuse($"'{CaCertificateField}' is not a PEM certificate (-----BEGIN CERTIFICATE-----).");
         }
 
         if (now < leaf.NotBefore.ToUniversalTime()) return Refuse($"The certificate is not valid before {leaf.NotBefore.ToUniversalTime():u}.");

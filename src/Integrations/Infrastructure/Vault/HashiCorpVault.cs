@@ -55,18 +55,9 @@ public sealed record HashiCorpVaultSettings(Uri? Address, string? Token, string?
             return Refuse($"A hashicorp_vault credential authenticates with '{TokenField}', or with AppRole '{RoleIdField}' and '{SecretIdField}': one of the two, not both.");
         }
         X509Certificate2Collection? roots = null;
-        if (fields.TryGetValue(CaCertificateField, out var caPem))
+        if (fields.TryGetValue(CaCertificateField, out var caPem) && (roots = ClientCertificate.TrustedRootsFrom(caPem)) is null)
         {
-            roots = [];
-            try
-            {
-                roots.ImportFromPem(caPem);
-            }
-            catch (CryptographicException)
-            {
-                roots.Clear();
-            }
-            if (roots.Count == 0) return Refuse($"'{CaCertificateField}' is not a PEM certificate (-----BEGIN CERTIFICATE-----).");
+            return Refuse($"'{CaCertificateField}' is not a PEM certificate (-----BEGIN CERTIFICATE-----).");
         }
         return new HashiCorpVaultSettings(address, string.IsNullOrEmpty(token) ? null : token, roleId, secretId, fields.GetValueOrDefault(NamespaceField), cacheTtl)
         {
