@@ -22,11 +22,7 @@ public sealed class StartupBenchmark(BenchSettings settings, Report report)
 
     public async Task RunAsync(string connectionString)
     {
-        string key;
-        await using (var service = InProcessService.Create(connectionString))
-        {
-            key = (await service.Services.GetRequiredService<ApiKeys>().CreateAsync("bench-startup", "bench-startup", [Scopes.Read], CancellationToken.None)).Key;
-        }
+        var key = await InProcessService.MintKeyAsync(connectionString, "bench-startup", "bench-startup", Scopes.Read);
         for (var run = 0; run < settings.StartupRuns; run++)
         {
             await using var api = ApiProcess.Start(settings, connectionString, $"api-startup-{run + 1}");

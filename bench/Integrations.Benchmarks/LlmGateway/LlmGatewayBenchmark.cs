@@ -42,13 +42,8 @@ public sealed class LlmGatewayBenchmark(BenchSettings settings, Report report)
     {
         await using var provider = new FakeOpenAiServer();
         await provider.StartAsync();
-        string adminKey, llmKey;
-        await using (var service = InProcessService.Create(connectionString))
-        {
-            var keys = service.Services.GetRequiredService<ApiKeys>();
-            adminKey = (await keys.CreateAsync(Tenant, "bench-llm-admin", [Scopes.Admin], CancellationToken.None)).Key;
-            llmKey = (await keys.CreateAsync(Tenant, "bench-llm-caller", [Scopes.LlmInvoke], CancellationToken.None)).Key;
-        }
+        var adminKey = await InProcessService.MintKeyAsync(connectionString, Tenant, "bench-llm-admin", Scopes.Admin);
+        var llmKey = await InProcessService.MintKeyAsync(connectionString, Tenant, "bench-llm-caller", Scopes.LlmInvoke);
 
         await using var api = await ApiProcess.StartReadyAsync(settings, connectionString, "api-llm-gateway",
             new Dictionary<string, string> { ["Integrations__Network__EgressAllow__0"] = "127.0.0.1" });

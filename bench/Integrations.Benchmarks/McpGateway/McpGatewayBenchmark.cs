@@ -38,12 +38,7 @@ public sealed class McpGatewayBenchmark(BenchSettings settings, Report report)
     {
         await using var echo = new EchoMcpServer();
         await echo.StartAsync();
-        string key;
-        await using (var service = InProcessService.Create(connectionString))
-        {
-            key = (await service.Services.GetRequiredService<ApiKeys>().CreateAsync(Tenant, "bench-mcp-gateway",
-                [Scopes.Read, Scopes.Write, Scopes.Invoke], CancellationToken.None)).Key;
-        }
+        var key = await InProcessService.MintKeyAsync(connectionString, Tenant, "bench-mcp-gateway", Scopes.Read, Scopes.Write, Scopes.Invoke);
 
         await using var api = await ApiProcess.StartReadyAsync(settings, connectionString, "api-mcp-gateway",
             new Dictionary<string, string> { ["Integrations__Network__EgressAllow__0"] = "127.0.0.1" });

@@ -1,5 +1,6 @@
 using Integrations.Common;
 using Integrations.Infrastructure.Database;
+using Integrations.Infrastructure.Security;
 using MediatR;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -35,6 +36,13 @@ public sealed class InProcessService : IAsyncDisposable
         services.AddIntegrations(configuration);
         configure?.Invoke(services);
         return new InProcessService(services.BuildServiceProvider());
+    }
+
+    /// <summary>A new API key of <paramref name="tenantId"/> with <paramref name="scopes"/>, minted by a service of its own that ends at once.</summary>
+    public static async Task<string> MintKeyAsync(string connectionString, string tenantId, string name, params string[] scopes)
+    {
+        await using var service = Create(connectionString);
+        return (await service.Services.GetRequiredService<ApiKeys>().CreateAsync(tenantId, name, scopes, CancellationToken.None)).Key;
     }
 
     public async Task<Result<T>> SendAsync<T>(IRequest<Result<T>> request, Caller caller, CancellationToken ct = default)

@@ -54,12 +54,7 @@ public sealed class ToolsInvokeBenchmark(BenchSettings settings, Report report)
         await echo.StartAsync();
         await using var relay = new RelayServer();
         await relay.StartAsync(echo.Endpoint);
-        string key;
-        await using (var service = InProcessService.Create(connectionString))
-        {
-            key = (await service.Services.GetRequiredService<ApiKeys>().CreateAsync(Tenant, "bench-invoke",
-                [Scopes.Read, Scopes.Write, Scopes.Invoke], CancellationToken.None)).Key;
-        }
+        var key = await InProcessService.MintKeyAsync(connectionString, Tenant, "bench-invoke", Scopes.Read, Scopes.Write, Scopes.Invoke);
 
         await using var api = await ApiProcess.StartReadyAsync(settings, connectionString, "api-tools-invoke",
             new Dictionary<string, string> { ["Integrations__Network__EgressAllow__0"] = "127.0.0.1" });
