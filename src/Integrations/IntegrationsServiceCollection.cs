@@ -59,7 +59,8 @@ public static class IntegrationsServiceCollection
         {
             throw new InvalidOperationException($"Integrations:Database:BatchesInFlightPerTenant must be between 1 and 8, not {batchesInFlight}.");
         }
-        services.TryAddSingleton(_ => new TenantBatches(CreateDataSource(TenantBatches.ConnectionString(connectionString), "integrations-batches"), batchesInFlight));
+        services.TryAddSingleton(sp => new TenantBatches(CreateDataSource(TenantBatches.ConnectionString(connectionString), "integrations-batches"), batchesInFlight,
+            sp.GetRequiredService<ILogger<TenantBatches>>()));
 
         services.AddSingleton(EgressAllowList.FromConfiguration(configuration));
         services.AddSingleton<SsrfGuard>();

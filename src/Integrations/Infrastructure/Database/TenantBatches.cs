@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using Integrations.Infrastructure.Audit;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 
 namespace Integrations.Infrastructure.Database;
@@ -26,6 +28,7 @@ public sealed class TenantBatches : IAsyncDisposable
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly int _batchesInFlight;
+    private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
 
     /// <param name="dataSource">A pool used for nothing else, opened with <c>No Reset On Close</c> (see <see cref="ConnectionString"/>); disposed with this.</param>
@@ -34,11 +37,12 @@ public sealed class TenantBatches : IAsyncDisposable
     /// With more than one, a batch is sent while the one before it runs, and waits in PostgreSQL for the chain head
     /// that batch holds until it commits; commit order is then the order PostgreSQL grants that lock.
     /// </param>
-    public TenantBatches(NpgsqlDataSource dataSource, int batchesInFlight = 1)
+    public TenantBatches(NpgsqlDataSource dataSource, int batchesInFlight = 1, ILogger<TenantBatches>? logger = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batchesInFlight, 1);
         _dataSource = dataSource;
         _batchesInFlight = batchesInFlight;
+        _logger = logger ?? NullLogger<TenantBatches>.Instance;
     }
 
     /// <summary>The connection string of this pool: the service's own, with the session reset on return turned off.</summary>
@@ -120,13 +124,14 @@ public sealed class TenantBatches : IAsyncDisposable
             await ExecuteAsync(tenantId, writes);
             foreach (var write in writes) write.Done.TrySetResult();
         }
-        catch (Exception) when (writes.Count > 1)
+        catch (Exception failure) when (writes.Count > 1)
         {
+            _logger.LogWarning(failure, "A batch of {Count} writes of tenant {TenantId} failed; its writes are sent again one by one.", writes.Count, tenantId);
             foreach (var write in writes)
             {
                 try
                 {
-                    await ExecuteAsync(tenantId, [write]);
+                    await ExecuteAsync(tenantId, [write], again: true);
                     write.Done.TrySetResult();
                 }
                 catch (Exception e)
@@ -141,20 +146,25 @@ public sealed class TenantBatches : IAsyncDisposable
         }
     }
 
-    private async Task ExecuteAsync(string tenantId, List<Write> writes)
+    /// <param name="again">
+    /// The writes' statements ran before, in a batch that failed: they go as copies, because a statement object that
+    /// ran auto-prepared on one connection is executed on the next as that connection's prepared statement ("prepared
+    /// statement _auto0 does not exist"; Npgsql 10.0.3, npgsql/npgsql#6432).
+    /// </param>
+    private async Task ExecuteAsync(string tenantId, List<Write> writes, bool again = false)
     {
         await using var connection = await _dataSource.OpenConnectionAsync();
         await using var batch = TenantSession.Batch(connection, tenantId);
         foreach (var write in writes)
         {
-            foreach (var command in write.Commands) batch.BatchCommands.Add(command);
+            foreach (var command in write.Commands) batch.BatchCommands.Add(again ? Copy(command) : command);
         }
         AuditTrail.AddTo(batch, tenantId, writes.SelectMany(w => w.Audits).ToList());
         try
         {
             await batch.ExecuteNonQueryAsync();
         }
-        catch (PostgresException)
+        catch (PostgresException e) when (!RaisedByExecution(e))
         {
             await DiscardAsync(connection);
             throw;
@@ -164,6 +174,14 @@ public sealed class TenantBatches : IAsyncDisposable
             batch.BatchCommands.Clear(); // the statements may be sent again, write by write, in batches of their own
         }
     }
+
+    /// <summary>
+    /// Errors PostgreSQL raises while running a statement that was bound whole: a serialization failure (a changed
+    /// target's unchanged-rows check, which fails every shared batch of a tenant whose cached target changed), a
+    /// deadlock, a constraint violation. They leave the connection as good as it was, so it is kept.
+    /// </summary>
+    private static bool RaisedByExecution(PostgresException e) =>
+        e.SqlState.StartsWith("40", StringComparison.Ordinal) || e.SqlState.StartsWith("23", StringComparison.Ordinal);
 
     /// <summary>
     /// Ends the physical connection <paramref name="connection"/> holds, so it never goes back to the pool. A statement
@@ -189,6 +207,13 @@ public sealed class TenantBatches : IAsyncDisposable
         {
             _dataSource.Clear(); // the session outlived the request to end it: then no connection of the pool is used again
         }
+    }
+
+    private static NpgsqlBatchCommand Copy(NpgsqlBatchCommand command)
+    {
+        var copy = new NpgsqlBatchCommand(command.CommandText) { CommandType = command.CommandType, AppendErrorBarrier = command.AppendErrorBarrier };
+        foreach (NpgsqlParameter parameter in command.Parameters) copy.Parameters.Add(parameter.Clone());
+        return copy;
     }
 
     private static NpgsqlBatchCommand[] Staged(Action<NpgsqlBatch> addCommands)
