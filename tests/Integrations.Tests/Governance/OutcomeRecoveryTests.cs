@@ -240,18 +240,22 @@ public sealed class OutcomeRecoveryTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_call_of_a_live_process_is_not_touched_however_old()
+    public async Task A_call_of_a_live_process_is_not_touched_though_old_enough_until_its_heartbeat_lapses()
     {
         var tenant = TestEnvironment.NewTenant();
         var lost = await WriteLostCallAsync(_host, tenant, "t1");
-        var live = await InstanceAsync("now() - interval '2 days'", "now() + interval '1 hour'");
+        var live = await InstanceAsync("now() - interval '2 days'", "now()");
         await Recovery.HeartbeatAsync(CancellationToken.None);
-        _clock.Ahead = TimeSpan.FromHours(1); // the other's heartbeat is fresh; this process's own has lapsed, but it is alive
+        _clock.Ahead = TimeSpan.FromSeconds(10); // older than the unclosed-call age, but within three heartbeats
 
         Assert.Equal(0, await Recovery.CloseUnclosedCallsAsync(CancellationToken.None));
-
         Assert.Equal(0, await ClosedAsync(tenant, lost));
         Assert.Null(Assert.Single(await SweptAtAsync(live)));
+
+        _clock.Ahead = TimeSpan.FromHours(1); // now it is gone; this process's own heartbeat has lapsed too, but it is alive
+        Assert.Equal(1, await Recovery.CloseUnclosedCallsAsync(CancellationToken.None));
+        Assert.Equal(1, await ClosedAsync(tenant, lost));
+        Assert.NotNull(Assert.Single(await SweptAtAsync(live)));
         Assert.Null(Assert.Single(await SweptAtAsync(Recovery.InstanceId)));
     }
 
