@@ -201,7 +201,8 @@ public sealed class OutcomeRecovery(
         return [$"{prefix}.completed", $"{prefix}.failed"];
     }
 
-    private sealed record Unclosed(DateTime OccurredAt, string TenantId, long Seq, string CorrelationId, string Action,
+    /// <summary>A started event of a swept window, and whether it has no outcome.</summary>
+    private sealed record Started(DateTime OccurredAt, string TenantId, long Seq, bool Unclosed, string CorrelationId, string Action,
         string SubjectType, string SubjectId, string Details);
 
     private sealed record GoneInstance(Guid Id, DateTime StartedAt, DateTime LastSeen);
@@ -266,12 +267,12 @@ public sealed class OutcomeRecovery(
         var after = (OccurredAt: since, TenantId: "", Seq: 0L);
         while (true)
         {
-            var page = (await connection.QueryAsync<Unclosed>(new CommandDefinition("""
-                SELECT occurred_at, tenant_id, seq, correlation_id, action, subject_type, subject_id, details
+            var page = (await connection.QueryAsync<Started>(new CommandDefinition("""
+                SELECT occurred_at, tenant_id, seq, unclosed, correlation_id, action, subject_type, subject_id, details
                 FROM unclosed_governed_calls(@Since, @Until, @AfterOccurred, @AfterTenant, @AfterSeq, @Take)
                 """, new { Since = since, Until = until, AfterOccurred = after.OccurredAt, AfterTenant = after.TenantId, AfterSeq = after.Seq, Take = PageSize },
                 claim, cancellationToken: ct))).ToList();
-            foreach (var call in page)
+            foreach (var call in page.Where(c => c.Unclosed))
             {
                 if (await CloseAsync(call, ct)) closed++;
             }
@@ -280,7 +281,7 @@ public sealed class OutcomeRecovery(
         }
     }
 
-    private async Task<bool> CloseAsync(Unclosed call, CancellationToken ct)
+    private async Task<bool> CloseAsync(Started call, CancellationToken ct)
     {
         await using var scope = scopes.CreateAsyncScope();
         var caller = new Caller(call.TenantId, Actor, new HashSet<string>(), IsSystem: true);
