@@ -48,10 +48,10 @@ public sealed class OutcomeRecoveryTests : IAsyncLifetime
     /// <summary>A replica of the service on <paramref name="connectionString"/>; every replica reads the same clock.</summary>
     private Task<ServiceHost> StartHostAsync(string connectionString) =>
         ServiceHost.StartAsync(new Dictionary<string, string?>
-            {
-                ["Integrations:Governance:UnclosedCallAge"] = "00:00:00",
-                ["Integrations:Governance:OutcomeRecoveryInterval"] = "00:00:05",
-            },
+        {
+            ["Integrations:Governance:UnclosedCallAge"] = "00:00:00",
+            ["Integrations:Governance:OutcomeRecoveryInterval"] = "00:00:05",
+        },
             services =>
             {
                 services.AddSingleton(_effect);
