@@ -97,5 +97,9 @@ public sealed class ApiProcess : IAsyncDisposable
 
     public (long Rss, long Peak) Memory() => ProcessMemory.Read(_process.Pid);
 
-    public ValueTask DisposeAsync() => _process.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await _process.StopAsync(TimeSpan.FromSeconds(15));
+        await _process.DisposeAsync();
+    }
 }

@@ -59,6 +59,28 @@ public sealed class ChildProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Asks the process to stop as a service manager would (SIGTERM) and waits up to <paramref name="grace"/> for it to
+    /// exit; <see cref="DisposeAsync"/> then kills what is left. The API host, stopped so, marks its outcome-recovery
+    /// row as stopped cleanly, so the next stage's host does not sweep its last stretch while it is being measured.
+    /// </summary>
+    public async Task StopAsync(TimeSpan grace)
+    {
+        if (_process.HasExited || Signal(_process.Id, 15) != 0) return;
+        using var timeout = new CancellationTokenSource(grace);
+        try
+        {
+            await _process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // still running after the grace period: disposal kills it
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Signal(int pid, int signal);
+
     public async ValueTask DisposeAsync()
     {
         if (!_process.HasExited)

@@ -201,8 +201,8 @@ public sealed class OutcomeRecovery(
         return [$"{prefix}.completed", $"{prefix}.failed"];
     }
 
-    /// <summary>A started event of a swept window, and whether it has no outcome.</summary>
-    private sealed record Started(DateTime OccurredAt, string TenantId, long Seq, bool Unclosed, string CorrelationId, string Action,
+    /// <summary>The started event of a call of a swept window that has no outcome.</summary>
+    private sealed record Started(DateTime OccurredAt, string TenantId, long Seq, string CorrelationId, string Action,
         string SubjectType, string SubjectId, string Details);
 
     private sealed record GoneInstance(Guid Id, DateTime StartedAt, DateTime LastSeen);
@@ -268,11 +268,11 @@ public sealed class OutcomeRecovery(
         while (true)
         {
             var page = (await connection.QueryAsync<Started>(new CommandDefinition("""
-                SELECT occurred_at, tenant_id, seq, unclosed, correlation_id, action, subject_type, subject_id, details
+                SELECT occurred_at, tenant_id, seq, correlation_id, action, subject_type, subject_id, details
                 FROM unclosed_governed_calls(@Since, @Until, @AfterOccurred, @AfterTenant, @AfterSeq, @Take)
                 """, new { Since = since, Until = until, AfterOccurred = after.OccurredAt, AfterTenant = after.TenantId, AfterSeq = after.Seq, Take = PageSize },
                 claim, cancellationToken: ct))).ToList();
-            foreach (var call in page.Where(c => c.Unclosed))
+            foreach (var call in page)
             {
                 if (await CloseAsync(call, ct)) closed++;
             }
