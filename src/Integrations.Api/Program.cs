@@ -5,6 +5,7 @@ using Integrations;
 using Integrations.Api;
 using Integrations.Api.AdminConsole;
 using Integrations.Infrastructure.Http;
+using Integrations.Infrastructure.Logging;
 using Integrations.Infrastructure.Security;
 using Integrations.Infrastructure.Telemetry;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
@@ -19,12 +20,9 @@ var builder = WebApplication.CreateBuilder(args);
 // One JSON object per line: UTC timestamp, level, and the scopes — trace and span id (the host's activity tracking),
 // and request id, operation and tenant (RequestLog). The host's own request lines and scope name the raw path and
 // query; RequestLog's line replaces them.
-builder.Logging.ClearProviders().AddJsonConsole(o =>
-{
-    o.IncludeScopes = true;
-    o.UseUtcTimestamp = true;
-    o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
-}).AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
+builder.Logging.ClearProviders().AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
+builder.Logging.Services.AddSingleton<ILoggerProvider>(services =>
+    new BatchedJsonConsole(services.GetService<ConsoleLogOutput>()?.Stream ?? Console.OpenStandardOutput()));
 
 builder.Services.AddIntegrations(builder.Configuration);
 // The modules are the Integrations assembly's; validators are registered by AddIntegrations, not by Carter.

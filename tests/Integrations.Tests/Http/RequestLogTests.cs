@@ -2,67 +2,46 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Integrations.Infrastructure.Http;
+using Integrations.Infrastructure.Logging;
 using Integrations.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Integrations.Tests.Http;
 
-/// <summary>The console is the process's: these tests swap it, so they run alone.</summary>
-[CollectionDefinition(Name, DisableParallelization = true)]
-public sealed class ConsoleCollection
-{
-    public const string Name = "console";
-}
-
 /// <summary>The host's JSON console logs as an operator reads them: one line per request, and what every line carries.</summary>
-[Collection(ConsoleCollection.Name)]
 public sealed class RequestLogTests
 {
     [Fact]
     public async Task Each_request_is_one_json_line_with_route_status_duration_operation_tenant_and_trace_and_never_the_key_or_the_body()
     {
-        var console = new StringWriter();
-        var original = Console.Out;
+        var console = new LockedStream();
         var tenant = TestEnvironment.NewTenant();
         var secret = "sk-obs-" + Guid.NewGuid().ToString("N");
         var requestId = "log-" + Guid.NewGuid().ToString("N");
         string key;
-        string output;
-        var writer = TextWriter.Synchronized(console); // its methods lock the wrapper: read the text under the same lock
-        string Written()
+        await using (var api = await ApiFactory.StartAsync(services => services.AddSingleton(new ConsoleLogOutput(console))))
         {
-            lock (writer) return console.ToString();
-        }
-        Console.SetOut(writer); // before the host builds its console logger, which keeps the writer
-        try
-        {
-            await using (var api = await ApiFactory.StartAsync())
+            key = (await api.KeyForAsync(tenant)).Key;
+            var client = api.CreateClient();
+            client.DefaultRequestHeaders.Authorization = new("Bearer", key);
+            client.DefaultRequestHeaders.Add("X-Request-Id", requestId);
+
+            var stored = await client.PostAsJsonAsync("/credentials", new { name = "logged", type = "api_key", secret });
+            Assert.Equal(HttpStatusCode.Created, stored.StatusCode);
+            Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/no-such-route/{secret}?q={secret}")).StatusCode);
+            var stranger = api.CreateClient();
+            stranger.DefaultRequestHeaders.Add("X-Request-Id", requestId);
+            stranger.DefaultRequestHeaders.Authorization = new("Bearer", key + "x");
+            Assert.Equal(HttpStatusCode.Unauthorized, (await stranger.GetAsync("/integrations")).StatusCode);
+
+            // The test server hands an answer over before the pipeline has unwound, and the log is written from a
+            // queue: wait for the three lines rather than race them.
+            for (var deadline = DateTime.UtcNow.AddSeconds(10); DateTime.UtcNow < deadline; await Task.Delay(50))
             {
-                key = (await api.KeyForAsync(tenant)).Key;
-                var client = api.CreateClient();
-                client.DefaultRequestHeaders.Authorization = new("Bearer", key);
-                client.DefaultRequestHeaders.Add("X-Request-Id", requestId);
-
-                var stored = await client.PostAsJsonAsync("/credentials", new { name = "logged", type = "api_key", secret });
-                Assert.Equal(HttpStatusCode.Created, stored.StatusCode);
-                Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync($"/no-such-route/{secret}?q={secret}")).StatusCode);
-                var stranger = api.CreateClient();
-                stranger.DefaultRequestHeaders.Add("X-Request-Id", requestId);
-                stranger.DefaultRequestHeaders.Authorization = new("Bearer", key + "x");
-                Assert.Equal(HttpStatusCode.Unauthorized, (await stranger.GetAsync("/integrations")).StatusCode);
-
-                // The test server hands an answer over before the pipeline has unwound, and the console writes from a
-                // queue: wait for the three lines rather than race them.
-                for (var deadline = DateTime.UtcNow.AddSeconds(10); DateTime.UtcNow < deadline; await Task.Delay(50))
-                {
-                    if (Written().Split('\n').Count(l => l.Contains(requestId) && l.Contains(typeof(RequestLog).FullName!)) >= 3) break;
-                }
+                if (console.Text().Split('\n').Count(l => l.Contains(requestId) && l.Contains(typeof(RequestLog).FullName!)) >= 3) break;
             }
         }
-        finally
-        {
-            Console.SetOut(original);
-        }
-        output = Written();
+        var output = console.Text();
 
         Assert.DoesNotContain(secret, output);
         Assert.DoesNotContain(key, output);
@@ -96,4 +75,18 @@ public sealed class RequestLogTests
             ? scopes.EnumerateArray().Where(s => s.ValueKind == JsonValueKind.Object && s.TryGetProperty(name, out _))
                 .Select(s => s.GetProperty(name).ToString()).FirstOrDefault()
             : null;
+
+    /// <summary>What the host's log writer thread writes, read by the test while it writes.</summary>
+    private sealed class LockedStream : MemoryStream
+    {
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            lock (this) base.Write(buffer, offset, count);
+        }
+
+        public string Text()
+        {
+            lock (this) return System.Text.Encoding.UTF8.GetString(GetBuffer(), 0, (int)Length);
+        }
+    }
 }

@@ -12,10 +12,16 @@ namespace Integrations.Tests.Support;
 public sealed class ApiFactory : WebApplicationFactory<Program>
 {
     private readonly string _connectionString;
+    private readonly Action<IServiceCollection>? _services;
 
-    private ApiFactory(string connectionString) => _connectionString = connectionString;
+    private ApiFactory(string connectionString, Action<IServiceCollection>? services = null)
+    {
+        _connectionString = connectionString;
+        _services = services;
+    }
 
-    public static async Task<ApiFactory> StartAsync() => new(await TestEnvironment.ConnectionStringAsync());
+    /// <param name="services">Registrations that replace the host's own (e.g. a <c>ConsoleLogOutput</c> to read the log from).</param>
+    public static async Task<ApiFactory> StartAsync(Action<IServiceCollection>? services = null) => new(await TestEnvironment.ConnectionStringAsync(), services);
 
     /// <summary>The HTTP host on a database of the test's own (e.g. one behind a <see cref="TcpFaultProxy"/>).</summary>
     public static ApiFactory StartOn(string connectionString) => new(connectionString);
@@ -29,6 +35,7 @@ public sealed class ApiFactory : WebApplicationFactory<Program>
         {
             if (value is not null) builder.UseSetting(key, value);
         }
+        if (_services is not null) builder.ConfigureServices(_services);
     }
 
     public async Task<HttpClient> ClientForAsync(string tenantId, params string[] scopes)
