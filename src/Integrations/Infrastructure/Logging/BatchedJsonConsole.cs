@@ -30,13 +30,13 @@ public sealed class BatchedJsonConsole : ILoggerProvider, ISupportExternalScope
     private static readonly TimeSpan Gather = TimeSpan.FromMilliseconds(2);
 
     [ThreadStatic]
-    private static ArrayBufferWriter<byte>? t_buffer;
+    private static ArrayBufferWriter<byte>? _threadBuffer;
 
     [ThreadStatic]
-    private static Utf8JsonWriter? t_json;
+    private static Utf8JsonWriter? _threadJson;
 
     [ThreadStatic]
-    private static bool t_formatting;
+    private static bool _threadFormatting;
 
     private readonly Stream _output;
     private readonly ConcurrentQueue<byte[]> _lines = new();
@@ -125,19 +125,19 @@ public sealed class BatchedJsonConsole : ILoggerProvider, ISupportExternalScope
         Func<TState, Exception?, string> formatter, IExternalScopeProvider scopes)
     {
         // The thread's own buffer and writer, unless a line is being formatted on it already (a value's ToString that logs).
-        var reentered = t_formatting;
-        var buffer = reentered ? new ArrayBufferWriter<byte>(1024) : t_buffer ??= new ArrayBufferWriter<byte>(1024);
+        var reentered = _threadFormatting;
+        var buffer = reentered ? new ArrayBufferWriter<byte>(1024) : _threadBuffer ??= new ArrayBufferWriter<byte>(1024);
         buffer.ResetWrittenCount();
-        var json = reentered ? new Utf8JsonWriter(buffer) : t_json ??= new Utf8JsonWriter(buffer);
+        var json = reentered ? new Utf8JsonWriter(buffer) : _threadJson ??= new Utf8JsonWriter(buffer);
         json.Reset(buffer);
-        t_formatting = true;
+        _threadFormatting = true;
         try
         {
             return FormatInto(json, buffer, category, level, eventId, state, exception, formatter, scopes);
         }
         finally
         {
-            t_formatting = reentered;
+            _threadFormatting = reentered;
         }
     }
 
