@@ -64,6 +64,19 @@ public sealed class BatchedJsonConsoleTests
         }
     }
 
+    [Fact]
+    public void A_line_logged_after_disposal_is_written_at_once_and_throws_nothing()
+    {
+        var output = new MemoryStream();
+        var console = new BatchedJsonConsole(output);
+        var logger = console.CreateLogger("Late");
+        console.Dispose();
+
+        logger.LogInformation("stopping {Component}", "late");
+
+        Assert.Equal("late", JsonDocument.Parse(Assert.Single(Lines(output))).RootElement.GetProperty("State").GetProperty("Component").GetString());
+    }
+
     private static string[] Lines(MemoryStream output) =>
         Encoding.UTF8.GetString(output.ToArray()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
 }

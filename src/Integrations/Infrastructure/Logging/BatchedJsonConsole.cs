@@ -61,21 +61,24 @@ public sealed class BatchedJsonConsole : ILoggerProvider, ISupportExternalScope
 
     public void SetScopeProvider(IExternalScopeProvider scopeProvider) => _scopes = scopeProvider;
 
+    /// <remarks>
+    /// A line logged after disposal (a component still stopping) is written at once by the thread that logs it; the
+    /// wake-up semaphore is never disposed, so such a line cannot throw where it is logged.
+    /// </remarks>
     public void Dispose()
     {
         _stopping = true;
         _wake.Release();
         _writer.Join(TimeSpan.FromSeconds(5));
         WriteQueued();
-        _wake.Dispose();
     }
 
     private void Enqueue(byte[] line)
     {
         _lines.Enqueue(line);
-        if (Interlocked.Increment(ref _queued) > MaxQueuedLines)
+        if (Interlocked.Increment(ref _queued) > MaxQueuedLines || _stopping)
         {
-            WriteQueued(); // the writer cannot keep up: this thread waits its turn and writes, rather than drop a line
+            WriteQueued(); // the writer cannot keep up (or has stopped): this thread waits its turn and writes, rather than drop a line
         }
         else if (Interlocked.Exchange(ref _awake, 1) == 0)
         {
