@@ -65,6 +65,23 @@ public sealed class BatchedJsonConsoleTests
     }
 
     [Fact]
+    public void A_line_longer_than_the_batch_buffer_is_written_whole_between_its_neighbours()
+    {
+        var output = new MemoryStream();
+        var text = new string('x', 100 * 1024);
+        using (var console = new BatchedJsonConsole(output))
+        {
+            var logger = console.CreateLogger("Long");
+            logger.LogInformation("before");
+            logger.LogInformation("{Text}", text);
+            logger.LogInformation("after");
+        }
+
+        var lines = Lines(output).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("Message").GetString()).ToList();
+        Assert.Equal(["before", text, "after"], lines);
+    }
+
+    [Fact]
     public void A_line_logged_after_disposal_is_written_at_once_and_throws_nothing()
     {
         var output = new MemoryStream();

@@ -47,7 +47,7 @@ public sealed class BatchedJsonConsole : ILoggerProvider, ISupportExternalScope
     private int _queued;
     private int _awake;
     private volatile bool _stopping;
-    private byte[] _batch = new byte[64 * 1024];
+    private readonly byte[] _batch = new byte[64 * 1024];
 
     /// <param name="output">Where lines go: the process's standard output (<see cref="ConsoleLogOutput"/> names another).</param>
     public BatchedJsonConsole(Stream output)
@@ -98,6 +98,10 @@ public sealed class BatchedJsonConsole : ILoggerProvider, ISupportExternalScope
         }
     }
 
+    /// <summary>
+    /// Writes the queued lines, as many as fit in the batch buffer per write; a line longer than the buffer goes on its
+    /// own. The buffer never grows, however long the queue.
+    /// </summary>
     private void WriteQueued()
     {
         lock (_writing)
@@ -106,21 +110,35 @@ public sealed class BatchedJsonConsole : ILoggerProvider, ISupportExternalScope
             while (_lines.TryDequeue(out var line))
             {
                 Interlocked.Decrement(ref _queued);
-                if (length + line.Length + 1 > _batch.Length) Array.Resize(ref _batch, Math.Max(length + line.Length + 1, _batch.Length * 2));
+                if (length + line.Length + 1 > _batch.Length)
+                {
+                    Write(_batch, length);
+                    length = 0;
+                }
+                if (line.Length + 1 > _batch.Length)
+                {
+                    Write([.. line, (byte)'\n'], line.Length + 1);
+                    continue;
+                }
                 line.CopyTo(_batch, length);
                 length += line.Length;
                 _batch[length++] = (byte)'\n';
             }
-            if (length == 0) return;
-            try
-            {
-                _output.Write(_batch, 0, length);
-                _output.Flush();
-            }
-            catch (Exception e) when (e is IOException or ObjectDisposedException)
-            {
-                // standard output is gone (the process is ending): there is nowhere left to write
-            }
+            Write(_batch, length);
+        }
+    }
+
+    private void Write(byte[] bytes, int length)
+    {
+        if (length == 0) return;
+        try
+        {
+            _output.Write(bytes, 0, length);
+            _output.Flush();
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            // standard output is gone (the process is ending): there is nowhere left to write
         }
     }
 
