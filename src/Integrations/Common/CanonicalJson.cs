@@ -13,37 +13,60 @@ namespace Integrations.Common;
 /// value that went through PostgreSQL's <c>jsonb</c> (which rewrites <c>1E+2</c> as <c>100</c>) keeps its form: the
 /// audit trail's MACs cover details in this form.
 /// </summary>
+/// <remarks>
+/// A governed call writes six canonical forms (its input and output hashes, four audit events' details), so each
+/// thread keeps one buffer and one writer and reuses them, and members are sorted in a rented array.
+/// </remarks>
 public static class CanonicalJson
 {
+    [ThreadStatic] private static ArrayBufferWriter<byte>? _buffer;
+    [ThreadStatic] private static Utf8JsonWriter? _writer;
+
     public static byte[] Serialize(JsonElement value) => Serialize(value, normalizeNumbers: false);
 
-    public static byte[] Serialize(JsonElement value, bool normalizeNumbers)
-    {
-        var buffer = new ArrayBufferWriter<byte>();
-        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = false, SkipValidation = false }))
-        {
-            Write(writer, value, normalizeNumbers);
-        }
-        return buffer.WrittenSpan.ToArray();
-    }
+    public static byte[] Serialize(JsonElement value, bool normalizeNumbers) => Transient(value, normalizeNumbers).ToArray();
 
     public static byte[] Serialize<T>(T value) => Serialize(JsonSerializer.SerializeToElement(value));
 
     /// <summary>Lower-case hex SHA-256 of the canonical form.</summary>
-    public static string Sha256(JsonElement value) => Convert.ToHexStringLower(SHA256.HashData(Serialize(value)));
+    public static string Sha256(JsonElement value)
+    {
+        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+        SHA256.HashData(Transient(value, normalizeNumbers: false), hash);
+        return Convert.ToHexStringLower(hash);
+    }
+
+    /// <summary>
+    /// The canonical form in this thread's buffer: valid only until the next call on the same thread, so use it at once
+    /// (hash it, decode it) and copy what must outlive that.
+    /// </summary>
+    internal static ReadOnlySpan<byte> Transient(JsonElement value, bool normalizeNumbers)
+    {
+        var buffer = _buffer ??= new ArrayBufferWriter<byte>(1024);
+        buffer.ResetWrittenCount();
+        var writer = _writer;
+        if (writer is null) _writer = writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = false, SkipValidation = false });
+        else writer.Reset(buffer);
+        try
+        {
+            Write(writer, value, normalizeNumbers);
+            writer.Flush();
+        }
+        catch
+        {
+            // A writer left mid-value would refuse the next value: start the next call with a new one.
+            _writer = null;
+            throw;
+        }
+        return buffer.WrittenSpan;
+    }
 
     private static void Write(Utf8JsonWriter writer, JsonElement value, bool normalizeNumbers)
     {
         switch (value.ValueKind)
         {
             case JsonValueKind.Object:
-                writer.WriteStartObject();
-                foreach (var property in value.EnumerateObject().OrderBy(p => p.Name, StringComparer.Ordinal))
-                {
-                    writer.WritePropertyName(property.Name);
-                    Write(writer, property.Value, normalizeNumbers);
-                }
-                writer.WriteEndObject();
+                WriteObject(writer, value, normalizeNumbers);
                 break;
             case JsonValueKind.Array:
                 writer.WriteStartArray();
@@ -69,6 +92,43 @@ public static class CanonicalJson
             default:
                 writer.WriteNullValue();
                 break;
+        }
+    }
+
+    private static void WriteObject(Utf8JsonWriter writer, JsonElement value, bool normalizeNumbers)
+    {
+        var count = value.GetPropertyCount();
+        var members = ArrayPool<Member>.Shared.Rent(count);
+        try
+        {
+            var i = 0;
+            foreach (var property in value.EnumerateObject()) members[i] = new Member(property.Name, i++, property.Value);
+            Array.Sort(members, 0, count, MemberOrder.Instance);
+            writer.WriteStartObject();
+            for (var j = 0; j < count; j++)
+            {
+                writer.WritePropertyName(members[j].Name);
+                Write(writer, members[j].Value, normalizeNumbers);
+            }
+            writer.WriteEndObject();
+        }
+        finally
+        {
+            ArrayPool<Member>.Shared.Return(members, clearArray: true);
+        }
+    }
+
+    private readonly record struct Member(string Name, int Position, JsonElement Value);
+
+    /// <summary>By name (ordinal), then by position: members with the same name keep their order, as a stable sort would.</summary>
+    private sealed class MemberOrder : IComparer<Member>
+    {
+        public static readonly MemberOrder Instance = new();
+
+        public int Compare(Member x, Member y)
+        {
+            var byName = string.CompareOrdinal(x.Name, y.Name);
+            return byName != 0 ? byName : x.Position.CompareTo(y.Position);
         }
     }
 }

@@ -171,7 +171,7 @@ public sealed class EvidenceTests(ServiceFixture fixture) : IClassFixture<Servic
             "UPDATE call_evidence SET content = 'forged' WHERE tenant_id = @Tenant AND call_id = @Id", new { Tenant = tenant, Id = kept }));
         Assert.Equal("42501", refused.SqlState);
 
-        var (_, _, dropped) = await Host.Services.GetRequiredService<ExpiredRowsPruning>().PruneOnceAsync(CancellationToken.None);
+        var dropped = (await Host.Services.GetRequiredService<ExpiredRowsPruning>().PruneOnceAsync(CancellationToken.None)).Evidence;
 
         Assert.True(dropped >= 1);
         Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(Host.ConnectionString,

@@ -278,7 +278,7 @@ public sealed class OutcomeRecoveryTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_lost_call_outside_every_gone_process_window_is_left_alone_and_old_rows_are_forgotten()
+    public async Task A_lost_call_outside_every_gone_process_window_is_left_alone_and_old_rows_are_forgotten_by_the_pruning_job()
     {
         var tenant = TestEnvironment.NewTenant();
         var lost = await WriteLostCallAsync(_host, tenant, "t1"); // as a call from before migration 0039 would be: no window covers it
@@ -290,7 +290,13 @@ public sealed class OutcomeRecoveryTests : IAsyncLifetime
 
         Assert.Equal(0, await ClosedAsync(tenant, lost));
         Assert.NotNull(Assert.Single(await SweptAtAsync(goneBefore)));
+        Assert.NotNull(Assert.Single(await SweptAtAsync(forgotten)));
+
+        var pruned = await _host.Services.GetRequiredService<ExpiredRowsPruning>().PruneOnceAsync(CancellationToken.None);
+
+        Assert.True(pruned.ServiceInstances >= 1);
         Assert.Empty(await SweptAtAsync(forgotten));
+        Assert.NotNull(Assert.Single(await SweptAtAsync(goneBefore)));
     }
 
     /// <summary>

@@ -48,7 +48,7 @@ public sealed class RateLimitAndIncidentTests(ServiceFixture fixture) : IClassFi
                 (@b, 'tool:recent', date_trunc('minute', now()) - interval '30 minutes', 1)
             """, new { a, b });
 
-        var (pruned, _, _) = await Host.Services.GetRequiredService<ExpiredRowsPruning>().PruneOnceAsync(CancellationToken.None);
+        var pruned = (await Host.Services.GetRequiredService<ExpiredRowsPruning>().PruneOnceAsync(CancellationToken.None)).RateLimitWindows;
 
         Assert.True(pruned >= 2);
         var left = await OwnerSql.QueryAsync<(string, string)>(Host.ConnectionString,

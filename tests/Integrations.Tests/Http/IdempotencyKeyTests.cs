@@ -94,7 +94,7 @@ public sealed class IdempotencyKeyTests(ApiFixture fixture) : IClassFixture<ApiF
         Assert.NotNull(first.GetProperty("id").GetString());
 
         await OwnerSql.ExecuteAsync(Api.ConnectionString, "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE tenant_id = @tenant", new { tenant });
-        var (_, pruned, _) = await Api.Services.GetRequiredService<ExpiredRowsPruning>().PruneOnceAsync(CancellationToken.None);
+        var pruned = (await Api.Services.GetRequiredService<ExpiredRowsPruning>().PruneOnceAsync(CancellationToken.None)).IdempotencyKeys;
         Assert.True(pruned >= 1);
         Assert.Equal(0L, await OwnerSql.ScalarAsync<long>(Api.ConnectionString, "SELECT count(*) FROM idempotency_keys WHERE tenant_id = @tenant", new { tenant }));
     }

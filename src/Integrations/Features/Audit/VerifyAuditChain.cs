@@ -119,10 +119,9 @@ public static class VerifyAuditChain
             }
             keyed = true;
             if (!keys.TryGetEventKey(e.KeyId, out var key)) return "unknown_key";
-            byte[] details;
-            using (var document = JsonDocument.Parse(e.Details)) details = CanonicalJson.Serialize(document.RootElement, normalizeNumbers: true);
+            using var document = JsonDocument.Parse(e.Details);
             var expected = AuditKeys.EventMac(key, tenant, e.EventId.Value, AuditTrail.Micros(e.OccurredAt), e.Actor, e.Action,
-                e.SubjectType, e.SubjectId, e.CorrelationId, details);
+                e.SubjectType, e.SubjectId, e.CorrelationId, CanonicalJson.Transient(document.RootElement, normalizeNumbers: true));
             return CryptographicOperations.FixedTimeEquals(expected, e.Mac) ? null : "mac_mismatch";
         }
 

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
@@ -17,6 +18,9 @@ public sealed class AuditKeys
     private static readonly byte[] AnchorLabel = "integrations.audit.anchor-mac.v1"u8.ToArray();
 
     private static readonly AsyncLocal<AuditKeys?> Ambient = new();
+
+    [ThreadStatic] private static IncrementalHash? _hmac;
+    [ThreadStatic] private static byte[]? _hmacKey;
 
     private readonly Dictionary<string, (byte[] Event, byte[] Anchor)> _byId = new(StringComparer.Ordinal);
 
@@ -79,34 +83,76 @@ public sealed class AuditKeys
         string subjectId, string? correlationId, ReadOnlySpan<byte> canonicalDetails)
     {
         var buffer = new MacInput(256 + canonicalDetails.Length);
-        buffer.Add(tenantId);
-        Span<byte> id = stackalloc byte[16];
-        eventId.TryWriteBytes(id, bigEndian: true, out _);
-        buffer.Add(id);
-        Span<byte> micros = stackalloc byte[8];
-        BinaryPrimitives.WriteInt64BigEndian(micros, occurredAtMicros);
-        buffer.Add(micros);
-        buffer.Add(actor);
-        buffer.Add(action);
-        buffer.Add(subjectType);
-        buffer.Add(subjectId);
-        buffer.Add(correlationId);
-        buffer.Add(canonicalDetails);
-        return HMACSHA256.HashData(key, buffer.Written);
+        try
+        {
+            buffer.Add(tenantId);
+            Span<byte> id = stackalloc byte[16];
+            eventId.TryWriteBytes(id, bigEndian: true, out _);
+            buffer.Add(id);
+            Span<byte> micros = stackalloc byte[8];
+            BinaryPrimitives.WriteInt64BigEndian(micros, occurredAtMicros);
+            buffer.Add(micros);
+            buffer.Add(actor);
+            buffer.Add(action);
+            buffer.Add(subjectType);
+            buffer.Add(subjectId);
+            buffer.Add(correlationId);
+            buffer.Add(canonicalDetails);
+            return Hmac(key, buffer.Written);
+        }
+        finally
+        {
+            buffer.Return();
+        }
     }
 
     /// <summary>HMAC-SHA256 over an anchor's fields, length-prefixed as <see cref="EventMac"/>'s are.</summary>
     internal static byte[] AnchorMac(byte[] key, string tenantId, long seq, ReadOnlySpan<byte> hash, long anchoredAtMicros)
     {
         var buffer = new MacInput(128);
-        buffer.Add(tenantId);
-        Span<byte> number = stackalloc byte[8];
-        BinaryPrimitives.WriteInt64BigEndian(number, seq);
-        buffer.Add(number);
-        buffer.Add(hash);
-        BinaryPrimitives.WriteInt64BigEndian(number, anchoredAtMicros);
-        buffer.Add(number);
-        return HMACSHA256.HashData(key, buffer.Written);
+        try
+        {
+            buffer.Add(tenantId);
+            Span<byte> number = stackalloc byte[8];
+            BinaryPrimitives.WriteInt64BigEndian(number, seq);
+            buffer.Add(number);
+            buffer.Add(hash);
+            BinaryPrimitives.WriteInt64BigEndian(number, anchoredAtMicros);
+            buffer.Add(number);
+            return Hmac(key, buffer.Written);
+        }
+        finally
+        {
+            buffer.Return();
+        }
+    }
+
+    /// <summary>
+    /// HMAC-SHA256 with this thread's HMAC for <paramref name="key"/>: reset after each MAC instead of set up again (the
+    /// key's padded blocks hashed, a new context), which halves a MAC's cost; a governed call makes four.
+    /// </summary>
+    private static byte[] Hmac(byte[] key, ReadOnlySpan<byte> input)
+    {
+        var hmac = _hmac;
+        if (hmac is null || !ReferenceEquals(_hmacKey, key))
+        {
+            hmac?.Dispose();
+            _hmac = null;
+            hmac = IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, key);
+            _hmacKey = key;
+            _hmac = hmac;
+        }
+        try
+        {
+            hmac.AppendData(input);
+            return hmac.GetHashAndReset();
+        }
+        catch
+        {
+            _hmac = null; // never reuse one left mid-hash
+            hmac.Dispose();
+            throw;
+        }
     }
 
     private sealed class Restore(AuditKeys? before) : IDisposable
@@ -114,12 +160,13 @@ public sealed class AuditKeys
         public void Dispose() => Ambient.Value = before;
     }
 
-    private sealed class MacInput(int capacity)
+    /// <summary>The MAC's input, in a rented array (given back by <see cref="Return"/>).</summary>
+    private struct MacInput(int capacity)
     {
-        private byte[] _bytes = new byte[capacity];
+        private byte[] _bytes = ArrayPool<byte>.Shared.Rent(capacity);
         private int _length;
 
-        public ReadOnlySpan<byte> Written => _bytes.AsSpan(0, _length);
+        public readonly ReadOnlySpan<byte> Written => _bytes.AsSpan(0, _length);
 
         public void Add(string? value)
         {
@@ -142,6 +189,8 @@ public sealed class AuditKeys
             _length += value.Length;
         }
 
+        public readonly void Return() => ArrayPool<byte>.Shared.Return(_bytes);
+
         private void Length(int length)
         {
             Ensure(4);
@@ -151,7 +200,11 @@ public sealed class AuditKeys
 
         private void Ensure(int more)
         {
-            if (_length + more > _bytes.Length) Array.Resize(ref _bytes, Math.Max(_bytes.Length * 2, _length + more));
+            if (_length + more <= _bytes.Length) return;
+            var larger = ArrayPool<byte>.Shared.Rent(Math.Max(_bytes.Length * 2, _length + more));
+            _bytes.AsSpan(0, _length).CopyTo(larger);
+            ArrayPool<byte>.Shared.Return(_bytes);
+            _bytes = larger;
         }
     }
 }

@@ -28,6 +28,8 @@ public sealed record AuditWrite(Caller Caller, IReadOnlyList<AuditEvent> Events,
     /// <summary>What <see cref="AuditTrail.AddTo(NpgsqlBatch, string, IReadOnlyList{AuditWrite})"/> sends per event besides the event itself.</summary>
     internal sealed record Signed(string[] DetailsJson, Guid[] EventIds, DateTime OccurredAt, string KeyId, byte[][] Macs)
     {
+        private static readonly object NoDetails = new { };
+
         public static Signed Of(Caller caller, IReadOnlyList<AuditEvent> events, string? correlationId)
         {
             var keys = AuditKeys.Current;
@@ -41,7 +43,8 @@ public sealed record AuditWrite(Caller Caller, IReadOnlyList<AuditEvent> Events,
             for (var i = 0; i < events.Count; i++)
             {
                 var e = events[i];
-                var canonical = CanonicalJson.Serialize(JsonSerializer.SerializeToElement(e.Details ?? new { }, AuditJson.Options), normalizeNumbers: true);
+                using var document = JsonSerializer.SerializeToDocument(e.Details ?? NoDetails, AuditJson.Options);
+                var canonical = CanonicalJson.Transient(document.RootElement, normalizeNumbers: true);
                 details[i] = Encoding.UTF8.GetString(canonical);
                 ids[i] = Guid.CreateVersion7();
                 macs[i] = AuditKeys.EventMac(keys.CurrentEventKey, caller.TenantId, ids[i], micros, caller.Actor, e.Action,

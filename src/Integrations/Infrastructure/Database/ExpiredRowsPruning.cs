@@ -13,8 +13,10 @@ namespace Integrations.Infrastructure.Database;
 /// Rows that only matter for a while, dropped for every tenant every <c>Integrations:Database:PruneInterval</c>
 /// (default 5 minutes; <c>00:00:00</c> turns it off): rate-limit windows that ended more than
 /// <see cref="RateLimitRetention"/> ago (every counted call leaves one per key and minute), idempotency keys older than
-/// <see cref="IdempotencyKeys.Lifetime"/>, and call evidence past its policy's retention (<c>call_evidence.expires_at</c>). Any replica may run it: dropping rows nobody uses any more is safe to repeat.
-/// The service's role sees one tenant at a time, so each drop is a function that runs with the owner's rights.
+/// <see cref="IdempotencyKeys.Lifetime"/>, call evidence past its policy's retention (<c>call_evidence.expires_at</c>)
+/// and the rows of processes swept (or stopped cleanly) more than <see cref="ServiceInstanceRetention"/> ago
+/// (<see cref="OutcomeRecovery"/>). Any replica may run it: dropping rows nobody uses any more is safe to repeat.
+/// The service's role sees one tenant at a time, so each tenant's drop is a function that runs with the owner's rights.
 /// </summary>
 internal sealed class ExpiredRowsPruning(
     NpgsqlDataSource dataSource, IConfiguration configuration, WorkerRegistry workers, ILogger<ExpiredRowsPruning> logger)
@@ -24,28 +26,41 @@ internal sealed class ExpiredRowsPruning(
 
     public static readonly TimeSpan RateLimitRetention = TimeSpan.FromHours(1);
 
+    /// <summary>How long the row of a process that is gone is kept for whoever looks.</summary>
+    public static readonly TimeSpan ServiceInstanceRetention = TimeSpan.FromDays(30);
+
     private readonly TimeSpan _interval = configuration.GetValue("Integrations:Database:PruneInterval", TimeSpan.FromMinutes(5));
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        workers.RunEveryAsync(WorkerName, "Drops ended rate-limit windows, expired idempotency keys and call evidence past its retention, of every tenant.", _interval,
+        workers.RunEveryAsync(WorkerName, "Drops ended rate-limit windows, expired idempotency keys and call evidence past its retention, of every tenant, and the rows of processes long gone.", _interval,
             async ct =>
             {
-                var (windows, keys, evidence) = await PruneOnceAsync(ct);
-                return $"{windows} rate-limit windows, {keys} idempotency keys and {evidence} evidence rows dropped";
+                var pruned = await PruneOnceAsync(ct);
+                return $"{pruned.RateLimitWindows} rate-limit windows, {pruned.IdempotencyKeys} idempotency keys, {pruned.Evidence} evidence rows and {pruned.ServiceInstances} process rows dropped";
             }, stoppingToken);
 
-    /// <summary>One pass: the rate-limit windows, the idempotency keys and the evidence rows dropped.</summary>
-    public async Task<(int Windows, int IdempotencyKeys, int Evidence)> PruneOnceAsync(CancellationToken ct)
+    /// <summary>One pass: what it dropped of each kind.</summary>
+    public async Task<PrunedRows> PruneOnceAsync(CancellationToken ct)
     {
         await using var connection = await dataSource.OpenConnectionAsync(ct);
-        var windows = await RateLimiter.PruneAsync(connection, RateLimitRetention, ct);
-        var keys = await connection.ExecuteScalarAsync<int>(new CommandDefinition(
-            "SELECT prune_idempotency_keys(@Lifetime)", new { IdempotencyKeys.Lifetime }, cancellationToken: ct));
-        var evidence = await connection.ExecuteScalarAsync<int>(new CommandDefinition("SELECT prune_expired_evidence()", cancellationToken: ct));
-        if (windows + keys + evidence > 0)
+        var pruned = new PrunedRows(
+            await RateLimiter.PruneAsync(connection, RateLimitRetention, ct),
+            await connection.ExecuteScalarAsync<int>(new CommandDefinition(
+                "SELECT prune_idempotency_keys(@Lifetime)", new { IdempotencyKeys.Lifetime }, cancellationToken: ct)),
+            await connection.ExecuteScalarAsync<int>(new CommandDefinition("SELECT prune_expired_evidence()", cancellationToken: ct)),
+            await connection.ExecuteAsync(new CommandDefinition("DELETE FROM service_instances WHERE swept_at < now() - @Retention",
+                new { Retention = ServiceInstanceRetention }, cancellationToken: ct)));
+        if (pruned.Total > 0)
         {
-            logger.LogInformation("Dropped {Windows} rate-limit windows, {Keys} idempotency keys and {Evidence} evidence rows.", windows, keys, evidence);
+            logger.LogInformation("Dropped {Windows} rate-limit windows, {Keys} idempotency keys, {Evidence} evidence rows and {Instances} process rows.",
+                pruned.RateLimitWindows, pruned.IdempotencyKeys, pruned.Evidence, pruned.ServiceInstances);
         }
-        return (windows, keys, evidence);
+        return pruned;
     }
+}
+
+/// <summary>What one pass of <see cref="ExpiredRowsPruning"/> dropped.</summary>
+public sealed record PrunedRows(int RateLimitWindows, int IdempotencyKeys, int Evidence, int ServiceInstances)
+{
+    public int Total => RateLimitWindows + IdempotencyKeys + Evidence + ServiceInstances;
 }

@@ -47,9 +47,6 @@ public sealed class OutcomeRecovery(
     /// <summary>Unclosed calls read and closed at a time.</summary>
     public const int PageSize = 1000;
 
-    /// <summary>How long the row of a process that is gone (swept, or stopped cleanly) is kept for whoever looks.</summary>
-    private static readonly TimeSpan InstanceRetention = TimeSpan.FromDays(30);
-
     /// <summary>Heartbeats a live process may miss (a slow pass, a short outage) before it counts as gone.</summary>
     private const int MissedHeartbeats = 3;
 
@@ -246,11 +243,6 @@ public sealed class OutcomeRecovery(
                     inWindow, gone.Id, gone.LastSeen);
             }
             closed += inWindow;
-        }
-        await using (var connection = await dataSource.OpenConnectionAsync(ct))
-        {
-            await connection.ExecuteAsync(new CommandDefinition("DELETE FROM service_instances WHERE swept_at < @Before",
-                new { Before = time.GetUtcNow() - InstanceRetention }, cancellationToken: ct));
         }
         return closed;
     }
