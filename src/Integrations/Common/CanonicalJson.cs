@@ -19,12 +19,20 @@ namespace Integrations.Common;
 /// </remarks>
 public static class CanonicalJson
 {
+    /// <summary>A thread keeps its buffer up to this size; a larger one (a big tool output hashed) is let go after use.</summary>
+    private const int KeptBufferBytes = 64 * 1024;
+
     [ThreadStatic] private static ArrayBufferWriter<byte>? _buffer;
     [ThreadStatic] private static Utf8JsonWriter? _writer;
 
     public static byte[] Serialize(JsonElement value) => Serialize(value, normalizeNumbers: false);
 
-    public static byte[] Serialize(JsonElement value, bool normalizeNumbers) => Transient(value, normalizeNumbers).ToArray();
+    public static byte[] Serialize(JsonElement value, bool normalizeNumbers)
+    {
+        var bytes = Transient(value, normalizeNumbers).ToArray();
+        ForgetLargeBuffer();
+        return bytes;
+    }
 
     public static byte[] Serialize<T>(T value) => Serialize(JsonSerializer.SerializeToElement(value));
 
@@ -33,6 +41,7 @@ public static class CanonicalJson
     {
         Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
         SHA256.HashData(Transient(value, normalizeNumbers: false), hash);
+        ForgetLargeBuffer();
         return Convert.ToHexStringLower(hash);
     }
 
@@ -42,6 +51,7 @@ public static class CanonicalJson
     /// </summary>
     internal static ReadOnlySpan<byte> Transient(JsonElement value, bool normalizeNumbers)
     {
+        ForgetLargeBuffer();
         var buffer = _buffer ??= new ArrayBufferWriter<byte>(1024);
         buffer.ResetWrittenCount();
         var writer = _writer;
@@ -59,6 +69,13 @@ public static class CanonicalJson
             throw;
         }
         return buffer.WrittenSpan;
+    }
+
+    private static void ForgetLargeBuffer()
+    {
+        if (_buffer is not { Capacity: > KeptBufferBytes }) return;
+        _buffer = null;
+        _writer = null;
     }
 
     private static void Write(Utf8JsonWriter writer, JsonElement value, bool normalizeNumbers)
