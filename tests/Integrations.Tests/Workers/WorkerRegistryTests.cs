@@ -54,7 +54,7 @@ public sealed class WorkerRegistryTests(ApiFixture fixture) : IClassFixture<ApiF
         Assert.Equal(Jobs, names); // by name, all of them
         var pruning = workers.Single(w => w.GetProperty("name").GetString() == "database.expired_rows_pruning");
         Assert.Equal("succeeded", pruning.GetProperty("last_outcome").GetString());
-        Assert.Matches(@"^\d+ rate-limit windows, \d+ idempotency keys and \d+ evidence rows dropped$", pruning.GetProperty("last_result").GetString());
+        Assert.Matches(@"^\d+ rate-limit windows, \d+ idempotency keys, \d+ evidence rows and \d+ process rows dropped$", pruning.GetProperty("last_result").GetString());
         Assert.Equal(0.2, pruning.GetProperty("interval_seconds").GetDouble());
         Assert.True(pruning.GetProperty("last_duration_ms").GetDouble() >= 0);
         Assert.True(pruning.GetProperty("next_run_at").GetDateTimeOffset() > pruning.GetProperty("last_finished_at").GetDateTimeOffset());
