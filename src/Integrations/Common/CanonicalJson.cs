@@ -14,25 +14,14 @@ namespace Integrations.Common;
 /// audit trail's MACs cover details in this form.
 /// </summary>
 /// <remarks>
-/// A governed call writes six canonical forms (its input and output hashes, four audit events' details), so each
-/// thread keeps one buffer and one writer and reuses them, and members are sorted in a rented array.
+/// A governed call writes six canonical forms (its input and output hashes, four audit events' details), so they are
+/// written with the thread's reused writer (<see cref="ThreadJsonWriter"/>) and members are sorted in a rented array.
 /// </remarks>
 public static class CanonicalJson
 {
-    /// <summary>A thread keeps its buffer up to this size; a larger one (a big tool output hashed) is let go after use.</summary>
-    private const int KeptBufferBytes = 64 * 1024;
-
-    [ThreadStatic] private static ArrayBufferWriter<byte>? _buffer;
-    [ThreadStatic] private static Utf8JsonWriter? _writer;
-
     public static byte[] Serialize(JsonElement value) => Serialize(value, normalizeNumbers: false);
 
-    public static byte[] Serialize(JsonElement value, bool normalizeNumbers)
-    {
-        var bytes = Transient(value, normalizeNumbers).ToArray();
-        ForgetLargeBuffer();
-        return bytes;
-    }
+    public static byte[] Serialize(JsonElement value, bool normalizeNumbers) => Transient(value, normalizeNumbers).ToArray();
 
     public static byte[] Serialize<T>(T value) => Serialize(JsonSerializer.SerializeToElement(value));
 
@@ -41,41 +30,18 @@ public static class CanonicalJson
     {
         Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
         SHA256.HashData(Transient(value, normalizeNumbers: false), hash);
-        ForgetLargeBuffer();
         return Convert.ToHexStringLower(hash);
     }
 
     /// <summary>
-    /// The canonical form in this thread's buffer: valid only until the next call on the same thread, so use it at once
+    /// The canonical form in this thread's buffer: valid only until the thread's next use of it, so use it at once
     /// (hash it, decode it) and copy what must outlive that.
     /// </summary>
     internal static ReadOnlySpan<byte> Transient(JsonElement value, bool normalizeNumbers)
     {
-        ForgetLargeBuffer();
-        var buffer = _buffer ??= new ArrayBufferWriter<byte>(1024);
-        buffer.ResetWrittenCount();
-        var writer = _writer;
-        if (writer is null) _writer = writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = false, SkipValidation = false });
-        else writer.Reset(buffer);
-        try
-        {
-            Write(writer, value, normalizeNumbers);
-            writer.Flush();
-        }
-        catch
-        {
-            // A writer left mid-value would refuse the next value: start the next call with a new one.
-            _writer = null;
-            throw;
-        }
-        return buffer.WrittenSpan;
-    }
-
-    private static void ForgetLargeBuffer()
-    {
-        if (_buffer is not { Capacity: > KeptBufferBytes }) return;
-        _buffer = null;
-        _writer = null;
+        using var lease = ThreadJsonWriter.Rent();
+        Write(lease.Writer, value, normalizeNumbers);
+        return lease.Written;
     }
 
     private static void Write(Utf8JsonWriter writer, JsonElement value, bool normalizeNumbers)

@@ -82,6 +82,22 @@ public sealed class BatchedJsonConsoleTests
     }
 
     [Fact]
+    public void A_line_logged_while_another_is_being_formatted_on_the_same_thread_leaves_both_whole()
+    {
+        var output = new MemoryStream();
+        using (var console = new BatchedJsonConsole(output))
+        {
+            var logger = console.CreateLogger("Nested");
+            logger.LogInformation("outer {Value}", new LogsWhenFormatted(logger));
+        }
+
+        // The value is formatted twice (the message, then State), so "inner" is logged twice before the outer line.
+        var lines = Lines(output).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        Assert.Equal(["inner", "inner", "outer formatted"], lines.Select(l => l.GetProperty("Message").GetString()));
+        Assert.Equal("formatted", lines[^1].GetProperty("State").GetProperty("Value").GetString());
+    }
+
+    [Fact]
     public void A_line_logged_after_disposal_is_written_at_once_and_throws_nothing()
     {
         var output = new MemoryStream();
@@ -92,6 +108,16 @@ public sealed class BatchedJsonConsoleTests
         logger.LogInformation("stopping {Component}", "late");
 
         Assert.Equal("late", JsonDocument.Parse(Assert.Single(Lines(output))).RootElement.GetProperty("State").GetProperty("Component").GetString());
+    }
+
+    /// <summary>A value whose text is made by logging a line first (as a lazy value that logs would).</summary>
+    private sealed class LogsWhenFormatted(ILogger logger)
+    {
+        public override string ToString()
+        {
+            logger.LogInformation("inner");
+            return "formatted";
+        }
     }
 
     private static string[] Lines(MemoryStream output) =>

@@ -1,7 +1,7 @@
-using System.Buffers;
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.Json;
+using Integrations.Common;
 using Microsoft.Extensions.Logging;
 
 namespace Integrations.Infrastructure.Logging;
@@ -28,15 +28,6 @@ public sealed class BatchedJsonConsole : ILoggerProvider, ISupportExternalScope
 
     /// <summary>How long the writer gathers lines after the first one woke it.</summary>
     private static readonly TimeSpan Gather = TimeSpan.FromMilliseconds(2);
-
-    [ThreadStatic]
-    private static ArrayBufferWriter<byte>? _threadBuffer;
-
-    [ThreadStatic]
-    private static Utf8JsonWriter? _threadJson;
-
-    [ThreadStatic]
-    private static bool _threadFormatting;
 
     private readonly Stream _output;
     private readonly ConcurrentQueue<byte[]> _lines = new();
@@ -142,30 +133,12 @@ public sealed class BatchedJsonConsole : ILoggerProvider, ISupportExternalScope
         }
     }
 
+    /// <summary>The line as UTF-8, formatted with the thread's reused writer (<see cref="ThreadJsonWriter"/>).</summary>
     private static byte[] Format<TState>(string category, LogLevel level, EventId eventId, TState state, Exception? exception,
         Func<TState, Exception?, string> formatter, IExternalScopeProvider scopes)
     {
-        // The thread's own buffer and writer, unless a line is being formatted on it already (a value's ToString that logs).
-        var reentered = _threadFormatting;
-        var buffer = reentered ? new ArrayBufferWriter<byte>(1024) : _threadBuffer ??= new ArrayBufferWriter<byte>(1024);
-        buffer.ResetWrittenCount();
-        var json = reentered ? new Utf8JsonWriter(buffer) : _threadJson ??= new Utf8JsonWriter(buffer);
-        json.Reset(buffer);
-        _threadFormatting = true;
-        try
-        {
-            return FormatInto(json, buffer, category, level, eventId, state, exception, formatter, scopes);
-        }
-        finally
-        {
-            _threadFormatting = reentered;
-        }
-    }
-
-    private static byte[] FormatInto<TState>(Utf8JsonWriter json, ArrayBufferWriter<byte> buffer, string category, LogLevel level,
-        EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter, IExternalScopeProvider scopes)
-    {
-
+        using var lease = ThreadJsonWriter.Rent();
+        var json = lease.Writer;
         json.WriteStartObject();
         Span<char> timestamp = stackalloc char[24];
         DateTime.UtcNow.TryFormat(timestamp, out var written, "yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture);
@@ -185,8 +158,7 @@ public sealed class BatchedJsonConsole : ILoggerProvider, ISupportExternalScope
         scopes.ForEachScope(static (scope, writer) => WriteScope(writer, scope), json);
         json.WriteEndArray();
         json.WriteEndObject();
-        json.Flush();
-        return buffer.WrittenSpan.ToArray();
+        return lease.Written.ToArray();
     }
 
     private static void WriteScope(Utf8JsonWriter json, object? scope)
