@@ -1,4 +1,7 @@
+using System.Buffers.Binary;
 using System.Net;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using Dapper;
 using Integrations.Features.Audit;
@@ -96,6 +99,28 @@ public sealed class AuditChainAttackTests(ServiceFixture fixture) : IClassFixtur
             Rechain(tenant));
 
         Assert.Equal((false, 6L, "duplicate_event"), await VerifyAsync(tenant));
+    }
+
+    [Fact]
+    public async Task A_chain_hashed_field_by_field_before_migration_0040_and_compactly_after_verifies_and_the_switch_is_pinned_by_its_head()
+    {
+        var tenant = await TenantWithEventsAsync(3);
+        // What 0015's audit_append left behind, and where migration 0040 then set the head's switch.
+        await AsOwnerAsync(Rechain(tenant, fieldByField: true), $"UPDATE audit_chain_heads SET compact_hashes_from = 4 WHERE tenant_id = '{tenant}'");
+        await WriteEventsAsync(tenant, 2);
+
+        Assert.Equal((true, (long?)null, (string?)null), await VerifyAsync(tenant));
+        var rows = await OwnerSql.QueryAsync<(long Seq, byte[] PrevHash, string KeyId, byte[] Mac, byte[] Hash)>(Host.ConnectionString,
+            "SELECT seq, prev_hash, key_id, mac, hash FROM audit_events WHERE tenant_id = @tenant AND seq >= 4 ORDER BY seq", new { tenant });
+        Assert.All(rows, r =>
+        {
+            var seq = new byte[8];
+            BinaryPrimitives.WriteInt64BigEndian(seq, r.Seq);
+            Assert.Equal(SHA256.HashData([.. r.PrevHash, .. seq, .. Encoding.UTF8.GetBytes(r.KeyId), .. r.Mac]), r.Hash);
+        });
+
+        await AsOwnerAsync($"UPDATE audit_chain_heads SET compact_hashes_from = 1 WHERE tenant_id = '{tenant}'");
+        Assert.Equal((false, 1L, "hash_mismatch"), await VerifyAsync(tenant));
     }
 
     [Fact]
@@ -248,15 +273,17 @@ public sealed class AuditChainAttackTests(ServiceFixture fixture) : IClassFixtur
 
     /// <summary>
     /// What a table owner who knows the schema does after changing events: every hash recomputed in order with the
-    /// function audit_append uses, and the head set to the new end of the chain.
+    /// database's own function (the one verification uses), and the head set to the new end of the chain. With
+    /// <paramref name="fieldByField"/>, every keyed hash as migration 0015's audit_append made it, before 0040.
     /// </summary>
-    private static string Rechain(string tenant) => $$"""
+    private static string Rechain(string tenant, bool fieldByField = false) => $$"""
         DO $$
         DECLARE r record; prev bytea := decode(repeat('00', 32), 'hex'); before bytea := prev; h bytea; last bigint := 0;
         BEGIN
-            FOR r IN SELECT * FROM audit_events WHERE tenant_id = '{{tenant}}' ORDER BY seq LOOP
-                h := audit_event_hash(prev, r.tenant_id, r.seq, r.occurred_at, r.actor, r.action, r.subject_type, r.subject_id,
-                                      r.correlation_id, r.details, r.event_id, r.key_id, r.mac);
+            FOR r IN SELECT e.*, head.compact_hashes_from FROM audit_events e JOIN audit_chain_heads head USING (tenant_id)
+                     WHERE e.tenant_id = '{{tenant}}' ORDER BY e.seq LOOP
+                h := audit_chain_hash(prev, r.tenant_id, r.seq, r.occurred_at, r.actor, r.action, r.subject_type, r.subject_id,
+                                      r.correlation_id, r.details, r.event_id, r.key_id, r.mac, {{(fieldByField ? "r.seq + 1" : "r.compact_hashes_from")}});
                 UPDATE audit_events SET prev_hash = prev, hash = h WHERE tenant_id = r.tenant_id AND seq = r.seq;
                 before := prev;
                 prev := h;

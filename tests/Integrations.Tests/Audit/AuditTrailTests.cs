@@ -95,9 +95,10 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
             UPDATE audit_events SET details = '{"name":"forged"}' WHERE tenant_id = @tenant AND seq = 3;
             """, new { tenant });
 
+        // The event's hash covers its MAC, and the MAC its content (migration 0040): the MAC no longer holds.
         var verified = (await Host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value;
         Assert.False(verified.Valid);
-        Assert.Equal((3L, "hash_mismatch"), (verified.FirstBrokenSeq, verified.Problem));
+        Assert.Equal((3L, "mac_mismatch"), (verified.FirstBrokenSeq, verified.Problem));
     }
 
     [Fact]
@@ -150,12 +151,46 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
         var error = await Assert.ThrowsAsync<PostgresException>(() => OwnerSql.ExecuteAsync(Host.ConnectionString,
             """
             SELECT audit_append(@tenant, ARRAY['key:a', 'key:b'], ARRAY[NULL, NULL]::text[], ARRAY['test.one'], ARRAY['test'], ARRAY['1'],
-                                ARRAY['{}']::jsonb[], ARRAY[gen_random_uuid()], ARRAY[now()], ARRAY['k'], ARRAY['\x00'::bytea])
+                                ARRAY['{}']::jsonb[], ARRAY[gen_random_uuid()], ARRAY[now()], 'k', ARRAY['\x00'::bytea])
             """,
             new { tenant }));
 
         Assert.Equal(PostgresErrorCodes.InvalidParameterValue, error.SqlState);
         Assert.Equal(0, await OwnerSql.AuditCountAsync(Host.ConnectionString, tenant));
+    }
+
+    [Fact]
+    public async Task A_batch_of_writes_signed_under_two_keys_goes_in_as_one_statement_per_key_in_order_and_verifies()
+    {
+        var previousKey = MasterKeys.Generate();
+        var previous = MasterKeys.Parse(previousKey, "old");
+        await using var host = await ServiceHost.StartAsync(new Dictionary<string, string?>
+        {
+            ["Integrations:Audit:AnchorFile"] = Path.Combine(Path.GetTempPath(), "integrations-tests", $"anchors-{Guid.NewGuid():N}.jsonl"),
+            ["Integrations:Vault:PreviousKeys:old"] = previousKey,
+        });
+        var current = host.Services.GetRequiredService<AuditKeys>();
+        var before = new AuditKeys(new MasterKeys(previous));
+        var tenant = TestEnvironment.NewTenant();
+        var caller = TestEnvironment.CallerFor(tenant);
+        AuditWrite Signed(AuditKeys keys, string action)
+        {
+            using var _ = AuditKeys.Use(keys);
+            return new AuditWrite(caller, [new AuditEvent(action, "test", action, new { action })]);
+        }
+        var writes = new[] { Signed(before, "test.a"), Signed(before, "test.b"), Signed(current, "test.c"), Signed(before, "test.d") };
+        using (var statements = new NpgsqlBatch())
+        {
+            AuditTrail.AddTo(statements, tenant, writes);
+            Assert.Equal(3, statements.BatchCommands.Count);
+        }
+
+        await host.Services.GetRequiredService<TenantBatches>().WriteAsync(tenant, batch => AuditTrail.AddTo(batch, tenant, writes));
+
+        var rows = await OwnerSql.QueryAsync<(string Action, string KeyId)>(host.ConnectionString,
+            "SELECT action, key_id FROM audit_events WHERE tenant_id = @tenant ORDER BY seq", new { tenant });
+        Assert.Equal([("test.a", previous.Id), ("test.b", previous.Id), ("test.c", current.CurrentKeyId), ("test.d", previous.Id)], rows);
+        Assert.Equal(new VerifyAuditChain.Response(true, 4, null, null, 0, 0), (await host.SendAsync(new VerifyAuditChain.Query(), tenant)).Value);
     }
 
     private async Task<(bool, long?)> VerifyAsync(string tenant)

@@ -29,14 +29,15 @@ public static class VerifyAuditChain
 
     internal sealed class Handler(TenantSession session, AuditKeys keys, AuditAnchorFile anchors) : IRequestHandler<Query, Result<Response>>
     {
-        // The hash is recomputed by the function audit_append used; links, MACs and anchors are checked here, because
+        // The hash is recomputed as the function that appended the event computed it (audit_chain_hash, migration 0040); links, MACs and anchors are checked here, because
         // the MAC keys never reach PostgreSQL. The head comes with every row, so events and head are one snapshot even
         // while writers commit (the head alone is read only for a chain without events).
         private const string EventsSql = """
             SELECT e.seq, e.event_id, e.occurred_at, e.actor, e.action, e.subject_type, e.subject_id, e.correlation_id, e.details::text,
                    e.key_id, e.mac, e.prev_hash, e.hash,
-                   e.hash = audit_event_hash(e.prev_hash, e.tenant_id, e.seq, e.occurred_at, e.actor, e.action, e.subject_type,
-                                             e.subject_id, e.correlation_id, e.details, e.event_id, e.key_id, e.mac) AS hash_ok,
+                   e.hash = audit_chain_hash(e.prev_hash, e.tenant_id, e.seq, e.occurred_at, e.actor, e.action, e.subject_type,
+                                             e.subject_id, e.correlation_id, e.details, e.event_id, e.key_id, e.mac,
+                                             coalesce(h.compact_hashes_from, 1)) AS hash_ok,
                    h.last_seq, h.last_hash
             FROM audit_events e LEFT JOIN audit_chain_heads h ON h.tenant_id = e.tenant_id
             WHERE e.tenant_id = $1 ORDER BY e.seq

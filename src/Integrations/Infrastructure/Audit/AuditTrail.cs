@@ -80,7 +80,7 @@ public sealed class AuditTrail(CallerContext caller)
     }
 
     /// <summary>
-    /// One statement, whatever the number of events and of writes they come from (migrations 0009 and 0010). Its
+    /// One statement, whatever the number of events and of writes they come from (migrations 0009, 0010 and 0040). Its
     /// parameters are positional, so Npgsql sends the text as it is instead of parsing it on every execution.
     /// </summary>
     private const string AppendSql = "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
@@ -110,12 +110,25 @@ public sealed class AuditTrail(CallerContext caller)
     }
 
     /// <summary>
-    /// Adds one statement that appends the events of every write in <paramref name="writes"/>, write after write, to
-    /// the chain of <paramref name="tenantId"/>, each event with its own write's actor and correlation id.
+    /// Adds the statement that appends the events of every write in <paramref name="writes"/>, write after write, to
+    /// the chain of <paramref name="tenantId"/>, each event with its own write's actor and correlation id: one statement
+    /// per run of writes signed under the same key (always one, unless the audit key changed between two of them).
     /// </summary>
     public static void AddTo(NpgsqlBatch batch, string tenantId, IReadOnlyList<AuditWrite> writes)
     {
-        var count = writes.Sum(w => w.Events.Count);
+        var first = 0;
+        for (var i = 1; i <= writes.Count; i++)
+        {
+            if (i < writes.Count && writes[i].Signature.KeyId == writes[first].Signature.KeyId) continue;
+            AddAppend(batch, tenantId, writes, first, i);
+            first = i;
+        }
+    }
+
+    private static void AddAppend(NpgsqlBatch batch, string tenantId, IReadOnlyList<AuditWrite> writes, int from, int to)
+    {
+        var count = 0;
+        for (var w = from; w < to; w++) count += writes[w].Events.Count;
         if (count == 0) return;
         var actors = new string[count];
         var correlations = new string?[count];
@@ -125,11 +138,11 @@ public sealed class AuditTrail(CallerContext caller)
         var details = new string[count];
         var eventIds = new Guid[count];
         var occurredAt = new DateTime[count];
-        var keyIds = new string[count];
         var macs = new byte[count][];
         var i = 0;
-        foreach (var write in writes)
+        for (var w = from; w < to; w++)
         {
+            var write = writes[w];
             if (write.Caller.TenantId != tenantId) throw new InvalidOperationException("An audit write was added to another tenant's chain.");
             for (var j = 0; j < write.Events.Count; j++, i++)
             {
@@ -141,7 +154,6 @@ public sealed class AuditTrail(CallerContext caller)
                 details[i] = write.DetailsJson[j];
                 eventIds[i] = write.Signature.EventIds[j];
                 occurredAt[i] = write.Signature.OccurredAt;
-                keyIds[i] = write.Signature.KeyId;
                 macs[i] = write.Signature.Macs[j];
             }
         }
@@ -156,7 +168,7 @@ public sealed class AuditTrail(CallerContext caller)
         p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb, Value = details });
         p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = eventIds });
         p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.TimestampTz, Value = occurredAt });
-        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Text, Value = keyIds });
+        p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Text, Value = writes[from].Signature.KeyId });
         p.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Bytea, Value = macs });
         batch.BatchCommands.Add(append);
     }
