@@ -49,12 +49,11 @@ public static class IntegrationsServiceCollection
                 "ConnectionStrings:Integrations is not set. Use ./build.sh run (it starts a local PostgreSQL) " +
                 "or set ConnectionStrings__Integrations.");
         }
-        services.TryAddSingleton(_ => CreateDataSource(connectionString, resetOnClose: false));
-        // Migrations take a session-level lock and may set session state: the owner's pool is always one of its own,
-        // with Npgsql's reset on close, so none of it reaches a request's connection.
+        services.TryAddSingleton(_ => CreateDataSource(connectionString));
         var ownerConnectionString = configuration.GetConnectionString(OwnerDatabase.ConnectionStringName);
-        services.TryAddSingleton(_ => new OwnerDatabase(
-            CreateDataSource(string.IsNullOrWhiteSpace(ownerConnectionString) ? connectionString : ownerConnectionString, "integrations-owner")));
+        services.TryAddSingleton(sp => string.IsNullOrWhiteSpace(ownerConnectionString)
+            ? new OwnerDatabase(sp.GetRequiredService<NpgsqlDataSource>(), owned: false)
+            : new OwnerDatabase(CreateDataSource(ownerConnectionString, "integrations-owner"), owned: true));
         var batchesInFlight = configuration.GetValue("Integrations:Database:BatchesInFlightPerTenant", 1);
         if (batchesInFlight is < 1 or > 8)
         {
@@ -79,10 +78,7 @@ public static class IntegrationsServiceCollection
             services.AddHostedService<MigrateOnStart>();
         }
 
-        // LISTEN is session state: the listener's connection is one of its own, never returned to the requests' pool.
-        services.AddSingleton(sp => new ChangeNotifications(
-            CreateDataSource(new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString, "integrations-notifications"),
-            sp.GetRequiredService<ILogger<ChangeNotifications>>()));
+        services.AddSingleton<ChangeNotifications>();
         services.AddScoped<CallerContext>();
         services.AddScoped<TenantSession>();
         services.AddGovernedCalls();
@@ -130,21 +126,13 @@ public static class IntegrationsServiceCollection
     // PostgreSQL's CPU per audited write (bench/README.md, benchmark 2). Npgsql prepares a statement on a
     // connection once it has run there a few times. `Max Auto Prepare=0` in the connection string turns this
     // off, e.g. behind a pooler in transaction mode that cannot keep prepared statements.
-    //
-    // With resetOnClose false (the requests' pool, unless the connection string says otherwise), a connection goes
-    // back to the pool without Npgsql's reset (RESET ALL, CLOSE ALL, UNLISTEN *, advisory unlocks, DISCARD TEMP and
-    // SEQUENCES, prepended to its next use): about 20 us of PostgreSQL's CPU per checkout. Nothing a request runs
-    // keeps session state: the role and tenant are pinned with set_config(..., true) for the transaction, locks
-    // are transaction locks, and a transaction left open is still rolled back when its connection is returned.
-    internal static NpgsqlDataSource CreateDataSource(string connectionString, string name = "integrations", bool resetOnClose = true)
+    internal static NpgsqlDataSource CreateDataSource(string connectionString, string name = "integrations")
     {
         var builder = new NpgsqlDataSourceBuilder(connectionString) { Name = name };
         // The generic builder keeps the keys as written (Npgsql's own answers true for every keyword it knows).
         var given = new System.Data.Common.DbConnectionStringBuilder { ConnectionString = connectionString };
-        bool Sets(string keyword) =>
-            given.Keys.Cast<string>().Any(k => k.Replace(" ", "", StringComparison.Ordinal).Equals(keyword, StringComparison.OrdinalIgnoreCase));
-        if (!Sets("MaxAutoPrepare")) builder.ConnectionStringBuilder.MaxAutoPrepare = DefaultMaxAutoPrepare;
-        if (!resetOnClose && !Sets("NoResetOnClose")) builder.ConnectionStringBuilder.NoResetOnClose = true;
+        var setsAutoPrepare = given.Keys.Cast<string>().Any(k => k.Replace(" ", "", StringComparison.Ordinal).Equals("MaxAutoPrepare", StringComparison.OrdinalIgnoreCase));
+        if (!setsAutoPrepare) builder.ConnectionStringBuilder.MaxAutoPrepare = DefaultMaxAutoPrepare;
         return builder.Build();
     }
 }

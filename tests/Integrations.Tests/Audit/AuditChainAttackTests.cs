@@ -187,7 +187,7 @@ public sealed class AuditChainAttackTests(ServiceFixture fixture) : IClassFixtur
     public async Task The_service_logs_in_as_a_role_that_cannot_bypass_the_append_only_triggers()
     {
         var tenant = await TenantWithEventsAsync(1);
-        await using var connection = await ServiceHost.OpenSessionConnectionAsync(Host.ConnectionString);
+        await using var connection = await Host.DataSource.OpenConnectionAsync();
 
         Assert.Equal(TestEnvironment.ServiceRoleName, await connection.ExecuteScalarAsync<string>("SELECT current_user"));
         Assert.False(await connection.ExecuteScalarAsync<bool>(

@@ -1,7 +1,6 @@
 using Dapper;
 using Integrations.Infrastructure.Database;
 using Integrations.Tests.Support;
-using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
 namespace Integrations.Tests.Platform;
@@ -25,57 +24,6 @@ public sealed class DataSourceTests
         using var dataSource = IntegrationsServiceCollection.CreateDataSource(connectionString);
 
         Assert.Equal(expected, new NpgsqlConnectionStringBuilder(dataSource.ConnectionString).MaxAutoPrepare);
-    }
-
-    [Theory]
-    [InlineData("Host=127.0.0.1;Username=u;Database=d", false, true)]
-    [InlineData("Host=127.0.0.1;Username=u;Database=d", true, false)]
-    [InlineData("Host=127.0.0.1;Username=u;Database=d;No Reset On Close=false", false, false)]
-    public void Only_the_requests_pool_skips_the_reset_on_close_unless_the_connection_string_says(string connectionString, bool resetOnClose, bool expected)
-    {
-        using var dataSource = IntegrationsServiceCollection.CreateDataSource(connectionString, resetOnClose: resetOnClose);
-
-        Assert.Equal(expected, new NpgsqlConnectionStringBuilder(dataSource.ConnectionString).NoResetOnClose);
-    }
-
-    [Fact]
-    public async Task A_requests_connection_goes_back_to_the_pool_without_its_role_tenant_or_listener()
-    {
-        // Two connections in the requests' pool: whatever the requests below leave behind is on one of them.
-        var service = new NpgsqlConnectionStringBuilder(TestEnvironment.ServiceConnectionString(await TestEnvironment.ConnectionStringAsync())) { MaxPoolSize = 2 };
-        await using var host = await ServiceHost.StartAsync(new Dictionary<string, string?> { ["ConnectionStrings:Integrations"] = service.ConnectionString });
-        await host.WaitUntilListeningAsync();
-        var owner = host.Services.GetRequiredService<OwnerDatabase>().DataSource;
-        Assert.True(new NpgsqlConnectionStringBuilder(host.DataSource.ConnectionString).NoResetOnClose);
-        Assert.NotSame(host.DataSource, owner);
-        Assert.False(new NpgsqlConnectionStringBuilder(owner.ConnectionString).NoResetOnClose);
-
-        // Requests that commit, that fail and roll back, and that only read, several at a time so the pool holds several connections.
-        var tenant = TestEnvironment.NewTenant();
-        await Task.WhenAll(Enumerable.Range(0, 8).Select(async i =>
-        {
-            Assert.True((await host.SendAsync(new Features.Integrations.CreateIntegration.Command($"reset-{i}", "openai"), tenant)).IsSuccess);
-            Assert.False((await host.SendAsync(new Features.Integrations.CreateIntegration.Command($"reset-{i}", "openai"), tenant)).IsSuccess);
-            Assert.True((await host.SendAsync(new Features.Integrations.QueryIntegrations.Query(), tenant)).IsSuccess);
-        }));
-
-        // Both connections of the requests' pool, taken at once: each is its login role again, with no tenant and no
-        // channel it listens on (the change listener has a connection of its own).
-        var connections = new List<NpgsqlConnection>();
-        try
-        {
-            for (var i = 0; i < service.MaxPoolSize; i++) connections.Add(await host.DataSource.OpenConnectionAsync());
-            foreach (var connection in connections)
-            {
-                var state = await connection.QuerySingleAsync<(string User, string Role, string Tenant, long Listening)>(
-                    "SELECT current_user, current_setting('role'), coalesce(current_setting('app.tenant_id', true), ''), (SELECT count(*) FROM pg_listening_channels())");
-                Assert.Equal((TestEnvironment.ServiceRoleName, "none", "", 0L), state);
-            }
-        }
-        finally
-        {
-            foreach (var connection in connections) await connection.DisposeAsync();
-        }
     }
 
     [Fact]

@@ -93,7 +93,12 @@ public sealed class ConsoleBrowser : IAsyncLifetime
     /// <summary>Opens an incident the way a failing governed call does (the recorder on the tenant's connection).</summary>
     public async Task<RecordedIncident> OpenIncidentAsync(string tenantId, string message)
     {
-        await using var connection = await ServiceHost.OpenTenantConnectionAsync(Api.ConnectionString, tenantId);
+        await using var connection = await Api.Services.GetRequiredService<NpgsqlDataSource>().OpenConnectionAsync();
+        await using (var pin = new NpgsqlCommand("SELECT set_config('role', 'integrations_app', false), set_config('app.tenant_id', $1, false)", connection))
+        {
+            pin.Parameters.Add(new NpgsqlParameter { Value = tenantId });
+            await pin.ExecuteNonQueryAsync();
+        }
         return await Api.Services.GetRequiredService<IncidentRecorder>().OpenOrBumpAsync(connection, tenantId,
             new IncidentReport("tool_failure", "high", "mcp_tool", "everything/get-env", Guid.NewGuid().ToString("N"), message), CancellationToken.None);
     }

@@ -173,29 +173,15 @@ public sealed class ServiceHost : IAsyncDisposable
     }
 
     /// <summary>
-    /// A connection as a request uses it: the service's login, the app role, <paramref name="tenantId"/> pinned for the
+    /// A connection of the service's pool as a request uses it: the app role, <paramref name="tenantId"/> pinned for the
     /// session (the service pins per transaction; this is for tests that hand a connection to a component).
     /// </summary>
-    public Task<NpgsqlConnection> OpenTenantConnectionAsync(string tenantId) => OpenTenantConnectionAsync(ConnectionString, tenantId);
-
-    /// <inheritdoc cref="OpenTenantConnectionAsync(string)"/>
-    public static async Task<NpgsqlConnection> OpenTenantConnectionAsync(string connectionString, string tenantId)
+    public async Task<NpgsqlConnection> OpenTenantConnectionAsync(string tenantId)
     {
-        var connection = await OpenSessionConnectionAsync(connectionString);
+        var connection = await DataSource.OpenConnectionAsync();
         await using var pin = new NpgsqlCommand("SELECT set_config('role', 'integrations_app', false), set_config('app.tenant_id', $1, false)", connection);
         pin.Parameters.Add(new NpgsqlParameter { Value = tenantId });
         await pin.ExecuteNonQueryAsync();
-        return connection;
-    }
-
-    /// <summary>
-    /// A connection with the service's login outside the service's pool, for a test that changes session state: the
-    /// requests' pool skips Npgsql's reset on close, so what a test sets there would reach later requests.
-    /// </summary>
-    public static async Task<NpgsqlConnection> OpenSessionConnectionAsync(string connectionString)
-    {
-        var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(TestEnvironment.ServiceConnectionString(connectionString)) { Pooling = false }.ConnectionString);
-        await connection.OpenAsync();
         return connection;
     }
 

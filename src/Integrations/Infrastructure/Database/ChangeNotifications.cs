@@ -9,8 +9,6 @@ namespace Integrations.Infrastructure.Database;
 /// while the listener is down (not started yet, or reconnecting) they must read through; after a reconnect
 /// <see cref="Reset"/> tells them to forget everything, since notifications may have been missed.
 /// </summary>
-/// <param name="dataSource">The listener's own data source, unpooled (LISTEN is session state that must not reach a request's
-/// connection); disposed with this.</param>
 public sealed class ChangeNotifications(NpgsqlDataSource dataSource, ILogger<ChangeNotifications> logger) : IAsyncDisposable
 {
     public const string Channel = "integrations_changes";
@@ -102,6 +100,5 @@ public sealed class ChangeNotifications(NpgsqlDataSource dataSource, ILogger<Cha
             }
         }
         _stop.Dispose();
-        await dataSource.DisposeAsync();
     }
 }
