@@ -80,8 +80,8 @@ public sealed class AuditTrail(CallerContext caller)
     }
 
     /// <summary>
-    /// One statement, whatever the number of events and of writes they come from (migrations 0009, 0010 and 0040). Its
-    /// parameters are positional, so Npgsql sends the text as it is instead of parsing it on every execution.
+    /// One statement per audit key, whatever the number of events and of writes they come from (migrations 0009, 0010
+    /// and 0040). Its parameters are positional, so Npgsql sends the text as it is instead of parsing it each time.
     /// </summary>
     private const string AppendSql = "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
