@@ -1,5 +1,5 @@
--- A cheaper audit_append (issue 18: the keyed chain of 0015 had made every audited write cost PostgreSQL about a
--- fifth more). Two changes:
+-- A cheaper audit_append (issue 18: with the keyed chain of 0015, appending one event cost PostgreSQL about a fifth
+-- more than before it; bench/README.md). Two changes:
 --
 -- 1. A keyed event's hash covers the previous hash, its sequence number, its key id and its MAC, no longer its fields
 --    one by one: the MAC already covers them (tenant, event id, time, actor, action, subject, correlation, canonical

@@ -29,9 +29,10 @@ public static class VerifyAuditChain
 
     internal sealed class Handler(TenantSession session, AuditKeys keys, AuditAnchorFile anchors) : IRequestHandler<Query, Result<Response>>
     {
-        // The hash is recomputed as the function that appended the event computed it (audit_chain_hash, migration 0040); links, MACs and anchors are checked here, because
-        // the MAC keys never reach PostgreSQL. The head comes with every row, so events and head are one snapshot even
-        // while writers commit (the head alone is read only for a chain without events).
+        // The hash is recomputed as the function that appended the event computed it (audit_chain_hash, migration
+        // 0040); links, MACs and anchors are checked here, because the MAC keys never reach PostgreSQL. The head comes
+        // with every row, so events and head are one snapshot even while writers commit (the head alone is read only
+        // for a chain without events).
         private const string EventsSql = """
             SELECT e.seq, e.event_id, e.occurred_at, e.actor, e.action, e.subject_type, e.subject_id, e.correlation_id, e.details::text,
                    e.key_id, e.mac, e.prev_hash, e.hash,
