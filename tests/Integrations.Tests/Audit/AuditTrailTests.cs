@@ -164,11 +164,7 @@ public sealed class AuditTrailTests(ServiceFixture fixture) : IClassFixture<Serv
     {
         var previousKey = MasterKeys.Generate();
         var previous = MasterKeys.Parse(previousKey, "old");
-        await using var host = await ServiceHost.StartAsync(new Dictionary<string, string?>
-        {
-            ["Integrations:Audit:AnchorFile"] = Path.Combine(Path.GetTempPath(), "integrations-tests", $"anchors-{Guid.NewGuid():N}.jsonl"),
-            ["Integrations:Vault:PreviousKeys:old"] = previousKey,
-        });
+        await using var host = await ServiceHost.StartAsync(new Dictionary<string, string?> { ["Integrations:Vault:PreviousKeys:old"] = previousKey });
         var current = host.Services.GetRequiredService<AuditKeys>();
         var before = new AuditKeys(new MasterKeys(previous));
         var tenant = TestEnvironment.NewTenant();
