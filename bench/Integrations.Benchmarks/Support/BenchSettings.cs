@@ -116,7 +116,7 @@ public sealed class BenchSettings
             AuditSeconds = Int("BENCH_AUDIT_SECONDS", 60, 4),
             AuditSingleTenantSeconds = Int("BENCH_AUDIT_SINGLE_TENANT_SECONDS", 30, 3),
             AuditHttpSeconds = Int("BENCH_AUDIT_HTTP_SECONDS", 60, 4),
-            AuditWarmupSeconds = Int("BENCH_AUDIT_WARMUP_SECONDS", 5, 1),
+            AuditWarmupSeconds = Int("BENCH_AUDIT_WARMUP_SECONDS", 30, 1),
             AuditCompareSeconds = Int("BENCH_AUDIT_COMPARE_SECONDS", 20, 3),
             AuditRuns = Str("BENCH_AUDIT_RUNS", "limit,mediator-many,mediator-many-unprepared,mediator-one,http-many").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries),
 
@@ -128,7 +128,7 @@ public sealed class BenchSettings
             InvokeRateSeconds = Int("BENCH_INVOKE_RATE_SECONDS", 20, 3),
             InvokeCallers = Int("BENCH_INVOKE_CALLERS", 64, 64),
             InvokeSaturationSeconds = Int("BENCH_INVOKE_SATURATION_SECONDS", 20, 3),
-            InvokeWarmupSeconds = Int("BENCH_INVOKE_WARMUP_SECONDS", 5, 1),
+            InvokeWarmupSeconds = Int("BENCH_INVOKE_WARMUP_SECONDS", 30, 1),
             InvokeRepetitions = Int("BENCH_INVOKE_REPETITIONS", 3, 1),
             InvokeVariants = Variants(Str("BENCH_INVOKE_VARIANTS", "")),
 
