@@ -290,6 +290,15 @@ sum_trx() {
   echo "$p $fl $s $t $n"
 }
 
+# Prints what xUnit reported outside any test (a class fixture that failed to dispose, say) from the TRX files in $1:
+# the console's minimal verbosity shows such an error's exception type only; its message and stack trace are kept in
+# the TRX's run output.
+run_errors() {
+  find "$1" -name '*.trx' -type f -exec grep -h '^\[xUnit\.net [0-9:.]*\]  ' {} + 2>/dev/null \
+    | grep -Ev '^\[xUnit\.net [0-9:.]*\]   (Discovering|Discovered|Starting|Finished): ' \
+    | sed -e 's/&lt;/</g' -e 's/&gt;/>/g' -e 's/&quot;/"/g' -e 's/&amp;/\&/g' >&2 || true
+}
+
 # Fallback: sums the VSTest console summary lines
 # "Passed!  - Failed:     0, Passed:    12, Skipped:     0, Total:    12, ..." in $1.
 sum_console() {
@@ -395,7 +404,8 @@ cmd_test() {
     exit 1
   fi
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-    echo "build.sh: error: dotnet test failed (exit code $rc) without a failed test: a test host crashed or was aborted" >&2
+    echo "build.sh: error: dotnet test failed (exit code $rc) without a failed test: a test host crashed or was aborted, or an error outside any test:" >&2
+    run_errors "$results"
     f=1
   fi
   f=$((f + format_failed))
